@@ -1,0 +1,134 @@
+// The Docker VolumeDriver protocol and the dependencies every handler receives, in one place.
+// Field casing is Docker's own (Name, Opts, ID, Mountpoint, Err...).
+
+/** Every response may carry Err; a non-empty Err is what the docker CLI prints. */
+export interface ErrResponse {
+  Err: string;
+}
+
+export interface CreateRequest {
+  Name: string;
+  Opts?: Record<string, string> | null;
+}
+export interface NameRequest {
+  Name: string;
+}
+export interface MountRequest {
+  Name: string;
+  ID: string;
+}
+export interface MountResponse extends ErrResponse {
+  Mountpoint: string;
+}
+export interface VolumeInfo {
+  Name: string;
+  Mountpoint: string;
+  CreatedAt?: string;
+  Status?: Record<string, unknown>;
+}
+export interface GetResponse extends ErrResponse {
+  Volume: VolumeInfo | null;
+}
+export interface ListResponse extends ErrResponse {
+  Volumes: { Name: string; Mountpoint: string }[];
+}
+export interface CapabilitiesResponse {
+  Capabilities: { Scope: 'local' | 'global' };
+}
+export interface ActivateResponse {
+  Implements: string[];
+}
+
+/** What the plugin keeps per volume. Secrets live only here and in 0600 key files. */
+export interface VolumeRecord {
+  name: string;
+  createdAt: string;
+  /** Validated options exactly as the user gave them (secrets included), used to detect a conflicting re-create. */
+  options: Record<string, string>;
+  mountpoint: string;
+  /** Path of the key file written from the `key` option, deleted with the volume. */
+  keyFile?: string;
+  /** Mount references: mount ID -> how many times Docker mounted it with that ID (docker cp repeats an ID). */
+  mounts: Record<string, number>;
+  lastError?: string;
+  lastErrorAt?: string;
+  mountedAt?: string;
+}
+
+/** The only programs the plugin may ever run. */
+export type Program = 'sshfs' | 'fusermount3' | 'ssh';
+
+export interface RunOptions {
+  /** Written to the program's stdin (the sshfs password); never logged. */
+  input?: string;
+  timeoutMs?: number;
+}
+
+export interface RunResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+export interface CommandRunner {
+  run(program: Program, args: string[], options?: RunOptions): Promise<RunResult>;
+}
+
+/** Which paths are live mounts right now (the kernel's view, or a fake one). */
+export interface MountTable {
+  isMounted(path: string): Promise<boolean>;
+}
+
+/** The filesystem work handlers need, kept behind an interface so handlers stay pure. */
+export interface HostFs {
+  ensureDir(path: string): Promise<void>;
+  /** Removes a directory only if it is empty; never recurses. */
+  removeEmptyDir(path: string): Promise<'removed' | 'absent' | 'not-empty'>;
+  /** Writes a file readable by root only (0600), atomically. */
+  writeSecretFile(path: string, content: string): Promise<void>;
+  removeFile(path: string): Promise<void>;
+  exists(path: string): Promise<boolean>;
+}
+
+export interface VolumeStore {
+  get(name: string): Promise<VolumeRecord | undefined>;
+  list(): Promise<VolumeRecord[]>;
+  /** Inserts or replaces; resolves once the change is durable. */
+  put(record: VolumeRecord): Promise<void>;
+  delete(name: string): Promise<void>;
+}
+
+export interface Logger {
+  debug(message: string): void;
+  info(message: string): void;
+  error(message: string): void;
+}
+
+export interface Config {
+  socketPath: string;
+  stateDir: string;
+  mountRoot: string;
+  debug: boolean;
+  dryRun: boolean;
+  /** How long sshfs may take to connect and mount before Mount fails (Docker cuts managed plugins at 30 s). */
+  mountTimeoutMs: number;
+}
+
+/** Runs fn while holding the lock for key; different keys never wait for each other. */
+export interface KeyedLock {
+  withLock<T>(key: string, fn: () => Promise<T>): Promise<T>;
+}
+
+export interface Deps {
+  store: VolumeStore;
+  runner: CommandRunner;
+  mounts: MountTable;
+  fs: HostFs;
+  config: Config;
+  locks: KeyedLock;
+  now: () => Date;
+  log: Logger;
+}
+
+export type Handler<Res> = (request: unknown, deps: Deps) => Promise<Res>;
