@@ -1,0 +1,28 @@
+// Reads the plugin's configuration from the environment (settable with `docker plugin set` for the managed plugin).
+import { isAbsolute } from 'node:path';
+import type { Config } from '../handlers/types.js';
+
+function truthy(value: string | undefined): boolean {
+  return value !== undefined && /^(1|true|yes|on)$/i.test(value.trim());
+}
+
+function absolute(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
+  const value = env[name] === undefined || env[name] === '' ? fallback : env[name];
+  if (!isAbsolute(value)) throw new Error(`${name} must be an absolute path, not "${value}"`);
+  return value.replace(/\/+$/, '') || '/';
+}
+
+export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const timeout = env.MOUNT_TIMEOUT === undefined || env.MOUNT_TIMEOUT === '' ? 20 : Number(env.MOUNT_TIMEOUT);
+  if (!Number.isFinite(timeout) || timeout < 1 || timeout > 110) {
+    throw new Error(`MOUNT_TIMEOUT must be a number of seconds from 1 to 110, not "${env.MOUNT_TIMEOUT}"`);
+  }
+  return {
+    socketPath: absolute(env, 'SOCKET_PATH', '/run/docker/plugins/sshfs.sock'),
+    stateDir: absolute(env, 'STATE_DIR', '/mnt/state'),
+    mountRoot: absolute(env, 'MOUNT_ROOT', '/mnt/volumes'),
+    debug: truthy(env.DEBUG),
+    dryRun: truthy(env.DRY_RUN),
+    mountTimeoutMs: Math.round(timeout * 1000),
+  };
+}

@@ -1,0 +1,56 @@
+// A runner that runs nothing: it records each command, keeps a simulated mount table and answers as scripted.
+// Unit tests use it directly; DRY_RUN=1 uses it to print the exact commands the plugin would run.
+import type { CommandRunner, MountTable, Program, RunOptions, RunResult } from '../handlers/types.js';
+
+export interface RecordedCall {
+  program: Program;
+  args: string[];
+  input?: string;
+  timeoutMs?: number;
+}
+
+/** Decides the outcome of a call; return undefined for the default (success). */
+export type Script = (call: RecordedCall) => Partial<RunResult> | undefined;
+
+const OK: RunResult = { exitCode: 0, stdout: '', stderr: '', timedOut: false };
+
+export class FakeRunner implements CommandRunner, MountTable {
+  readonly calls: RecordedCall[] = [];
+  readonly mounted = new Set<string>();
+  script: Script = () => undefined;
+
+  constructor(private readonly print?: (line: string) => void) {}
+
+  async run(program: Program, args: string[], options: RunOptions = {}): Promise<RunResult> {
+    const call: RecordedCall = {
+      program,
+      args: [...args],
+      ...(options.input !== undefined ? { input: options.input } : {}),
+      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    };
+    this.calls.push(call);
+    this.print?.(formatCall(call));
+    const result: RunResult = { ...OK, ...this.script(call) };
+    if (result.exitCode === 0 && !result.timedOut) this.simulate(program, args);
+    return result;
+  }
+
+  async isMounted(path: string): Promise<boolean> {
+    return this.mounted.has(path);
+  }
+
+  private simulate(program: Program, args: string[]): void {
+    if (program === 'sshfs' && args[1] !== undefined) this.mounted.add(args[1]);
+    if (program === 'fusermount3') {
+      const target = args[args.length - 1];
+      if (target !== undefined) this.mounted.delete(target);
+    }
+  }
+}
+
+/** A shell-like rendering of a call for dry-run output; stdin (the password) is shown masked. */
+export function formatCall(call: RecordedCall): string {
+  const quote = (a: string) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+  const stdin = call.input !== undefined && call.input !== '' ? ' <<< ********' : '';
+  return `${[call.program, ...call.args].map(quote).join(' ')}${stdin}`;
+}

@@ -1,0 +1,50 @@
+// The filesystem work handlers ask for, done for real.
+import { access, mkdir, open, rename, rm, rmdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { HostFs } from '../handlers/types.js';
+
+function code(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException).code;
+}
+
+export function createHostFs(): HostFs {
+  return {
+    async ensureDir(path) {
+      await mkdir(path, { recursive: true, mode: 0o755 });
+    },
+    async removeEmptyDir(path) {
+      try {
+        await rmdir(path); // rmdir(2) fails on a non-empty directory: nothing inside is ever deleted
+        return 'removed';
+      } catch (error) {
+        if (code(error) === 'ENOENT') return 'absent';
+        if (code(error) === 'ENOTEMPTY' || code(error) === 'EEXIST') return 'not-empty';
+        throw error;
+      }
+    },
+    async writeSecretFile(path, content) {
+      await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+      const tmp = `${path}.tmp-${process.pid}`;
+      const handle = await open(tmp, 'w', 0o600);
+      try {
+        await handle.chmod(0o600); // in case the file already existed with another mode
+        await handle.writeFile(content);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(tmp, path);
+    },
+    async removeFile(path) {
+      await rm(path, { force: true });
+    },
+    async exists(path) {
+      try {
+        await access(path);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  };
+}

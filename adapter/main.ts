@@ -1,0 +1,34 @@
+// Entry point: read config, load state, serve the socket, stop cleanly on SIGTERM.
+import { describe } from '../handlers/errors.js';
+import { LowdbStore } from '../state/lowdb-store.js';
+import { createApp } from './app.js';
+import { readConfig } from './config.js';
+import { createDeps } from './deps.js';
+import { createLogger } from './logger.js';
+import { listenOnSocket } from './server.js';
+
+async function main(): Promise<void> {
+  // Everything the plugin writes (state, keys, known_hosts) is for root only.
+  process.umask(0o077);
+  const config = readConfig();
+  const log = createLogger(config.debug);
+  // State first: Docker asks Get for every volume it knows as soon as we answer, and forgets those we deny.
+  const store = await LowdbStore.open(config.stateDir);
+  const deps = createDeps(config, store, log);
+  const server = await listenOnSocket(createApp(deps), config.socketPath);
+  log.info(
+    `sshfs volume plugin listening on ${config.socketPath} (state ${config.stateDir}, mounts under ${config.mountRoot}` +
+      `${config.dryRun ? ', DRY RUN: no command is run' : ''}${config.debug ? ', debug' : ''})`,
+  );
+  const stop = (signal: string) => {
+    log.info(`${signal}: closing the socket; mounts stay for running containers`);
+    void server.close().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`sshfs volume plugin failed to start: ${describe(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,245 @@
+// Parses and validates `docker volume create -o` options. Every key is checked against an allow-list and every
+// value against a strict pattern, so no option can make sshfs or ssh run another program or smuggle in a
+// further option (FUSE splits -o values on commas; ssh treats a leading '-' as a flag).
+import { UserError } from './errors.js';
+
+type Target = 'plugin' | 'sshfs' | 'ssh';
+
+interface OptionSpec {
+  target: Target;
+  /** Validates the raw value and returns the value to pass on (flags return '' when set, undefined when unset). */
+  parse: (value: string, key: string) => string | undefined;
+  help: string;
+}
+
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+const PATH = /^\/[A-Za-z0-9._@+/-]*$/;
+const TOKEN = /^[A-Za-z0-9@._+-]+$/;
+
+function flag(value: string, key: string): string | undefined {
+  const v = value.trim().toLowerCase();
+  if (v === '' || v === 'true' || v === 'yes' || v === '1' || v === 'on') return '';
+  if (v === 'false' || v === 'no' || v === '0' || v === 'off') return undefined;
+  throw new UserError(`option ${key} is a flag: give it no value, or true/false`);
+}
+
+function integer(min: number, max: number) {
+  return (value: string, key: string): string => {
+    if (!/^[0-9]{1,10}$/.test(value) || Number(value) < min || Number(value) > max) {
+      throw new UserError(`option ${key} must be a whole number from ${min} to ${max}, not "${printable(value)}"`);
+    }
+    return String(Number(value));
+  };
+}
+
+function oneOf(...allowed: string[]) {
+  return (value: string, key: string): string => {
+    const v = value.trim().toLowerCase();
+    if (!allowed.includes(v)) {
+      throw new UserError(`option ${key} must be one of ${allowed.join(', ')}, not "${printable(value)}"`);
+    }
+    return v;
+  };
+}
+
+function absolutePath(value: string, key: string): string {
+  if (!PATH.test(value) || value.split('/').includes('..')) {
+    throw new UserError(
+      `option ${key} must be an absolute path of letters, digits and . _ @ + - / (no commas, spaces or ..), not "${printable(value)}"`,
+    );
+  }
+  return value;
+}
+
+function token(value: string, key: string): string {
+  if (!TOKEN.test(value)) {
+    throw new UserError(`option ${key} takes a single name of letters, digits and @ . _ + - (no commas), not "${printable(value)}"`);
+  }
+  return value;
+}
+
+function octal(value: string, key: string): string {
+  if (!/^[0-7]{3,4}$/.test(value)) throw new UserError(`option ${key} must be an octal mask such as 022, not "${printable(value)}"`);
+  return value;
+}
+
+/** Shows a value in an error without control characters (which could forge log lines). */
+export function printable(value: string): string {
+  const clean = value.replace(/[\u0000-\u001f\u007f]/g, '?');
+  return clean.length > 80 ? `${clean.slice(0, 80)}...` : clean;
+}
+
+const UID = integer(0, 4_294_967_294);
+
+/** The allow-list. Keys are matched case-insensitively and stored in this spelling. */
+export const OPTION_SPECS: Record<string, OptionSpec> = {
+  sshcmd: { target: 'plugin', parse: (v) => v, help: '[user@]host:[path] of the remote directory (required)' },
+  port: { target: 'plugin', parse: integer(1, 65535), help: 'ssh port (default 22)' },
+  password: { target: 'plugin', parse: (v) => v, help: 'password, given to sshfs on stdin (prefer a key)' },
+  IdentityFile: { target: 'plugin', parse: absolutePath, help: 'path of a private key where the plugin runs, e.g. /keys/id_ed25519' },
+  key: { target: 'plugin', parse: (v) => v, help: 'the private key itself (OpenSSH/PEM text, or that text in base64)' },
+  // sshfs and FUSE options
+  allow_other: { target: 'sshfs', parse: flag, help: 'let every user in the container access the mount (default on)' },
+  default_permissions: { target: 'sshfs', parse: flag, help: 'let the kernel check permissions from the remote mode bits' },
+  uid: { target: 'sshfs', parse: UID, help: 'owner uid to show for files (with idmap=user or alone)' },
+  gid: { target: 'sshfs', parse: UID, help: 'owner gid to show for files' },
+  umask: { target: 'sshfs', parse: octal, help: 'permission mask applied to shown modes, e.g. 022' },
+  ro: { target: 'sshfs', parse: flag, help: 'mount read-only' },
+  reconnect: { target: 'sshfs', parse: flag, help: 'reconnect after the connection drops (default on)' },
+  idmap: { target: 'sshfs', parse: oneOf('none', 'user'), help: 'none or user: map the remote user to the local uid' },
+  follow_symlinks: { target: 'sshfs', parse: flag, help: 'follow symlinks on the server' },
+  transform_symlinks: { target: 'sshfs', parse: flag, help: 'make absolute symlinks relative' },
+  cache: { target: 'sshfs', parse: oneOf('yes', 'no'), help: 'yes or no: cache attributes and directories' },
+  dir_cache: { target: 'sshfs', parse: oneOf('yes', 'no'), help: 'yes or no: cache directory listings' },
+  cache_timeout: { target: 'sshfs', parse: integer(0, 86_400), help: 'seconds cached entries stay valid' },
+  kernel_cache: { target: 'sshfs', parse: flag, help: 'keep file data in the kernel page cache across opens' },
+  max_conns: { target: 'sshfs', parse: integer(1, 32), help: 'number of parallel ssh connections (default 1)' },
+  // ssh options, passed as -o Name=Value
+  ServerAliveInterval: { target: 'ssh', parse: integer(0, 3600), help: 'seconds between keepalives (default 15)' },
+  ServerAliveCountMax: { target: 'ssh', parse: integer(1, 100), help: 'missed keepalives before the link counts as dead (default 3)' },
+  ConnectTimeout: { target: 'ssh', parse: integer(1, 60), help: 'seconds to wait for the TCP connection (default 10)' },
+  Compression: { target: 'ssh', parse: oneOf('yes', 'no'), help: 'yes or no: compress the ssh stream' },
+  Ciphers: { target: 'ssh', parse: token, help: 'one ssh cipher, e.g. aes128-gcm@openssh.com' },
+  StrictHostKeyChecking: {
+    target: 'ssh',
+    parse: oneOf('yes', 'accept-new'),
+    help: 'accept-new (default: pin the host key on first use) or yes (the key must already be known)',
+  },
+  UserKnownHostsFile: { target: 'ssh', parse: absolutePath, help: 'known_hosts file to check host keys against' },
+};
+
+const CANONICAL = new Map(Object.keys(OPTION_SPECS).map((k) => [k.toLowerCase(), k]));
+
+export function allowedOptionsText(): string {
+  return Object.keys(OPTION_SPECS).join(', ');
+}
+
+export interface Remote {
+  user?: string;
+  host: string;
+  path: string;
+}
+
+/** A volume's validated options, split by who consumes them. */
+export interface VolumeOptions {
+  remote: Remote;
+  port?: number;
+  password?: string;
+  identityFile?: string;
+  /** Private key text, normalized to OpenSSH/PEM with a trailing newline. */
+  key?: string;
+  /** sshfs/FUSE options as name -> value ('' for a flag), after defaults. */
+  sshfs: Record<string, string>;
+  /** ssh options as Name -> value, after defaults. */
+  ssh: Record<string, string>;
+  /** The options as given, with canonical key spelling (for comparing re-creates). */
+  given: Record<string, string>;
+}
+
+const USER = /^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$/;
+const HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})$/;
+const IPV6 = /^\[[0-9A-Fa-f:.]{2,45}\]$/;
+
+export function parseSshcmd(value: string): Remote {
+  if (CONTROL_CHARS.test(value)) throw new UserError('sshcmd must not contain control characters or newlines');
+  const colon = value.startsWith('[') ? value.indexOf(':', value.indexOf(']')) : value.indexOf(':');
+  const example = 'write it as [user@]host:[path], e.g. -o sshcmd=alice@files.example.com:/srv/data';
+  if (colon < 0) throw new UserError(`sshcmd "${printable(value)}" has no ':' before the path; ${example}`);
+  const login = value.slice(0, colon);
+  const path = value.slice(colon + 1);
+  const at = login.lastIndexOf('@');
+  const user = at >= 0 ? login.slice(0, at) : undefined;
+  const host = at >= 0 ? login.slice(at + 1) : login;
+  if (user !== undefined && !USER.test(user)) {
+    throw new UserError(`sshcmd user "${printable(user)}" is not a valid user name (letters, digits, . _ -, not starting with -); ${example}`);
+  }
+  if (!HOSTNAME.test(host) && !IPV6.test(host)) {
+    throw new UserError(`sshcmd host "${printable(host)}" is not a valid host name or address (it may not start with -); ${example}`);
+  }
+  return { ...(user !== undefined ? { user } : {}), host, path };
+}
+
+export function remoteText(remote: Remote): string {
+  return `${remote.user !== undefined ? `${remote.user}@` : ''}${remote.host}:${remote.path}`;
+}
+
+const PRIVATE_KEY = /^-----BEGIN ([A-Z0-9 ]+ )?PRIVATE KEY-----\r?\n[\s\S]+\n-----END ([A-Z0-9 ]+ )?PRIVATE KEY-----\s*$/;
+
+export function normalizeKey(value: string): string {
+  const text = value.trim();
+  if (PRIVATE_KEY.test(`${text}\n`)) return `${text.replace(/\r\n/g, '\n')}\n`;
+  const compact = text.replace(/\s+/g, '');
+  if (/^[A-Za-z0-9+/]+={0,2}$/.test(compact)) {
+    const decoded = Buffer.from(compact, 'base64').toString('utf8').trim();
+    if (PRIVATE_KEY.test(`${decoded}\n`)) return `${decoded.replace(/\r\n/g, '\n')}\n`;
+  }
+  throw new UserError(
+    'option key must be a private key: the text of the file, starting with -----BEGIN ... PRIVATE KEY----- ' +
+      '(e.g. -o key="$(cat ~/.ssh/id_ed25519)"), or that text base64-encoded',
+  );
+}
+
+/** Defaults users of other sshfs plugins asked for: survive drops, notice dead links, never hang a Mount. */
+export const DEFAULT_SSHFS: Record<string, string> = { reconnect: '', allow_other: '' };
+export const DEFAULT_SSH: Record<string, string> = {
+  ServerAliveInterval: '15',
+  ServerAliveCountMax: '3',
+  ConnectTimeout: '10',
+  StrictHostKeyChecking: 'accept-new',
+};
+
+export function parseOptions(opts: Record<string, string>): VolumeOptions {
+  const given: Record<string, string> = {};
+  for (const [rawKey, value] of Object.entries(opts)) {
+    const key = CANONICAL.get(rawKey.toLowerCase());
+    if (key === undefined) {
+      throw new UserError(`option "${printable(rawKey)}" is not supported; the options are: ${allowedOptionsText()}`);
+    }
+    if (key in given) throw new UserError(`option ${key} is given twice`);
+    if (key !== 'key' && CONTROL_CHARS.test(value)) {
+      throw new UserError(`option ${key} must not contain control characters or newlines`);
+    }
+    if (value.length > 16_384) throw new UserError(`option ${key} is too long`);
+    given[key] = value;
+  }
+  if (given.sshcmd === undefined || given.sshcmd === '') {
+    throw new UserError('option sshcmd is required: docker volume create -d sshfs -o sshcmd=user@host:/path NAME');
+  }
+  const auth = ['password', 'IdentityFile', 'key'].filter((k) => given[k] !== undefined);
+  if (auth.length > 1) throw new UserError(`give only one of password, IdentityFile and key (got ${auth.join(' and ')})`);
+
+  const result: VolumeOptions = {
+    remote: parseSshcmd(given.sshcmd),
+    sshfs: { ...DEFAULT_SSHFS },
+    ssh: { ...DEFAULT_SSH },
+    given,
+  };
+  for (const [key, value] of Object.entries(given)) {
+    const spec = OPTION_SPECS[key];
+    if (spec === undefined) continue;
+    const parsed = spec.parse(value, key);
+    switch (key) {
+      case 'port':
+        result.port = Number(parsed);
+        break;
+      case 'password':
+        if (value === '') throw new UserError('option password is empty; give the password or use a key');
+        result.password = value;
+        break;
+      case 'IdentityFile':
+        result.identityFile = parsed;
+        break;
+      case 'key':
+        result.key = normalizeKey(value);
+        break;
+      default:
+        if (spec.target === 'plugin') break;
+        {
+          const bag = spec.target === 'sshfs' ? result.sshfs : result.ssh;
+          if (parsed === undefined) delete bag[key];
+          else bag[key] = parsed;
+        }
+    }
+  }
+  return result;
+}

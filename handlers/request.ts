@@ -1,0 +1,43 @@
+// Validates request bodies: Docker sends well-formed JSON, but the socket accepts anything.
+import { UserError } from './errors.js';
+import { printable } from './options.js';
+
+const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
+
+function asObject(body: unknown): Record<string, unknown> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new UserError('request body must be a JSON object');
+  }
+  return body as Record<string, unknown>;
+}
+
+export function requireName(body: unknown): string {
+  const name = asObject(body).Name;
+  if (typeof name !== 'string' || name === '') throw new UserError('request needs a Name (a string)');
+  if (!VOLUME_NAME.test(name)) {
+    throw new UserError(
+      `volume name "${printable(name)}" is not valid: use letters, digits and _ . - (starting with a letter or digit, at most 255)`,
+    );
+  }
+  return name;
+}
+
+export function requireMount(body: unknown): { name: string; id: string } {
+  const name = requireName(body);
+  const id = asObject(body).ID;
+  if (typeof id !== 'string' || id === '' || id.length > 256) throw new UserError('request needs an ID (a string of 1 to 256 characters)');
+  return { name, id };
+}
+
+export function requireCreate(body: unknown): { name: string; opts: Record<string, string> } {
+  const name = requireName(body);
+  const opts = asObject(body).Opts;
+  if (opts === undefined || opts === null) return { name, opts: {} };
+  if (typeof opts !== 'object' || Array.isArray(opts)) throw new UserError('Opts must be an object of strings');
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(opts as Record<string, unknown>)) {
+    if (typeof v !== 'string') throw new UserError(`option ${printable(k)} must be a string`);
+    out[k] = v;
+  }
+  return { name, opts: out };
+}

@@ -1,0 +1,51 @@
+import { UserError } from './errors.js';
+import { requireMount } from './request.js';
+import { respond } from './respond.js';
+import type { Deps, ErrResponse, VolumeRecord } from './types.js';
+import { getVolume, referenceCount } from './volume.js';
+
+export async function unmount(request: unknown, deps: Deps): Promise<ErrResponse> {
+  return respond<ErrResponse>(deps, 'Unmount', {}, async () => {
+    const { name, id } = requireMount(request);
+    return deps.locks.withLock(name, async () => {
+      const record = await getVolume(deps, name);
+      const count = record.mounts[id];
+      if (count === undefined) {
+        // Docker only unmounts what it mounted; an unknown ID means our state already let go of it (e.g. after a restart).
+        deps.log.info(`volume ${name}: unmount of unknown mount ID ${id} ignored`);
+        return { Err: '' };
+      }
+      if (count > 1) record.mounts[id] = count - 1;
+      else delete record.mounts[id];
+      if (referenceCount(record) === 0) {
+        delete record.mountedAt;
+        await deps.store.put(record);
+        await unmountSshfs(record, deps);
+      } else {
+        await deps.store.put(record);
+      }
+      deps.log.debug(`volume ${name} unmount ${id}: ${referenceCount(record)} reference(s) left`);
+      return { Err: '' };
+    });
+  });
+}
+
+/** Unmounts (lazily if busy) and removes the then-empty mountpoint directory; never deletes files. */
+export async function unmountSshfs(record: VolumeRecord, deps: Deps): Promise<void> {
+  if (await deps.mounts.isMounted(record.mountpoint)) {
+    const plain = await deps.runner.run('fusermount3', ['-u', record.mountpoint], { timeoutMs: 10_000 });
+    if (plain.exitCode !== 0) {
+      deps.log.info(`unmount of ${record.mountpoint} failed (${plain.stderr.trim()}); detaching it lazily`);
+      await deps.runner.run('fusermount3', ['-u', '-z', record.mountpoint], { timeoutMs: 10_000 });
+    }
+    if (await deps.mounts.isMounted(record.mountpoint)) {
+      const message = `could not unmount ${record.mountpoint}: ${plain.stderr.trim() || 'fusermount3 failed'}`;
+      record.lastError = message;
+      record.lastErrorAt = deps.now().toISOString();
+      await deps.store.put(record);
+      throw new UserError(message);
+    }
+    deps.log.info(`unmounted volume ${record.name}`);
+  }
+  await deps.fs.removeEmptyDir(record.mountpoint);
+}

@@ -1,0 +1,75 @@
+// Shared per-volume helpers: where things live, how a record maps back to mount options, what Status shows.
+import { createHash } from 'node:crypto';
+import { posix } from 'node:path';
+import { UserError } from './errors.js';
+import { parseOptions, remoteText, type VolumeOptions } from './options.js';
+import type { Config, Deps, VolumeRecord } from './types.js';
+
+export function mountpointFor(config: Config, name: string): string {
+  // From the volume name, never from sshcmd: two volumes on one remote path must not share a mountpoint.
+  return posix.join(config.mountRoot, name);
+}
+
+export function keyFileFor(config: Config, name: string): string {
+  return posix.join(config.stateDir, 'keys', `${name}.key`);
+}
+
+export function knownHostsFile(config: Config): string {
+  return posix.join(config.stateDir, 'known_hosts');
+}
+
+const KEY_DIGEST_PREFIX = 'sha256:';
+
+/** What is persisted as the volume's options: the key itself lives only in its 0600 key file. */
+export function storedOptions(given: Record<string, string>, key: string | undefined): Record<string, string> {
+  const out = { ...given };
+  if (key !== undefined) out.key = KEY_DIGEST_PREFIX + createHash('sha256').update(key).digest('hex');
+  return out;
+}
+
+export function sameOptions(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ka = Object.keys(a).sort();
+  const kb = Object.keys(b).sort();
+  return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a[k] === b[k]);
+}
+
+/** Re-reads a stored record's options (the key is replaced by its key file). */
+export function optionsOf(record: VolumeRecord): VolumeOptions {
+  const { key: _digest, ...rest } = record.options;
+  return parseOptions(rest);
+}
+
+export function referenceCount(record: VolumeRecord): number {
+  return Object.values(record.mounts).reduce((a, b) => a + b, 0);
+}
+
+export async function getVolume(deps: Deps, name: string): Promise<VolumeRecord> {
+  const record = await deps.store.get(name);
+  if (record === undefined) throw new UserError(`no such volume: ${name}`);
+  return record;
+}
+
+function authOf(record: VolumeRecord): string {
+  if (record.options.password !== undefined) return 'password';
+  if (record.options.key !== undefined) return 'key';
+  if (record.options.IdentityFile !== undefined) return `IdentityFile ${record.options.IdentityFile}`;
+  return 'default ssh keys';
+}
+
+/** What `docker volume inspect` shows: everything an operator acts on, never a secret. */
+export function statusOf(record: VolumeRecord, mounted: boolean): Record<string, unknown> {
+  const opts = optionsOf(record);
+  const shown = Object.fromEntries(
+    Object.entries(record.options).filter(([k]) => k !== 'password' && k !== 'key' && k !== 'sshcmd'),
+  );
+  return {
+    mounted,
+    remote: remoteText(opts.remote) + (opts.port !== undefined ? ` (port ${opts.port})` : ''),
+    auth: authOf(record),
+    references: referenceCount(record),
+    mountIDs: Object.keys(record.mounts).length,
+    ...(record.mountedAt !== undefined && mounted ? { mountedAt: record.mountedAt } : {}),
+    ...(Object.keys(shown).length > 0 ? { options: shown } : {}),
+    ...(record.lastError !== undefined ? { lastError: record.lastError, lastErrorAt: record.lastErrorAt } : {}),
+  };
+}
