@@ -142,7 +142,9 @@ const IPV6 = /^\[[0-9A-Fa-f:.]{2,45}\]$/;
 
 export function parseSshcmd(value: string): Remote {
   if (CONTROL_CHARS.test(value)) throw new UserError('sshcmd must not contain control characters or newlines');
-  const colon = value.startsWith('[') ? value.indexOf(':', value.indexOf(']')) : value.indexOf(':');
+  // An IPv6 address in brackets has colons of its own: look for the path's colon after the bracket.
+  const bracketed = value.startsWith('[') || value.includes('@[');
+  const colon = value.indexOf(':', bracketed ? Math.max(0, value.indexOf(']')) : 0);
   const example = 'write it as [user@]host:[path], e.g. -o sshcmd=alice@files.example.com:/srv/data';
   if (colon < 0) throw new UserError(`sshcmd "${printable(value)}" has no ':' before the path; ${example}`);
   const login = value.slice(0, colon);

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { createApp } from '../../adapter/app.js';
+import { makeDeps } from './fixtures.js';
+
+// Requests as dockerd sends them: POST, no Content-Type, empty Host.
+async function post(app: ReturnType<typeof createApp>, route: string, body?: string) {
+  const res = await app.request(route, { method: 'POST', ...(body !== undefined ? { body } : {}) });
+  return { status: res.status, type: res.headers.get('content-type'), json: (await res.json()) as Record<string, unknown> };
+}
+
+describe('Hono adapter', () => {
+  it('answers Activate with an empty body', async () => {
+    const r = await post(createApp(makeDeps()), '/Plugin.Activate');
+    expect(r).toEqual({ status: 200, type: 'application/vnd.docker.plugins.v1.1+json', json: { Implements: ['VolumeDriver'] } });
+  });
+
+  it('routes every endpoint to its handler', async () => {
+    const deps = makeDeps();
+    const app = createApp(deps);
+    expect((await post(app, '/VolumeDriver.Create', JSON.stringify({ Name: 'v', Opts: { sshcmd: 'u@h:/p' } }))).json).toEqual({ Err: '' });
+    expect((await post(app, '/VolumeDriver.Mount', '{"Name":"v","ID":"x"}')).json).toEqual({ Mountpoint: '/mnt/volumes/v', Err: '' });
+    expect((await post(app, '/VolumeDriver.Path', '{"Name":"v"}')).json).toEqual({ Mountpoint: '/mnt/volumes/v', Err: '' });
+    expect((await post(app, '/VolumeDriver.List', '{}')).json).toEqual({ Volumes: [{ Name: 'v', Mountpoint: '/mnt/volumes/v' }], Err: '' });
+    expect((await post(app, '/VolumeDriver.Get', '{"Name":"v"}')).json.Volume).toMatchObject({ Name: 'v' });
+    expect((await post(app, '/VolumeDriver.Unmount', '{"Name":"v","ID":"x"}')).json).toEqual({ Err: '' });
+    expect((await post(app, '/VolumeDriver.Remove', '{"Name":"v"}')).json).toEqual({ Err: '' });
+    expect((await post(app, '/VolumeDriver.Capabilities', '{}')).json).toEqual({ Capabilities: { Scope: 'local' } });
+  });
+
+  it('turns handler errors into Err with status 500', async () => {
+    const r = await post(createApp(makeDeps()), '/VolumeDriver.Get', '{"Name":"ghost"}');
+    expect(r).toMatchObject({ status: 500, json: { Volume: null, Err: 'no such volume: ghost' } });
+  });
+
+  it.each([
+    ['malformed JSON', '/VolumeDriver.Create', '{"Name":', 400, /not valid JSON/],
+    ['wrong types', '/VolumeDriver.Create', '{"Name":["a"]}', 500, /needs a Name/],
+    ['a JSON array', '/VolumeDriver.Mount', '[1,2]', 500, /must be a JSON object/],
+    ['a huge body', '/VolumeDriver.Create', JSON.stringify({ Name: 'v', Opts: { sshcmd: 'x'.repeat(2_000_000) } }), 413, /larger than/],
+    ['an unknown endpoint', '/VolumeDriver.Explode', '{}', 404, /unknown endpoint/],
+  ])('answers %s with a clear Err and changes nothing', async (_label, route, body, status, message) => {
+    const deps = makeDeps();
+    const r = await post(createApp(deps), route, body);
+    expect(r.status).toBe(status);
+    expect(String(r.json.Err)).toMatch(message);
+    expect(await deps.store.list()).toEqual([]);
+  });
+
+  it('logs one line per request at debug, never option values', async () => {
+    const deps = makeDeps();
+    await post(createApp(deps), '/VolumeDriver.Create', JSON.stringify({ Name: 'v', Opts: { sshcmd: 'u@h:/p', password: 'hunter2' } }));
+    const lines = deps.logs.filter((l) => l.startsWith('debug /VolumeDriver.Create'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/Name="v" Opts keys=\[sshcmd,password\] -> ok/);
+    expect(deps.logs.join('\n')).not.toContain('hunter2');
+  });
+});

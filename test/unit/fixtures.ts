@@ -1,0 +1,72 @@
+// Deps for handler tests: the fake runner (with its simulated mount table), a memory store and an in-memory filesystem.
+import { FakeRunner } from '../../adapter/fake-runner.js';
+import { createKeyedLock } from '../../handlers/keyed-lock.js';
+import type { Config, Deps, HostFs } from '../../handlers/types.js';
+import { MemoryStore } from '../../state/memory-store.js';
+
+export class MemoryFs implements HostFs {
+  readonly dirs = new Set<string>();
+  readonly files = new Map<string, { content: string; mode: number }>();
+
+  async ensureDir(path: string) {
+    this.dirs.add(path);
+  }
+  async removeEmptyDir(path: string) {
+    if (!this.dirs.has(path)) return 'absent' as const;
+    if ([...this.files.keys()].some((f) => f.startsWith(`${path}/`))) return 'not-empty' as const;
+    this.dirs.delete(path);
+    return 'removed' as const;
+  }
+  async writeSecretFile(path: string, content: string) {
+    this.files.set(path, { content, mode: 0o600 });
+  }
+  async removeFile(path: string) {
+    this.files.delete(path);
+  }
+  async exists(path: string) {
+    return this.dirs.has(path) || this.files.has(path);
+  }
+}
+
+export const CONFIG: Config = {
+  socketPath: '/run/docker/plugins/sshfs.sock',
+  stateDir: '/state',
+  mountRoot: '/mnt/volumes',
+  debug: true,
+  dryRun: false,
+  mountTimeoutMs: 20_000,
+};
+
+export interface TestDeps extends Deps {
+  runner: FakeRunner;
+  store: MemoryStore;
+  fs: MemoryFs;
+  logs: string[];
+}
+
+export function makeDeps(overrides: Partial<Config> = {}): TestDeps {
+  const runner = new FakeRunner();
+  const logs: string[] = [];
+  return {
+    runner,
+    mounts: runner,
+    store: new MemoryStore(),
+    fs: new MemoryFs(),
+    config: { ...CONFIG, ...overrides },
+    locks: createKeyedLock(),
+    now: () => new Date('2026-01-02T03:04:05.000Z'),
+    log: {
+      debug: (m) => logs.push(`debug ${m}`),
+      info: (m) => logs.push(`info ${m}`),
+      error: (m) => logs.push(`error ${m}`),
+    },
+    logs,
+  };
+}
+
+export const TEST_KEY = [
+  '-----BEGIN OPENSSH PRIVATE KEY-----',
+  'b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW',
+  'QyNTUxOQAAACBQ2Vj3Xw2h0XlE3mE4yqfK7c8Xx1f3m0V7yQnJ2hQ2NQAAAJgAAAAAAAAA',
+  '-----END OPENSSH PRIVATE KEY-----',
+].join('\n');

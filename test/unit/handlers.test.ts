@@ -1,0 +1,307 @@
+import { describe, expect, it } from 'vitest';
+import { create, get, list, mount, path, remove, unmount, capabilities, activate } from '../../handlers/index.js';
+import { makeDeps, TEST_KEY, type TestDeps } from './fixtures.js';
+
+const SSHCMD = 'alice@files.example.com:/srv/data';
+const MP = '/mnt/volumes/vol1';
+
+async function created(opts: Record<string, string> = {}, name = 'vol1'): Promise<TestDeps> {
+  const deps = makeDeps();
+  expect(await create({ Name: name, Opts: { sshcmd: SSHCMD, ...opts } }, deps)).toEqual({ Err: '' });
+  return deps;
+}
+
+const sshfsCalls = (d: TestDeps) => d.runner.calls.filter((c) => c.program === 'sshfs');
+const unmountCalls = (d: TestDeps) => d.runner.calls.filter((c) => c.program === 'fusermount3');
+
+describe('Create', () => {
+  it('stores the volume with its own mountpoint and runs nothing', async () => {
+    const deps = await created();
+    const rec = await deps.store.get('vol1');
+    expect(rec).toMatchObject({ name: 'vol1', mountpoint: MP, mounts: {}, createdAt: '2026-01-02T03:04:05.000Z' });
+    expect(deps.runner.calls).toEqual([]);
+  });
+
+  it('accepts Opts: null (and then needs sshcmd)', async () => {
+    const deps = makeDeps();
+    expect((await create({ Name: 'v', Opts: null }, deps)).Err).toMatch(/sshcmd is required/);
+    expect(await deps.store.list()).toEqual([]);
+  });
+
+  it.each([
+    [{ Name: 'v', Opts: { sshcmd: SSHCMD, ProxyCommand: 'touch /tmp/pwned' } }, /ProxyCommand" is not supported/],
+    [{ Name: 'v', Opts: { sshcmd: '-oProxyCommand=x:/p' } }, /not a valid host/],
+    [{ Name: '../etc', Opts: { sshcmd: SSHCMD } }, /volume name .* is not valid/],
+    [{ Name: 'v', Opts: { sshcmd: 42 } }, /must be a string/],
+    [{ Name: 'v', Opts: [] }, /Opts must be an object/],
+    [{ Opts: { sshcmd: SSHCMD } }, /needs a Name/],
+    ['just a string', /must be a JSON object/],
+    [{ Name: 'v', Opts: { sshcmd: SSHCMD, IdentityFile: '/keys/missing' } }, /IdentityFile \/keys\/missing does not exist/],
+  ])('refuses bad input %j and changes nothing', async (request, message) => {
+    const deps = makeDeps();
+    const res = await create(request, deps);
+    expect(res.Err).toMatch(message);
+    expect(await deps.store.list()).toEqual([]);
+    expect(deps.fs.files.size).toBe(0);
+    expect(deps.runner.calls).toEqual([]);
+  });
+
+  it('writes the key option to a 0600 key file and keeps only its digest in state', async () => {
+    const deps = await created({ key: TEST_KEY });
+    const rec = await deps.store.get('vol1');
+    expect(rec?.keyFile).toBe('/state/keys/vol1.key');
+    expect(deps.fs.files.get('/state/keys/vol1.key')).toEqual({ content: `${TEST_KEY}\n`, mode: 0o600 });
+    expect(JSON.stringify(rec)).not.toContain('BEGIN OPENSSH');
+    expect(rec?.options.key).toMatch(/^sha256:[0-9a-f]{64}$/);
+  });
+
+  it('answers a repeated Create with the same options without error, and refuses different ones', async () => {
+    const deps = await created({ key: TEST_KEY });
+    expect(await create({ Name: 'vol1', Opts: { sshcmd: SSHCMD, key: TEST_KEY } }, deps)).toEqual({ Err: '' });
+    const res = await create({ Name: 'vol1', Opts: { sshcmd: 'bob@other:/x' } }, deps);
+    expect(res.Err).toMatch(/already exists with different options/);
+    expect((await deps.store.get('vol1'))?.options.sshcmd).toBe(SSHCMD);
+  });
+
+  it('checks IdentityFile exists where the plugin runs', async () => {
+    const deps = makeDeps();
+    await deps.fs.writeSecretFile('/keys/id', 'k');
+    expect(await create({ Name: 'v', Opts: { sshcmd: SSHCMD, IdentityFile: '/keys/id' } }, deps)).toEqual({ Err: '' });
+  });
+});
+
+describe('Mount and Unmount', () => {
+  it('runs sshfs with the exact arguments on the first reference', async () => {
+    const deps = await created({ port: '2222', key: TEST_KEY });
+    const res = await mount({ Name: 'vol1', ID: 'a' }, deps);
+    expect(res).toEqual({ Mountpoint: MP, Err: '' });
+    expect(sshfsCalls(deps)).toEqual([
+      {
+        program: 'sshfs',
+        args: [
+          SSHCMD, MP, '-p', '2222',
+          '-o', 'reconnect', '-o', 'allow_other',
+          '-o', 'UserKnownHostsFile=/state/known_hosts',
+          '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3', '-o', 'ConnectTimeout=10',
+          '-o', 'StrictHostKeyChecking=accept-new',
+          '-o', 'IdentityFile=/state/keys/vol1.key', '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes',
+        ],
+        timeoutMs: 20_000,
+      },
+    ]);
+    expect(deps.fs.dirs.has(MP)).toBe(true);
+  });
+
+  it('gives the password on stdin only', async () => {
+    const deps = await created({ password: 's3cr,et $pw' });
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    const [call] = sshfsCalls(deps);
+    expect(call?.input).toBe('s3cr,et $pw\n');
+    expect(call?.args).toContain('password_stdin');
+    expect(call?.args.join(' ')).not.toContain('s3cr');
+    expect(deps.logs.join('\n')).not.toContain('s3cr');
+  });
+
+  // Each step: [action, id, expected sshfs runs so far, expected unmounts so far, expected references]
+  const sequences: [string, [('m' | 'u'), string, number, number, number][]][] = [
+    ['one container', [['m', 'a', 1, 0, 1], ['u', 'a', 1, 1, 0]]],
+    ['two IDs', [['m', 'a', 1, 0, 1], ['m', 'b', 1, 0, 2], ['u', 'a', 1, 0, 1], ['u', 'b', 1, 1, 0]]],
+    ['docker cp repeats an ID', [['m', 'a', 1, 0, 1], ['m', 'a', 1, 0, 2], ['u', 'a', 1, 0, 1], ['u', 'a', 1, 1, 0]]],
+    ['unknown ID is ignored', [['m', 'a', 1, 0, 1], ['u', 'zzz', 1, 0, 1], ['u', 'a', 1, 1, 0]]],
+    ['unmount before any mount', [['u', 'a', 0, 0, 0]]],
+    ['remount after the last unmount', [['m', 'a', 1, 0, 1], ['u', 'a', 1, 1, 0], ['m', 'b', 2, 1, 1]]],
+  ];
+  it.each(sequences)('counts references per ID as a multiset: %s', async (_label, steps) => {
+    const deps = await created();
+    for (const [op, id, runs, unmounts, refs] of steps) {
+      const res = op === 'm' ? await mount({ Name: 'vol1', ID: id }, deps) : await unmount({ Name: 'vol1', ID: id }, deps);
+      expect(res.Err).toBe('');
+      expect(sshfsCalls(deps)).toHaveLength(runs);
+      expect(unmountCalls(deps)).toHaveLength(unmounts);
+      const rec = await deps.store.get('vol1');
+      expect(Object.values(rec?.mounts ?? {}).reduce((a, b) => a + b, 0)).toBe(refs);
+      expect(deps.runner.mounted.has(MP)).toBe(refs > 0);
+    }
+  });
+
+  it('mounts again when references exist but the mount is gone (e.g. after a crash)', async () => {
+    const deps = await created();
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    deps.runner.mounted.delete(MP);
+    expect((await mount({ Name: 'vol1', ID: 'b' }, deps)).Err).toBe('');
+    expect(sshfsCalls(deps)).toHaveLength(2);
+  });
+
+  it('reports ssh\'s own message with a hint, records it, and leaves nothing behind', async () => {
+    const deps = await created();
+    deps.runner.script = (c) =>
+      c.program === 'sshfs'
+        ? { exitCode: 1, stderr: 'read: Connection reset by peer' }
+        : c.program === 'ssh'
+          ? { exitCode: 255, stderr: 'alice@files.example.com: Permission denied (publickey).' }
+          : undefined;
+    const res = await mount({ Name: 'vol1', ID: 'a' }, deps);
+    expect(res.Mountpoint).toBe('');
+    expect(res.Err).toMatch(/Permission denied \(publickey\)\..*check the user in sshcmd and the key/);
+    const rec = await deps.store.get('vol1');
+    expect(rec?.mounts).toEqual({});
+    expect(rec?.lastError).toMatch(/Permission denied/);
+    expect(deps.fs.dirs.has(MP)).toBe(false);
+    const diag = deps.runner.calls.find((c) => c.program === 'ssh');
+    expect(diag?.args.slice(-4)).toEqual(['-s', '--', 'alice@files.example.com', 'sftp']);
+    // A later successful mount clears the error.
+    deps.runner.script = () => undefined;
+    expect((await mount({ Name: 'vol1', ID: 'a' }, deps)).Err).toBe('');
+    expect((await deps.store.get('vol1'))?.lastError).toBeUndefined();
+  });
+
+  it('fails a silent host within the mount timeout without running the diagnostic', async () => {
+    const deps = await created();
+    deps.runner.script = (c) => (c.program === 'sshfs' ? { exitCode: -1, timedOut: true } : undefined);
+    const res = await mount({ Name: 'vol1', ID: 'a' }, deps);
+    expect(res.Err).toMatch(/did not connect to alice@files.example.com:\/srv\/data within 20 s/);
+    expect(deps.runner.calls.map((c) => c.program)).toEqual(['sshfs']);
+  });
+
+  it('explains a host key mismatch', async () => {
+    const deps = await created();
+    deps.runner.script = (c) =>
+      c.program === 'ssh' ? { exitCode: 255, stderr: '@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\nHost key verification failed.' } : c.program === 'sshfs' ? { exitCode: 1, stderr: 'read: Connection reset by peer' } : undefined;
+    expect((await mount({ Name: 'vol1', ID: 'a' }, deps)).Err).toMatch(/ssh-keygen -R HOST -f \/state\/known_hosts/);
+  });
+
+  it('unmounts lazily when a plain unmount fails', async () => {
+    const deps = await created();
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    deps.runner.script = (c) => (c.program === 'fusermount3' && !c.args.includes('-z') ? { exitCode: 1, stderr: 'Device or resource busy' } : undefined);
+    expect((await unmount({ Name: 'vol1', ID: 'a' }, deps)).Err).toBe('');
+    expect(unmountCalls(deps).map((c) => c.args)).toEqual([['-u', MP], ['-u', '-z', MP]]);
+    expect(deps.runner.mounted.has(MP)).toBe(false);
+  });
+
+  it('refuses to mount a volume that does not exist', async () => {
+    const deps = makeDeps();
+    expect(await mount({ Name: 'nope', ID: 'a' }, deps)).toEqual({ Mountpoint: '', Err: 'no such volume: nope' });
+  });
+
+  it.each([[{ Name: 'vol1' }], [{ Name: 'vol1', ID: 7 }], [{ Name: 'vol1', ID: '' }]])('refuses a Mount without a valid ID: %j', async (req) => {
+    const deps = await created();
+    expect((await mount(req, deps)).Err).toMatch(/needs an ID/);
+    expect(deps.runner.calls).toEqual([]);
+  });
+
+  it('serializes concurrent mounts of one volume: one sshfs for many containers', async () => {
+    const deps = await created();
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => mount({ Name: 'vol1', ID: `id${i}` }, deps)));
+    expect(results.every((r) => r.Err === '')).toBe(true);
+    expect(sshfsCalls(deps)).toHaveLength(1);
+    expect(Object.keys((await deps.store.get('vol1'))?.mounts ?? {})).toHaveLength(20);
+  });
+});
+
+describe('Remove', () => {
+  it('refuses while mounted and changes nothing', async () => {
+    const deps = await created({ key: TEST_KEY });
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    expect((await remove({ Name: 'vol1' }, deps)).Err).toMatch(/still mounted \(1 reference\(s\)\); stop the containers/);
+    expect(await deps.store.get('vol1')).toBeDefined();
+    expect(deps.fs.files.has('/state/keys/vol1.key')).toBe(true);
+    expect(unmountCalls(deps)).toEqual([]);
+  });
+
+  it('refuses while something is mounted on the mountpoint even with no references', async () => {
+    const deps = await created();
+    deps.runner.mounted.add(MP);
+    expect((await remove({ Name: 'vol1' }, deps)).Err).toMatch(/still mounted/);
+  });
+
+  it('never deletes files found in an unmounted mountpoint', async () => {
+    const deps = await created();
+    await deps.fs.ensureDir(MP);
+    await deps.fs.writeSecretFile(`${MP}/precious.txt`, 'data');
+    expect((await remove({ Name: 'vol1' }, deps)).Err).toMatch(/not empty .* will not delete files/);
+    expect(deps.fs.files.has(`${MP}/precious.txt`)).toBe(true);
+    expect(await deps.store.get('vol1')).toBeDefined();
+  });
+
+  it('removes the record, the empty mountpoint and the key file, running nothing remote', async () => {
+    const deps = await created({ key: TEST_KEY });
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    await unmount({ Name: 'vol1', ID: 'a' }, deps);
+    const before = deps.runner.calls.length;
+    expect(await remove({ Name: 'vol1' }, deps)).toEqual({ Err: '' });
+    expect(await deps.store.get('vol1')).toBeUndefined();
+    expect(deps.fs.files.size).toBe(0);
+    expect(deps.runner.calls.length).toBe(before);
+  });
+
+  it('answers an unknown volume with no such volume', async () => {
+    expect((await remove({ Name: 'ghost' }, makeDeps())).Err).toBe('no such volume: ghost');
+  });
+});
+
+describe('Get, List, Path, Capabilities, Activate', () => {
+  it('Get shows a Status an operator can act on, without secrets', async () => {
+    const deps = await created({ password: 'hunter2', port: '2222', uid: '1000' });
+    let res = await get({ Name: 'vol1' }, deps);
+    expect(res).toEqual({
+      Err: '',
+      Volume: {
+        Name: 'vol1',
+        Mountpoint: MP,
+        CreatedAt: '2026-01-02T03:04:05.000Z',
+        Status: { mounted: false, remote: `${SSHCMD} (port 2222)`, auth: 'password', references: 0, mountIDs: 0, options: { port: '2222', uid: '1000' } },
+      },
+    });
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    res = await get({ Name: 'vol1' }, deps);
+    expect(res.Volume?.Status).toMatchObject({ mounted: true, references: 2, mountIDs: 1, mountedAt: '2026-01-02T03:04:05.000Z' });
+    expect(JSON.stringify(res)).not.toContain('hunter2');
+  });
+
+  it('Get of an unknown volume says no such volume', async () => {
+    expect(await get({ Name: 'ghost' }, makeDeps())).toEqual({ Volume: null, Err: 'no such volume: ghost' });
+  });
+
+  it('Get shows the last mount error', async () => {
+    const deps = await created();
+    deps.runner.script = (c) => (c.program !== 'fusermount3' ? { exitCode: 1, stderr: 'ssh: connect to host files.example.com port 22: Connection refused' } : undefined);
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    expect((await get({ Name: 'vol1' }, deps)).Volume?.Status).toMatchObject({ mounted: false, lastError: expect.stringMatching(/Connection refused.*check the host/) });
+  });
+
+  it('List returns every volume with its mountpoint', async () => {
+    const deps = await created();
+    await create({ Name: 'vol2', Opts: { sshcmd: SSHCMD } }, deps);
+    expect(await list({}, deps)).toEqual({
+      Err: '',
+      Volumes: [
+        { Name: 'vol1', Mountpoint: MP },
+        { Name: 'vol2', Mountpoint: '/mnt/volumes/vol2' },
+      ],
+    });
+  });
+
+  it('two volumes on one remote path get different mountpoints', async () => {
+    const deps = await created();
+    await create({ Name: 'vol2', Opts: { sshcmd: SSHCMD } }, deps);
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    await mount({ Name: 'vol2', ID: 'b' }, deps);
+    expect(sshfsCalls(deps).map((c) => c.args[1])).toEqual([MP, '/mnt/volumes/vol2']);
+    await unmount({ Name: 'vol2', ID: 'b' }, deps);
+    expect(deps.runner.mounted.has(MP)).toBe(true);
+  });
+
+  it('Path returns the mountpoint', async () => {
+    const deps = await created();
+    expect(await path({ Name: 'vol1' }, deps)).toEqual({ Mountpoint: MP, Err: '' });
+    expect((await path({ Name: 'nope' }, deps)).Err).toBe('no such volume: nope');
+  });
+
+  it('Capabilities and Activate', async () => {
+    const deps = makeDeps();
+    expect(await capabilities({}, deps)).toEqual({ Capabilities: { Scope: 'local' } });
+    expect(await activate({}, deps)).toEqual({ Implements: ['VolumeDriver'] });
+  });
+});

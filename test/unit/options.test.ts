@@ -1,0 +1,153 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { UserError } from '../../handlers/errors.js';
+import { normalizeKey, OPTION_SPECS, parseOptions, parseSshcmd } from '../../handlers/options.js';
+import { buildSshfsArgs } from '../../handlers/sshfs-args.js';
+import { TEST_KEY } from './fixtures.js';
+
+const base = { sshcmd: 'alice@example.com:/srv/data' };
+
+describe('parseSshcmd', () => {
+  it.each([
+    ['alice@example.com:/srv/data', { user: 'alice', host: 'example.com', path: '/srv/data' }],
+    ['example.com:', { host: 'example.com', path: '' }],
+    ['bob@10.0.0.2:relative/dir', { user: 'bob', host: '10.0.0.2', path: 'relative/dir' }],
+    ['u@[::1]:/x', { user: 'u', host: '[::1]', path: '/x' }],
+    ['u@h:/path with spaces,and commas', { user: 'u', host: 'h', path: '/path with spaces,and commas' }],
+  ])('accepts %s', (input, expected) => {
+    expect(parseSshcmd(input)).toEqual(expected);
+  });
+
+  it.each([
+    ['no colon', 'alice@example.com', /no ':'/],
+    ['host starting with -', '-oProxyCommand=touch /tmp/x:/p', /host .* not a valid/],
+    ['user starting with -', '-oProxyCommand=x@h:/p', /user .* not a valid/],
+    ['host with space', 'a@ho st:/p', /host/],
+    ['newline', 'a@h:/p\nq', /control characters/],
+    ['empty host', 'a@:/p', /host/],
+  ])('refuses %s', (_label, input, message) => {
+    expect(() => parseSshcmd(input)).toThrow(message);
+  });
+});
+
+describe('parseOptions', () => {
+  it('applies the defaults users expect', () => {
+    const o = parseOptions(base);
+    expect(o.sshfs).toEqual({ reconnect: '', allow_other: '' });
+    expect(o.ssh).toMatchObject({ ServerAliveInterval: '15', ServerAliveCountMax: '3', ConnectTimeout: '10', StrictHostKeyChecking: 'accept-new' });
+  });
+
+  it('matches keys case-insensitively and lets flags be turned off', () => {
+    const o = parseOptions({ ...base, ALLOW_OTHER: 'false', serveraliveinterval: '30', RO: '', Port: '2222' });
+    expect(o.sshfs).toEqual({ reconnect: '', ro: '' });
+    expect(o.ssh.ServerAliveInterval).toBe('30');
+    expect(o.port).toBe(2222);
+  });
+
+  it('requires sshcmd', () => {
+    expect(() => parseOptions({})).toThrow(/sshcmd is required/);
+  });
+
+  it.each([
+    ['ProxyCommand', 'touch /tmp/pwned'],
+    ['ssh_command', 'sh -c id'],
+    ['LocalCommand', 'id'],
+    ['PermitLocalCommand', 'yes'],
+    ['allow_other,ssh_command', 'x'],
+    ['-oProxyCommand', 'x'],
+    ['debug', ''],
+    ['password_stdin', ''],
+  ])('refuses the key %s with the allowed list', (key, value) => {
+    expect(() => parseOptions({ ...base, [key]: value })).toThrow(/is not supported; the options are: sshcmd, port/);
+  });
+
+  it.each([
+    ['uid', '0,ssh_command=sh'],
+    ['uid', '-1'],
+    ['port', '70000'],
+    ['port', '22 -oProxyCommand=x'],
+    ['umask', '999'],
+    ['Ciphers', 'aes128-ctr,ssh_command=x'],
+    ['Ciphers', 'aes128-ctr -oProxyCommand=x'],
+    ['IdentityFile', 'relative/key'],
+    ['IdentityFile', '/keys/a,ssh_command=x'],
+    ['IdentityFile', '/keys/../etc/shadow'],
+    ['UserKnownHostsFile', '/a b'],
+    ['StrictHostKeyChecking', 'no'],
+    ['idmap', 'file'],
+    ['cache', 'maybe'],
+    ['reconnect', 'sometimes'],
+    ['max_conns', '0'],
+    ['ServerAliveInterval', '5\n-oProxyCommand=x'],
+    ['password', 'a\nb'],
+    ['password', ''],
+  ])('refuses %s=%j', (key, value) => {
+    expect(() => parseOptions({ ...base, [key]: value })).toThrow(UserError);
+  });
+
+  it('refuses two kinds of authentication at once', () => {
+    expect(() => parseOptions({ ...base, password: 'x', IdentityFile: '/keys/id' })).toThrow(/only one of/);
+  });
+
+  it('refuses the same key twice in different case', () => {
+    expect(() => parseOptions({ ...base, port: '22', PORT: '23' })).toThrow(/given twice/);
+  });
+
+  it('accepts passwords with special characters as they are', () => {
+    expect(parseOptions({ ...base, password: `p@ss w,rd!$'"\\` }).password).toBe(`p@ss w,rd!$'"\\`);
+  });
+});
+
+describe('normalizeKey', () => {
+  it('adds the trailing newline ssh needs', () => {
+    expect(normalizeKey(TEST_KEY)).toBe(`${TEST_KEY}\n`);
+  });
+  it('accepts the key base64-encoded', () => {
+    expect(normalizeKey(Buffer.from(TEST_KEY).toString('base64'))).toBe(`${TEST_KEY}\n`);
+  });
+  it('refuses anything else', () => {
+    expect(() => normalizeKey('ssh-ed25519 AAAA public key')).toThrow(/must be a private key/);
+  });
+});
+
+describe('hostile option values never reach sshfs as extra options', () => {
+  const keys = Object.keys(OPTION_SPECS).filter((k) => !['sshcmd', 'key', 'password'].includes(k));
+  it('every accepted value yields -o arguments without commas, newlines or a leading dash', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...keys), fc.string({ maxLength: 40 }), (key, value) => {
+        let parsed;
+        try {
+          parsed = parseOptions({ ...base, [key]: value });
+        } catch (error) {
+          expect(error).toBeInstanceOf(UserError);
+          return;
+        }
+        const args = buildSshfsArgs(parsed, { mountpoint: '/mnt/volumes/v', knownHostsFile: '/state/known_hosts' });
+        args.forEach((arg, i) => {
+          expect(arg).not.toMatch(/[\n\r\0]/);
+          if (args[i - 1] === '-o') {
+            expect(arg).not.toContain(',');
+            expect(arg).not.toMatch(/^(ssh_command|ProxyCommand|LocalCommand|PermitLocalCommand)/i);
+          }
+          if (i >= 2 && args[i - 1] !== '-o' && args[i - 1] !== '-p') expect(arg.startsWith('-')).toBe(true);
+        });
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('sshcmd never yields a host ssh would read as a flag', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 30 }), (value) => {
+        try {
+          const r = parseSshcmd(value);
+          expect(r.host.startsWith('-')).toBe(false);
+          expect(r.user?.startsWith('-') ?? false).toBe(false);
+        } catch (error) {
+          expect(error).toBeInstanceOf(UserError);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
