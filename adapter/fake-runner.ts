@@ -1,6 +1,6 @@
 // A runner that runs nothing: it records each command, keeps a simulated mount table and answers as scripted.
 // Unit tests use it directly; DRY_RUN=1 uses it to print the exact commands the plugin would run.
-import type { CommandRunner, MountTable, Program, RunOptions, RunResult } from '../handlers/types.js';
+import type { CommandRunner, MountState, MountTable, Program, RunOptions, RunResult } from '../handlers/types.js';
 
 export interface RecordedCall {
   program: Program;
@@ -17,6 +17,8 @@ const OK: RunResult = { exitCode: 0, stdout: '', stderr: '', timedOut: false };
 export class FakeRunner implements CommandRunner, MountTable {
   readonly calls: RecordedCall[] = [];
   readonly mounted = new Set<string>();
+  /** Mounts whose sshfs process is gone (tests add to it to simulate a crash). */
+  readonly stale = new Set<string>();
   script: Script = () => undefined;
 
   constructor(private readonly print?: (line: string) => void) {}
@@ -39,11 +41,23 @@ export class FakeRunner implements CommandRunner, MountTable {
     return this.mounted.has(path);
   }
 
+  async state(path: string): Promise<MountState> {
+    if (!this.mounted.has(path)) return 'absent';
+    return this.stale.has(path) ? 'stale' : 'mounted';
+  }
+
+  async sshfsMountsUnder(dir: string): Promise<string[]> {
+    return [...this.mounted].filter((p) => p.startsWith(`${dir}/`));
+  }
+
   private simulate(program: Program, args: string[]): void {
     if (program === 'sshfs' && args[1] !== undefined) this.mounted.add(args[1]);
     if (program === 'fusermount3') {
       const target = args[args.length - 1];
-      if (target !== undefined) this.mounted.delete(target);
+      if (target !== undefined) {
+        this.mounted.delete(target);
+        this.stale.delete(target);
+      }
     }
   }
 }

@@ -38,6 +38,24 @@ export function createHostFs(): HostFs {
     async removeFile(path) {
       await rm(path, { force: true });
     },
+    async readText(path, maxBytes = 64 * 1024) {
+      let handle;
+      try {
+        handle = await open(path, 'r');
+      } catch (error) {
+        if (code(error) === 'ENOENT') return '';
+        throw error;
+      }
+      try {
+        const { size } = await handle.stat();
+        const length = Math.min(size, maxBytes);
+        const buffer = Buffer.alloc(length);
+        await handle.read(buffer, 0, length, size - length);
+        return buffer.toString('utf8');
+      } finally {
+        await handle.close();
+      }
+    },
     async exists(path) {
       try {
         await access(path);

@@ -1,5 +1,6 @@
 // Entry point: read config, load state, serve the socket, stop cleanly on SIGTERM.
 import { describe } from '../handlers/errors.js';
+import { reconcile } from '../handlers/reconcile.js';
 import { LowdbStore } from '../state/lowdb-store.js';
 import { createApp } from './app.js';
 import { readConfig } from './config.js';
@@ -19,6 +20,13 @@ async function main(): Promise<void> {
   log.info(
     `sshfs volume plugin listening on ${config.socketPath} (state ${config.stateDir}, mounts under ${config.mountRoot}` +
       `${config.dryRun ? ', DRY RUN: no command is run' : ''}${config.debug ? ', debug' : ''})`,
+  );
+  // After serving, so Docker never waits on a slow server to activate us.
+  void reconcile(deps).then((r) =>
+    log.info(
+      `state reconciled: ${r.adopted.length} mount(s) adopted, ${r.remounted.length} remounted, ` +
+        `${r.unmounted.length} orphan mount(s) removed, ${r.failed.length} failed${r.failed.length > 0 ? ` (${r.failed.join(', ')})` : ''}`,
+    ),
   );
   const stop = (signal: string) => {
     log.info(`${signal}: closing the socket; mounts stay for running containers`);

@@ -51,14 +51,19 @@ export function meaningfulLines(output: string): string[] {
     .filter((l) => !/^(Warning: Permanently added|SSHFS version|FUSE library version|fusermount3? version)/.test(l));
 }
 
-export function explainMountFailure(sshfs: RunResult, diagnostic: RunResult | undefined, ctx: HintContext): string {
+/** The last thing ssh said, for Status: why a connection dropped or a reconnect failed. */
+export function lastSshMessage(sshLog: string): string | undefined {
+  return meaningfulLines(sshLog).at(-1);
+}
+
+export function explainMountFailure(sshfs: RunResult, sshLog: string, ctx: HintContext): string {
   if (sshfs.timedOut) {
     return (
       `sshfs did not connect to ${ctx.remote} within ${ctx.timeoutSeconds} s; ` +
       'the server may be unreachable or not answering: check the host, -o port and firewalls'
     );
   }
-  const lines = [...meaningfulLines(sshfs.stderr), ...meaningfulLines(diagnostic?.stderr ?? '')];
+  const lines = [...meaningfulLines(sshLog), ...meaningfulLines(sshfs.stderr)];
   const text = lines.join('; ');
   const hint = HINTS.find((h) => h.pattern.test(text));
   const said = text !== '' ? text : `sshfs exited with status ${sshfs.exitCode} and no message`;

@@ -1,14 +1,21 @@
 import { requireName } from './request.js';
 import { respond } from './respond.js';
 import type { Deps, GetResponse } from './types.js';
-import { getVolume, statusOf } from './volume.js';
+import { getVolume, sshLogFileFor, statusOf } from './volume.js';
+import { lastSshMessage } from './diagnose.js';
 
 export async function get(request: unknown, deps: Deps): Promise<GetResponse> {
   return respond<GetResponse>(deps, 'Get', { Volume: null }, async () => {
     const record = await getVolume(deps, requireName(request));
-    const mounted = await deps.mounts.isMounted(record.mountpoint);
+    const state = await deps.mounts.state(record.mountpoint);
+    const sshLog = state === 'absent' && record.lastError === undefined ? '' : await deps.fs.readText(sshLogFileFor(deps.config, record.name), 4096);
     return {
-      Volume: { Name: record.name, Mountpoint: record.mountpoint, CreatedAt: record.createdAt, Status: statusOf(record, mounted) },
+      Volume: {
+        Name: record.name,
+        Mountpoint: record.mountpoint,
+        CreatedAt: record.createdAt,
+        Status: statusOf(record, state, lastSshMessage(sshLog)),
+      },
       Err: '',
     };
   });

@@ -3,19 +3,22 @@ import { UserError } from './errors.js';
 import { remoteText } from './options.js';
 import { requireMount } from './request.js';
 import { respond } from './respond.js';
-import { buildDiagnosticSshArgs, buildSshfsArgs, type MountPaths } from './sshfs-args.js';
+import { buildSshfsArgs, type MountPaths } from './sshfs-args.js';
 import type { Deps, MountResponse, VolumeRecord } from './types.js';
-import { getVolume, knownHostsFile, optionsOf, referenceCount } from './volume.js';
-
-/** The ssh diagnostic only runs after a failure; it must keep the whole Mount inside Docker's 30 s. */
-const DIAGNOSTIC_TIMEOUT_MS = 5_000;
+import { getVolume, knownHostsFile, optionsOf, referenceCount, sshLogFileFor } from './volume.js';
 
 export async function mount(request: unknown, deps: Deps): Promise<MountResponse> {
   return respond<MountResponse>(deps, 'Mount', { Mountpoint: '' }, async () => {
     const { name, id } = requireMount(request);
     return deps.locks.withLock(name, async () => {
       const record = await getVolume(deps, name);
-      if (!(await deps.mounts.isMounted(record.mountpoint))) {
+      const state = await deps.mounts.state(record.mountpoint);
+      if (state === 'stale') {
+        // sshfs is gone but its mount remains ("Transport endpoint is not connected"): detach it and mount afresh.
+        deps.log.info(`volume ${name}: mount at ${record.mountpoint} lost its sshfs process; mounting again`);
+        await deps.runner.run('fusermount3', ['-u', '-z', record.mountpoint], { timeoutMs: 10_000 });
+      }
+      if (state !== 'mounted') {
         if (referenceCount(record) > 0) {
           deps.log.info(`volume ${name} has ${referenceCount(record)} reference(s) but is not mounted: mounting again`);
         }
@@ -35,9 +38,11 @@ export async function mountSshfs(record: VolumeRecord, deps: Deps): Promise<void
   const paths: MountPaths = {
     mountpoint: record.mountpoint,
     knownHostsFile: knownHostsFile(deps.config),
+    sshLogFile: sshLogFileFor(deps.config, record.name),
     ...(record.keyFile !== undefined ? { keyFile: record.keyFile } : {}),
   };
   await deps.fs.ensureDir(record.mountpoint);
+  await deps.fs.writeSecretFile(paths.sshLogFile, ''); // each mount starts a fresh ssh log
   const result = await deps.runner.run('sshfs', buildSshfsArgs(opts, paths), {
     timeoutMs: deps.config.mountTimeoutMs,
     ...(opts.password !== undefined ? { input: `${opts.password}\n` } : {}),
@@ -52,15 +57,12 @@ export async function mountSshfs(record: VolumeRecord, deps: Deps): Promise<void
   }
   // Leave nothing behind: no half-made mount, no empty mountpoint.
   if (mounted) await deps.runner.run('fusermount3', ['-u', '-z', record.mountpoint], { timeoutMs: 5_000 });
-  const diagnostic =
-    result.timedOut || result.exitCode === 0
-      ? undefined
-      : await deps.runner.run('ssh', buildDiagnosticSshArgs(opts, paths), { input: '', timeoutMs: DIAGNOSTIC_TIMEOUT_MS });
+  const sshLog = await deps.fs.readText(paths.sshLogFile);
   await deps.fs.removeEmptyDir(record.mountpoint);
   const message =
     result.exitCode === 0 && !result.timedOut
       ? `sshfs reported success but ${record.mountpoint} is not mounted`
-      : explainMountFailure(result, diagnostic, {
+      : explainMountFailure(result, sshLog, {
           remote: remoteText(opts.remote),
           knownHostsFile: paths.knownHostsFile,
           timeoutSeconds: Math.round(deps.config.mountTimeoutMs / 1000),

@@ -2,7 +2,7 @@ import { UserError } from './errors.js';
 import { requireName } from './request.js';
 import { respond } from './respond.js';
 import type { Deps, ErrResponse } from './types.js';
-import { getVolume, referenceCount } from './volume.js';
+import { getVolume, referenceCount, sshLogFileFor } from './volume.js';
 
 export async function remove(request: unknown, deps: Deps): Promise<ErrResponse> {
   return respond<ErrResponse>(deps, 'Remove', {}, async () => {
@@ -25,6 +25,7 @@ export async function remove(request: unknown, deps: Deps): Promise<ErrResponse>
       }
       await deps.store.delete(name);
       if (record.keyFile !== undefined) await deps.fs.removeFile(record.keyFile);
+      await deps.fs.removeFile(sshLogFileFor(deps.config, name));
       deps.log.info(`removed volume ${name}; remote files untouched`);
       return { Err: '' };
     });

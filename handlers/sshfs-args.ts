@@ -1,16 +1,17 @@
-// Builds the argv for sshfs and for the ssh diagnostic run. Values have been validated by options.ts;
-// here they are only placed, one -o per option so none can merge into another.
+// Builds the argv for sshfs. Values have been validated by options.ts; here they are only placed,
+// one -o per option so none can merge into another.
 import { remoteText, type VolumeOptions } from './options.js';
 
 export interface MountPaths {
   mountpoint: string;
   /** known_hosts file in the state directory, used unless the user chose UserKnownHostsFile. */
   knownHostsFile: string;
+  /** Where ssh writes its own messages (sshfs sends ssh's stderr to /dev/null once it daemonizes). */
+  sshLogFile: string;
   /** Key file written from the `key` option. */
   keyFile?: string;
 }
 
-/** ssh options shared by sshfs and the diagnostic ssh run. */
 function sshOptions(opts: VolumeOptions, paths: MountPaths): string[] {
   const ssh: Record<string, string> = { UserKnownHostsFile: paths.knownHostsFile, ...opts.ssh };
   const identity = paths.keyFile ?? opts.identityFile;
@@ -33,18 +34,8 @@ export function buildSshfsArgs(opts: VolumeOptions, paths: MountPaths): string[]
   if (opts.port !== undefined) args.push('-p', String(opts.port));
   for (const [k, v] of Object.entries(opts.sshfs)) args.push('-o', v === '' ? k : `${k}=${v}`);
   if (opts.password !== undefined) args.push('-o', 'password_stdin');
+  // Set by the plugin only (users cannot pass ssh_command): ssh itself, logging to the volume's own file.
+  args.push('-o', `ssh_command=ssh -E ${paths.sshLogFile}`);
   for (const o of sshOptions(opts, paths)) args.push('-o', o);
-  return args;
-}
-
-/** ssh opening the same sftp session sshfs would, to surface ssh's own error text (sshfs hides it). */
-export function buildDiagnosticSshArgs(opts: VolumeOptions, paths: MountPaths): string[] {
-  const args = ['-x', '-a', '-o', 'ClearAllForwardings=yes'];
-  if (opts.port !== undefined) args.push('-p', String(opts.port));
-  for (const o of sshOptions(opts, paths)) args.push('-o', o);
-  // A password can't be typed here; the diagnostic then reports only reachability and host-key problems.
-  if (opts.password !== undefined) args.push('-o', 'BatchMode=yes');
-  const login = `${opts.remote.user !== undefined ? `${opts.remote.user}@` : ''}${opts.remote.host.replace(/^\[|\]$/g, '')}`;
-  args.push('-s', '--', login, 'sftp');
   return args;
 }

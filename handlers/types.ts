@@ -75,9 +75,18 @@ export interface CommandRunner {
   run(program: Program, args: string[], options?: RunOptions): Promise<RunResult>;
 }
 
-/** Which paths are live mounts right now (the kernel's view, or a fake one). */
+/**
+ * What is mounted right now (the kernel's view, or a fake one). 'stale' is a mount whose sshfs process is gone:
+ * every access fails with "Transport endpoint is not connected". Found without touching the mount, so a hung
+ * server can never block the caller.
+ */
+export type MountState = 'mounted' | 'stale' | 'absent';
+
 export interface MountTable {
   isMounted(path: string): Promise<boolean>;
+  state(path: string): Promise<MountState>;
+  /** Mount points of sshfs mounts below a directory. */
+  sshfsMountsUnder(dir: string): Promise<string[]>;
 }
 
 /** The filesystem work handlers need, kept behind an interface so handlers stay pure. */
@@ -89,6 +98,8 @@ export interface HostFs {
   writeSecretFile(path: string, content: string): Promise<void>;
   removeFile(path: string): Promise<void>;
   exists(path: string): Promise<boolean>;
+  /** The end of a text file (at most maxBytes), or '' when it does not exist. */
+  readText(path: string, maxBytes?: number): Promise<string>;
 }
 
 export interface VolumeStore {

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { UserError } from './errors.js';
 import { parseOptions, remoteText, type VolumeOptions } from './options.js';
-import type { Config, Deps, VolumeRecord } from './types.js';
+import type { Config, Deps, MountState, VolumeRecord } from './types.js';
 
 export function mountpointFor(config: Config, name: string): string {
   // From the volume name, never from sshcmd: two volumes on one remote path must not share a mountpoint.
@@ -12,6 +12,10 @@ export function mountpointFor(config: Config, name: string): string {
 
 export function keyFileFor(config: Config, name: string): string {
   return posix.join(config.stateDir, 'keys', `${name}.key`);
+}
+
+export function sshLogFileFor(config: Config, name: string): string {
+  return posix.join(config.stateDir, 'logs', `${name}.ssh.log`);
 }
 
 export function knownHostsFile(config: Config): string {
@@ -57,13 +61,15 @@ function authOf(record: VolumeRecord): string {
 }
 
 /** What `docker volume inspect` shows: everything an operator acts on, never a secret. */
-export function statusOf(record: VolumeRecord, mounted: boolean): Record<string, unknown> {
+export function statusOf(record: VolumeRecord, state: MountState, lastSshMessage?: string): Record<string, unknown> {
+  const mounted = state === 'mounted';
   const opts = optionsOf(record);
   const shown = Object.fromEntries(
     Object.entries(record.options).filter(([k]) => k !== 'password' && k !== 'key' && k !== 'sshcmd'),
   );
   return {
     mounted,
+    ...(state === 'stale' ? { stale: 'sshfs is no longer running for this mount; the next Mount replaces it' } : {}),
     remote: remoteText(opts.remote) + (opts.port !== undefined ? ` (port ${opts.port})` : ''),
     auth: authOf(record),
     references: referenceCount(record),
@@ -71,5 +77,6 @@ export function statusOf(record: VolumeRecord, mounted: boolean): Record<string,
     ...(record.mountedAt !== undefined && mounted ? { mountedAt: record.mountedAt } : {}),
     ...(Object.keys(shown).length > 0 ? { options: shown } : {}),
     ...(record.lastError !== undefined ? { lastError: record.lastError, lastErrorAt: record.lastErrorAt } : {}),
+    ...(lastSshMessage !== undefined ? { lastSshMessage } : {}),
   };
 }

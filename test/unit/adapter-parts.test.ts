@@ -6,7 +6,7 @@ import { readConfig } from '../../adapter/config.js';
 import { createExecaRunner } from '../../adapter/execa-runner.js';
 import { FakeRunner, formatCall } from '../../adapter/fake-runner.js';
 import { createHostFs } from '../../adapter/host-fs.js';
-import { parseMountPoints } from '../../adapter/proc-mounts.js';
+import { parseMountInfo } from '../../adapter/proc-mounts.js';
 import { createKeyedLock } from '../../handlers/keyed-lock.js';
 import type { Program } from '../../handlers/types.js';
 
@@ -30,13 +30,16 @@ describe('readConfig', () => {
   });
 });
 
-describe('parseMountPoints', () => {
-  it('reads mount points from mountinfo, unescaping spaces', () => {
+describe('parseMountInfo', () => {
+  it('reads mount points and types from mountinfo, unescaping spaces', () => {
     const info = [
       '22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda rw',
       '99 22 0:50 / /mnt/volumes/my\\040vol rw,nosuid - fuse.sshfs u@h:/p rw,user_id=0',
     ].join('\n');
-    expect([...parseMountPoints(info)]).toEqual(['/', '/mnt/volumes/my vol']);
+    expect(parseMountInfo(info)).toEqual([
+      { mountPoint: '/', fsType: 'ext4' },
+      { mountPoint: '/mnt/volumes/my vol', fsType: 'fuse.sshfs' },
+    ]);
   });
 });
 

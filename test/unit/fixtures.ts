@@ -23,6 +23,9 @@ export class MemoryFs implements HostFs {
   async removeFile(path: string) {
     this.files.delete(path);
   }
+  async readText(path: string) {
+    return this.files.get(path)?.content ?? '';
+  }
   async exists(path: string) {
     return this.dirs.has(path) || this.files.has(path);
   }

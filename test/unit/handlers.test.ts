@@ -4,6 +4,7 @@ import { makeDeps, TEST_KEY, type TestDeps } from './fixtures.js';
 
 const SSHCMD = 'alice@files.example.com:/srv/data';
 const MP = '/mnt/volumes/vol1';
+const LOG = '/state/logs/vol1.ssh.log';
 
 async function created(opts: Record<string, string> = {}, name = 'vol1'): Promise<TestDeps> {
   const deps = makeDeps();
@@ -81,6 +82,7 @@ describe('Mount and Unmount', () => {
         args: [
           SSHCMD, MP, '-p', '2222',
           '-o', 'reconnect', '-o', 'allow_other',
+          '-o', 'ssh_command=ssh -E /state/logs/vol1.ssh.log',
           '-o', 'UserKnownHostsFile=/state/known_hosts',
           '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3', '-o', 'ConnectTimeout=10',
           '-o', 'StrictHostKeyChecking=accept-new',
@@ -124,6 +126,20 @@ describe('Mount and Unmount', () => {
     }
   });
 
+  it('replaces a stale mount whose sshfs died, keeping the references', async () => {
+    const deps = await created();
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    deps.runner.stale.add(MP);
+    expect((await mount({ Name: 'vol1', ID: 'b' }, deps)).Err).toBe('');
+    expect(deps.runner.calls.map((c) => [c.program, ...c.args.slice(0, 2)])).toEqual([
+      ['sshfs', SSHCMD, MP],
+      ['fusermount3', '-u', '-z'],
+      ['sshfs', SSHCMD, MP],
+    ]);
+    expect((await deps.store.get('vol1'))?.mounts).toEqual({ a: 1, b: 1 });
+    expect(deps.runner.stale.has(MP)).toBe(false);
+  });
+
   it('mounts again when references exist but the mount is gone (e.g. after a crash)', async () => {
     const deps = await created();
     await mount({ Name: 'vol1', ID: 'a' }, deps);
@@ -134,12 +150,12 @@ describe('Mount and Unmount', () => {
 
   it('reports ssh\'s own message with a hint, records it, and leaves nothing behind', async () => {
     const deps = await created();
-    deps.runner.script = (c) =>
-      c.program === 'sshfs'
-        ? { exitCode: 1, stderr: 'read: Connection reset by peer' }
-        : c.program === 'ssh'
-          ? { exitCode: 255, stderr: 'alice@files.example.com: Permission denied (publickey).' }
-          : undefined;
+    deps.runner.script = (c) => {
+      if (c.program !== 'sshfs') return undefined;
+      // ssh writes its own message to the volume's log; sshfs only says the connection went away.
+      deps.fs.files.set(LOG, { content: 'alice@files.example.com: Permission denied (publickey).\r\n', mode: 0o600 });
+      return { exitCode: 1, stderr: 'read: Connection reset by peer' };
+    };
     const res = await mount({ Name: 'vol1', ID: 'a' }, deps);
     expect(res.Mountpoint).toBe('');
     expect(res.Err).toMatch(/Permission denied \(publickey\)\..*check the user in sshcmd and the key/);
@@ -147,15 +163,14 @@ describe('Mount and Unmount', () => {
     expect(rec?.mounts).toEqual({});
     expect(rec?.lastError).toMatch(/Permission denied/);
     expect(deps.fs.dirs.has(MP)).toBe(false);
-    const diag = deps.runner.calls.find((c) => c.program === 'ssh');
-    expect(diag?.args.slice(-4)).toEqual(['-s', '--', 'alice@files.example.com', 'sftp']);
+    expect(deps.runner.calls.map((c) => c.program)).toEqual(['sshfs']);
     // A later successful mount clears the error.
     deps.runner.script = () => undefined;
     expect((await mount({ Name: 'vol1', ID: 'a' }, deps)).Err).toBe('');
     expect((await deps.store.get('vol1'))?.lastError).toBeUndefined();
   });
 
-  it('fails a silent host within the mount timeout without running the diagnostic', async () => {
+  it('fails a silent host within the mount timeout', async () => {
     const deps = await created();
     deps.runner.script = (c) => (c.program === 'sshfs' ? { exitCode: -1, timedOut: true } : undefined);
     const res = await mount({ Name: 'vol1', ID: 'a' }, deps);
@@ -165,8 +180,10 @@ describe('Mount and Unmount', () => {
 
   it('explains a host key mismatch', async () => {
     const deps = await created();
-    deps.runner.script = (c) =>
-      c.program === 'ssh' ? { exitCode: 255, stderr: '@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\nHost key verification failed.' } : c.program === 'sshfs' ? { exitCode: 1, stderr: 'read: Connection reset by peer' } : undefined;
+    deps.runner.script = () => {
+      deps.fs.files.set(LOG, { content: '@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\nHost key verification failed.\n', mode: 0o600 });
+      return { exitCode: 1, stderr: 'read: Connection reset by peer' };
+    };
     expect((await mount({ Name: 'vol1', ID: 'a' }, deps)).Err).toMatch(/ssh-keygen -R HOST -f \/state\/known_hosts/);
   });
 

@@ -122,10 +122,11 @@ describe('hostile option values never reach sshfs as extra options', () => {
           expect(error).toBeInstanceOf(UserError);
           return;
         }
-        const args = buildSshfsArgs(parsed, { mountpoint: '/mnt/volumes/v', knownHostsFile: '/state/known_hosts' });
+        const args = buildSshfsArgs(parsed, { mountpoint: '/mnt/volumes/v', knownHostsFile: '/state/known_hosts', sshLogFile: '/state/logs/v.ssh.log' });
+        expect(args.filter((a) => a.startsWith('ssh_command=')).length).toBe(1);
         args.forEach((arg, i) => {
           expect(arg).not.toMatch(/[\n\r\0]/);
-          if (args[i - 1] === '-o') {
+          if (args[i - 1] === '-o' && arg !== 'ssh_command=ssh -E /state/logs/v.ssh.log') {
             expect(arg).not.toContain(',');
             expect(arg).not.toMatch(/^(ssh_command|ProxyCommand|LocalCommand|PermitLocalCommand)/i);
           }

@@ -1,0 +1,58 @@
+// Run once at start, after the socket serves: make the persisted state and the real mounts agree again
+// after a crash, a kill or a restart of the plugin.
+import { describe } from './errors.js';
+import { mountSshfs } from './mount.js';
+import type { Deps } from './types.js';
+import { unmountSshfs } from './unmount.js';
+import { referenceCount } from './volume.js';
+
+export interface ReconcileReport {
+  adopted: string[];
+  remounted: string[];
+  unmounted: string[];
+  failed: string[];
+}
+
+export async function reconcile(deps: Deps): Promise<ReconcileReport> {
+  const report: ReconcileReport = { adopted: [], remounted: [], unmounted: [], failed: [] };
+  const records = await deps.store.list();
+  const known = new Set(records.map((r) => r.mountpoint));
+  // sshfs mounts under our root that belong to no volume (e.g. removed while the plugin was down).
+  for (const orphan of await deps.mounts.sshfsMountsUnder(deps.config.mountRoot)) {
+    if (known.has(orphan)) continue;
+    await deps.runner.run('fusermount3', ['-u', '-z', orphan], { timeoutMs: 10_000 });
+    await deps.fs.removeEmptyDir(orphan);
+    report.unmounted.push(orphan);
+  }
+  // Each volume under its own lock and in parallel: one unreachable server delays only its own volume.
+  await Promise.all(
+    records.map((r) =>
+      deps.locks.withLock(r.name, async () => {
+        const record = await deps.store.get(r.name);
+        if (record === undefined) return;
+        const state = await deps.mounts.state(record.mountpoint);
+        const refs = referenceCount(record);
+        try {
+          if (refs > 0 && state === 'mounted') {
+            report.adopted.push(record.name);
+          } else if (refs > 0) {
+            if (state === 'stale') await deps.runner.run('fusermount3', ['-u', '-z', record.mountpoint], { timeoutMs: 10_000 });
+            await mountSshfs(record, deps);
+            await deps.store.put(record);
+            report.remounted.push(record.name);
+          } else if (state !== 'absent') {
+            await unmountSshfs(record, deps);
+            report.unmounted.push(record.mountpoint);
+          } else {
+            await deps.fs.removeEmptyDir(record.mountpoint);
+          }
+        } catch (error) {
+          // The references stay: the next Mount of this volume tries again, and Get shows lastError.
+          deps.log.error(`reconcile: volume ${record.name}: ${describe(error)}`);
+          report.failed.push(record.name);
+        }
+      }),
+    ),
+  );
+  return report;
+}
