@@ -86,7 +86,7 @@ export const OPTION_SPECS: Record<string, OptionSpec> = {
   umask: { target: 'sshfs', parse: octal, help: 'permission mask applied to shown modes, e.g. 022' },
   ro: { target: 'sshfs', parse: flag, help: 'mount read-only' },
   reconnect: { target: 'sshfs', parse: flag, help: 'reconnect after the connection drops (default on)' },
-  idmap: { target: 'sshfs', parse: oneOf('none', 'user'), help: 'none or user: map the remote user to the local uid' },
+  idmap: { target: 'sshfs', parse: oneOf('none', 'user'), help: 'user (default: the ssh user\'s files show as root\'s) or none' },
   follow_symlinks: { target: 'sshfs', parse: flag, help: 'follow symlinks on the server' },
   transform_symlinks: { target: 'sshfs', parse: flag, help: 'make absolute symlinks relative' },
   cache: { target: 'sshfs', parse: oneOf('yes', 'no'), help: 'yes or no: cache attributes and directories' },
@@ -182,7 +182,8 @@ export function normalizeKey(value: string): string {
 }
 
 /** Defaults users of other sshfs plugins asked for: survive drops, notice dead links, never hang a Mount. */
-export const DEFAULT_SSHFS: Record<string, string> = { reconnect: '', allow_other: '' };
+// idmap=user shows the ssh user's files as root's, so Docker's chown to root (copy-up, docker cp) succeeds.
+export const DEFAULT_SSHFS: Record<string, string> = { reconnect: '', allow_other: '', idmap: 'user' };
 export const DEFAULT_SSH: Record<string, string> = {
   ServerAliveInterval: '15',
   ServerAliveCountMax: '3',

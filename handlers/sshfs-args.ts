@@ -26,7 +26,12 @@ function sshOptions(opts: VolumeOptions, paths: MountPaths): string[] {
     ssh.PreferredAuthentications = 'password,keyboard-interactive';
     ssh.NumberOfPasswordPrompts = '1';
   }
-  return Object.entries(ssh).map(([k, v]) => `${k}=${v}`);
+  return Object.entries(ssh).map(([k, v]) => `${k}=${escapeFuse(v)}`);
+}
+
+/** FUSE splits -o on commas; a backslash keeps one inside a value (e.g. a list of authentication methods). */
+function escapeFuse(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/,/g, '\\,');
 }
 
 export function buildSshfsArgs(opts: VolumeOptions, paths: MountPaths): string[] {

@@ -1,0 +1,514 @@
+#!/usr/bin/env bash
+# End-to-end test environment for the sshfs volume plugin.
+#
+#   scripts/e2e-env.sh up   DIR   start an isolated dockerd + sshd, create test users, import a busybox image,
+#                                 write DIR/env (KEY=VALUE lines, literal values, mode 0600)
+#   scripts/e2e-env.sh down DIR   stop everything `up` started, unmount what is left under DIR, remove the exec root
+#   scripts/e2e-env.sh status DIR print what is running / mounted for DIR
+#
+# DIR should be an absolute path (it is resolved otherwise). Must run as root: dockerd, FUSE and local users need it.
+# `down` is idempotent and is run by `up` first, so a crashed previous run is cleaned up.
+#
+# Optional environment:
+#   E2E_STORAGE_DRIVER   force dockerd's --storage-driver (default: dockerd chooses, overlay2 where possible)
+#   E2E_DOCKERD_WAIT     seconds to wait for dockerd to answer (default 60)
+set -euo pipefail
+
+KEY_USER=sshfse2ekey
+PW_USER=sshfse2epw
+IMAGE=e2e-busybox:latest
+PLUGIN_SOCKET_DIR=/run/docker/plugins
+
+log() { printf '[e2e-env] %s\n' "$*" >&2; }
+die() { printf '[e2e-env] ERROR: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+  echo "usage: $0 up|down|status DIR" >&2
+  exit 2
+}
+
+[[ $# -eq 2 ]] || usage
+CMD=$1
+DIR=$(realpath -m -- "$2")
+[[ $DIR != / && -n $DIR ]] || die "refusing to use DIR=$DIR"
+# The test users are machine-wide and may serve several environments at once (other DIRs): everything per
+# environment (authorized keys file, remote dirs) carries this id, and the password is shared and kept stable.
+ENV_ID=$(printf '%s' "$DIR" | sha256sum | cut -c1-10)
+PASSWORD_FILE=/var/lib/sshfs-e2e/password
+
+# ---------------------------------------------------------------------------------------------------------------
+# helpers
+
+# True when PID is alive and its command line contains NEEDLE (guards against recycled PIDs).
+pid_matches() {
+  local pid=$1 needle=$2 cmdline
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  [[ -r /proc/$pid/cmdline ]] || return 1
+  cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+  [[ $cmdline == *"$needle"* ]]
+}
+
+# stop_pid PID TIMEOUT_SECONDS: SIGTERM, bounded wait, then SIGKILL.
+stop_pid() {
+  local pid=$1 timeout=$2 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < timeout * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    # A zombie child of ours counts as gone.
+    [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && return 0
+    sleep 0.1
+  done
+  log "pid $pid did not stop after ${timeout}s; sending SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && return 0
+    sleep 0.1
+  done
+  log "WARNING: pid $pid still alive after SIGKILL"
+}
+
+# All descendants of PID (children first... then theirs), one per line.
+descendants() {
+  local child
+  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    echo "$child"
+    descendants "$child"
+  done
+  return 0
+}
+
+# PIDs whose command line contains NEEDLE (excluding this shell and its children).
+pids_with_cmdline() {
+  local needle=$1 p pid
+  for p in /proc/[0-9]*; do
+    pid=${p#/proc/}
+    [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
+    pid_matches "$pid" "$needle" && echo "$pid"
+  done
+  return 0
+}
+
+# PIDs whose environment contains the exact entry NAME=VALUE-prefix.
+pids_with_env_prefix() {
+  local prefix=$1 p pid
+  for p in /proc/[0-9]*; do
+    pid=${p#/proc/}
+    [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
+    if tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -qF -- "$prefix"; then
+      echo "$pid"
+    fi
+  done
+  return 0
+}
+
+# Mount points (decoded) under any of the given prefixes, deepest first. Optional fstype filter via $MOUNT_TYPE.
+mounts_under() {
+  local prefix fstype mp
+  # mountinfo: id parent maj:min root mountpoint options [optional...] - fstype source superopts
+  awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { print $(i + 1), $5; break } }' /proc/self/mountinfo |
+    while read -r fstype mp; do
+      if [[ -n ${MOUNT_TYPE:-} && $fstype != "$MOUNT_TYPE" ]]; then continue; fi
+      mp=$(printf '%b' "${mp//\\/\\0}")
+      for prefix in "$@"; do
+        [[ -z $prefix ]] && continue
+        if [[ $mp == "$prefix" || $mp == "$prefix"/* ]]; then
+          echo "$mp"
+          break
+        fi
+      done
+    done | sort -u | awk '{ print length($0) "\t" $0 }' | sort -rn | cut -f2-
+}
+
+unmount_under() {
+  local mp
+  while IFS= read -r mp; do
+    [[ -z $mp ]] && continue
+    log "unmounting $mp"
+    umount -l -- "$mp" 2>/dev/null || fusermount3 -uz -- "$mp" 2>/dev/null || fusermount -uz -- "$mp" 2>/dev/null ||
+      log "WARNING: could not unmount $mp"
+  done < <(mounts_under "$@")
+}
+
+exec_root_of() {
+  local f="$DIR/exec-root"
+  [[ -f $f ]] && cat "$f" || true
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# down
+
+do_down() {
+  [[ -d $DIR ]] || { log "nothing to do: $DIR does not exist"; return 0; }
+  local exec_root pid name d
+  exec_root=$(exec_root_of)
+
+  # 1. dockerd first: on shutdown it stops containers and sends Unmount to the (still running) plugins.
+  if [[ -f $DIR/dockerd.pid ]]; then
+    pid=$(cat "$DIR/dockerd.pid" 2>/dev/null || true)
+    if pid_matches "$pid" "$DIR/docker.sock"; then
+      log "stopping dockerd (pid $pid)"
+      stop_pid "$pid" 40
+    fi
+    rm -f "$DIR/dockerd.pid"
+  fi
+  # Managed containerd, shims and anything else started with our exec root on its command line.
+  if [[ -n $exec_root && $exec_root == /tmp/sshfs-e2e.* ]]; then
+    for pid in $(pids_with_cmdline "$exec_root"); do
+      log "stopping leftover process $pid ($(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-100))"
+      stop_pid "$pid" 10
+    done
+  fi
+
+  # 2. Plugins started by the test harness (recorded pid, verified by their STATE_DIR environment entry).
+  if [[ -d $DIR/plugins ]]; then
+    for d in "$DIR"/plugins/*/; do
+      [[ -d $d ]] || continue
+      name=$(basename "$d")
+      if [[ -f $d/plugin.pid ]]; then
+        pid=$(cat "$d/plugin.pid" 2>/dev/null || true)
+        if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | grep -qF "STATE_DIR=$DIR/plugins/"; then
+          log "stopping plugin $name (pid $pid)"
+          stop_pid "$pid" 10
+        fi
+        rm -f "$d/plugin.pid"
+      fi
+      if [[ $name == sshfs-e2e-* ]]; then
+        rm -f "$PLUGIN_SOCKET_DIR/$name.sock"
+      fi
+    done
+    # Any other process started with a STATE_DIR of ours (e.g. a plugin whose pid file was not written).
+    for pid in $(pids_with_env_prefix "STATE_DIR=$DIR/plugins/"); do
+      log "stopping leftover process $pid (started with STATE_DIR under $DIR/plugins: plugin, sshfs or ssh)"
+      stop_pid "$pid" 10
+    done
+  fi
+
+  # 3. sshd: its per-connection children first, then the listener.
+  if [[ -f $DIR/sshd.pid ]]; then
+    pid=$(cat "$DIR/sshd.pid" 2>/dev/null || true)
+    if pid_matches "$pid" "$DIR/ssh/sshd_config"; then
+      # Connection processes ("sshd: user [priv]", "sshd: user@notty") of this sshd only: other environments
+      # may serve the same users.
+      local child
+      for child in $(descendants "$pid"); do stop_pid "$child" 5; done
+      log "stopping sshd (pid $pid)"
+      stop_pid "$pid" 10
+    fi
+    rm -f "$DIR/sshd.pid"
+  fi
+
+  # 4. Unmount: sshfs mounts first (lazily), then whatever dockerd left (overlay, shm, netns...).
+  MOUNT_TYPE=fuse.sshfs unmount_under "$DIR" "$exec_root"
+  unmount_under "$DIR" "$exec_root"
+  # sshfs processes serving mounts under DIR exit once unmounted; make sure.
+  for pid in $(pids_with_cmdline "$DIR/"); do
+    if [[ $(cat "/proc/$pid/comm" 2>/dev/null) == sshfs || $(cat "/proc/$pid/comm" 2>/dev/null) == ssh ]]; then
+      log "stopping leftover $(cat "/proc/$pid/comm" 2>/dev/null) process $pid"
+      stop_pid "$pid" 5
+    fi
+  done
+
+  # 5. Exec root.
+  if [[ -n $exec_root && $exec_root == /tmp/sshfs-e2e.* && -d $exec_root ]]; then
+    rm -rf --one-file-system -- "$exec_root" || log "WARNING: could not remove $exec_root"
+  fi
+  rm -f "$DIR/exec-root" "$DIR/docker.sock"
+
+  # 6. Verify.
+  local bad=0
+  if [[ -n $(mounts_under "$DIR" "$exec_root") ]]; then
+    log "ERROR: mounts remain:"; mounts_under "$DIR" "$exec_root" >&2; bad=1
+  fi
+  local comm
+  for pid in $(pids_with_cmdline "$DIR/") $(pids_with_env_prefix "STATE_DIR=$DIR/plugins/"); do
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+    case $comm in
+    dockerd | containerd* | sshd | sshfs | ssh | node | runc)
+      log "ERROR: process remains: $pid $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-160)"
+      bad=1
+      ;;
+    esac
+  done
+  [[ $bad -eq 0 ]] || return 1
+  log "down: nothing left running or mounted for $DIR"
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# up
+
+ensure_packages() {
+  local missing=()
+  command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1 || missing+=(docker.io)
+  command -v sshfs >/dev/null 2>&1 || missing+=(sshfs)
+  [[ -x /usr/sbin/sshd ]] && command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-server)
+  command -v fusermount3 >/dev/null 2>&1 || command -v fusermount >/dev/null 2>&1 || missing+=(sshfs)
+  if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=(busybox-static)
+  fi
+  command -v tini >/dev/null 2>&1 || missing+=(tini)
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+    die "missing packages: ${missing[*]} (install them, as root, with apt-get)"
+  fi
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+busybox_binary() {
+  local b
+  for b in /bin/busybox /usr/bin/busybox; do
+    if [[ -x $b ]] && ! ldd "$b" >/dev/null 2>&1; then echo "$b"; return 0; fi
+  done
+  die "no statically linked busybox found (install busybox-static)"
+}
+
+free_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  die "no free TCP port found"
+}
+
+ensure_user() {
+  local user=$1
+  if ! id -u "$user" >/dev/null 2>&1; then
+    log "creating user $user"
+    useradd --create-home --shell /bin/sh --user-group "$user"
+  fi
+  local home
+  home=$(getent passwd "$user" | cut -d: -f6)
+  [[ -d $home ]] || { mkdir -p "$home"; chown "$user:" "$home"; }
+  # StrictModes: home and ~/.ssh not writable by group/others, owned by the user.
+  chown "$user:" "$home"
+  chmod 0755 "$home"
+  install -d -m 0700 -o "$user" -g "$(id -gn "$user")" "$home/.ssh"
+}
+
+# A fresh, empty remote directory owned by USER; prints its path.
+fresh_remote_dir() {
+  local user=$1 home
+  home=$(getent passwd "$user" | cut -d: -f6)
+  local d="$home/data-$ENV_ID"
+  if [[ -n $(MOUNT_TYPE= mounts_under "$d") ]]; then die "$d has mounts under it; run down first"; fi
+  rm -rf --one-file-system -- "$d"
+  install -d -m 0755 -o "$user" -g "$(id -gn "$user")" "$d"
+  echo "$d"
+}
+
+start_dockerd() {
+  local exec_root=$1
+  local args=(
+    --bridge=none --iptables=false --ip6tables=false --ip-masq=false
+    --config-file "$DIR/daemon.json"
+    --data-root "$DIR/docker-data"
+    --exec-root "$exec_root"
+    --pidfile "$DIR/dockerd.pid"
+    --containerd-namespace sshfs-e2e
+    --containerd-plugins-namespace sshfs-e2e-plugins
+    -H "unix://$DIR/docker.sock"
+  )
+  [[ -n ${E2E_STORAGE_DRIVER:-} ]] && args+=(--storage-driver "$E2E_STORAGE_DRIVER")
+  echo '{}' >"$DIR/daemon.json"
+  log "starting dockerd (data-root $DIR/docker-data, exec-root $exec_root)"
+  setsid dockerd "${args[@]}" >"$DIR/dockerd.log" 2>&1 </dev/null &
+  local dpid=$!
+  local wait_s=${E2E_DOCKERD_WAIT:-60} i
+  for ((i = 0; i < wait_s * 4; i++)); do
+    if DOCKER_HOST="unix://$DIR/docker.sock" docker info >/dev/null 2>&1; then
+      log "dockerd is up ($(DOCKER_HOST="unix://$DIR/docker.sock" docker info --format '{{.ServerVersion}}, {{.Driver}}'))"
+      return 0
+    fi
+    if ! kill -0 "$dpid" 2>/dev/null; then
+      tail -n 30 "$DIR/dockerd.log" >&2 || true
+      die "dockerd exited during startup (log: $DIR/dockerd.log)"
+    fi
+    sleep 0.25
+  done
+  tail -n 30 "$DIR/dockerd.log" >&2 || true
+  die "dockerd did not answer within ${wait_s}s (log: $DIR/dockerd.log)"
+}
+
+start_sshd() {
+  local port=$1
+  local conf="$DIR/ssh/sshd_config"
+  cat >"$conf" <<EOF
+# sshd for the sshfs plugin e2e tests only: loopback, two test users.
+Port $port
+ListenAddress 127.0.0.1
+HostKey $DIR/ssh/ssh_host_ed25519_key
+PidFile $DIR/sshd.pid
+AuthorizedKeysFile .ssh/authorized_keys.sshfs-e2e-$ENV_ID
+PubkeyAuthentication yes
+PasswordAuthentication yes
+PermitEmptyPasswords no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes yes
+PermitRootLogin no
+AllowUsers $KEY_USER $PW_USER
+AllowTcpForwarding no
+AllowAgentForwarding no
+X11Forwarding no
+PermitTTY yes
+PrintMotd no
+MaxStartups 100:30:200
+MaxSessions 50
+LogLevel VERBOSE
+Subsystem sftp internal-sftp
+EOF
+  install -d -m 0755 /run/sshd
+  /usr/sbin/sshd -t -f "$conf" || die "sshd rejected $conf"
+  # sshd binds before it daemonizes, so a failed bind is a non-zero exit here.
+  /usr/sbin/sshd -f "$conf" -E "$DIR/sshd.log"
+}
+
+do_up() {
+  [[ $(id -u) -eq 0 ]] || die "must run as root (dockerd, FUSE, useradd)"
+  ensure_packages
+  [[ -e /dev/fuse ]] || die "/dev/fuse is missing: FUSE is not available on this machine"
+
+  # Start from a clean slate: stop a previous run, then wipe its data.
+  do_down
+  install -d -m 0755 "$DIR"
+  if [[ -n $(mounts_under "$DIR") ]]; then die "mounts remain under $DIR; cannot continue"; fi
+  rm -rf --one-file-system -- "$DIR/docker-data" "$DIR/plugins" "$DIR/ssh" "$DIR/rootfs" "$DIR/env"
+  install -d -m 0700 "$DIR/ssh"
+  install -d -m 0755 "$DIR/plugins"
+  install -d -m 0755 "$PLUGIN_SOCKET_DIR"
+
+  # --- ssh keys and users
+  ssh-keygen -q -t ed25519 -N '' -C sshfs-e2e-host -f "$DIR/ssh/ssh_host_ed25519_key"
+  ssh-keygen -q -t ed25519 -N '' -C sshfs-e2e-client -f "$DIR/ssh/id_ed25519"
+  ensure_user "$KEY_USER"
+  ensure_user "$PW_USER"
+
+  local key_home pw_home
+  key_home=$(getent passwd "$KEY_USER" | cut -d: -f6)
+  pw_home=$(getent passwd "$PW_USER" | cut -d: -f6)
+  install -m 0600 -o "$KEY_USER" -g "$(id -gn "$KEY_USER")" "$DIR/ssh/id_ed25519.pub" \
+    "$key_home/.ssh/authorized_keys.sshfs-e2e-$ENV_ID"
+  # '*' = no password but not "locked" ('!'), which sshd (without PAM) would refuse even for key logins.
+  usermod -p '*' "$KEY_USER"
+  : >"$pw_home/.ssh/authorized_keys.sshfs-e2e-$ENV_ID"
+  chown "$PW_USER:" "$pw_home/.ssh/authorized_keys.sshfs-e2e-$ENV_ID"
+  chmod 0600 "$pw_home/.ssh/authorized_keys.sshfs-e2e-$ENV_ID"
+
+  # A password with characters that break naive handling: space, comma, $, !, quotes, =, #. Generated once per
+  # machine and kept (root-only) so that environments running side by side agree on it.
+  local password
+  install -d -m 0700 "$(dirname "$PASSWORD_FILE")"
+  if [[ ! -s $PASSWORD_FILE ]]; then
+    (
+      umask 077
+      printf '%s' "p@ss w,rd!\$'\"=#$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$PASSWORD_FILE"
+    )
+  fi
+  password=$(cat "$PASSWORD_FILE")
+  printf '%s:%s\n' "$PW_USER" "$password" | chpasswd
+
+  local key_remote pw_remote
+  key_remote=$(fresh_remote_dir "$KEY_USER")
+  pw_remote=$(fresh_remote_dir "$PW_USER")
+
+  # --- sshd
+  local port started=0
+  for _ in 1 2 3 4 5; do
+    port=$(free_port)
+    if start_sshd "$port" 2>>"$DIR/sshd.log"; then started=1; break; fi
+    log "sshd could not start on port $port, retrying"
+  done
+  [[ $started -eq 1 ]] || { tail -n 20 "$DIR/sshd.log" >&2; die "sshd did not start (log: $DIR/sshd.log)"; }
+  local i
+  for ((i = 0; i < 50; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || die "sshd is not listening on 127.0.0.1:$port"
+  printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$DIR/ssh/ssh_host_ed25519_key.pub")" >"$DIR/ssh/known_hosts"
+  log "sshd listening on 127.0.0.1:$port"
+
+  # Sanity check: key login works (password login is checked by the tests through sshfs).
+  if ! ssh -F /dev/null -p "$port" -i "$DIR/ssh/id_ed25519" -o BatchMode=yes -o IdentitiesOnly=yes \
+    -o UserKnownHostsFile="$DIR/ssh/known_hosts" -o StrictHostKeyChecking=yes -o ConnectTimeout=10 \
+    "$KEY_USER@127.0.0.1" true </dev/null 2>"$DIR/ssh-check.log"; then
+    cat "$DIR/ssh-check.log" >&2
+    tail -n 20 "$DIR/sshd.log" >&2
+    die "key login to the test sshd failed"
+  fi
+
+  # --- dockerd
+  local exec_root
+  exec_root=$(mktemp -d /tmp/sshfs-e2e.XXXX)
+  echo "$exec_root" >"$DIR/exec-root"
+  start_dockerd "$exec_root"
+
+  # --- busybox image
+  local bb rootfs="$DIR/rootfs"
+  bb=$(busybox_binary)
+  # No /data in the image: a volume mounted there gets no copy-up (see the copy-up test for that case).
+  install -d "$rootfs/bin" "$rootfs/tmp" "$rootfs/etc" "$rootfs/proc" "$rootfs/sys" "$rootfs/dev"
+  chmod 1777 "$rootfs/tmp"
+  cp "$bb" "$rootfs/bin/busybox"
+  chroot "$rootfs" /bin/busybox --install -s /bin
+  echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
+  echo 'root:x:0:' >"$rootfs/etc/group"
+  tar -C "$rootfs" -c . | DOCKER_HOST="unix://$DIR/docker.sock" docker import -c 'CMD ["sh"]' - "$IMAGE" >/dev/null
+  rm -rf --one-file-system -- "$rootfs"
+  DOCKER_HOST="unix://$DIR/docker.sock" docker run --rm --network none "$IMAGE" true ||
+    die "cannot run a container from $IMAGE (log: $DIR/dockerd.log)"
+  log "imported $IMAGE"
+
+  # --- env file (literal values, not shell-quoted: parse each line at its first '=')
+  local env_tmp="$DIR/env.tmp"
+  (
+    umask 077
+    cat >"$env_tmp" <<EOF
+DOCKER_HOST=unix://$DIR/docker.sock
+SSH_HOST=127.0.0.1
+SSH_PORT=$port
+SSH_KEY_USER=$KEY_USER
+SSH_KEY_FILE=$DIR/ssh/id_ed25519
+SSH_PW_USER=$PW_USER
+SSH_PW=$password
+SSH_KEY_REMOTE_DIR=$key_remote
+SSH_PW_REMOTE_DIR=$pw_remote
+SSH_KNOWN_HOST_KEY=$DIR/ssh/ssh_host_ed25519_key.pub
+SSH_KNOWN_HOSTS_FILE=$DIR/ssh/known_hosts
+E2E_IMAGE=$IMAGE
+EXEC_ROOT=$exec_root
+E2E_DIR=$DIR
+EOF
+  )
+  mv "$env_tmp" "$DIR/env"
+  chmod 0600 "$DIR/env"
+  log "up: environment written to $DIR/env"
+}
+
+do_status() {
+  local exec_root pid
+  exec_root=$(exec_root_of)
+  pid=$(cat "$DIR/dockerd.pid" 2>/dev/null || true)
+  if pid_matches "$pid" "$DIR/docker.sock"; then echo "dockerd: running (pid $pid)"; else echo "dockerd: stopped"; fi
+  pid=$(cat "$DIR/sshd.pid" 2>/dev/null || true)
+  if pid_matches "$pid" "$DIR/ssh/sshd_config"; then echo "sshd: running (pid $pid)"; else echo "sshd: stopped"; fi
+  echo "mounts:"
+  mounts_under "$DIR" "$exec_root" | sed 's/^/  /'
+  echo "processes mentioning $DIR:"
+  for pid in $(pids_with_cmdline "$DIR/"); do echo "  $pid $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-120)"; done
+}
+
+case $CMD in
+up) do_up ;;
+down) do_down ;;
+status) do_status ;;
+*) usage ;;
+esac

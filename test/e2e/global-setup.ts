@@ -1,0 +1,39 @@
+// vitest globalSetup for the e2e project: build the plugin, bring up the isolated dockerd + sshd, tear them down.
+//
+//   E2E_SKIP_BUILD=1   do not run `npm run build` (dist/ as it is)
+//   E2E_KEEP=1         leave the environment running after the tests (then: scripts/e2e-env.sh down .e2e)
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import type { TestProject } from 'vitest/node';
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const E2E_DIR = path.join(REPO_ROOT, '.e2e');
+const ENV_SCRIPT = path.join(REPO_ROOT, 'scripts', 'e2e-env.sh');
+
+async function run(file: string, args: string[], what: string, timeoutMs: number): Promise<void> {
+  const r = await execa(file, args, { cwd: REPO_ROOT, reject: false, all: true, timeout: timeoutMs, input: '' });
+  if (r.exitCode !== 0) {
+    throw new Error(`${what} failed (exit ${r.exitCode}${r.timedOut ? ', timed out' : ''}):\n${r.all ?? ''}`);
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  if (process.getuid?.() !== 0) {
+    throw new Error('the e2e tests need root (dockerd, FUSE, local test users)');
+  }
+  if (!process.env.E2E_SKIP_BUILD) {
+    await run('npm', ['run', 'build'], 'npm run build', 300_000);
+  }
+  await run('bash', [ENV_SCRIPT, 'up', E2E_DIR], `scripts/e2e-env.sh up ${E2E_DIR}`, 600_000);
+  process.env.E2E_DIR = E2E_DIR;
+  project.provide('e2eDir', E2E_DIR);
+
+  return async () => {
+    if (process.env.E2E_KEEP) {
+      console.log(`[e2e] E2E_KEEP is set: environment left running; stop it with: scripts/e2e-env.sh down ${E2E_DIR}`);
+      return;
+    }
+    await run('bash', [ENV_SCRIPT, 'down', E2E_DIR], `scripts/e2e-env.sh down ${E2E_DIR}`, 300_000);
+  };
+}

@@ -1,0 +1,557 @@
+// Helpers for the end-to-end tests: the environment written by scripts/e2e-env.sh, the docker CLI against the
+// isolated dockerd, the plugin started in host ("legacy") mode, and checks on the sshd side and on the kernel's mounts.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { inject } from 'vitest';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    e2eDir: string;
+  }
+}
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The plugin's entry point; E2E_PLUGIN_ENTRY overrides it (e.g. to try another build). */
+export const PLUGIN_ENTRY = process.env.E2E_PLUGIN_ENTRY || path.join(REPO_ROOT, 'dist', 'adapter', 'main.js');
+/** Where dockerd looks for legacy plugin sockets; shared by every dockerd on the machine. */
+export const PLUGIN_SOCKET_DIR = '/run/docker/plugins';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Environment
+
+export interface E2EEnv {
+  dir: string;
+  dockerHost: string;
+  sshHost: string;
+  sshPort: number;
+  keyUser: string;
+  /** Private key of keyUser (authorized on the test sshd). */
+  keyFile: string;
+  pwUser: string;
+  /** pwUser's password: contains a space, a comma, '$', quotes... */
+  password: string;
+  keyRemoteDir: string;
+  pwRemoteDir: string;
+  /** The test sshd's public host key (one line, "ssh-ed25519 AAAA... comment"). */
+  hostKeyFile: string;
+  /** A known_hosts file with the test sshd's host key for [127.0.0.1]:port. */
+  knownHostsFile: string;
+  image: string;
+  execRoot: string;
+  raw: Record<string, string>;
+}
+
+/** The e2e work dir: provided by the global setup, else $E2E_DIR, else <repo>/.e2e. */
+export function e2eDir(): string {
+  let provided: string | undefined;
+  try {
+    provided = inject('e2eDir');
+  } catch {
+    provided = undefined;
+  }
+  return provided || process.env.E2E_DIR || path.join(REPO_ROOT, '.e2e');
+}
+
+/** Parses DIR/env: literal KEY=VALUE lines (values are not shell-quoted), '#' lines are comments. */
+export function parseEnvFile(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const eq = line.indexOf('=');
+    if (eq <= 0) continue;
+    out[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return out;
+}
+
+let cachedEnv: E2EEnv | undefined;
+
+export function loadEnv(dir: string = e2eDir()): E2EEnv {
+  if (cachedEnv && cachedEnv.dir === dir) return cachedEnv;
+  const file = path.join(dir, 'env');
+  if (!existsSync(file)) {
+    throw new Error(`${file} is missing: run "scripts/e2e-env.sh up ${dir}" (the e2e global setup does it)`);
+  }
+  const raw = parseEnvFile(readFileSync(file, 'utf8'));
+  const need = (key: string): string => {
+    const value = raw[key];
+    if (value === undefined || value === '') throw new Error(`${file} has no ${key}`);
+    return value;
+  };
+  cachedEnv = {
+    dir,
+    dockerHost: need('DOCKER_HOST'),
+    sshHost: need('SSH_HOST'),
+    sshPort: Number(need('SSH_PORT')),
+    keyUser: need('SSH_KEY_USER'),
+    keyFile: need('SSH_KEY_FILE'),
+    pwUser: need('SSH_PW_USER'),
+    password: need('SSH_PW'),
+    keyRemoteDir: need('SSH_KEY_REMOTE_DIR'),
+    pwRemoteDir: need('SSH_PW_REMOTE_DIR'),
+    hostKeyFile: need('SSH_KNOWN_HOST_KEY'),
+    knownHostsFile: need('SSH_KNOWN_HOSTS_FILE'),
+    image: need('E2E_IMAGE'),
+    execRoot: need('EXEC_ROOT'),
+    raw,
+  };
+  return cachedEnv;
+}
+
+/** A short random suffix for names that must be unique across runs and machines' shared dirs. */
+export function randomId(bytes = 4): string {
+  return randomBytes(bytes).toString('hex');
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// docker CLI
+
+export interface CmdResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface DockerOptions {
+  input?: string;
+  /** Kill the CLI after this long (default 150 s: more than the daemon's own 2 min Create/Mount timeout). */
+  timeoutMs?: number;
+}
+
+/** Runs the docker CLI against the test dockerd. Never throws; a timeout gives exitCode -1. */
+export async function docker(args: string[], opts: DockerOptions = {}): Promise<CmdResult> {
+  const env = loadEnv();
+  const result = await execa('docker', args, {
+    env: { DOCKER_HOST: env.dockerHost, DOCKER_CONTEXT: '', DOCKER_CLI_HINTS: 'false' },
+    reject: false,
+    timeout: opts.timeoutMs ?? 150_000,
+    input: opts.input ?? '',
+    stripFinalNewline: true,
+  });
+  const stderr = result.timedOut
+    ? `${result.stderr}\n[harness] docker ${args.join(' ')} timed out after ${opts.timeoutMs ?? 150_000} ms`
+    : result.stderr;
+  return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr };
+}
+
+/** Like docker(), but throws with the CLI's output when the exit code is not 0. Returns stdout. */
+export async function dockerOk(args: string[], opts: DockerOptions = {}): Promise<string> {
+  const r = await docker(args, opts);
+  if (r.exitCode !== 0) {
+    throw new Error(`docker ${args.join(' ')} exited ${r.exitCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  }
+  return r.stdout;
+}
+
+export interface VolumeInspect {
+  Name: string;
+  Driver: string;
+  Mountpoint: string;
+  CreatedAt?: string;
+  Status?: Record<string, unknown> | null;
+  Options?: Record<string, string> | null;
+  Labels?: Record<string, string> | null;
+  Scope?: string;
+}
+
+/** `docker volume inspect NAME`, parsed; throws if it fails. */
+export async function inspectVolume(name: string): Promise<VolumeInspect> {
+  const out = await dockerOk(['volume', 'inspect', name]);
+  const parsed = JSON.parse(out) as VolumeInspect[];
+  const first = parsed[0];
+  if (!first) throw new Error(`docker volume inspect ${name} returned nothing: ${out}`);
+  return first;
+}
+
+/** Names of the volumes dockerd lists for DRIVER. */
+export async function listVolumes(driver?: string): Promise<string[]> {
+  const args = ['volume', 'ls', '--format', '{{.Name}}'];
+  if (driver) args.push('--filter', `driver=${driver}`);
+  const out = await dockerOk(args);
+  return out.split('\n').filter((line) => line !== '');
+}
+
+/**
+ * Tracks what a test file creates so afterAll can remove it even when a test failed halfway.
+ * Containers are removed before volumes (a volume in use cannot be removed).
+ */
+export class Resources {
+  readonly containers = new Set<string>();
+  readonly volumes = new Set<string>();
+
+  container(name: string): string {
+    this.containers.add(name);
+    return name;
+  }
+
+  volume(name: string): string {
+    this.volumes.add(name);
+    return name;
+  }
+
+  /** Removes everything tracked; returns the errors (a missing object is not an error). */
+  async cleanup(): Promise<string[]> {
+    const errors: string[] = [];
+    for (const c of this.containers) {
+      const r = await docker(['rm', '-f', c], { timeoutMs: 60_000 });
+      if (r.exitCode !== 0 && !/No such container/i.test(r.stderr)) errors.push(`rm -f ${c}: ${r.stderr}`);
+    }
+    this.containers.clear();
+    for (const v of this.volumes) {
+      const r = await docker(['volume', 'rm', '-f', v], { timeoutMs: 90_000 });
+      if (r.exitCode !== 0 && !/no such volume/i.test(r.stderr)) errors.push(`volume rm -f ${v}: ${r.stderr}`);
+    }
+    this.volumes.clear();
+    return errors;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The plugin in host mode
+
+export interface LegacyPlugin {
+  name: string;
+  socketPath: string;
+  stateDir: string;
+  mountRoot: string;
+  /** The directory holding stateDir, mountRoot, plugin.log and plugin.pid. */
+  baseDir: string;
+  pid: number;
+  /** Everything the plugin wrote to stdout and stderr so far (of this process). */
+  logs(): string;
+  /** True while the process runs. */
+  running(): boolean;
+  /** SIGTERM, SIGKILL after a bounded wait; removes the socket. */
+  stop(): Promise<void>;
+  /** SIGKILL, as a crash would; leaves the socket file behind. Resolves once the process is gone. */
+  kill(): Promise<void>;
+}
+
+export interface StartPluginOptions {
+  /** Extra environment for the plugin process. */
+  env?: Record<string, string>;
+  /** How long to wait for the socket to answer /Plugin.Activate (default 20 s). */
+  readyTimeoutMs?: number;
+}
+
+const livePlugins = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // A test worker that dies must not leave plugins running (e2e-env.sh down also checks).
+  process.on('exit', () => {
+    for (const child of livePlugins) {
+      try {
+        child.kill('SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  });
+}
+
+/** A fresh plugin name: legacy plugin sockets share one directory with every dockerd on the machine. */
+export function uniquePluginName(): string {
+  return `sshfs-e2e-${randomId()}`;
+}
+
+/**
+ * Starts `node dist/adapter/main.js` in host mode with SOCKET_PATH=/run/docker/plugins/<name>.sock, and waits until it
+ * answers /Plugin.Activate. Starting again with the same name reuses its STATE_DIR and MOUNT_ROOT (a restart).
+ */
+export async function startLegacyPlugin(name: string = uniquePluginName(), opts: StartPluginOptions = {}): Promise<LegacyPlugin> {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new Error(`bad plugin name ${name}`);
+  if (!existsSync(PLUGIN_ENTRY)) throw new Error(`${PLUGIN_ENTRY} does not exist: run "npm run build"`);
+  const dir = e2eDir();
+  const baseDir = path.join(dir, 'plugins', name);
+  const stateDir = path.join(baseDir, 'state');
+  const mountRoot = path.join(baseDir, 'mnt');
+  const logFile = path.join(baseDir, 'plugin.log');
+  const pidFile = path.join(baseDir, 'plugin.pid');
+  const socketPath = path.join(PLUGIN_SOCKET_DIR, `${name}.sock`);
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  mkdirSync(mountRoot, { recursive: true, mode: 0o755 });
+  mkdirSync(PLUGIN_SOCKET_DIR, { recursive: true, mode: 0o755 });
+  rmSync(socketPath, { force: true });
+
+  // The worker's environment minus what belongs to the test runner (loader hooks, vitest's own flags).
+  const baseEnv = Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => key !== 'NODE_OPTIONS' && !key.startsWith('VITEST') && key !== 'TEST'),
+  );
+  const child = spawn(process.execPath, [PLUGIN_ENTRY], {
+    cwd: REPO_ROOT,
+    env: {
+      ...baseEnv,
+      SOCKET_PATH: socketPath,
+      STATE_DIR: stateDir,
+      MOUNT_ROOT: mountRoot,
+      DEBUG: '1',
+      ...opts.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  installExitHook();
+  livePlugins.add(child);
+  let output = '';
+  let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  const exitPromise = new Promise<void>((resolve) => {
+    child.on('exit', (code, signal) => {
+      exited = { code, signal };
+      livePlugins.delete(child);
+      const line = `[harness] plugin ${name} exited (code ${code}, signal ${signal})\n`;
+      output += line;
+      try {
+        appendFileSync(logFile, line);
+      } catch {
+        // the work dir may be gone already
+      }
+      resolve();
+    });
+  });
+  const onData = (chunk: Buffer): void => {
+    const text = chunk.toString('utf8');
+    output += text;
+    try {
+      appendFileSync(logFile, text);
+    } catch {
+      // ignore
+    }
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`could not start the plugin: ${output}`);
+  writeFileSync(pidFile, `${pid}\n`);
+  appendFileSync(logFile, `[harness] started plugin ${name} pid ${pid} at ${new Date().toISOString()}\n`);
+
+  const waitExit = async (ms: number): Promise<boolean> => {
+    if (exited) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    });
+    const done = await Promise.race([exitPromise.then(() => true), timeout]);
+    if (timer) clearTimeout(timer);
+    return done;
+  };
+
+  const plugin: LegacyPlugin = {
+    name,
+    socketPath,
+    stateDir,
+    mountRoot,
+    baseDir,
+    pid,
+    logs: () => output,
+    running: () => exited === undefined,
+    async stop() {
+      if (!exited) {
+        child.kill('SIGTERM');
+        if (!(await waitExit(15_000))) {
+          child.kill('SIGKILL');
+          if (!(await waitExit(5_000))) throw new Error(`plugin ${name} (pid ${pid}) survived SIGKILL`);
+        }
+      }
+      rmSync(socketPath, { force: true });
+      rmSync(pidFile, { force: true });
+    },
+    async kill() {
+      if (!exited) {
+        child.kill('SIGKILL');
+        if (!(await waitExit(5_000))) throw new Error(`plugin ${name} (pid ${pid}) survived SIGKILL`);
+      }
+      rmSync(pidFile, { force: true });
+    },
+  };
+
+  const readyMs = opts.readyTimeoutMs ?? 20_000;
+  const deadline = Date.now() + readyMs;
+  let lastError = 'socket not created yet';
+  for (;;) {
+    if (exited) {
+      throw new Error(`plugin ${name} exited before answering /Plugin.Activate (code ${exited.code}, signal ${exited.signal}). Output:\n${output}`);
+    }
+    if (existsSync(socketPath)) {
+      try {
+        const res = await pluginRequest(socketPath, '/Plugin.Activate', undefined, 2_000);
+        const body = JSON.parse(res.body) as { Implements?: unknown };
+        if (res.status === 200 && Array.isArray(body.Implements) && body.Implements.includes('VolumeDriver')) {
+          return plugin;
+        }
+        lastError = `unexpected answer ${res.status} ${res.body}`;
+      } catch (err) {
+        lastError = String(err);
+      }
+    }
+    if (Date.now() > deadline) {
+      await plugin.kill().catch(() => undefined);
+      throw new Error(`plugin ${name} did not answer /Plugin.Activate on ${socketPath} within ${readyMs} ms (${lastError}). Output:\n${output}`);
+    }
+    await sleep(100);
+  }
+}
+
+export interface PluginHttpResponse {
+  status: number;
+  body: string;
+}
+
+/**
+ * POSTs to the plugin's socket the way dockerd does (no Content-Type, empty Host, the v1.2 Accept header).
+ * BODY is JSON-encoded unless it is a string; undefined sends an empty body.
+ */
+export function pluginRequest(socketPath: string, urlPath: string, body?: unknown, timeoutMs = 30_000): Promise<PluginHttpResponse> {
+  const payload = body === undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        socketPath,
+        path: urlPath,
+        method: 'POST',
+        headers: {
+          Host: '',
+          Accept: 'application/vnd.docker.plugins.v1.2+json',
+          'Content-Length': Buffer.byteLength(payload),
+        },
+        timeout: timeoutMs,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${urlPath} timed out after ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Mounts (the kernel's view)
+
+export interface MountEntry {
+  source: string;
+  mountpoint: string;
+  fstype: string;
+  options: string;
+}
+
+/** /proc/mounts escapes space, tab, newline and backslash as octal. */
+function unescapeMountField(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+export async function readMounts(): Promise<MountEntry[]> {
+  const text = await readFile('/proc/self/mounts', 'utf8');
+  return text
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => {
+      const [source = '', mountpoint = '', fstype = '', options = ''] = line.split(' ');
+      return {
+        source: unescapeMountField(source),
+        mountpoint: unescapeMountField(mountpoint),
+        fstype,
+        options,
+      };
+    });
+}
+
+/** fuse.sshfs mounts at or under DIR. */
+export async function sshfsMountsUnder(dir: string): Promise<MountEntry[]> {
+  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+  return (await readMounts()).filter(
+    (m) => m.fstype === 'fuse.sshfs' && (m.mountpoint === dir || m.mountpoint.startsWith(prefix)),
+  );
+}
+
+/** Whether a fuse.sshfs filesystem is mounted exactly at PATH. */
+export async function isSshfsMounted(mountpoint: string): Promise<boolean> {
+  return (await readMounts()).some((m) => m.fstype === 'fuse.sshfs' && m.mountpoint === mountpoint);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The sshd side (the remote dirs are local directories, so plain fs access works)
+
+/** Path of REL inside a remote dir (refuses to escape it). */
+export function remotePath(remoteDir: string, rel: string): string {
+  const p = path.resolve(remoteDir, rel);
+  if (p !== remoteDir && !p.startsWith(`${remoteDir}/`)) throw new Error(`${rel} escapes ${remoteDir}`);
+  return p;
+}
+
+export async function readRemote(remoteDir: string, rel: string): Promise<string> {
+  return readFile(remotePath(remoteDir, rel), 'utf8');
+}
+
+export function remoteExists(remoteDir: string, rel: string): boolean {
+  return existsSync(remotePath(remoteDir, rel));
+}
+
+/** Creates a fresh subdirectory of a remote dir, owned by USER (as if the user made it over ssh). */
+export async function makeRemoteSubdir(remoteDir: string, user: string, prefix = 'vol'): Promise<string> {
+  const sub = remotePath(remoteDir, `${prefix}-${randomId()}`);
+  const r = await execa('install', ['-d', '-m', '0755', '-o', user, '-g', user, sub], { reject: false });
+  if (r.exitCode !== 0) throw new Error(`cannot create ${sub}: ${r.stderr}`);
+  return sub;
+}
+
+/** Runs a shell command as USER on the sshd's machine (via su: works for the password user too). */
+export async function runAsUser(user: string, command: string): Promise<CmdResult> {
+  const r = await execa('su', ['-s', '/bin/sh', '-c', command, user], { reject: false, timeout: 30_000, input: '' });
+  return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs COMMAND over a real ssh login as the key user (checks the sshd itself). */
+export async function sshAsKeyUser(command: string): Promise<CmdResult> {
+  const env = loadEnv();
+  const r = await execa(
+    'ssh',
+    [
+      '-F', '/dev/null',
+      '-p', String(env.sshPort),
+      '-i', env.keyFile,
+      '-o', 'BatchMode=yes',
+      '-o', 'IdentitiesOnly=yes',
+      '-o', `UserKnownHostsFile=${env.knownHostsFile}`,
+      '-o', 'StrictHostKeyChecking=yes',
+      '-o', 'ConnectTimeout=10',
+      `${env.keyUser}@${env.sshHost}`,
+      command,
+    ],
+    { reject: false, timeout: 30_000, input: '' },
+  );
+  return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Misc
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls CHECK until it returns true; throws DESCRIPTION (plus the last error) after TIMEOUTMS. */
+export async function waitFor(description: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000, intervalMs = 200): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch (err) {
+      last = ` (last error: ${String(err)})`;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}${last}`);
+    await sleep(intervalMs);
+  }
+}

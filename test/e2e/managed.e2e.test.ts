@@ -1,0 +1,502 @@
+// The plugin as operators install it: a managed (v2) Docker plugin built offline by scripts/plugin.sh (the same
+// command as `npm run plugin:install`), created and enabled in the isolated dockerd under a unique name, then used
+// through the docker CLI only: key auth through the settable `keys` mount, password auth, data checked from a second
+// container and on the sshd side, inspect, DEBUG via `docker plugin set`, disable/enable with volumes present, and a
+// teardown that must leave no mount and no process behind. Also: `plugin.sh push` explains a registry's refusals
+// (a fake registry on 127.0.0.1 answers the way real ones refuse).
+import { createHash } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  REPO_ROOT,
+  Resources,
+  docker,
+  dockerOk,
+  inspectVolume,
+  loadEnv,
+  makeRemoteSubdir,
+  randomId,
+  readMounts,
+  readRemote,
+  sshfsMountsUnder,
+  waitFor,
+} from './harness.js';
+
+const PLUGIN_SCRIPT = path.join(REPO_ROOT, 'scripts', 'plugin.sh');
+
+interface ScriptResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs scripts/plugin.sh STEP against the test dockerd. */
+async function pluginScript(step: string, extraEnv: Record<string, string>, timeoutMs = 300_000): Promise<ScriptResult> {
+  const env = loadEnv();
+  const r = await execa('bash', [PLUGIN_SCRIPT, step], {
+    cwd: REPO_ROOT,
+    env: { DOCKER_HOST: env.dockerHost, DOCKER_CONTEXT: '', DOCKER_CLI_HINTS: 'false', ...extraEnv },
+    reject: false,
+    timeout: timeoutMs,
+    input: '',
+  });
+  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+interface Proc {
+  pid: number;
+  ppid: number;
+  comm: string;
+  cmdline: string;
+}
+
+function processes(): Proc[] {
+  const out: Proc[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // pid (comm) state ppid ...: comm may contain spaces and parentheses; it ends at the last ')'.
+      const close = stat.lastIndexOf(')');
+      const comm = stat.slice(stat.indexOf('(') + 1, close);
+      const fields = stat.slice(close + 2).split(' ');
+      if (fields[0] === 'Z') continue;
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ').trim();
+      out.push({ pid: Number(entry), ppid: Number(fields[1]), comm, cmdline });
+    } catch {
+      // the process exited meanwhile
+    }
+  }
+  return out;
+}
+
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+describe('managed plugin (docker plugin create/enable from the offline rootfs)', () => {
+  const env = loadEnv();
+  const name = `sshfs-managed-${randomId()}`;
+  const ref = `${name}:latest`;
+  const baseDir = path.join(env.dir, 'managed', name);
+  const pluginDir = path.join(baseDir, 'plugin');
+  const stateSource = path.join(baseDir, 'state');
+  const keysSource = path.join(baseDir, 'keys');
+  const res = new Resources();
+  const keyVol = res.volume(`mk-${randomId()}`);
+  const pwVol = res.volume(`mp-${randomId()}`);
+  let pluginId = '';
+  let keyRemote = '';
+  let pwRemote = '';
+  let binarySum = '';
+  const text = `managed plugin, key auth: ${randomId(8)}\nsecond line, ümlaut and tab\t.\n`;
+  const pwText = `managed plugin, password auth: ${randomId(8)}\n`;
+
+  const pluginLogLines = (): string[] =>
+    readFileSync(path.join(env.dir, 'dockerd.log'), 'utf8')
+      .split('\n')
+      .filter((line) => pluginId !== '' && line.includes(`plugin=${pluginId}`));
+
+  beforeAll(async () => {
+    rmSync(baseDir, { recursive: true, force: true });
+    mkdirSync(keysSource, { recursive: true, mode: 0o700 });
+    copyFileSync(env.keyFile, path.join(keysSource, 'id_ed25519'));
+    chmodSync(path.join(keysSource, 'id_ed25519'), 0o600);
+    // `npm run plugin:install`, offline, under a unique name, with the key directory as the keys mount's source.
+    const r = await pluginScript('install', {
+      PLUGIN_NAME: name,
+      PLUGIN_DIR: pluginDir,
+      PLUGIN_BUILDER: 'offline',
+      PLUGIN_SKIP_APP_BUILD: '1', // the global setup has just run `npm run build`
+      PLUGIN_STATE_SOURCE: stateSource,
+      PLUGIN_KEYS_SOURCE: keysSource,
+    });
+    if (r.exitCode !== 0) throw new Error(`plugin.sh install failed (${r.exitCode}):\n${r.stderr}\n${r.stdout}`);
+    pluginId = (await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', ref])).trim();
+    keyRemote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'managed');
+    pwRemote = await makeRemoteSubdir(env.pwRemoteDir, env.pwUser, 'managed');
+  }, 600_000);
+
+  afterAll(async () => {
+    const errors = await res.cleanup();
+    if ((await docker(['plugin', 'inspect', ref])).exitCode === 0) {
+      await docker(['plugin', 'disable', '-f', ref]);
+      await docker(['plugin', 'rm', '-f', ref]);
+    }
+    if ((await sshfsMountsUnder(baseDir)).length === 0) rmSync(baseDir, { recursive: true, force: true });
+    if (errors.length > 0) console.warn(`[managed] cleanup: ${errors.join('; ')}`);
+  }, 300_000);
+
+  it('is installed, enabled, with the config and settings it was given', async () => {
+    const ls = await dockerOk(['plugin', 'ls', '--format', '{{.Name}} {{.Enabled}}']);
+    expect(ls.split('\n')).toContain(`${ref} true`);
+    const [plugin] = JSON.parse(await dockerOk(['plugin', 'inspect', ref])) as {
+      Config: {
+        Entrypoint: string[];
+        PropagatedMount: string;
+        Interface: { Socket: string; Types: string[] };
+        Network: { Type: string };
+        Linux: { Capabilities: string[]; Devices: { Path: string }[] };
+      };
+      Settings: { Env: string[]; Mounts: { Name: string; Source: string; Destination: string; Options: string[] }[] };
+    }[];
+    expect(plugin).toBeDefined();
+    const { Config, Settings } = plugin!;
+    expect(Config.Entrypoint.slice(0, 2)).toEqual(['/usr/bin/tini', '--']);
+    expect(Config.PropagatedMount).toBe('/mnt/volumes');
+    expect(Config.Interface.Socket).toBe('sshfs.sock');
+    expect(Config.Interface.Types).toEqual(['docker.volumedriver/1.0']);
+    expect(Config.Network.Type).toBe('host');
+    expect(Config.Linux.Capabilities).toContain('CAP_SYS_ADMIN');
+    expect(Config.Linux.Devices.map((d) => d.Path)).toContain('/dev/fuse');
+    expect(Settings.Env).toContain('DEBUG=0');
+    const mounts = Object.fromEntries(Settings.Mounts.map((m) => [m.Name, m]));
+    expect(mounts.state?.Source).toBe(stateSource);
+    expect(mounts.state?.Destination).toBe('/mnt/state');
+    expect(mounts.keys?.Source).toBe(keysSource);
+    expect(mounts.keys?.Destination).toBe('/keys');
+    expect(mounts.keys?.Options).toContain('ro');
+    // The install created the state mount's host source (enable fails without it).
+    expect(statSync(stateSource).isDirectory()).toBe(true);
+  });
+
+  it('runs the app under tini inside the plugin container', async () => {
+    const procs = processes();
+    const shim = procs.find((p) => p.cmdline.includes('containerd-shim') && p.cmdline.includes(pluginId));
+    expect(shim, 'containerd shim of the plugin').toBeDefined();
+    const init = procs.find((p) => p.ppid === shim!.pid);
+    expect(init?.comm).toBe('tini');
+    const app = procs.find((p) => p.ppid === init!.pid && p.cmdline.includes('/app/dist/adapter/main.js'));
+    expect(app?.comm).toBe('node');
+  });
+
+  it('creates a key-auth volume (key from the keys mount); data written in one container is read in the next and on the sshd', async () => {
+    await dockerOk([
+      'volume', 'create', '-d', ref,
+      '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${keyRemote}`,
+      '-o', `port=${env.sshPort}`,
+      '-o', 'IdentityFile=/keys/id_ed25519',
+      keyVol,
+    ]);
+    // Mounted at a path the image does not have: for an empty volume over a path the image has, Docker copies the
+    // image dir's owner onto the volume root, which an sshfs mount refuses (the remote user cannot chown to root).
+    const write = await dockerOk(
+      [
+        'run', '--rm', '-i', '-v', `${keyVol}:/remote`, env.image, 'sh', '-c',
+        'cat > /remote/hello.txt && head -c 1048576 /dev/urandom > /remote/blob.bin && sha256sum /remote/blob.bin',
+      ],
+      { input: text },
+    );
+    binarySum = write.split(' ')[0] ?? '';
+    expect(binarySum).toMatch(/^[0-9a-f]{64}$/);
+
+    const read = await dockerOk([
+      'run', '--rm', '-v', `${keyVol}:/remote`, env.image, 'sh', '-c',
+      'cat /remote/hello.txt && sha256sum /remote/blob.bin && wc -c < /remote/blob.bin',
+    ]);
+    expect(read).toBe(`${text}${binarySum}  /remote/blob.bin\n1048576`);
+
+    // The sshd side: the same bytes, owned by the ssh user.
+    expect(await readRemote(keyRemote, 'hello.txt')).toBe(text);
+    expect(sha256(readFileSync(path.join(keyRemote, 'blob.bin')))).toBe(binarySum);
+    const uid = Number((await execa('id', ['-u', env.keyUser])).stdout);
+    expect(statSync(path.join(keyRemote, 'blob.bin')).uid).toBe(uid);
+  });
+
+  it('creates a password-auth volume; data round-trips through two containers and the sshd', async () => {
+    await dockerOk([
+      'volume', 'create', '-d', ref,
+      '-o', `sshcmd=${env.pwUser}@${env.sshHost}:${pwRemote}`,
+      '-o', `port=${env.sshPort}`,
+      '-o', `password=${env.password}`,
+      pwVol,
+    ]);
+    await dockerOk(['run', '--rm', '-i', '-v', `${pwVol}:/remote`, env.image, 'sh', '-c', 'cat > /remote/pw.txt'], {
+      input: pwText,
+    });
+    const read = await dockerOk(['run', '--rm', '-v', `${pwVol}:/remote`, env.image, 'cat', '/remote/pw.txt']);
+    expect(`${read}\n`).toBe(pwText);
+    expect(await readRemote(pwRemote, 'pw.txt')).toBe(pwText);
+    const uid = Number((await execa('id', ['-u', env.pwUser])).stdout);
+    expect(statSync(path.join(pwRemote, 'pw.txt')).uid).toBe(uid);
+  });
+
+  it('shows the volume in docker volume inspect, and its mount on the host under the propagated mount', async () => {
+    const v = await inspectVolume(keyVol);
+    expect(v.Name).toBe(keyVol);
+    expect(v.Driver).toBe(ref);
+    expect(v.Options?.sshcmd).toBe(`${env.keyUser}@${env.sshHost}:${keyRemote}`);
+    expect(Number.isNaN(Date.parse(v.CreatedAt ?? ''))).toBe(false);
+    expect(v.Status).toBeTruthy();
+    const propagated = path.join(env.dir, 'docker-data', 'plugins', pluginId, 'propagated-mount');
+    // The plugin answers with its own path (under /mnt/volumes); some daemons show the host path instead.
+    expect(v.Mountpoint.startsWith('/mnt/volumes/') || v.Mountpoint.startsWith(`${propagated}/`)).toBe(true);
+
+    const holder = res.container(`managed-holder-${randomId()}`);
+    const holderId = (await dockerOk(['run', '-d', '--name', holder, '-v', `${keyVol}:/remote`, env.image, 'sleep', '300'])).trim();
+    try {
+      // Re-installing over a plugin whose volumes running containers use would cut their mounts: refused.
+      const replace = await pluginScript('create', { PLUGIN_NAME: name, PLUGIN_DIR: pluginDir });
+      expect(replace.exitCode).not.toBe(0);
+      expect(replace.stderr).toMatch(/running containers use volumes/);
+      expect(replace.stderr).toContain(holderId.slice(0, 12));
+
+      // The plugin's mount propagates to the host (rshared: it shows under each peer of the propagated mount), from
+      // where dockerd bind-mounts it into the container.
+      await waitFor('the sshfs mount under the propagated mount', async () => (await sshfsMountsUnder(propagated)).length > 0);
+      expect((await sshfsMountsUnder(propagated)).every((m) => m.mountpoint === path.join(propagated, keyVol))).toBe(true);
+      const live = await inspectVolume(keyVol);
+      expect(JSON.stringify(live.Status)).toMatch(/"mounted":true/);
+    } finally {
+      await dockerOk(['rm', '-f', holder]);
+      res.containers.delete(holder);
+    }
+    await waitFor('the sshfs mount to go', async () => (await sshfsMountsUnder(propagated)).length === 0);
+  });
+
+  it('DEBUG set with docker plugin set logs requests; disable -f / enable with volumes keeps them listed and mountable', async () => {
+    // DEBUG=0 (the default): no request lines from this plugin so far.
+    expect(pluginLogLines().filter((l) => /debug \/VolumeDriver\./.test(l))).toEqual([]);
+
+    const plain = await docker(['plugin', 'disable', ref]);
+    expect(plain.exitCode).not.toBe(0);
+    expect(plain.stderr).toMatch(/in use/i);
+
+    await dockerOk(['plugin', 'disable', '-f', ref]);
+    expect((await dockerOk(['plugin', 'inspect', '-f', '{{.Enabled}}', ref])).trim()).toBe('false');
+    await dockerOk(['plugin', 'set', ref, 'DEBUG=1']);
+    await dockerOk(['plugin', 'enable', ref]);
+    expect((await dockerOk(['plugin', 'inspect', '-f', '{{.Enabled}}', ref])).trim()).toBe('true');
+
+    const listed = (await dockerOk(['volume', 'ls', '--format', '{{.Driver}} {{.Name}}'])).split('\n');
+    expect(listed).toContain(`${ref} ${keyVol}`);
+    expect(listed).toContain(`${ref} ${pwVol}`);
+
+    const read = await dockerOk([
+      'run', '--rm', '-v', `${keyVol}:/k`, '-v', `${pwVol}:/p`, env.image, 'sh', '-c', 'cat /k/hello.txt /p/pw.txt && sha256sum /k/blob.bin',
+    ]);
+    expect(read).toBe(`${text}${pwText}${binarySum}  /k/blob.bin`);
+
+    await waitFor(
+      'request lines of the plugin in the daemon log',
+      () => pluginLogLines().some((l) => /debug \/VolumeDriver\.Mount\b/.test(l) && l.includes(keyVol)),
+      10_000,
+    );
+    // The password never reaches the log.
+    expect(pluginLogLines().some((l) => l.includes(env.password))).toBe(false);
+  });
+
+  it('installing again replaces the plugin, keeps its settings, and its volumes stay usable', async () => {
+    const oldId = pluginId;
+    const r = await pluginScript('install', {
+      PLUGIN_NAME: name,
+      PLUGIN_DIR: pluginDir,
+      PLUGIN_BUILDER: 'offline',
+      PLUGIN_SKIP_APP_BUILD: '1',
+    });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/replacing the installed plugin/);
+    pluginId = (await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', ref])).trim();
+    expect(pluginId).not.toBe(oldId);
+    const settings = JSON.parse(await dockerOk(['plugin', 'inspect', '-f', '{{json .Settings}}', ref])) as {
+      Env: string[];
+      Mounts: { Name: string; Source: string }[];
+    };
+    expect(settings.Env).toContain('DEBUG=1');
+    expect(settings.Mounts.find((m) => m.Name === 'keys')?.Source).toBe(keysSource);
+    expect(settings.Mounts.find((m) => m.Name === 'state')?.Source).toBe(stateSource);
+    const read = await dockerOk(['run', '--rm', '-v', `${keyVol}:/k`, '-v', `${pwVol}:/p`, env.image, 'cat', '/k/hello.txt', '/p/pw.txt']);
+    expect(read).toBe(`${text}${pwText}`.replace(/\n$/, ''));
+
+    // plugin.sh enable changes settings of the enabled plugin (volumes present, none in use) and enables it again.
+    const set = await pluginScript('enable', { PLUGIN_NAME: name, PLUGIN_DEBUG: '0' });
+    expect(set.exitCode, set.stderr).toBe(0);
+    expect((await dockerOk(['plugin', 'inspect', '-f', '{{.Enabled}} {{json .Settings.Env}}', ref])).trim()).toMatch(/^true .*"DEBUG=0"/);
+  });
+
+  it('docker volume rm, plugin disable and plugin rm succeed and leave no mount or process behind', async () => {
+    await dockerOk(['volume', 'rm', keyVol, pwVol]);
+    res.volumes.clear();
+    // Remote data is never deleted by volume rm.
+    expect(existsSync(path.join(keyRemote, 'blob.bin'))).toBe(true);
+    expect(existsSync(path.join(pwRemote, 'pw.txt'))).toBe(true);
+
+    await dockerOk(['plugin', 'disable', ref]);
+    await dockerOk(['plugin', 'rm', ref]);
+    const ls = await dockerOk(['plugin', 'ls', '--format', '{{.Name}}']);
+    expect(ls.split('\n')).not.toContain(ref);
+
+    await waitFor('the plugin\'s mounts to go', async () => (await readMounts()).every((m) => !m.mountpoint.includes(pluginId)));
+    await waitFor(
+      'the plugin\'s processes to exit',
+      () => processes().every((p) => !p.cmdline.includes(pluginId) && !p.cmdline.includes(keyRemote) && !p.cmdline.includes(pwRemote)),
+      20_000,
+    );
+    expect(await sshfsMountsUnder(path.join(env.dir, 'docker-data', 'plugins'))).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// push: a fake registry on 127.0.0.1 refuses the way real registries do; plugin.sh push must say what to do.
+
+type RegistryMode = 'unauthorized' | 'denied' | 'name-unknown' | 'manifest-invalid';
+
+interface FakeRegistry {
+  port: number;
+  mode: RegistryMode;
+  requests: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * A registry on 127.0.0.1 that refuses in MODE. It speaks TLS with a throwaway self-signed certificate: dockerd
+ * treats 127.0.0.0/8 as an insecure registry, i.e. HTTPS without verification (plugin push does not fall back to HTTP).
+ */
+async function startFakeRegistry(certDir: string): Promise<FakeRegistry> {
+  mkdirSync(certDir, { recursive: true, mode: 0o700 });
+  const keyFile = path.join(certDir, 'key.pem');
+  const certFile = path.join(certDir, 'cert.pem');
+  if ((await execa('sh', ['-c', 'command -v openssl'], { reject: false })).exitCode !== 0) {
+    await execa('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl'], { reject: false, input: '' });
+  }
+  const openssl = await execa(
+    'openssl',
+    [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyFile, '-out', certFile,
+    ],
+    { reject: false, input: '' },
+  );
+  if (openssl.exitCode !== 0) throw new Error(`openssl could not make the fake registry's certificate: ${openssl.stderr}`);
+  const state = { mode: 'unauthorized' as RegistryMode, requests: [] as string[] };
+  let uploads = 0;
+  const server = https.createServer({ key: readFileSync(keyFile), cert: readFileSync(certFile) }, (req, res) => {
+    req.resume();
+    req.on('end', () => {
+      const method = req.method ?? 'GET';
+      const url = new URL(req.url ?? '/', 'http://registry.invalid');
+      state.requests.push(`${method} ${url.pathname}`);
+      res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+      const fail = (status: number, code: string, message: string, detail: unknown = null): void => {
+        res.writeHead(status, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify({ errors: [{ code, message, detail }] }));
+      };
+      if (state.mode === 'unauthorized') {
+        res.setHeader('WWW-Authenticate', 'Basic realm="fake-registry"');
+        fail(401, 'UNAUTHORIZED', 'authentication required');
+        return;
+      }
+      const repo = /^\/v2\/(.+?)\/(blobs|manifests)\//.exec(url.pathname)?.[1] ?? '';
+      if (method === 'GET' && url.pathname === '/v2/') {
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end('{}');
+      } else if (method === 'HEAD' && url.pathname.includes('/blobs/')) {
+        res.writeHead(404);
+        res.end();
+      } else if (method === 'POST' && url.pathname.endsWith('/blobs/uploads/')) {
+        if (state.mode === 'denied') return fail(403, 'DENIED', 'requested access to the resource is denied');
+        if (state.mode === 'name-unknown') return fail(404, 'NAME_UNKNOWN', 'repository name not known to registry');
+        const id = `u${++uploads}`;
+        res.writeHead(202, { Location: `/v2/${repo}/blobs/uploads/${id}`, Range: '0-0', 'Docker-Upload-UUID': id, 'Content-Length': '0' });
+        res.end();
+      } else if (method === 'PATCH' && url.pathname.includes('/blobs/uploads/')) {
+        res.writeHead(202, { Location: url.pathname, Range: '0-0', 'Content-Length': '0' });
+        res.end();
+      } else if (method === 'PUT' && url.pathname.includes('/blobs/uploads/')) {
+        const digest = url.searchParams.get('digest') ?? '';
+        res.writeHead(201, { Location: `/v2/${repo}/blobs/${digest}`, 'Docker-Content-Digest': digest, 'Content-Length': '0' });
+        res.end();
+      } else if (method === 'PUT' && url.pathname.includes('/manifests/')) {
+        fail(400, 'MANIFEST_INVALID', 'manifest invalid', 'unsupported config media type application/vnd.docker.plugin.v1+json');
+      } else {
+        fail(404, 'NOT_FOUND', 'not found');
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const registry: FakeRegistry = {
+    port: (server.address() as AddressInfo).port,
+    get mode() {
+      return state.mode;
+    },
+    set mode(m: RegistryMode) {
+      state.mode = m;
+    },
+    requests: state.requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+  return registry;
+}
+
+describe('plugin.sh push explains a registry refusal', () => {
+  const env = loadEnv();
+  const pluginDir = path.join(env.dir, 'managed', `push-${randomId()}`, 'plugin');
+  let registry: FakeRegistry | undefined;
+  let pushName = '';
+
+  beforeAll(async () => {
+    registry = await startFakeRegistry(path.join(path.dirname(pluginDir), 'tls'));
+    pushName = `127.0.0.1:${registry.port}/e2e/sshfs-push-${randomId()}:amd64`;
+    const build = await execa('bash', [path.join(REPO_ROOT, 'scripts', 'build-rootfs.sh'), pluginDir], {
+      reject: false,
+      timeout: 300_000,
+      input: '',
+    });
+    if (build.exitCode !== 0) throw new Error(`build-rootfs.sh failed:\n${build.stderr}`);
+    const create = await pluginScript('create', { PLUGIN_NAME: pushName, PLUGIN_DIR: pluginDir });
+    if (create.exitCode !== 0) throw new Error(`plugin.sh create failed:\n${create.stderr}`);
+  }, 600_000);
+
+  afterAll(async () => {
+    if (pushName !== '') await docker(['plugin', 'rm', '-f', pushName]);
+    await registry?.close();
+    rmSync(path.dirname(pluginDir), { recursive: true, force: true });
+  }, 120_000);
+
+  const push = () => pluginScript('push', { PLUGIN_NAME: pushName }, 180_000);
+
+  it('refuses a name without a namespace before contacting Docker Hub', async () => {
+    const r = await pluginScript('push', { PLUGIN_NAME: 'sshfs-e2e-nonamespace' });
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toContain('docker.io/library/sshfs-e2e-nonamespace');
+    expect(r.stderr).toContain('PLUGIN_NAME=<your-user>/');
+  });
+
+  it('not logged in: tells to docker login to that registry', async () => {
+    registry!.mode = 'unauthorized';
+    const r = await push();
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toContain(`docker login 127.0.0.1:${registry!.port}`);
+  });
+
+  it('denied: lists login, push rights and registries without plugin support', async () => {
+    registry!.mode = 'denied';
+    const r = await push();
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stdout).toMatch(/403|denied/i);
+    expect(r.stderr).toMatch(/denied the push/);
+    expect(r.stderr).toContain('docker login');
+    expect(r.stderr).toMatch(/repository\(plugin\)/);
+  });
+
+  it('unknown repository: tells to create it first', async () => {
+    registry!.mode = 'name-unknown';
+    const r = await push();
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toMatch(/has no repository/);
+  });
+
+  it('registry without plugin support: says so and names registries that have it', async () => {
+    registry!.mode = 'manifest-invalid';
+    const r = await push();
+    expect(r.exitCode).not.toBe(0);
+    expect(registry!.requests.some((line) => line.startsWith('PUT') && line.includes('/manifests/'))).toBe(true);
+    expect(r.stderr).toMatch(/does not support Docker plugins/);
+  });
+});
