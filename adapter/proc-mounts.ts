@@ -2,7 +2,7 @@
 // (the plugin's own mount and PID namespaces when it runs as a managed plugin).
 import { readdir, readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import type { MountState, MountTable } from '../handlers/types.js';
+import type { MountState, MountTable, SshConnection } from '../handlers/types.js';
 
 export interface MountEntry {
   mountPoint: string;
@@ -44,6 +44,57 @@ async function sshfsServedPaths(procDir: string): Promise<Set<string>> {
   return served;
 }
 
+/** Linux's USER_HZ: the unit of /proc/<pid>/stat times, 100 on every architecture Docker runs on. */
+const TICKS_PER_SECOND = 100;
+
+/** Seconds after boot at which a process started: field 22 of /proc/<pid>/stat (counted after the "(comm)" field). */
+export function startSecondsAfterBoot(stat: string): number | undefined {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
+  const ticks = Number(fields[19]);
+  return Number.isFinite(ticks) ? ticks / TICKS_PER_SECOND : undefined;
+}
+
+/**
+ * The boot time in seconds since the epoch, from /proc/uptime (1/100 s) and the clock now: /proc/stat's btime is cut
+ * to whole seconds, which would put every start up to a second early.
+ */
+export function bootTimeSeconds(procUptime: string, nowMs: number): number | undefined {
+  const field = procUptime.trim().split(/\s+/)[0] ?? '';
+  return /^[0-9]+(\.[0-9]+)?$/.test(field) ? nowMs / 1000 - Number(field) : undefined;
+}
+
+/**
+ * The volume's current ssh connection: the latest ssh writing its log to sshLogFile (`ssh -E <file> ...`), and whether
+ * it started after the sshfs daemon whose ssh_command names that file (then it is a reconnect).
+ */
+async function sshConnection(procDir: string, sshLogFile: string): Promise<SshConnection | undefined> {
+  const boot = bootTimeSeconds(await readFile(`${procDir}/uptime`, 'utf8'), Date.now());
+  if (boot === undefined) return undefined;
+  let ssh: number | undefined;
+  let sshfs: number | undefined;
+  const pids = (await readdir(procDir)).filter((d) => /^[0-9]+$/.test(d));
+  await Promise.all(
+    pids.map(async (pid) => {
+      try {
+        const argv = (await readFile(`${procDir}/${pid}/cmdline`, 'utf8')).split('\0');
+        const program = basename(argv[0] ?? '');
+        const e = argv.indexOf('-E');
+        const isSsh = program === 'ssh' && e >= 0 && argv[e + 1] === sshLogFile;
+        const isSshfs = program === 'sshfs' && argv.includes(`ssh_command=ssh -E ${sshLogFile}`);
+        if (!isSsh && !isSshfs) return;
+        const started = startSecondsAfterBoot(await readFile(`${procDir}/${pid}/stat`, 'utf8'));
+        if (started === undefined) return;
+        if (isSsh && (ssh === undefined || started > ssh)) ssh = started;
+        if (isSshfs && (sshfs === undefined || started > sshfs)) sshfs = started;
+      } catch {
+        // the process ended while we looked
+      }
+    }),
+  );
+  if (ssh === undefined) return undefined;
+  return { startedAt: new Date((boot + ssh) * 1000), reconnected: sshfs !== undefined && ssh > sshfs };
+}
+
 export function createProcMountTable(procDir = '/proc'): MountTable {
   const entries = async () => parseMountInfo(await readFile(`${procDir}/self/mountinfo`, 'utf8'));
   return {
@@ -60,5 +111,6 @@ export function createProcMountTable(procDir = '/proc'): MountTable {
       const prefix = dir.endsWith('/') ? dir : `${dir}/`;
       return (await entries()).filter((e) => e.fsType === 'fuse.sshfs' && e.mountPoint.startsWith(prefix)).map((e) => e.mountPoint);
     },
+    sshConnection: (sshLogFile) => sshConnection(procDir, sshLogFile),
   };
 }

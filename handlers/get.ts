@@ -8,13 +8,16 @@ export async function get(request: unknown, deps: Deps): Promise<GetResponse> {
   return respond<GetResponse>(deps, 'Get', { Volume: null }, async () => {
     const record = await getVolume(deps, requireName(request));
     const state = await deps.mounts.state(record.mountpoint);
-    const sshLog = state === 'absent' && record.lastError === undefined ? '' : await deps.fs.readText(sshLogFileFor(deps.config, record.name), 4096);
+    const logFile = sshLogFileFor(deps.config, record.name);
+    const sshLog = state === 'absent' && record.lastError === undefined ? '' : await deps.fs.readText(logFile, 4096);
+    // sshfs reconnects silently: its current ssh process tells whether (and when) it reconnected.
+    const ssh = state === 'mounted' && deps.mounts.sshConnection ? ((await deps.mounts.sshConnection(logFile)) ?? null) : undefined;
     return {
       Volume: {
         Name: record.name,
         Mountpoint: record.mountpoint,
         CreatedAt: record.createdAt,
-        Status: statusOf(record, state, lastSshMessage(sshLog)),
+        Status: statusOf(record, state, lastSshMessage(sshLog), ssh),
       },
       Err: '',
     };

@@ -82,11 +82,24 @@ export interface CommandRunner {
  */
 export type MountState = 'mounted' | 'stale' | 'absent';
 
+export interface SshConnection {
+  startedAt: Date;
+  reconnected: boolean;
+}
+
 export interface MountTable {
   isMounted(path: string): Promise<boolean>;
   state(path: string): Promise<MountState>;
   /** Mount points of sshfs mounts below a directory. */
   sshfsMountsUnder(dir: string): Promise<string[]>;
+  /**
+   * The ssh connection sshfs runs for a volume (its ssh is recognized by the `-E <sshLogFile>` argument), or undefined
+   * when none runs (the link dropped and sshfs has not reconnected yet). `reconnected` is true when that ssh started
+   * after the sshfs daemon did: sshfs forks its first ssh before it daemonizes, every later one is a reconnect.
+   * sshfs reconnects silently and ssh logs nothing when the server end dies, so this is how Status tells.
+   * Optional: a table that cannot see processes leaves it out.
+   */
+  sshConnection?(sshLogFile: string): Promise<SshConnection | undefined>;
 }
 
 /** The filesystem work handlers need, kept behind an interface so handlers stay pure. */

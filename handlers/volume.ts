@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { UserError } from './errors.js';
 import { parseOptions, remoteText, type VolumeOptions } from './options.js';
-import type { Config, Deps, MountState, VolumeRecord } from './types.js';
+import type { Config, Deps, MountState, SshConnection, VolumeRecord } from './types.js';
 
 export function mountpointFor(config: Config, name: string): string {
   // From the volume name, never from sshcmd: two volumes on one remote path must not share a mountpoint.
@@ -60,13 +60,29 @@ function authOf(record: VolumeRecord): string {
   return 'default ssh keys';
 }
 
-/** What `docker volume inspect` shows: everything an operator acts on, never a secret. */
-export function statusOf(record: VolumeRecord, state: MountState, lastSshMessage?: string): Record<string, unknown> {
+/**
+ * What `docker volume inspect` shows: everything an operator acts on, never a secret.
+ * ssh: the volume's current ssh connection; null when none runs; undefined when unknown (not mounted, or not visible).
+ */
+export function statusOf(
+  record: VolumeRecord,
+  state: MountState,
+  lastSshMessage?: string,
+  ssh?: SshConnection | null,
+): Record<string, unknown> {
   const mounted = state === 'mounted';
   const opts = optionsOf(record);
   const shown = Object.fromEntries(
     Object.entries(record.options).filter(([k]) => k !== 'password' && k !== 'key' && k !== 'sshcmd'),
   );
+  const connection =
+    !mounted || ssh === undefined
+      ? {}
+      : ssh === null
+        ? { connection: 'down: the ssh connection dropped; sshfs reconnects at the next access to the volume' }
+        : ssh.reconnected
+          ? { connection: 'reconnected', reconnectedAt: ssh.startedAt.toISOString() }
+          : { connection: 'up' };
   return {
     mounted,
     ...(state === 'stale' ? { stale: 'sshfs is no longer running for this mount; the next Mount replaces it' } : {}),
@@ -75,6 +91,7 @@ export function statusOf(record: VolumeRecord, state: MountState, lastSshMessage
     references: referenceCount(record),
     mountIDs: Object.keys(record.mounts).length,
     ...(record.mountedAt !== undefined && mounted ? { mountedAt: record.mountedAt } : {}),
+    ...connection,
     ...(Object.keys(shown).length > 0 ? { options: shown } : {}),
     ...(record.lastError !== undefined ? { lastError: record.lastError, lastErrorAt: record.lastErrorAt } : {}),
     ...(lastSshMessage !== undefined ? { lastSshMessage } : {}),

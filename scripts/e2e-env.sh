@@ -5,6 +5,8 @@
 #                                 write DIR/env (KEY=VALUE lines, literal values, mode 0600)
 #   scripts/e2e-env.sh down DIR   stop everything `up` started, unmount what is left under DIR, remove the exec root
 #   scripts/e2e-env.sh status DIR print what is running / mounted for DIR
+#   scripts/e2e-env.sh dockerd-stop|dockerd-start DIR   stop / start again the dockerd of DIR (fault tests)
+#   scripts/e2e-env.sh sshd-stop|sshd-start DIR         stop (with its connections) / start again the sshd of DIR
 #
 # DIR should be an absolute path (it is resolved otherwise). Must run as root: dockerd, FUSE and local users need it.
 # `down` is idempotent and is run by `up` first, so a crashed previous run is cleaned up.
@@ -23,7 +25,7 @@ log() { printf '[e2e-env] %s\n' "$*" >&2; }
 die() { printf '[e2e-env] ERROR: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  echo "usage: $0 up|down|status DIR" >&2
+  echo "usage: $0 up|down|status|dockerd-stop|dockerd-start|sshd-stop|sshd-start DIR" >&2
   exit 2
 }
 
@@ -506,9 +508,57 @@ do_status() {
   for pid in $(pids_with_cmdline "$DIR/"); do echo "  $pid $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-120)"; done
 }
 
+# --- for the fault tests: stop and start dockerd or sshd of an environment that is up, keeping its data.
+
+do_dockerd_stop() {
+  local pid
+  pid=$(cat "$DIR/dockerd.pid" 2>/dev/null || true)
+  if pid_matches "$pid" "$DIR/docker.sock"; then
+    log "stopping dockerd (pid $pid)"
+    stop_pid "$pid" 40
+  fi
+  rm -f "$DIR/dockerd.pid"
+}
+
+do_dockerd_start() {
+  local exec_root
+  exec_root=$(exec_root_of)
+  [[ -n $exec_root && -d $exec_root ]] || die "no exec root recorded in $DIR/exec-root: run up first"
+  start_dockerd "$exec_root"
+}
+
+do_sshd_stop() {
+  local pid child children
+  pid=$(cat "$DIR/sshd.pid" 2>/dev/null || true)
+  if pid_matches "$pid" "$DIR/ssh/sshd_config"; then
+    # The listener first, so that no client reconnects in between; then the connections it had accepted.
+    children=$(descendants "$pid")
+    log "stopping sshd (pid $pid)"
+    stop_pid "$pid" 10
+    for child in $children; do stop_pid "$child" 5; done
+  fi
+  rm -f "$DIR/sshd.pid"
+}
+
+do_sshd_start() {
+  local port i
+  port=$(sed -n 's/^SSH_PORT=//p' "$DIR/env")
+  [[ $port =~ ^[0-9]+$ ]] || die "no SSH_PORT in $DIR/env: run up first"
+  start_sshd "$port" 2>>"$DIR/sshd.log" || die "sshd did not start on port $port (log: $DIR/sshd.log)"
+  for ((i = 0; i < 50; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  die "sshd is not listening on 127.0.0.1:$port"
+}
+
 case $CMD in
 up) do_up ;;
 down) do_down ;;
 status) do_status ;;
+dockerd-stop) do_dockerd_stop ;;
+dockerd-start) do_dockerd_start ;;
+sshd-stop) do_sshd_stop ;;
+sshd-start) do_sshd_start ;;
 *) usage ;;
 esac

@@ -1,6 +1,6 @@
 // A lowdb adapter that never leaves a half-written or world-readable state file behind.
-import { copyFile, mkdir, open, readFile, rename } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { copyFile, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Adapter } from 'lowdb';
 
 export class StateFileCorruptError extends Error {
@@ -37,6 +37,24 @@ export class AtomicJsonFile<T> implements Adapter<T> {
       `state file ${this.file} cannot be read: ${problem}. A copy was kept at ${aside}. ` +
         'Repair the file (or restore a backup) and start the plugin again; to start empty, move it away (Docker then forgets these volumes).',
     );
+  }
+
+  /**
+   * Deletes temp files that a process killed in the middle of write() left behind (`<file>.tmp-<pid>`; each run writes
+   * its own, so without this they pile up with every crash). They are never read: the rename is the commit point.
+   */
+  async removeStaleTempFiles(): Promise<string[]> {
+    const prefix = `${basename(this.file)}.tmp-`;
+    let names: string[];
+    try {
+      names = await readdir(dirname(this.file));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    const stale = names.filter((n) => n.startsWith(prefix) && /^[0-9]+$/.test(n.slice(prefix.length)) && n !== `${prefix}${process.pid}`);
+    await Promise.all(stale.map((n) => rm(join(dirname(this.file), n), { force: true })));
+    return stale;
   }
 
   async write(data: T): Promise<void> {

@@ -30,18 +30,22 @@ export const STATE_FILE_NAME = 'volumes.json';
 
 export class LowdbStore implements VolumeStore {
   private readonly db: Low<StateData>;
+  private readonly file: AtomicJsonFile<StateData>;
   /** A write that has not started yet: changes made until it starts ride along with it. */
   private queued: Promise<void> | undefined;
   private chain: Promise<void> = Promise.resolve();
 
   private constructor(file: string) {
-    this.db = new Low<StateData>(new AtomicJsonFile(file, isStateData), { version: 1, volumes: {} });
+    this.file = new AtomicJsonFile(file, isStateData);
+    this.db = new Low<StateData>(this.file, { version: 1, volumes: {} });
   }
 
   /** Loads the state file; throws StateFileCorruptError (after keeping a copy) rather than starting empty. */
   static async open(stateDir: string): Promise<LowdbStore> {
     const store = new LowdbStore(join(stateDir, STATE_FILE_NAME));
     await store.db.read();
+    // A SIGKILL during a write leaves its temp file (the state file itself is intact: writes commit by rename).
+    await store.file.removeStaleTempFiles();
     return store;
   }
 

@@ -18,22 +18,27 @@ async function run(file: string, args: string[], what: string, timeoutMs: number
   }
 }
 
-export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+export default function setup(project: TestProject): Promise<() => Promise<void>> {
+  return setupEnvironment(project, E2E_DIR);
+}
+
+/** Builds, brings up the environment in DIR (its own dockerd, sshd, users' dirs) and returns the teardown. */
+export async function setupEnvironment(project: TestProject, dir: string): Promise<() => Promise<void>> {
   if (process.getuid?.() !== 0) {
     throw new Error('the e2e tests need root (dockerd, FUSE, local test users)');
   }
   if (!process.env.E2E_SKIP_BUILD) {
     await run('npm', ['run', 'build'], 'npm run build', 300_000);
   }
-  await run('bash', [ENV_SCRIPT, 'up', E2E_DIR], `scripts/e2e-env.sh up ${E2E_DIR}`, 600_000);
-  process.env.E2E_DIR = E2E_DIR;
-  project.provide('e2eDir', E2E_DIR);
+  await run('bash', [ENV_SCRIPT, 'up', dir], `scripts/e2e-env.sh up ${dir}`, 600_000);
+  process.env.E2E_DIR = dir;
+  project.provide('e2eDir', dir);
 
   return async () => {
     if (process.env.E2E_KEEP) {
-      console.log(`[e2e] E2E_KEEP is set: environment left running; stop it with: scripts/e2e-env.sh down ${E2E_DIR}`);
+      console.log(`[e2e] E2E_KEEP is set: environment left running; stop it with: scripts/e2e-env.sh down ${dir}`);
       return;
     }
-    await run('bash', [ENV_SCRIPT, 'down', E2E_DIR], `scripts/e2e-env.sh down ${E2E_DIR}`, 300_000);
+    await run('bash', [ENV_SCRIPT, 'down', dir], `scripts/e2e-env.sh down ${dir}`, 300_000);
   };
 }

@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -231,6 +231,8 @@ export interface LegacyPlugin {
   stop(): Promise<void>;
   /** SIGKILL, as a crash would; leaves the socket file behind. Resolves once the process is gone. */
   kill(): Promise<void>;
+  /** Milliseconds from spawning the process to its first answer to /Plugin.Activate (polled every 25 ms). */
+  readyMs: number;
 }
 
 export interface StartPluginOptions {
@@ -238,6 +240,11 @@ export interface StartPluginOptions {
   env?: Record<string, string>;
   /** How long to wait for the socket to answer /Plugin.Activate (default 20 s). */
   readyTimeoutMs?: number;
+  /**
+   * A program that runs the plugin, e.g. ['tini', '-s', '--'] (a reaping init, as in the managed plugin). The wrapper
+   * then runs in its own process group, and kill() sends SIGKILL to that whole group (wrapper and plugin).
+   */
+  wrapper?: string[];
 }
 
 const livePlugins = new Set<ChildProcess>();
@@ -250,7 +257,8 @@ function installExitHook(): void {
   process.on('exit', () => {
     for (const child of livePlugins) {
       try {
-        child.kill('SIGKILL');
+        if (child.spawnargs[0] !== process.execPath && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+        else child.kill('SIGKILL');
       } catch {
         // already gone
       }
@@ -286,8 +294,12 @@ export async function startLegacyPlugin(name: string = uniquePluginName(), opts:
   const baseEnv = Object.fromEntries(
     Object.entries(process.env).filter(([key]) => key !== 'NODE_OPTIONS' && !key.startsWith('VITEST') && key !== 'TEST'),
   );
-  const child = spawn(process.execPath, [PLUGIN_ENTRY], {
+  const spawnedAt = performance.now();
+  const wrapper = opts.wrapper ?? [];
+  const argv = [...wrapper, process.execPath, PLUGIN_ENTRY];
+  const child = spawn(argv[0] ?? process.execPath, argv.slice(1), {
     cwd: REPO_ROOT,
+    detached: wrapper.length > 0,
     env: {
       ...baseEnv,
       SOCKET_PATH: socketPath,
@@ -343,8 +355,20 @@ export async function startLegacyPlugin(name: string = uniquePluginName(), opts:
     return done;
   };
 
+  const sigkill = (): void => {
+    if (wrapper.length > 0 && child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+        return;
+      } catch {
+        // fall through: the group may be gone
+      }
+    }
+    child.kill('SIGKILL');
+  };
   const plugin: LegacyPlugin = {
     name,
+    readyMs: 0,
     socketPath,
     stateDir,
     mountRoot,
@@ -356,7 +380,7 @@ export async function startLegacyPlugin(name: string = uniquePluginName(), opts:
       if (!exited) {
         child.kill('SIGTERM');
         if (!(await waitExit(15_000))) {
-          child.kill('SIGKILL');
+          sigkill();
           if (!(await waitExit(5_000))) throw new Error(`plugin ${name} (pid ${pid}) survived SIGKILL`);
         }
       }
@@ -365,7 +389,7 @@ export async function startLegacyPlugin(name: string = uniquePluginName(), opts:
     },
     async kill() {
       if (!exited) {
-        child.kill('SIGKILL');
+        sigkill();
         if (!(await waitExit(5_000))) throw new Error(`plugin ${name} (pid ${pid}) survived SIGKILL`);
       }
       rmSync(pidFile, { force: true });
@@ -384,6 +408,7 @@ export async function startLegacyPlugin(name: string = uniquePluginName(), opts:
         const res = await pluginRequest(socketPath, '/Plugin.Activate', undefined, 2_000);
         const body = JSON.parse(res.body) as { Implements?: unknown };
         if (res.status === 200 && Array.isArray(body.Implements) && body.Implements.includes('VolumeDriver')) {
+          plugin.readyMs = performance.now() - spawnedAt;
           return plugin;
         }
         lastError = `unexpected answer ${res.status} ${res.body}`;
@@ -395,7 +420,7 @@ export async function startLegacyPlugin(name: string = uniquePluginName(), opts:
       await plugin.kill().catch(() => undefined);
       throw new Error(`plugin ${name} did not answer /Plugin.Activate on ${socketPath} within ${readyMs} ms (${lastError}). Output:\n${output}`);
     }
-    await sleep(100);
+    await sleep(25);
   }
 }
 
@@ -554,4 +579,110 @@ export async function waitFor(description: string, check: () => Promise<boolean>
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}${last}`);
     await sleep(intervalMs);
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Processes (for fault tests: what runs, what is defunct, whose child it is)
+
+export interface ProcInfo {
+  pid: number;
+  ppid: number;
+  /** R, S, D, Z (defunct), T... */
+  state: string;
+  comm: string;
+  /** argv joined with spaces ('' for a zombie or a kernel thread). */
+  cmdline: string;
+}
+
+/** A snapshot of /proc. Processes that end while it is taken are left out. */
+export async function listProcesses(): Promise<ProcInfo[]> {
+  const pids = (await readdir('/proc')).filter((d) => /^[0-9]+$/.test(d));
+  const out = await Promise.all(
+    pids.map(async (pid): Promise<ProcInfo | undefined> => {
+      try {
+        const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+        // "pid (comm) S ppid ...": comm may hold spaces and parentheses, so split at the last ')'.
+        const close = stat.lastIndexOf(')');
+        const comm = stat.slice(stat.indexOf('(') + 1, close);
+        const [state = '?', ppid = '0'] = stat.slice(close + 2).split(' ');
+        const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0').join(' ').trim();
+        return { pid: Number(pid), ppid: Number(ppid), state, comm, cmdline };
+      } catch {
+        return undefined;
+      }
+    }),
+  );
+  return out.filter((p): p is ProcInfo => p !== undefined);
+}
+
+/** Every descendant of PID in a snapshot (not PID itself). */
+export function descendantsOf(procs: ProcInfo[], pid: number): ProcInfo[] {
+  const out: ProcInfo[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const parent = queue.shift();
+    for (const p of procs) {
+      if (p.ppid === parent) {
+        out.push(p);
+        queue.push(p.pid);
+      }
+    }
+  }
+  return out;
+}
+
+/** Live (not defunct) sshfs and ssh processes whose command line mentions NEEDLE (a mountpoint, a state dir...). */
+export async function sshProcessesMentioning(needle: string): Promise<ProcInfo[]> {
+  return (await listProcesses()).filter(
+    (p) => p.state !== 'Z' && (p.comm === 'sshfs' || p.comm === 'ssh') && p.cmdline.includes(needle),
+  );
+}
+
+/** How many mounts (of any type) sit exactly on MOUNTPOINT: 2 or more means mounts stacked on each other. */
+export async function mountCountAt(mountpoint: string): Promise<number> {
+  return (await readMounts()).filter((m) => m.mountpoint === mountpoint).length;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Stopping and starting the environment's daemons (scripts/e2e-env.sh keeps their data and settings)
+
+const ENV_SCRIPT = path.join(REPO_ROOT, 'scripts', 'e2e-env.sh');
+
+async function envScript(command: string): Promise<void> {
+  const dir = e2eDir();
+  const r = await execa('bash', [ENV_SCRIPT, command, dir], { reject: false, all: true, timeout: 120_000, input: '' });
+  if (r.exitCode !== 0) throw new Error(`scripts/e2e-env.sh ${command} ${dir} failed (exit ${r.exitCode}):\n${r.all ?? ''}`);
+}
+
+/** Stops the test dockerd (SIGTERM: it stops containers and unmounts their volumes first). */
+export const stopDockerd = (): Promise<void> => envScript('dockerd-stop');
+/** Starts the test dockerd again with the same data root, and waits until it answers. */
+export const startDockerd = (): Promise<void> => envScript('dockerd-start');
+/** Stops the test sshd and every connection it serves. */
+export const stopSshd = (): Promise<void> => envScript('sshd-stop');
+/** Starts the test sshd again on the same port with the same host key. */
+export const startSshd = (): Promise<void> => envScript('sshd-start');
+
+/** The pid of the test sshd's listener. */
+export function sshdPid(): number {
+  const pid = Number(readFileSync(path.join(e2eDir(), 'sshd.pid'), 'utf8').trim());
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error('no sshd.pid');
+  return pid;
+}
+
+/**
+ * Drops every ssh connection the test sshd serves, as a network blink or a server-side kill would: SIGKILL to each
+ * per-connection sshd process. Returns how many processes were killed.
+ */
+export async function dropSshdConnections(): Promise<number> {
+  const listener = sshdPid();
+  const children = descendantsOf(await listProcesses(), listener).filter((p) => p.state !== 'Z');
+  for (const p of children) {
+    try {
+      process.kill(p.pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  return children.length;
 }

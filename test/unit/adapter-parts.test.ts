@@ -6,7 +6,7 @@ import { readConfig } from '../../adapter/config.js';
 import { createExecaRunner } from '../../adapter/execa-runner.js';
 import { FakeRunner, formatCall } from '../../adapter/fake-runner.js';
 import { createHostFs } from '../../adapter/host-fs.js';
-import { parseMountInfo } from '../../adapter/proc-mounts.js';
+import { bootTimeSeconds, createProcMountTable, parseMountInfo, startSecondsAfterBoot } from '../../adapter/proc-mounts.js';
 import { createKeyedLock } from '../../handlers/keyed-lock.js';
 import type { Program } from '../../handlers/types.js';
 
@@ -40,6 +40,44 @@ describe('parseMountInfo', () => {
       { mountPoint: '/', fsType: 'ext4' },
       { mountPoint: '/mnt/volumes/my vol', fsType: 'fuse.sshfs' },
     ]);
+  });
+});
+
+describe('ssh start time from /proc', () => {
+  // field 22 (starttime, in 1/100 s since boot) of /proc/<pid>/stat; the comm field may hold spaces and parentheses.
+  const stat = (ticks: number, comm = 'ssh') =>
+    `42 (${comm}) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 ${ticks} 12345678 100 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 17 1 0 0 0 0 0`;
+
+  it('reads the start time and the boot time', () => {
+    expect(startSecondsAfterBoot(stat(12_345))).toBe(123.45);
+    expect(startSecondsAfterBoot(stat(500, 'odd) name (x'))).toBe(5);
+    expect(bootTimeSeconds('1234.56 4567.89\n', 1_700_001_234_560)).toBeCloseTo(1_700_000_000, 6);
+    expect(bootTimeSeconds('', 0)).toBeUndefined();
+  });
+
+  it('finds the latest ssh writing to a volume log, and calls it a reconnect when it started after sshfs', async () => {
+    const proc = await mkdtemp(join(tmpdir(), 'proc-'));
+    // Booted at 1_700_000_000 s: the uptime file is written with the time now.
+    await writeFile(join(proc, 'uptime'), `${(Date.now() / 1000 - 1_700_000_000).toFixed(2)} 0.00\n`);
+    const add = async (pid: number, argv: string[], ticks: number) => {
+      await mkdir(join(proc, String(pid)));
+      await writeFile(join(proc, String(pid), 'cmdline'), `${argv.join('\0')}\0`);
+      await writeFile(join(proc, String(pid), 'stat'), stat(ticks));
+    };
+    // sshfs forks its first ssh, then daemonizes: the daemon starts after that ssh.
+    await add(10, ['ssh', '-E', '/state/logs/v.ssh.log', '-x', 'host'], 1_000);
+    await add(11, ['sshfs', 'h:/p', '/mnt/v', '-o', 'ssh_command=ssh -E /state/logs/v.ssh.log'], 1_020);
+    await add(12, ['ssh', '-E', '/state/logs/other.ssh.log', 'host'], 9_000);
+    await add(13, ['sshfs', 'h:/q', '/mnt/w', '-o', 'ssh_command=ssh -E /state/logs/w.ssh.log'], 9_000);
+    const table = createProcMountTable(proc);
+    const at = async () => {
+      const c = await table.sshConnection?.('/state/logs/v.ssh.log');
+      return { seconds: Math.round((c?.startedAt.getTime() ?? 0) / 1000), reconnected: c?.reconnected };
+    };
+    expect(await at()).toEqual({ seconds: 1_700_000_000 + 10, reconnected: false });
+    await add(14, ['ssh', '-E', '/state/logs/v.ssh.log', '-x', 'host'], 3_000); // the link dropped; sshfs ran ssh again
+    expect(await at()).toEqual({ seconds: 1_700_000_000 + 30, reconnected: true });
+    expect(await table.sshConnection?.('/state/logs/none.ssh.log')).toBeUndefined();
   });
 });
 

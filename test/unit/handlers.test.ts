@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { create, get, list, mount, path, remove, unmount, capabilities, activate } from '../../handlers/index.js';
+import type { SshConnection } from '../../handlers/types.js';
 import { makeDeps, TEST_KEY, type TestDeps } from './fixtures.js';
+
+type FakeRunnerLike = TestDeps['mounts'];
 
 const SSHCMD = 'alice@files.example.com:/srv/data';
 const MP = '/mnt/volumes/vol1';
@@ -85,7 +88,7 @@ describe('Mount and Unmount', () => {
           '-o', 'ssh_command=ssh -E /state/logs/vol1.ssh.log',
           '-o', 'UserKnownHostsFile=/state/known_hosts',
           '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3', '-o', 'ConnectTimeout=10',
-          '-o', 'StrictHostKeyChecking=accept-new',
+          '-o', 'StrictHostKeyChecking=accept-new', '-o', 'Ciphers=^aes128-gcm@openssh.com', '-o', 'Compression=no',
           '-o', 'IdentityFile=/state/keys/vol1.key', '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes',
         ],
         timeoutMs: 20_000,
@@ -277,6 +280,27 @@ describe('Get, List, Path, Capabilities, Activate', () => {
     res = await get({ Name: 'vol1' }, deps);
     expect(res.Volume?.Status).toMatchObject({ mounted: true, references: 2, mountIDs: 1, mountedAt: '2026-01-02T03:04:05.000Z' });
     expect(JSON.stringify(res)).not.toContain('hunter2');
+  });
+
+  it('Get tells from the ssh process whether the link is up, dropped, or was re-established', async () => {
+    // sshfs reconnects silently and ssh logs nothing when the server end dies (measured by the fault suite).
+    const deps = await created();
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    const status = async (ssh: SshConnection | undefined) => {
+      deps.mounts = Object.assign(Object.create(deps.runner) as FakeRunnerLike, {
+        sshConnection: async (file: string) => (file === LOG ? ssh : { startedAt: new Date(0), reconnected: false }),
+      });
+      return (await get({ Name: 'vol1' }, deps)).Volume?.Status;
+    };
+    expect(await status({ startedAt: new Date('2026-01-02T03:04:04.500Z'), reconnected: false })).toMatchObject({ connection: 'up' });
+    expect(await status({ startedAt: new Date('2026-01-02T03:09:00.000Z'), reconnected: true })).toMatchObject({
+      connection: 'reconnected',
+      reconnectedAt: '2026-01-02T03:09:00.000Z',
+    });
+    expect(await status(undefined)).toMatchObject({ connection: expect.stringMatching(/^down: .*reconnects at the next access/) });
+    // Not mounted: nothing is said about a connection.
+    await unmount({ Name: 'vol1', ID: 'a' }, deps);
+    expect(await status(undefined)).not.toHaveProperty('connection');
   });
 
   it('Get of an unknown volume says no such volume', async () => {

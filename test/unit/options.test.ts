@@ -34,7 +34,21 @@ describe('parseOptions', () => {
   it('applies the defaults users expect', () => {
     const o = parseOptions(base);
     expect(o.sshfs).toEqual({ reconnect: '', allow_other: '', idmap: 'user' });
-    expect(o.ssh).toMatchObject({ ServerAliveInterval: '15', ServerAliveCountMax: '3', ConnectTimeout: '10', StrictHostKeyChecking: 'accept-new' });
+    expect(o.ssh).toEqual({
+      ServerAliveInterval: '15',
+      ServerAliveCountMax: '3',
+      ConnectTimeout: '10',
+      StrictHostKeyChecking: 'accept-new',
+      Ciphers: '^aes128-gcm@openssh.com',
+      Compression: 'no',
+    });
+  });
+
+  it('lets users override the performance defaults', () => {
+    const o = parseOptions({ ...base, Ciphers: 'chacha20-poly1305@openssh.com', Compression: 'yes' });
+    expect(o.ssh).toMatchObject({ Ciphers: 'chacha20-poly1305@openssh.com', Compression: 'yes' });
+    expect(parseOptions({ ...base, ciphers: '^aes256-gcm@openssh.com' }).ssh.Ciphers).toBe('^aes256-gcm@openssh.com');
+    expect(() => parseOptions({ ...base, Ciphers: 'aes128-ctr,aes256-ctr' })).toThrow(/single name/);
   });
 
   it('matches keys case-insensitively and lets flags be turned off', () => {

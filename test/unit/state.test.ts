@@ -44,6 +44,18 @@ describe('LowdbStore persistence', () => {
     expect(await readdir(dir)).toEqual([STATE_FILE_NAME]);
   });
 
+  it('removes temp files that a killed run left mid-write, keeping the committed state', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sshfs-state-'));
+    const store = await LowdbStore.open(dir);
+    await store.put(rec('kept'));
+    // What a SIGKILL between open() and rename() of another process leaves behind.
+    await writeFile(join(dir, `${STATE_FILE_NAME}.tmp-999999`), '{"version":1,"volu');
+    await writeFile(join(dir, 'unrelated.tmp-1'), 'not ours');
+    const again = await LowdbStore.open(dir);
+    expect((await again.list()).map((r) => r.name)).toEqual(['kept']);
+    expect((await readdir(dir)).sort()).toEqual(['unrelated.tmp-1', STATE_FILE_NAME]);
+  });
+
   it.each([
     ['not JSON', '{"version":1,"volu'],
     ['the wrong shape', '{"version":2,"volumes":[]}'],

@@ -1,0 +1,175 @@
+// Plugin killed (SIGKILL) and restarted while volumes are mounted, in host mode: its sshfs processes survive it.
+// On restart it must serve at once, adopt live mounts (or replace stale ones), keep per-ID counts, let a new container
+// use the volume, and never stack two mounts on one mountpoint.
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import {
+  docker,
+  dockerOk,
+  isSshfsMounted,
+  listProcesses,
+  loadEnv,
+  makeRemoteSubdir,
+  mountCountAt,
+  Resources,
+  sshfsMountsUnder,
+  sshProcessesMentioning,
+  startLegacyPlugin,
+  uniquePluginName,
+  waitFor,
+  type LegacyPlugin,
+} from '../e2e/harness.js';
+import { createVolume, describeRun, keyOpts, measured, removeContainers, round, runWith, secondsSince, startContainer, stats, statusOver, uniq } from './lib.js';
+
+const env = loadEnv();
+const res = new Resources();
+const name = uniquePluginName();
+let plugin: LegacyPlugin;
+
+/** Kills the plugin and starts it again with the same state; returns the new process once it answers. */
+async function killAndRestart(): Promise<LegacyPlugin> {
+  await plugin.kill();
+  plugin = await startLegacyPlugin(name);
+  return plugin;
+}
+
+async function waitReconciled(p: LegacyPlugin): Promise<string> {
+  let line = '';
+  await waitFor('the reconcile report in the plugin log', () => {
+    line = p.logs().split('\n').find((l) => l.includes('state reconciled')) ?? '';
+    return line !== '';
+  }, 60_000);
+  return line;
+}
+
+async function zombieChildren(p: LegacyPlugin): Promise<number> {
+  return (await listProcesses()).filter((x) => x.ppid === p.pid && x.state === 'Z').length;
+}
+
+beforeAll(async () => {
+  plugin = await startLegacyPlugin(name);
+});
+
+afterAll(async () => {
+  const errors = await res.cleanup();
+  const left = await sshfsMountsUnder(plugin.mountRoot);
+  await plugin.stop();
+  expect(errors).toEqual([]);
+  expect(left.map((m) => m.mountpoint)).toEqual([]);
+});
+
+it('SIGKILL with mounted volumes: serves at once, adopts the live mount, keeps per-ID counts, never stacks mounts', async () => {
+  await measured('plugin SIGKILL + restart, live sshfs adopted (3 kills)', import.meta.url, async (row) => {
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+    writeFileSync(path.join(remote, 'marker'), 'before the crash\n');
+    const vol = await createVolume(res, plugin, uniq('restart'), keyOpts(remote));
+    const mountpoint = path.join(plugin.mountRoot, vol);
+    // Two containers: two mount IDs.
+    const sleepers = [await startContainer(res, vol), await startContainer(res, vol)];
+    const before = await statusOver(plugin, vol);
+    expect(before).toMatchObject({ mounted: true, references: 2, mountIDs: 2 });
+    const readyMs: number[] = [];
+    const recoverS: number[] = [];
+    let maxMounts = 0;
+    let maxSshfs = 0;
+    for (let trial = 0; trial < 3; trial++) {
+      row.trials += 1;
+      const t0 = performance.now();
+      const sshfsBefore = (await sshProcessesMentioning(mountpoint)).filter((p) => p.comm === 'sshfs').map((p) => p.pid);
+      const p = await killAndRestart();
+      readyMs.push(p.readyMs);
+      const report = await waitReconciled(p);
+      expect(report).toContain('1 mount(s) adopted');
+      // The same sshfs process still serves the mount: adopted, not remounted.
+      const sshfsAfter = (await sshProcessesMentioning(mountpoint)).filter((x) => x.comm === 'sshfs').map((x) => x.pid);
+      expect(sshfsAfter).toEqual(sshfsBefore);
+      expect(await statusOver(p, vol)).toMatchObject({ mounted: true, references: 2, mountIDs: 2 });
+      // A new container works, and the running ones still read the volume.
+      const r = await runWith(vol, 'cat /data/marker');
+      expect(r.exitCode, describeRun(r, p)).toBe(0);
+      expect(r.stdout).toBe('before the crash');
+      recoverS.push(secondsSince(t0));
+      for (const s of sleepers) expect(await dockerOk(['exec', s, 'cat', '/data/marker'])).toBe('before the crash');
+      maxMounts = Math.max(maxMounts, await mountCountAt(mountpoint));
+      maxSshfs = Math.max(maxSshfs, sshfsAfter.length);
+      expect(await mountCountAt(mountpoint)).toBe(1);
+      // The new container's Unmount brought the count back to the two sleepers.
+      await waitFor('references back to 2', async () => (await statusOver(p, vol)).references === 2, 20_000);
+      row.passed += 1;
+    }
+    await removeContainers(res, sleepers);
+    await waitFor('the volume to be unmounted', async () => !(await isSshfsMounted(mountpoint)), 20_000);
+    expect(await statusOver(plugin, vol)).toMatchObject({ mounted: false, references: 0 });
+    row.figures['serving after restart (ms)'] = stats(readyMs.map((v) => round(v, 0)));
+    row.figures['kill -> new container ran (s)'] = stats(recoverS);
+    row.figures['max mounts on the mountpoint'] = maxMounts;
+    row.figures['max sshfs for the volume'] = maxSshfs;
+    row.figures['zombie children of the plugin'] = await zombieChildren(plugin);
+    row.figures['mounts left after containers exit'] = await mountCountAt(mountpoint);
+    for (const ms of readyMs) expect(ms, 'the plugin answers Activate soon after it starts').toBeLessThan(5_000);
+  });
+});
+
+it('SIGKILL of the plugin and of its sshfs: the stale mount is replaced at restart, never stacked', async () => {
+  await measured('plugin + sshfs SIGKILLed: stale mount replaced', import.meta.url, async (row) => {
+    row.trials = 1;
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+    writeFileSync(path.join(remote, 'marker'), 'still here\n');
+    const vol = await createVolume(res, plugin, uniq('stale'), keyOpts(remote));
+    const mountpoint = path.join(plugin.mountRoot, vol);
+    const sleeper = await startContainer(res, vol);
+    const sshfs = (await sshProcessesMentioning(mountpoint)).filter((p) => p.comm === 'sshfs');
+    expect(sshfs).toHaveLength(1);
+    const t0 = performance.now();
+    await plugin.kill();
+    for (const p of sshfs) process.kill(p.pid, 'SIGKILL');
+    await waitFor('sshfs to be gone', async () => (await sshProcessesMentioning(mountpoint)).every((p) => p.comm !== 'sshfs'), 10_000);
+    // The kernel still lists the mount, but nothing serves it.
+    expect(await mountCountAt(mountpoint)).toBe(1);
+    plugin = await startLegacyPlugin(name);
+    const report = await waitReconciled(plugin);
+    expect(report).toContain('1 remounted');
+    expect(await statusOver(plugin, vol)).toMatchObject({ mounted: true, references: 1, mountIDs: 1 });
+    expect((await statusOver(plugin, vol)).stale).toBeUndefined();
+    const r = await runWith(vol, 'cat /data/marker');
+    expect(r.exitCode, describeRun(r, plugin)).toBe(0);
+    row.figures['kill -> new container ran (s)'] = secondsSince(t0);
+    row.figures['mounts on the mountpoint'] = await mountCountAt(mountpoint);
+    row.figures['sshfs for the volume'] = (await sshProcessesMentioning(mountpoint)).filter((p) => p.comm === 'sshfs').length;
+    expect(row.figures['mounts on the mountpoint']).toBe(1);
+    expect(row.figures['sshfs for the volume']).toBe(1);
+    // A container started before the crash keeps its bind of the dead FUSE mount: say what users see there.
+    const old = await docker(['exec', sleeper, 'ls', '/data']);
+    row.figures['container from before the crash'] = old.exitCode === 0 ? 'still reads' : `sees "${old.stderr.split(':').pop()?.trim()}" (restart it)`;
+    await removeContainers(res, [sleeper]);
+    await waitFor('the volume to be unmounted', async () => !(await isSshfsMounted(mountpoint)), 20_000);
+    row.figures['mounts left after containers exit'] = await mountCountAt(mountpoint);
+    expect(await statusOver(plugin, vol)).toMatchObject({ mounted: false, references: 0 });
+    row.passed = 1;
+  });
+});
+
+it('sshfs killed while the plugin runs: Status says stale, and the next Mount replaces the mount', async () => {
+  await measured('sshfs killed under a live plugin: next Mount replaces it', import.meta.url, async (row) => {
+    row.trials = 1;
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+    writeFileSync(path.join(remote, 'marker'), 'ok\n');
+    const vol = await createVolume(res, plugin, uniq('stale-live'), keyOpts(remote));
+    const mountpoint = path.join(plugin.mountRoot, vol);
+    const sleeper = await startContainer(res, vol);
+    for (const p of await sshProcessesMentioning(mountpoint)) if (p.comm === 'sshfs') process.kill(p.pid, 'SIGKILL');
+    await waitFor('the mount to be stale', async () => (await statusOver(plugin, vol)).stale !== undefined, 10_000);
+    const t0 = performance.now();
+    const r = await runWith(vol, 'cat /data/marker');
+    expect(r.exitCode, describeRun(r, plugin)).toBe(0);
+    row.figures['new container ran (s)'] = secondsSince(t0);
+    row.figures['mounts on the mountpoint'] = await mountCountAt(mountpoint);
+    expect(row.figures['mounts on the mountpoint']).toBe(1);
+    expect(await statusOver(plugin, vol)).toMatchObject({ mounted: true, references: 1 });
+    await removeContainers(res, [sleeper]);
+    await waitFor('the volume to be unmounted', async () => !(await isSshfsMounted(mountpoint)), 20_000);
+    row.figures['mounts left after containers exit'] = await mountCountAt(mountpoint);
+    row.passed = 1;
+  });
+});
