@@ -1,5 +1,6 @@
 // The thin binding: every protocol path maps to one handler; bodies are parsed leniently (Docker sends no Content-Type).
-import { Hono } from 'hono';
+// hono/tiny: the smallest router; a handful of fixed POST routes needs nothing more.
+import { Hono } from 'hono/tiny';
 import { bodyLimit } from 'hono/body-limit';
 import { ENDPOINTS } from '../handlers/index.js';
 import type { Deps } from '../handlers/types.js';

@@ -1,14 +1,18 @@
 // The real command runner: execa without a shell, and only for the programs the plugin is allowed to run.
-import { execa } from 'execa';
 import type { CommandRunner, Program, RunOptions, RunResult } from '../handlers/types.js';
 
 const PROGRAMS: Record<Program, string> = { sshfs: 'sshfs', fusermount3: 'fusermount3', ssh: 'ssh' };
+
+// Loaded on the first command, not at start: execa costs ~15 MB of resident memory, and an idle plugin runs nothing.
+let execaModule: Promise<typeof import('execa')> | undefined;
 
 export function createExecaRunner(): CommandRunner {
   return {
     async run(program: Program, args: string[], options: RunOptions = {}): Promise<RunResult> {
       const binary = PROGRAMS[program];
       if (binary === undefined) throw new Error(`refusing to run ${String(program)}`);
+      execaModule ??= import('execa');
+      const { execa } = await execaModule;
       const result = await execa(binary, args, {
         reject: false,
         input: options.input ?? '',

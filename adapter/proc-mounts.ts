@@ -1,5 +1,6 @@
 // The kernel's mount table and the sshfs processes behind it, as this process sees them
 // (the plugin's own mount and PID namespaces when it runs as a managed plugin).
+import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { MountState, MountTable, SshConnection } from '../handlers/types.js';
@@ -27,22 +28,56 @@ export function parseMountInfo(mountinfo: string): MountEntry[] {
   return entries;
 }
 
-/** Mount points served by a running sshfs, from each sshfs process's command line. */
-async function sshfsServedPaths(procDir: string): Promise<Set<string>> {
-  const served = new Set<string>();
-  const pids = (await readdir(procDir)).filter((d) => /^[0-9]+$/.test(d));
-  await Promise.all(
-    pids.map(async (pid) => {
-      try {
-        const argv = (await readFile(`${procDir}/${pid}/cmdline`, 'utf8')).split('\0');
-        if (basename(argv[0] ?? '') === 'sshfs') argv.slice(1).forEach((a) => served.add(a));
-      } catch {
-        // the process ended while we looked
-      }
-    }),
-  );
-  return served;
+type ArgvTest = (argv: string[]) => boolean;
+
+/**
+ * Finds processes by their command line. The pid last found for a key is checked first (one small read), so a
+ * healthy volume costs no scan of /proc; only a miss (first look, reconnect, death) scans every process.
+ */
+class ProcessFinder {
+  private readonly lastPid = new Map<string, string>();
+
+  constructor(private readonly procDir: string) {}
+
+  private async argv(pid: string): Promise<string[] | undefined> {
+    try {
+      return (await readFile(`${this.procDir}/${pid}/cmdline`, 'utf8')).split('\0');
+    } catch {
+      return undefined; // the process ended while we looked
+    }
+  }
+
+  /** The cached pid while it still matches, else the highest-numbered matching process. */
+  async find(key: string, test: ArgvTest): Promise<string | undefined> {
+    const cached = this.lastPid.get(key);
+    if (cached !== undefined) {
+      const argv = await this.argv(cached);
+      if (argv !== undefined && test(argv)) return cached;
+      this.lastPid.delete(key);
+    }
+    const pids = (await readdir(this.procDir)).filter((d) => /^[0-9]+$/.test(d));
+    const matches: string[] = [];
+    await Promise.all(
+      pids.map(async (pid) => {
+        const argv = await this.argv(pid);
+        if (argv !== undefined && test(argv)) matches.push(pid);
+      }),
+    );
+    const found = matches.sort((a, b) => Number(b) - Number(a))[0];
+    if (found !== undefined) this.lastPid.set(key, found);
+    return found;
+  }
+
+  async startSeconds(pid: string): Promise<number | undefined> {
+    try {
+      return startSecondsAfterBoot(await readFile(`${this.procDir}/${pid}/stat`, 'utf8'));
+    } catch {
+      return undefined;
+    }
+  }
 }
+
+const isSshfsServing = (path: string): ArgvTest => (argv) => basename(argv[0] ?? '') === 'sshfs' && argv.slice(1).includes(path);
 
 /** Linux's USER_HZ: the unit of /proc/<pid>/stat times, 100 on every architecture Docker runs on. */
 const TICKS_PER_SECOND = 100;
@@ -64,39 +99,28 @@ export function bootTimeSeconds(procUptime: string, nowMs: number): number | und
 }
 
 /**
- * The volume's current ssh connection: the latest ssh writing its log to sshLogFile (`ssh -E <file> ...`), and whether
- * it started after the sshfs daemon whose ssh_command names that file (then it is a reconnect).
+ * The volume's current ssh connection: the ssh writing its log to sshLogFile (`ssh -E <file> ...`), and whether it
+ * started after the sshfs daemon whose ssh_command names that file (then it is a reconnect).
  */
-async function sshConnection(procDir: string, sshLogFile: string): Promise<SshConnection | undefined> {
+async function sshConnection(procDir: string, finder: ProcessFinder, sshLogFile: string): Promise<SshConnection | undefined> {
   const boot = bootTimeSeconds(await readFile(`${procDir}/uptime`, 'utf8'), Date.now());
   if (boot === undefined) return undefined;
-  let ssh: number | undefined;
-  let sshfs: number | undefined;
-  const pids = (await readdir(procDir)).filter((d) => /^[0-9]+$/.test(d));
-  await Promise.all(
-    pids.map(async (pid) => {
-      try {
-        const argv = (await readFile(`${procDir}/${pid}/cmdline`, 'utf8')).split('\0');
-        const program = basename(argv[0] ?? '');
-        const e = argv.indexOf('-E');
-        const isSsh = program === 'ssh' && e >= 0 && argv[e + 1] === sshLogFile;
-        const isSshfs = program === 'sshfs' && argv.includes(`ssh_command=ssh -E ${sshLogFile}`);
-        if (!isSsh && !isSshfs) return;
-        const started = startSecondsAfterBoot(await readFile(`${procDir}/${pid}/stat`, 'utf8'));
-        if (started === undefined) return;
-        if (isSsh && (ssh === undefined || started > ssh)) ssh = started;
-        if (isSshfs && (sshfs === undefined || started > sshfs)) sshfs = started;
-      } catch {
-        // the process ended while we looked
-      }
-    }),
-  );
+  const sshPid = await finder.find(`ssh ${sshLogFile}`, (argv) => {
+    const e = argv.indexOf('-E');
+    return basename(argv[0] ?? '') === 'ssh' && e >= 0 && argv[e + 1] === sshLogFile;
+  });
+  if (sshPid === undefined) return undefined;
+  const sshfsPid = await finder.find(`sshfs ${sshLogFile}`, (argv) => basename(argv[0] ?? '') === 'sshfs' && argv.includes(`ssh_command=ssh -E ${sshLogFile}`));
+  const ssh = await finder.startSeconds(sshPid);
+  const sshfs = sshfsPid === undefined ? undefined : await finder.startSeconds(sshfsPid);
   if (ssh === undefined) return undefined;
   return { startedAt: new Date((boot + ssh) * 1000), reconnected: sshfs !== undefined && ssh > sshfs };
 }
 
 export function createProcMountTable(procDir = '/proc'): MountTable {
-  const entries = async () => parseMountInfo(await readFile(`${procDir}/self/mountinfo`, 'utf8'));
+  const finder = new ProcessFinder(procDir);
+  // Read synchronously: a small procfs file, and one read beats several thread-pool round trips per request.
+  const entries = async () => parseMountInfo(readFileSync(`${procDir}/self/mountinfo`, 'utf8'));
   return {
     async isMounted(path) {
       return (await entries()).some((e) => e.mountPoint === path);
@@ -105,12 +129,12 @@ export function createProcMountTable(procDir = '/proc'): MountTable {
       const entry = (await entries()).find((e) => e.mountPoint === path);
       if (entry === undefined) return 'absent';
       if (entry.fsType !== 'fuse.sshfs') return 'mounted';
-      return (await sshfsServedPaths(procDir)).has(path) ? 'mounted' : 'stale';
+      return (await finder.find(`sshfs ${path}`, isSshfsServing(path))) !== undefined ? 'mounted' : 'stale';
     },
     async sshfsMountsUnder(dir) {
       const prefix = dir.endsWith('/') ? dir : `${dir}/`;
       return (await entries()).filter((e) => e.fsType === 'fuse.sshfs' && e.mountPoint.startsWith(prefix)).map((e) => e.mountPoint);
     },
-    sshConnection: (sshLogFile) => sshConnection(procDir, sshLogFile),
+    sshConnection: (sshLogFile) => sshConnection(procDir, finder, sshLogFile),
   };
 }

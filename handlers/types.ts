@@ -117,7 +117,8 @@ export interface HostFs {
 
 export interface VolumeStore {
   get(name: string): Promise<VolumeRecord | undefined>;
-  list(): Promise<VolumeRecord[]>;
+  /** Every volume, read-only and not copied (List runs on every `docker volume ls`): use get() for a copy to change. */
+  list(): Promise<readonly Readonly<VolumeRecord>[]>;
   /** Inserts or replaces; resolves once the change is durable. */
   put(record: VolumeRecord): Promise<void>;
   delete(name: string): Promise<void>;

@@ -23,7 +23,10 @@ step "unit tests"
 npx vitest run --project unit
 
 step "end-to-end tests (real dockerd, sshd and FUSE)"
-npx vitest run --project e2e
+E2E_SKIP_BUILD=1 npx vitest run --project e2e
+
+step "fault suite (kills, restarts, dropped links, load, hostile input; prints a table of figures)"
+E2E_SKIP_BUILD=1 npx vitest run --project faults
 
 echo
 echo "all test stages passed"

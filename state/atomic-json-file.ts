@@ -8,6 +8,8 @@ export class StateFileCorruptError extends Error {
 }
 
 export class AtomicJsonFile<T> implements Adapter<T> {
+  private dirReady = false;
+
   constructor(
     private readonly file: string,
     private readonly validate: (data: unknown) => data is T,
@@ -58,8 +60,11 @@ export class AtomicJsonFile<T> implements Adapter<T> {
   }
 
   async write(data: T): Promise<void> {
-    const text = JSON.stringify(data, null, 1); // serialized now, before any await, so the snapshot is consistent
-    await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
+    const text = JSON.stringify(data); // serialized now, before any await, so the snapshot is consistent
+    if (!this.dirReady) {
+      await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
+      this.dirReady = true;
+    }
     const tmp = `${this.file}.tmp-${process.pid}`;
     const handle = await open(tmp, 'w', 0o600);
     try {

@@ -54,8 +54,8 @@ export class LowdbStore implements VolumeStore {
     return r === undefined ? undefined : structuredClone(r);
   }
 
-  async list(): Promise<VolumeRecord[]> {
-    return Object.values(this.db.data.volumes).map((r) => structuredClone(r));
+  async list(): Promise<readonly Readonly<VolumeRecord>[]> {
+    return Object.values(this.db.data.volumes);
   }
 
   async put(record: VolumeRecord): Promise<void> {

@@ -13,8 +13,8 @@ export class MemoryStore implements VolumeStore {
     return r === undefined ? undefined : structuredClone(r);
   }
 
-  async list(): Promise<VolumeRecord[]> {
-    return [...this.volumes.values()].map((r) => structuredClone(r));
+  async list(): Promise<readonly Readonly<VolumeRecord>[]> {
+    return [...this.volumes.values()];
   }
 
   async put(record: VolumeRecord): Promise<void> {

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, stat, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -75,9 +75,32 @@ describe('ssh start time from /proc', () => {
       return { seconds: Math.round((c?.startedAt.getTime() ?? 0) / 1000), reconnected: c?.reconnected };
     };
     expect(await at()).toEqual({ seconds: 1_700_000_000 + 10, reconnected: false });
-    await add(14, ['ssh', '-E', '/state/logs/v.ssh.log', '-x', 'host'], 3_000); // the link dropped; sshfs ran ssh again
+    // The link dropped (its ssh exited) and sshfs ran ssh again.
+    await rm(join(proc, '10'), { recursive: true });
+    await add(14, ['ssh', '-E', '/state/logs/v.ssh.log', '-x', 'host'], 3_000);
     expect(await at()).toEqual({ seconds: 1_700_000_000 + 30, reconnected: true });
     expect(await table.sshConnection?.('/state/logs/none.ssh.log')).toBeUndefined();
+  });
+});
+
+describe('mount state from /proc', () => {
+  it('calls a mount stale once its sshfs is gone, and finds a new sshfs for it', async () => {
+    const proc = await mkdtemp(join(tmpdir(), 'proc-'));
+    await mkdir(join(proc, 'self'));
+    await writeFile(join(proc, 'self', 'mountinfo'), '99 22 0:50 / /mnt/volumes/v rw - fuse.sshfs u@h:/p rw\n');
+    const sshfs = async (pid: number) => {
+      await mkdir(join(proc, String(pid)));
+      await writeFile(join(proc, String(pid), 'cmdline'), ['sshfs', 'u@h:/p', '/mnt/volumes/v', ''].join('\0'));
+    };
+    const table = createProcMountTable(proc);
+    await sshfs(40);
+    expect(await table.state('/mnt/volumes/v')).toBe('mounted');
+    expect(await table.state('/mnt/volumes/v')).toBe('mounted'); // from the cached pid
+    await rm(join(proc, '40'), { recursive: true });
+    expect(await table.state('/mnt/volumes/v')).toBe('stale');
+    await sshfs(41);
+    expect(await table.state('/mnt/volumes/v')).toBe('mounted');
+    expect(await table.state('/mnt/volumes/other')).toBe('absent');
   });
 });
 
