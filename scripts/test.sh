@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: installs what it needs, checks, builds, then runs unit and
-# end-to-end tests (a real dockerd, a real sshd on 127.0.0.1 and real FUSE mounts, started and stopped here).
+# The whole test suite, from a fresh clone: installs what it needs, checks, builds, then runs unit, end-to-end and
+# fault tests (a real dockerd, a real sshd on 127.0.0.1 and real FUSE mounts, started and stopped here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n=== %s\n' "$*"; }
+results=.test-results
+vitest() { npx vitest run --project "$1" --reporter=default --reporter=json --outputFile="$results/$1.json"; }
 
 step "system packages"
 bash scripts/install-system-deps.sh
@@ -19,14 +21,24 @@ npx tsc -p tsconfig.json --noEmit
 step "build"
 npm run build --silent
 
+rm -rf "$results"
 step "unit tests"
-npx vitest run --project unit
+vitest unit
 
 step "end-to-end tests (real dockerd, sshd and FUSE)"
-E2E_SKIP_BUILD=1 npx vitest run --project e2e
+E2E_SKIP_BUILD=1 vitest e2e
 
 step "fault suite (kills, restarts, dropped links, load, hostile input; prints a table of figures)"
-E2E_SKIP_BUILD=1 npx vitest run --project faults
+E2E_SKIP_BUILD=1 vitest faults
 
-echo
-echo "all test stages passed"
+# One closing line over all projects, in the plain form CI reads.
+node -e '
+const fs = require("fs");
+let passed = 0, failed = 0;
+for (const f of fs.readdirSync(process.argv[1])) {
+  const r = JSON.parse(fs.readFileSync(`${process.argv[1]}/${f}`, "utf8"));
+  passed += r.numPassedTests; failed += r.numFailedTests;
+}
+console.log(`\ntests: ${passed} passed, ${failed} failed`);
+process.exit(failed === 0 && passed > 0 ? 0 : 1);
+' "$results"
