@@ -40,7 +40,10 @@ export function createApp(deps: Deps): Hono {
       }
       const result = await handler(parsed.value, deps);
       const err = 'Err' in result && typeof result.Err === 'string' ? result.Err : '';
-      deps.log.debug(`${route} ${describeRequest(parsed.value)} -> ${err === '' ? 'ok' : `Err: ${err}`} (${(performance.now() - started).toFixed(1)} ms)`);
+      if (deps.config.debug) {
+        // Built only when wanted: this path runs for every `docker volume ls` and `inspect`.
+        deps.log.debug(`${route} ${describeRequest(parsed.value)} -> ${err === '' ? 'ok' : `Err: ${err}`} (${(performance.now() - started).toFixed(1)} ms)`);
+      }
       return reply(result, err === '' ? 200 : 500);
     });
   }

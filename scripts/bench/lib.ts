@@ -1,0 +1,337 @@
+// Helpers for the benchmark: commands, the plugin in host mode, requests over its Unix socket, statistics.
+// Loopback only, bounded waits only. Nothing here asserts: it measures and reports.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const PLUGIN_ENTRY = path.join(REPO_ROOT, 'dist', 'adapter', 'main.js');
+export const PLUGIN_SOCKET_DIR = '/run/docker/plugins';
+
+export function log(message: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export function randomId(bytes = 4): string {
+  return randomBytes(bytes).toString('hex');
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Commands
+
+export interface CmdResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+export async function run(cmd: string, args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; input?: string } = {}): Promise<CmdResult> {
+  const started = performance.now();
+  const r = await execa(cmd, args, {
+    reject: false,
+    timeout: opts.timeoutMs ?? 120_000,
+    input: opts.input ?? '',
+    stripFinalNewline: true,
+    ...(opts.env !== undefined ? { env: opts.env } : {}),
+    forceKillAfterDelay: 2_000,
+  });
+  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), ms: performance.now() - started };
+}
+
+export async function runOk(cmd: string, args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; input?: string } = {}): Promise<CmdResult> {
+  const r = await run(cmd, args, opts);
+  if (r.exitCode !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.exitCode}: ${r.stderr.slice(-2000)}`);
+  return r;
+}
+
+/** A shell command (for pipes); the command text is built by the benchmark only, never from input. */
+export function sh(script: string, timeoutMs = 120_000): Promise<CmdResult> {
+  return runOk('bash', ['-c', `set -o pipefail; ${script}`], { timeoutMs });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The e2e environment (scripts/e2e-env.sh)
+
+export interface BenchEnv {
+  dir: string;
+  dockerHost: string;
+  sshHost: string;
+  sshPort: number;
+  keyUser: string;
+  keyFile: string;
+  keyRemoteDir: string;
+  knownHostsFile: string;
+  image: string;
+}
+
+export function loadEnv(dir: string): BenchEnv {
+  const raw: Record<string, string> = {};
+  for (const line of readFileSync(path.join(dir, 'env'), 'utf8').split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0 && !line.startsWith('#')) raw[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  const need = (k: string): string => {
+    const v = raw[k];
+    if (v === undefined || v === '') throw new Error(`${dir}/env has no ${k}`);
+    return v;
+  };
+  return {
+    dir,
+    dockerHost: need('DOCKER_HOST'),
+    sshHost: need('SSH_HOST'),
+    sshPort: Number(need('SSH_PORT')),
+    keyUser: need('SSH_KEY_USER'),
+    keyFile: need('SSH_KEY_FILE'),
+    keyRemoteDir: need('SSH_KEY_REMOTE_DIR'),
+    knownHostsFile: need('SSH_KNOWN_HOSTS_FILE'),
+    image: need('E2E_IMAGE'),
+  };
+}
+
+export function docker(env: BenchEnv, args: string[], timeoutMs = 150_000): Promise<CmdResult> {
+  return run('docker', args, { env: { DOCKER_HOST: env.dockerHost, DOCKER_CONTEXT: '', DOCKER_CLI_HINTS: 'false' }, timeoutMs });
+}
+
+export async function dockerOk(env: BenchEnv, args: string[], timeoutMs = 150_000): Promise<CmdResult> {
+  const r = await docker(env, args, timeoutMs);
+  if (r.exitCode !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.exitCode}: ${r.stderr.slice(-2000)}`);
+  return r;
+}
+
+/** ssh to the test sshd as the key user, the way the ceiling measurements use it. */
+export function sshArgs(env: BenchEnv, extra: string[] = []): string[] {
+  return [
+    '-F', '/dev/null', '-p', String(env.sshPort), '-i', env.keyFile,
+    '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${env.knownHostsFile}`,
+    '-o', 'StrictHostKeyChecking=yes', ...extra, `${env.keyUser}@${env.sshHost}`,
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The plugin in host mode
+
+export interface Plugin {
+  name: string;
+  socketPath: string;
+  stateDir: string;
+  mountRoot: string;
+  pid: number;
+  /** performance.now() when the process was spawned. */
+  spawnedAt: number;
+  output(): string;
+  running(): boolean;
+  stop(): Promise<void>;
+}
+
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+/**
+ * Spawns `node [flags] dist/adapter/main.js` with its socket in /run/docker/plugins (so dockerd finds it as driver NAME)
+ * and its state under DIR/plugins/NAME (so `e2e-env.sh down DIR` stops it if the benchmark dies). Does not wait.
+ */
+export function spawnPlugin(dir: string, name: string, nodeFlags: string[], extraEnv: Record<string, string> = {}): Plugin {
+  const base = path.join(dir, 'plugins', name);
+  const stateDir = path.join(base, 'state');
+  const mountRoot = path.join(base, 'mnt');
+  const socketPath = path.join(PLUGIN_SOCKET_DIR, `${name}.sock`);
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  mkdirSync(mountRoot, { recursive: true });
+  mkdirSync(PLUGIN_SOCKET_DIR, { recursive: true });
+  rmSync(socketPath, { force: true });
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS')) as Record<string, string>;
+  const spawnedAt = performance.now();
+  const child = spawn(process.execPath, [...nodeFlags, PLUGIN_ENTRY], {
+    cwd: REPO_ROOT,
+    env: { ...env, SOCKET_PATH: socketPath, STATE_DIR: stateDir, MOUNT_ROOT: mountRoot, DEBUG: '0', ...extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  let out = '';
+  let exited = false;
+  const logFile = path.join(base, 'plugin.log');
+  const onData = (c: Buffer) => {
+    out += c.toString('utf8');
+    if (out.length > 200_000) out = out.slice(-100_000);
+    try {
+      appendFileSync(logFile, c);
+    } catch {
+      // ignore
+    }
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  const exitP = new Promise<void>((resolve) =>
+    child.on('exit', () => {
+      exited = true;
+      live.delete(child);
+      resolve();
+    }),
+  );
+  if (child.pid === undefined) throw new Error('could not spawn the plugin');
+  writeFileSync(path.join(base, 'plugin.pid'), `${child.pid}\n`);
+  return {
+    name,
+    socketPath,
+    stateDir,
+    mountRoot,
+    pid: child.pid,
+    spawnedAt,
+    output: () => out,
+    running: () => !exited,
+    async stop() {
+      if (!exited) {
+        child.kill('SIGTERM');
+        const t = await Promise.race([exitP.then(() => true), sleep(10_000).then(() => false)]);
+        if (!t) {
+          child.kill('SIGKILL');
+          await Promise.race([exitP, sleep(5_000)]);
+        }
+      }
+      rmSync(socketPath, { force: true });
+      rmSync(path.join(base, 'plugin.pid'), { force: true });
+    },
+  };
+}
+
+/** Polls until the plugin answers PROBE (default: Activate); returns ms since spawn. Bounded by timeoutMs. */
+export async function waitServing(p: Plugin, probe: (c: SocketClient) => Promise<boolean>, timeoutMs = 20_000): Promise<number> {
+  const deadline = performance.now() + timeoutMs;
+  const client = new SocketClient(p.socketPath);
+  try {
+    for (;;) {
+      if (!p.running()) throw new Error(`plugin exited during start:\n${p.output().slice(-3000)}`);
+      if (existsSync(p.socketPath)) {
+        try {
+          if (await probe(client)) return performance.now() - p.spawnedAt;
+        } catch {
+          // not yet
+        }
+      }
+      if (performance.now() > deadline) throw new Error(`plugin did not serve within ${timeoutMs} ms:\n${p.output().slice(-3000)}`);
+      await sleep(2);
+    }
+  } finally {
+    client.close();
+  }
+}
+
+/** Resident set size of PID in MiB (VmRSS). */
+export function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m === null ? NaN : Number(m[1]) / 1024;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Requests over the socket, the way dockerd sends them (keep-alive connection, no Content-Type, empty Host)
+
+export class SocketClient {
+  private readonly agent: http.Agent;
+
+  constructor(private readonly socketPath: string, maxSockets = 1) {
+    this.agent = new http.Agent({ keepAlive: true, maxSockets });
+  }
+
+  request(urlPath: string, body: unknown, timeoutMs = 30_000): Promise<{ status: number; body: string }> {
+    const payload = body === undefined ? '' : JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          socketPath: this.socketPath,
+          agent: this.agent,
+          path: urlPath,
+          method: 'POST',
+          headers: { Host: '', Accept: 'application/vnd.docker.plugins.v1.2+json', 'Content-Length': Buffer.byteLength(payload) },
+          timeout: timeoutMs,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`${urlPath} timed out after ${timeoutMs} ms`)));
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+
+  /** Sends a request and throws unless the answer has an empty Err. */
+  async ok(urlPath: string, body: unknown, timeoutMs = 30_000): Promise<Record<string, unknown>> {
+    const r = await this.request(urlPath, body, timeoutMs);
+    const parsed = JSON.parse(r.body) as Record<string, unknown>;
+    if (r.status !== 200 || (typeof parsed.Err === 'string' && parsed.Err !== '')) throw new Error(`${urlPath}: ${r.status} ${r.body}`);
+    return parsed;
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A TCP listener that accepts connections and never says a word (an ssh server that hangs)
+
+export async function silentListener(): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Statistics and formatting
+
+export function percentile(samples: number[], p: number): number {
+  if (samples.length === 0) return NaN;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i] ?? NaN;
+}
+
+export function median(samples: number[]): number {
+  return percentile(samples, 50);
+}
+
+export function fmt(n: number, digits = 2): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : 'n/a';
+}
+
+/** Times FN N times sequentially; returns the durations in ms. */
+export async function timeMany(n: number, fn: (i: number) => Promise<unknown>): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await fn(i);
+    out.push(performance.now() - t);
+  }
+  return out;
+}
