@@ -52,7 +52,7 @@ need_docker() {
   command -v docker >/dev/null 2>&1 || apt_install docker.io
   local err
   if ! err=$(docker version --format '{{.Server.Version}}' 2>&1 >/dev/null); then
-    die "cannot reach the Docker daemon${DOCKER_HOST:+ at $DOCKER_HOST}: $err"
+    die "cannot reach the Docker daemon${DOCKER_HOST:+ at $DOCKER_HOST}: $err (start Docker, e.g. systemctl start docker, or point DOCKER_HOST at a running daemon)"
   fi
 }
 
@@ -265,6 +265,7 @@ do_enable() {
 }
 
 do_install() {
+  need_docker # fail before a minute of building when no daemon answers
   do_build
   do_create
   do_enable
