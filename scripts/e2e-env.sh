@@ -422,19 +422,25 @@ do_up() {
   pw_remote=$(fresh_remote_dir "$PW_USER")
 
   # --- sshd
-  local port started=0
+  # A port found free can be taken before sshd binds it, and an sshd can die right after it daemonizes: retry both
+  # on a new port instead of failing the whole run.
+  local port started=0 i
   for _ in 1 2 3 4 5; do
     port=$(free_port)
-    if start_sshd "$port" 2>>"$DIR/sshd.log"; then started=1; break; fi
-    log "sshd could not start on port $port, retrying"
+    if start_sshd "$port" 2>>"$DIR/sshd.log"; then
+      for ((i = 0; i < 50; i++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then started=1; break; fi
+        sleep 0.1
+      done
+      [[ $started -eq 1 ]] && break
+      log "sshd started but does not listen on 127.0.0.1:$port, retrying on another port"
+      [[ -f $DIR/sshd.pid ]] && stop_pid "$(cat "$DIR/sshd.pid")" 5
+      rm -f "$DIR/sshd.pid"
+    else
+      log "sshd could not start on port $port, retrying"
+    fi
   done
-  [[ $started -eq 1 ]] || { tail -n 20 "$DIR/sshd.log" >&2; die "sshd did not start (log: $DIR/sshd.log)"; }
-  local i
-  for ((i = 0; i < 50; i++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    sleep 0.1
-  done
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || die "sshd is not listening on 127.0.0.1:$port"
+  [[ $started -eq 1 ]] || { tail -n 20 "$DIR/sshd.log" >&2; die "sshd did not start listening (log: $DIR/sshd.log)"; }
   printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$DIR/ssh/ssh_host_ed25519_key.pub")" >"$DIR/ssh/known_hosts"
   log "sshd listening on 127.0.0.1:$port"
 
