@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { pluginRequest, type PluginHttpResponse } from '../lib/plugin-request.js';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -244,29 +245,8 @@ export class SocketClient {
     this.agent = new http.Agent({ keepAlive: true, maxSockets });
   }
 
-  request(urlPath: string, body: unknown, timeoutMs = 30_000): Promise<{ status: number; body: string }> {
-    const payload = body === undefined ? '' : JSON.stringify(body);
-    return new Promise((resolve, reject) => {
-      const req = http.request(
-        {
-          socketPath: this.socketPath,
-          agent: this.agent,
-          path: urlPath,
-          method: 'POST',
-          headers: { Host: '', Accept: 'application/vnd.docker.plugins.v1.2+json', 'Content-Length': Buffer.byteLength(payload) },
-          timeout: timeoutMs,
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-          res.on('error', reject);
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error(`${urlPath} timed out after ${timeoutMs} ms`)));
-      req.on('error', reject);
-      req.end(payload);
-    });
+  request(urlPath: string, body: unknown, timeoutMs = 30_000): Promise<PluginHttpResponse> {
+    return pluginRequest(this.socketPath, urlPath, body, timeoutMs, this.agent);
   }
 
   /** Sends a request and throws unless the answer has an empty Err. */

@@ -4,11 +4,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
-import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { inject } from 'vitest';
+import { pluginRequest, type PluginHttpResponse } from '../../scripts/lib/plugin-request.js';
+
+export { pluginRequest, type PluginHttpResponse };
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -422,43 +424,6 @@ export async function startLegacyPlugin(name: string = uniquePluginName(), opts:
     }
     await sleep(25);
   }
-}
-
-export interface PluginHttpResponse {
-  status: number;
-  body: string;
-}
-
-/**
- * POSTs to the plugin's socket the way dockerd does (no Content-Type, empty Host, the v1.2 Accept header).
- * BODY is JSON-encoded unless it is a string; undefined sends an empty body.
- */
-export function pluginRequest(socketPath: string, urlPath: string, body?: unknown, timeoutMs = 30_000): Promise<PluginHttpResponse> {
-  const payload = body === undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        socketPath,
-        path: urlPath,
-        method: 'POST',
-        headers: {
-          Host: '',
-          Accept: 'application/vnd.docker.plugins.v1.2+json',
-          'Content-Length': Buffer.byteLength(payload),
-        },
-        timeout: timeoutMs,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${urlPath} timed out after ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end(payload);
-  });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
