@@ -17,9 +17,14 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!Number.isFinite(timeout) || timeout < 1 || timeout > 110) {
     throw new Error(`MOUNT_TIMEOUT must be a number of seconds from 1 to 110, not "${env.MOUNT_TIMEOUT}"`);
   }
+  const stateDir = absolute(env, 'STATE_DIR', '/mnt/state');
+  // Files under it are named in sshfs -o values (split on commas) and in ssh_command (split on spaces).
+  if (!/^[A-Za-z0-9._/@+-]+$/.test(stateDir)) {
+    throw new Error(`STATE_DIR may hold only letters, digits and . _ / @ + - (no spaces or commas), not "${stateDir}"`);
+  }
   return {
     socketPath: absolute(env, 'SOCKET_PATH', '/run/docker/plugins/sshfs.sock'),
-    stateDir: absolute(env, 'STATE_DIR', '/mnt/state'),
+    stateDir,
     mountRoot: absolute(env, 'MOUNT_ROOT', '/mnt/volumes'),
     debug: truthy(env.DEBUG),
     dryRun: truthy(env.DRY_RUN),

@@ -27,6 +27,7 @@ describe('readConfig', () => {
   it('refuses relative paths and silly timeouts', () => {
     expect(() => readConfig({ STATE_DIR: 'state' })).toThrow(/STATE_DIR must be an absolute path/);
     expect(() => readConfig({ MOUNT_TIMEOUT: 'soon' })).toThrow(/MOUNT_TIMEOUT/);
+    expect(() => readConfig({ STATE_DIR: '/var/lib/my state,x' })).toThrow(/no spaces or commas/);
   });
 });
 
