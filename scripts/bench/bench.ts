@@ -57,6 +57,11 @@ async function cleanup(): Promise<void> {
   for (const d of ['work', 'plugins', 'docker-data']) rmSync(path.join(DIR, d), { recursive: true, force: true });
 }
 
+/** A percentage with its sign: +12, -1. */
+function signed(percent: number): string {
+  return `${percent >= 0 ? '+' : ''}${fmt(percent, 0)}`;
+}
+
 function latencyRows(section: string, label: string, get: number[], list: number[], target?: string): void {
   const p50g = percentile(get, 50);
   const p50l = percentile(list, 50);
@@ -263,9 +268,9 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
   const runArgs = `docker run --rm --network none -v X:/data ${img} true`;
   row(M, 'docker run, no volume (reference)', `${fmt(median(none), 0)} ms`, `median of 7 \`docker run --rm --network none ${img} true\``);
   row(M, 'docker run, bind of a pre-mounted raw sshfs', `${fmt(mb, 0)} ms`, `median of 7 \`${runArgs}\`, X = host dir with sshfs mounted`);
-  row(M, 'docker run, plugin volume cold (mount + unmount per run)', `${fmt(median(cold), 0)} ms (+${fmt((median(cold) / mb - 1) * 100, 0)} %)`,
+  row(M, 'docker run, plugin volume cold (mount + unmount per run)', `${fmt(median(cold), 0)} ms (${signed((median(cold) / mb - 1) * 100)} %)`,
     `median of 7, X = plugin volume not mounted before the run (interleaved with the rows above)`, '≤ +10 %', median(cold) <= mb * 1.1);
-  row(M, 'docker run, plugin volume warm (held by another container)', `${fmt(median(warm), 0)} ms (+${fmt((median(warm) / mb2 - 1) * 100, 0)} % vs ${fmt(mb2, 0)} ms bind)`,
+  row(M, 'docker run, plugin volume warm (held by another container)', `${fmt(median(warm), 0)} ms (${signed((median(warm) / mb2 - 1) * 100)} % vs ${fmt(mb2, 0)} ms bind)`,
     'median of 7, X = plugin volume kept mounted by a running container; interleaved with 7 bind runs', '≤ +10 %', median(warm) <= mb2 * 1.1);
   row(M, 'Get of a mounted volume: p50 / p99 ms', `${fmt(percentile(getMounted, 50), 3)} / ${fmt(percentile(getMounted, 99), 3)}`,
     '500 sequential Gets while the volume is mounted (reads mountinfo and scans /proc for the sshfs process)');
