@@ -5,7 +5,7 @@ import { requireMount } from './request.js';
 import { respond } from './respond.js';
 import { buildSshfsArgs, type MountPaths } from './sshfs-args.js';
 import type { Deps, MountResponse, VolumeRecord } from './types.js';
-import { getVolume, knownHostsFile, optionsOf, referenceCount, sshLogFileFor } from './volume.js';
+import { getVolume, knownHostsFile, mountCount, optionsOf, referenceCount, sshLogFileFor } from './volume.js';
 
 export async function mount(request: unknown, deps: Deps): Promise<MountResponse> {
   return respond<MountResponse>(deps, 'Mount', { Mountpoint: '' }, async () => {
@@ -24,7 +24,7 @@ export async function mount(request: unknown, deps: Deps): Promise<MountResponse
         }
         await mountSshfs(record, deps);
       }
-      record.mounts[id] = (record.mounts[id] ?? 0) + 1;
+      record.mounts[id] = mountCount(record, id) + 1;
       await deps.store.put(record);
       deps.log.debug(`volume ${name} mount ${id}: ${referenceCount(record)} reference(s)`);
       return { Mountpoint: record.mountpoint, Err: '' };

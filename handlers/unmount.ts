@@ -2,15 +2,15 @@ import { UserError } from './errors.js';
 import { requireMount } from './request.js';
 import { respond } from './respond.js';
 import type { Deps, ErrResponse, VolumeRecord } from './types.js';
-import { getVolume, referenceCount } from './volume.js';
+import { getVolume, mountCount, referenceCount } from './volume.js';
 
 export async function unmount(request: unknown, deps: Deps): Promise<ErrResponse> {
   return respond<ErrResponse>(deps, 'Unmount', {}, async () => {
     const { name, id } = requireMount(request);
     return deps.locks.withLock(name, async () => {
       const record = await getVolume(deps, name);
-      const count = record.mounts[id];
-      if (count === undefined) {
+      const count = mountCount(record, id);
+      if (count === 0) {
         // Docker only unmounts what it mounted; an unknown ID means our state already let go of it (e.g. after a restart).
         deps.log.info(`volume ${name}: unmount of unknown mount ID ${id} ignored`);
         return { Err: '' };

@@ -43,6 +43,11 @@ export function optionsOf(record: VolumeRecord): VolumeOptions {
   return parseOptions(rest);
 }
 
+/** How often Docker mounted the volume with this ID; own properties only, so an ID like "toString" counts 0. */
+export function mountCount(record: VolumeRecord, id: string): number {
+  return Object.hasOwn(record.mounts, id) ? (record.mounts[id] ?? 0) : 0;
+}
+
 export function referenceCount(record: VolumeRecord): number {
   return Object.values(record.mounts).reduce((a, b) => a + b, 0);
 }

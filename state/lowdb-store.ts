@@ -50,7 +50,8 @@ export class LowdbStore implements VolumeStore {
   }
 
   async get(name: string): Promise<VolumeRecord | undefined> {
-    const r = this.db.data.volumes[name];
+    // Own properties only: a volume named "toString" or "constructor" must not find Object.prototype's.
+    const r = Object.hasOwn(this.db.data.volumes, name) ? this.db.data.volumes[name] : undefined;
     return r === undefined ? undefined : structuredClone(r);
   }
 

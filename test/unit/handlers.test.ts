@@ -116,6 +116,7 @@ describe('Mount and Unmount', () => {
     ['docker cp repeats an ID', [['m', 'a', 1, 0, 1], ['m', 'a', 1, 0, 2], ['u', 'a', 1, 0, 1], ['u', 'a', 1, 1, 0]]],
     ['unknown ID is ignored', [['m', 'a', 1, 0, 1], ['u', 'zzz', 1, 0, 1], ['u', 'a', 1, 1, 0]]],
     ['unmount before any mount', [['u', 'a', 0, 0, 0]]],
+    ['IDs named like Object.prototype members', [['m', 'toString', 1, 0, 1], ['u', 'constructor', 1, 0, 1], ['u', 'toString', 1, 1, 0]]],
     ['remount after the last unmount', [['m', 'a', 1, 0, 1], ['u', 'a', 1, 1, 0], ['m', 'b', 2, 1, 1]]],
   ];
   it.each(sequences)('counts references per ID as a multiset: %s', async (_label, steps) => {

@@ -31,6 +31,14 @@ describe.each([
     await store.delete('a');
     expect(await store.get('a')).toBeUndefined();
   });
+
+  it('knows no volume by the name of an Object.prototype member (found by the hostile-input fault test)', async () => {
+    const store = await open();
+    for (const name of ['toString', 'constructor', 'hasOwnProperty', 'valueOf']) expect(await store.get(name)).toBeUndefined();
+    await store.put(rec('constructor'));
+    expect((await store.get('constructor'))?.name).toBe('constructor');
+    expect((await store.list()).map((r) => r.name)).toEqual(['constructor']);
+  });
 });
 
 describe('LowdbStore persistence', () => {
