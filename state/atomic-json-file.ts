@@ -7,8 +7,33 @@ export class StateFileCorruptError extends Error {
   override name = 'StateFileCorruptError';
 }
 
+/**
+ * Keeps a copy of an unreadable state file aside and refuses to start: answering "no such volume" would make Docker
+ * forget every volume.
+ */
+export async function keepAsideAndFail(file: string, problem: string): Promise<never> {
+  const aside = `${file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  await copyFile(file, aside);
+  throw new StateFileCorruptError(
+    `state file ${file} cannot be read: ${problem}. A copy was kept at ${aside}. ` +
+      'Repair the file (or restore a backup) and start the plugin again; to start empty, move it away (Docker then forgets these volumes).',
+  );
+}
+
+/** Makes a rename or a new file in DIR durable: until its directory is synced, a crash can undo it. */
+export async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 export class AtomicJsonFile<T> implements Adapter<T> {
   private dirReady = false;
+  /** Size of the last snapshot written. */
+  lastWrittenBytes = 0;
 
   constructor(
     private readonly file: string,
@@ -32,13 +57,7 @@ export class AtomicJsonFile<T> implements Adapter<T> {
       problem = `it is not valid JSON (${(error as Error).message})`;
     }
     if (problem === '') return data as T;
-    // Keep a copy aside and refuse to start: answering "no such volume" would make Docker forget every volume.
-    const aside = `${this.file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-    await copyFile(this.file, aside);
-    throw new StateFileCorruptError(
-      `state file ${this.file} cannot be read: ${problem}. A copy was kept at ${aside}. ` +
-        'Repair the file (or restore a backup) and start the plugin again; to start empty, move it away (Docker then forgets these volumes).',
-    );
+    return keepAsideAndFail(this.file, problem);
   }
 
   /**
@@ -61,10 +80,7 @@ export class AtomicJsonFile<T> implements Adapter<T> {
 
   async write(data: T): Promise<void> {
     const text = JSON.stringify(data); // serialized now, before any await, so the snapshot is consistent
-    if (!this.dirReady) {
-      await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
-      this.dirReady = true;
-    }
+    await this.ensureDir();
     const tmp = `${this.file}.tmp-${process.pid}`;
     const handle = await open(tmp, 'w', 0o600);
     try {
@@ -74,5 +90,14 @@ export class AtomicJsonFile<T> implements Adapter<T> {
       await handle.close();
     }
     await rename(tmp, this.file);
+    await syncDir(dirname(this.file));
+    this.lastWrittenBytes = Buffer.byteLength(text);
+  }
+
+  /** Creates the state directory (0700) if needed. */
+  async ensureDir(): Promise<void> {
+    if (this.dirReady) return;
+    await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
+    this.dirReady = true;
   }
 }

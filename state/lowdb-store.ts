@@ -1,8 +1,9 @@
-// The persistent store: one lowdb JSON file in the state directory, loaded before the socket serves.
+// The persistent store: a lowdb JSON snapshot plus an append-only journal of changes, in the state directory.
 import { Low } from 'lowdb';
 import { join } from 'node:path';
 import type { VolumeRecord, VolumeStore } from '../handlers/types.js';
 import { AtomicJsonFile } from './atomic-json-file.js';
+import { JournalFile } from './journal-file.js';
 
 export interface StateData {
   version: 1;
@@ -27,24 +28,54 @@ export function isStateData(v: unknown): v is StateData {
 }
 
 export const STATE_FILE_NAME = 'volumes.json';
+export const JOURNAL_FILE_NAME = 'volumes.journal';
 
+/** One line of the journal: a whole record put, or a volume deleted (replaying either twice is harmless). */
+export type StateChange = { put: VolumeRecord } | { delete: string };
+
+function isStateChange(v: unknown): v is StateChange {
+  const c = v as Record<string, unknown>;
+  if (typeof c !== 'object' || c === null || Object.keys(c).length !== 1) return false;
+  return Object.hasOwn(c, 'put') ? isRecord(c.put) : typeof c.delete === 'string';
+}
+
+/** The journal is folded into the snapshot once it outgrows both this and the snapshot itself. */
+const MIN_COMPACT_BYTES = 1 << 20;
+
+/**
+ * The persistent store: lowdb holds the state in memory and writes it as one JSON snapshot; each change is also
+ * appended to a journal and fsync'd before it is acknowledged (one small write instead of the whole file), and the
+ * journal is folded into the snapshot when it grows. Loaded before the socket serves.
+ */
 export class LowdbStore implements VolumeStore {
   private readonly db: Low<StateData>;
   private readonly file: AtomicJsonFile<StateData>;
-  /** A write that has not started yet: changes made until it starts ride along with it. */
+  private readonly journal: JournalFile<StateChange>;
+  private snapshotBytes = 0;
+  /** Changes not yet handed to a write; the next write takes them all (concurrent changes share one fsync). */
+  private pending: StateChange[] = [];
+  /** The write that will take the pending changes, if one is queued and has not started. */
   private queued: Promise<void> | undefined;
   private chain: Promise<void> = Promise.resolve();
+  /** Set when an append failed midway: its bytes may sit in the journal, so the next write is a whole snapshot. */
+  private mustCompact = false;
 
-  private constructor(file: string) {
-    this.file = new AtomicJsonFile(file, isStateData);
+  private constructor(stateDir: string) {
+    this.file = new AtomicJsonFile(join(stateDir, STATE_FILE_NAME), isStateData);
+    this.journal = new JournalFile(join(stateDir, JOURNAL_FILE_NAME), isStateChange);
     this.db = new Low<StateData>(this.file, { version: 1, volumes: {} });
   }
 
-  /** Loads the state file; throws StateFileCorruptError (after keeping a copy) rather than starting empty. */
+  /** Loads snapshot and journal; throws StateFileCorruptError (after keeping a copy) rather than starting empty. */
   static async open(stateDir: string): Promise<LowdbStore> {
-    const store = new LowdbStore(join(stateDir, STATE_FILE_NAME));
+    const store = new LowdbStore(stateDir);
+    await store.file.ensureDir();
     await store.db.read();
-    // A SIGKILL during a write leaves its temp file (the state file itself is intact: writes commit by rename).
+    const { changes } = await store.journal.read();
+    for (const change of changes) store.apply(change);
+    // Fold the journal in now (it may end in a torn append, which must not be appended to) and start it empty.
+    await store.compact();
+    // A SIGKILL during a snapshot write leaves its temp file (the snapshot itself is intact: it commits by rename).
     await store.file.removeStaleTempFiles();
     return store;
   }
@@ -60,24 +91,69 @@ export class LowdbStore implements VolumeStore {
   }
 
   async put(record: VolumeRecord): Promise<void> {
-    this.db.data.volumes[record.name] = structuredClone(record);
-    await this.persist();
+    await this.change({ put: structuredClone(record) });
   }
 
   async delete(name: string): Promise<void> {
-    delete this.db.data.volumes[name];
-    await this.persist();
+    await this.change({ delete: name });
   }
 
-  /** Coalesces concurrent changes into as few atomic writes as possible; each caller waits for one that includes it. */
-  private persist(): Promise<void> {
+  private apply(change: StateChange): void {
+    if ('put' in change) this.db.data.volumes[change.put.name] = change.put;
+    else delete this.db.data.volumes[change.delete];
+  }
+
+  /**
+   * Applies the change in memory and resolves once it is durable. If writing fails, the change is undone in memory
+   * (unless a later change to the same volume replaced it) so that what the plugin answers matches what it saved.
+   */
+  private async change(change: StateChange): Promise<void> {
+    const name = 'put' in change ? change.put.name : change.delete;
+    const volumes = this.db.data.volumes;
+    const before = Object.hasOwn(volumes, name) ? volumes[name] : undefined;
+    this.apply(change);
+    const after = Object.hasOwn(volumes, name) ? volumes[name] : undefined;
+    try {
+      await this.persist(change);
+    } catch (error) {
+      const now = Object.hasOwn(volumes, name) ? volumes[name] : undefined;
+      if (now === after) {
+        if (before === undefined) delete volumes[name];
+        else volumes[name] = before;
+      }
+      throw error;
+    }
+  }
+
+  private persist(change: StateChange): Promise<void> {
+    this.pending.push(change);
     if (this.queued !== undefined) return this.queued;
     const write = this.chain.then(async () => {
       this.queued = undefined;
-      await this.db.write();
+      const changes = this.pending;
+      this.pending = [];
+      if (this.mustCompact || this.journal.size > Math.max(MIN_COMPACT_BYTES, this.snapshotBytes)) {
+        await this.compact(); // the snapshot holds these changes too: they are in memory already
+        return;
+      }
+      try {
+        await this.journal.append(changes);
+      } catch (error) {
+        this.mustCompact = true;
+        throw error;
+      }
     });
     this.queued = write;
     this.chain = write.catch(() => undefined);
     return write;
+  }
+
+  /** Writes the whole state as the snapshot, then empties the journal (a crash in between replays it harmlessly). */
+  private async compact(): Promise<void> {
+    this.mustCompact = true; // until both steps are done
+    await this.db.write();
+    this.snapshotBytes = this.file.lastWrittenBytes;
+    await this.journal.reset();
+    this.mustCompact = false;
   }
 }

@@ -99,7 +99,8 @@ it('keeps passwords and keys out of argv, environments and logs, and its files p
     row.figures['secret occurrences found'] = found.length;
     row.figures['files/dirs checked, not private'] = `${entries.length}, ${bad0600.length}`;
     row.figures['key files kept'] = keyFiles.length;
-    row.figures['state file holds the password'] = readFileSync(path.join(plugin.stateDir, 'volumes.json'), 'utf8').includes(JSON.stringify(env.password).slice(1, -1))
+    const stateText = ['volumes.json', 'volumes.journal'].map((f) => readFileSync(path.join(plugin.stateDir, f), 'utf8')).join('');
+    row.figures['state file holds the password'] = stateText.includes(JSON.stringify(env.password).slice(1, -1))
       ? 'yes (0600, root only: needed to mount again)'
       : 'no';
     row.notes.push('docker volume inspect shows -o values, the password included: Docker stores them itself (use key files)');

@@ -1,5 +1,6 @@
-// SIGKILL in the middle of a storm of concurrent Creates and Removes over the socket: the state file must parse at
-// every moment, and every Create answered without Err (and not removed since) must be there after the restart.
+// SIGKILL in the middle of a storm of concurrent Creates and Removes over the socket: the state file and every complete
+// journal line must parse at every moment, and every Create answered without Err (and not removed since) must be
+// there after the restart.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -29,6 +30,16 @@ type Outcome = 'created' | 'removed' | 'unknown';
 it('keeps a parseable state file and every acknowledged Create through SIGKILL during a Create/Remove storm', async () => {
   await measured(`SIGKILL during a Create/Remove storm (${TRIALS} kills, ${WORKERS} clients)`, import.meta.url, async (row) => {
     const stateFile = path.join(plugin.stateDir, 'volumes.json');
+    const journalFile = path.join(plugin.stateDir, 'volumes.journal');
+    // Only the end of the journal may be torn (state/journal-file.ts): every line before the last newline must parse.
+    const completeLinesParse = (text: string) => text.slice(0, text.lastIndexOf('\n') + 1).split('\n').slice(0, -1).every((l) => {
+      try {
+        JSON.parse(l);
+        return true;
+      } catch {
+        return false;
+      }
+    });
     let reads = 0;
     let unparsable = 0;
     let acked = 0;
@@ -52,6 +63,7 @@ it('keeps a parseable state file and every acknowledged Create through SIGKILL d
             } catch {
               unparsable += 1;
             }
+            if (!completeLinesParse(readFileSync(journalFile, 'utf8'))) unparsable += 1;
           } catch {
             // not written yet
           }
@@ -90,6 +102,7 @@ it('keeps a parseable state file and every acknowledged Create through SIGKILL d
       stop = true;
       await Promise.all([...workers, watcher]);
       JSON.parse(readFileSync(stateFile, 'utf8'));
+      expect(completeLinesParse(readFileSync(journalFile, 'utf8'))).toBe(true);
 
       plugin = await startLegacyPlugin(name);
       const listed = new Set(
@@ -115,7 +128,7 @@ it('keeps a parseable state file and every acknowledged Create through SIGKILL d
     }
     const leftovers = readdirSync(plugin.stateDir).filter((f) => f.includes('.tmp-'));
     row.figures['state file reads during storms'] = reads;
-    row.figures['unparsable reads'] = unparsable;
+    row.figures['unparsable reads (state file or journal line)'] = unparsable;
     row.figures['answers before each kill'] = stats(answeredBeforeKill);
     row.figures['acknowledged Creates checked'] = acked;
     row.figures['acknowledged Creates lost'] = lost;
