@@ -1,5 +1,10 @@
+import { mkdtemp } from 'node:fs/promises';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../../adapter/app.js';
+import { listenOnSocket } from '../../adapter/server.js';
 import { makeDeps } from './fixtures.js';
 
 // Requests as dockerd sends them: POST, no Content-Type, empty Host.
@@ -53,5 +58,57 @@ describe('Hono adapter', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/Name="v" Opts keys=\[sshcmd,password\] -> ok/);
     expect(deps.logs.join('\n')).not.toContain('hunter2');
+  });
+});
+
+describe('Hono adapter on a real Unix socket', () => {
+  // Over @hono/node-server, as dockerd reaches it: the body limit must hold whether the length is declared or not.
+  async function serve() {
+    const deps = makeDeps();
+    const dir = await mkdtemp(join(tmpdir(), 'sshfs-app-'));
+    const socketPath = join(dir, 'p.sock');
+    const server = await listenOnSocket(createApp(deps), socketPath);
+    const send = (headers: Record<string, string | number>, chunks: string[]) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.request({ socketPath, path: '/VolumeDriver.Create', method: 'POST', headers: { Host: '', ...headers } }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        for (const c of chunks) req.write(c);
+        req.end();
+      });
+    return { deps, send, close: () => server.close() };
+  }
+
+  const body = (size: number) => JSON.stringify({ Name: 'v', Opts: { sshcmd: `u@h:/${'x'.repeat(size)}` } });
+
+  it('serves a request with a declared Content-Length', async () => {
+    const s = await serve();
+    const b = body(10);
+    expect(await s.send({ 'Content-Length': Buffer.byteLength(b) }, [b])).toEqual({ status: 200, body: '{"Err":""}' });
+    expect((await s.deps.store.list()).map((r) => r.name)).toEqual(['v']);
+    await s.close();
+  });
+
+  it('refuses a declared Content-Length over 1 MiB from the header, before reading the body', async () => {
+    const s = await serve();
+    const r = await s.send({ 'Content-Length': 2_000_000 }, ['{"Name":"v"']); // the rest never comes
+    expect(r.status).toBe(413);
+    expect(r.body).toMatch(/larger than 1048576 bytes/);
+    expect(await s.deps.store.list()).toEqual([]);
+    await s.close();
+  });
+
+  it('refuses a chunked body (no declared length) once it passes 1 MiB', async () => {
+    const s = await serve();
+    const b = body(2_000_000);
+    const r = await s.send({ 'Transfer-Encoding': 'chunked' }, [b.slice(0, 1_000_000), b.slice(1_000_000)]);
+    expect(r.status).toBe(413);
+    expect(await s.deps.store.list()).toEqual([]);
+    const small = body(10);
+    expect((await s.send({ 'Transfer-Encoding': 'chunked' }, [small.slice(0, 5), small.slice(5)])).status).toBe(200);
+    await s.close();
   });
 });
