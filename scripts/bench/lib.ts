@@ -231,8 +231,20 @@ export async function waitServing(p: Plugin, probe: (c: SocketClient) => Promise
 
 /** Resident set size of PID in MiB (VmRSS). */
 export function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m === null ? NaN : Number(m[1]) / 1024;
+  return rssParts(pid).rss;
+}
+
+/**
+ * VmRSS and its parts in MiB: RssAnon is the process's own memory; RssFile is pages of mapped files (mostly the
+ * node binary, whose built-in modules are read from it), shared with other processes running the same file.
+ */
+export function rssParts(pid: number): { rss: number; anon: number; file: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => {
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(status);
+    return m === null ? NaN : Number(m[1]) / 1024;
+  };
+  return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
