@@ -46,6 +46,15 @@ export class FakeRunner implements CommandRunner, MountTable {
     return this.stale.has(path) ? 'stale' : 'mounted';
   }
 
+  /** Read-ahead set per mountpoint (KiB); a dry run prints it as the sysfs write it stands for. */
+  readonly readAhead = new Map<string, number>();
+
+  async setReadAhead(path: string, kb: number): Promise<void> {
+    if (!this.mounted.has(path)) throw new Error(`${path} is not mounted`);
+    this.readAhead.set(path, kb);
+    this.print?.(`echo ${kb} > /sys/class/bdi/<device of ${path}>/read_ahead_kb`);
+  }
+
   async sshfsMountsUnder(dir: string): Promise<string[]> {
     return [...this.mounted].filter((p) => p.startsWith(`${dir}/`));
   }
@@ -57,6 +66,7 @@ export class FakeRunner implements CommandRunner, MountTable {
       if (target !== undefined) {
         this.mounted.delete(target);
         this.stale.delete(target);
+        this.readAhead.delete(target);
       }
     }
   }

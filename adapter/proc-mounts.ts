@@ -1,13 +1,15 @@
 // The kernel's mount table and the sshfs processes behind it, as this process sees them
 // (the plugin's own mount and PID namespaces when it runs as a managed plugin).
 import { readFileSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { MountState, MountTable, SshConnection } from '../handlers/types.js';
 
 export interface MountEntry {
   mountPoint: string;
   fsType: string;
+  /** major:minor of the filesystem: also the name of its /sys/class/bdi entry. */
+  device: string;
 }
 
 /** mountinfo escapes space, tab, newline and backslash as \ooo. */
@@ -20,9 +22,10 @@ export function parseMountInfo(mountinfo: string): MountEntry[] {
   for (const line of mountinfo.split('\n')) {
     const fields = line.split(' ');
     const mountPoint = fields[4];
+    const device = fields[2];
     const fsType = fields[fields.indexOf('-') + 1];
-    if (mountPoint !== undefined && fsType !== undefined && fields.includes('-')) {
-      entries.push({ mountPoint: unescape(mountPoint), fsType });
+    if (mountPoint !== undefined && device !== undefined && fsType !== undefined && fields.includes('-')) {
+      entries.push({ mountPoint: unescape(mountPoint), fsType, device });
     }
   }
   return entries;
@@ -117,7 +120,7 @@ async function sshConnection(procDir: string, finder: ProcessFinder, sshLogFile:
   return { startedAt: new Date((boot + ssh) * 1000), reconnected: sshfs !== undefined && ssh > sshfs };
 }
 
-export function createProcMountTable(procDir = '/proc'): MountTable {
+export function createProcMountTable(procDir = '/proc', sysDir = '/sys'): MountTable {
   const finder = new ProcessFinder(procDir);
   // Read synchronously: a small procfs file, and one read beats several thread-pool round trips per request.
   const entries = async () => parseMountInfo(readFileSync(`${procDir}/self/mountinfo`, 'utf8'));
@@ -136,5 +139,11 @@ export function createProcMountTable(procDir = '/proc'): MountTable {
       return (await entries()).filter((e) => e.fsType === 'fuse.sshfs' && e.mountPoint.startsWith(prefix)).map((e) => e.mountPoint);
     },
     sshConnection: (sshLogFile) => sshConnection(procDir, finder, sshLogFile),
+    async setReadAhead(path, kb) {
+      const entry = (await entries()).find((e) => e.mountPoint === path);
+      if (entry === undefined) throw new Error(`${path} is not mounted`);
+      if (!/^[0-9]+:[0-9]+$/.test(entry.device)) throw new Error(`unexpected device "${entry.device}" for ${path}`);
+      await writeFile(`${sysDir}/class/bdi/${entry.device}/read_ahead_kb`, `${kb}\n`, { flag: 'r+' });
+    },
   };
 }

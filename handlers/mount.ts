@@ -1,5 +1,5 @@
 import { explainMountFailure } from './diagnose.js';
-import { UserError } from './errors.js';
+import { describe, UserError } from './errors.js';
 import { remoteText } from './options.js';
 import { requireMount } from './request.js';
 import { respond } from './respond.js';
@@ -32,6 +32,15 @@ export async function mount(request: unknown, deps: Deps): Promise<MountResponse
   });
 }
 
+/** Read-ahead only changes speed: when it cannot be set, the mount is still good, and the log says why. */
+async function setReadAhead(record: VolumeRecord, kb: number, deps: Deps): Promise<void> {
+  try {
+    await deps.mounts.setReadAhead(record.mountpoint, kb);
+  } catch (error) {
+    deps.log.info(`volume ${record.name}: read_ahead_kb=${kb} not set, sequential reads will be slower (${describe(error)})`);
+  }
+}
+
 /** Mounts the volume, or cleans up everything it started and throws a UserError that explains why not. */
 export async function mountSshfs(record: VolumeRecord, deps: Deps): Promise<void> {
   const opts = optionsOf(record);
@@ -53,6 +62,7 @@ export async function mountSshfs(record: VolumeRecord, deps: Deps): Promise<void
     delete record.lastError;
     delete record.lastErrorAt;
     deps.log.info(`mounted ${remoteText(opts.remote)} for volume ${record.name} at ${record.mountpoint}`);
+    await setReadAhead(record, opts.readAheadKb, deps);
     return;
   }
   // Leave nothing behind: no half-made mount, no empty mountpoint.

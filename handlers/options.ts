@@ -83,6 +83,11 @@ export const OPTION_SPECS: Record<string, OptionSpec> = {
   password: { target: 'plugin', parse: (v) => v, help: 'password, given to sshfs on stdin (prefer a key)' },
   IdentityFile: { target: 'plugin', parse: absolutePath, help: 'path of a private key where the plugin runs, e.g. /keys/id_ed25519' },
   key: { target: 'plugin', parse: (v) => v, help: 'the private key itself (OpenSSH/PEM text, or that text in base64)' },
+  read_ahead_kb: {
+    target: 'plugin',
+    parse: integer(0, 65_536),
+    help: "kernel read-ahead of the mount in KiB (default 1024; the kernel's own is 128): more is faster sequential reads",
+  },
   // sshfs and FUSE options
   allow_other: { target: 'sshfs', parse: flag, help: 'let every user in the container access the mount (default on)' },
   default_permissions: { target: 'sshfs', parse: flag, help: 'let the kernel check permissions from the remote mode bits' },
@@ -141,6 +146,8 @@ export interface VolumeOptions {
   sshfs: Record<string, string>;
   /** ssh options as Name -> value, after defaults. */
   ssh: Record<string, string>;
+  /** Kernel read-ahead to set on the mount, in KiB. */
+  readAheadKb: number;
   /** The options as given, with canonical key spelling (for comparing re-creates). */
   given: Record<string, string>;
 }
@@ -206,6 +213,10 @@ export const DEFAULT_SSH: Record<string, string> = {
   Compression: 'no',
 };
 
+// The kernel gives a FUSE mount 128 KiB of read-ahead: one SFTP round trip's worth of data in flight at a time.
+// 1024 KiB keeps enough reads in flight to roughly double sequential reads over sshfs (measured by `npm run bench`).
+export const DEFAULT_READ_AHEAD_KB = 1024;
+
 export function parseOptions(opts: Record<string, string>): VolumeOptions {
   const given: Record<string, string> = {};
   for (const [rawKey, value] of Object.entries(opts)) {
@@ -230,6 +241,7 @@ export function parseOptions(opts: Record<string, string>): VolumeOptions {
     remote: parseSshcmd(given.sshcmd),
     sshfs: { ...DEFAULT_SSHFS },
     ssh: { ...DEFAULT_SSH },
+    readAheadKb: DEFAULT_READ_AHEAD_KB,
     given,
   };
   for (const [key, value] of Object.entries(given)) {
@@ -249,6 +261,9 @@ export function parseOptions(opts: Record<string, string>): VolumeOptions {
         break;
       case 'key':
         result.key = normalizeKey(value);
+        break;
+      case 'read_ahead_kb':
+        result.readAheadKb = Number(parsed);
         break;
       default:
         if (spec.target === 'plugin') break;

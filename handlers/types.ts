@@ -100,6 +100,11 @@ export interface MountTable {
    * Optional: a table that cannot see processes leaves it out.
    */
   sshConnection?(sshLogFile: string): Promise<SshConnection | undefined>;
+  /**
+   * Sets the kernel read-ahead (KiB) of the filesystem mounted at path (its /sys/class/bdi entry). Throws when /sys
+   * cannot be written (a managed plugin without the bdi mount), which costs read speed, never correctness.
+   */
+  setReadAhead(path: string, kb: number): Promise<void>;
 }
 
 /** The filesystem work handlers need, kept behind an interface so handlers stay pure. */

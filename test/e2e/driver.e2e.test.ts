@@ -7,6 +7,7 @@ import {
   dockerOk,
   inspectVolume,
   isSshfsMounted,
+  readAheadKbAt,
   listVolumes,
   loadEnv,
   makeRemoteSubdir,
@@ -260,6 +261,7 @@ describe('sharing and lifecycle', () => {
 
     const mountpoint = path.join(plugin.mountRoot, vol);
     expect(await isSshfsMounted(mountpoint)).toBe(true);
+    expect(await readAheadKbAt(mountpoint)).toBe(1024); // the plugin's default, not the kernel's 128
     const during = (await inspectVolume(vol)).Status ?? {};
     expect(during.mounted, JSON.stringify(during)).toBe(true);
     expect(during.references, JSON.stringify(during)).toBe(1);
@@ -515,9 +517,13 @@ describe('option validation', () => {
       follow_symlinks: '',
       max_conns: '2',
       umask: '022',
+      read_ahead_kb: '256',
     });
     await runWithOk(vol, 'echo allowed > /data/allowed.txt');
     expect(await readRemote(remote, 'allowed.txt')).toBe('allowed\n');
+    const sleeper = await startSleeper(vol);
+    expect(await readAheadKbAt(path.join(plugin.mountRoot, vol))).toBe(256);
+    await stopAndRemove(sleeper);
     await expectUnmounted(vol);
   });
 

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { inject } from 'vitest';
+import { parseMountInfo } from '../../adapter/proc-mounts.js';
 import { pluginRequest, type PluginHttpResponse } from '../../scripts/lib/plugin-request.js';
 
 export { pluginRequest, type PluginHttpResponse };
@@ -463,6 +464,13 @@ export async function sshfsMountsUnder(dir: string): Promise<MountEntry[]> {
   return (await readMounts()).filter(
     (m) => m.fstype === 'fuse.sshfs' && (m.mountpoint === dir || m.mountpoint.startsWith(prefix)),
   );
+}
+
+/** The kernel read-ahead (KiB) of the filesystem mounted at PATH, from its /sys/class/bdi entry. */
+export async function readAheadKbAt(mountpoint: string): Promise<number> {
+  const entry = parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8')).find((e) => e.mountPoint === mountpoint);
+  if (entry === undefined) throw new Error(`nothing is mounted at ${mountpoint}`);
+  return Number((await readFile(`/sys/class/bdi/${entry.device}/read_ahead_kb`, 'utf8')).trim());
 }
 
 /** Whether a fuse.sshfs filesystem is mounted exactly at PATH. */

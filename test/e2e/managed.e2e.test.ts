@@ -20,6 +20,7 @@ import {
   loadEnv,
   makeRemoteSubdir,
   randomId,
+  readAheadKbAt,
   readMounts,
   readRemote,
   sshfsMountsUnder,
@@ -247,6 +248,8 @@ describe('managed plugin (docker plugin create/enable from the offline rootfs)',
       // where dockerd bind-mounts it into the container.
       await waitFor('the sshfs mount under the propagated mount', async () => (await sshfsMountsUnder(propagated)).length > 0);
       expect((await sshfsMountsUnder(propagated)).every((m) => m.mountpoint === path.join(propagated, keyVol))).toBe(true);
+      // The plugin set its read-ahead through the bdi mount (a managed plugin's own /sys is read-only).
+      expect(await readAheadKbAt(path.join(propagated, keyVol))).toBe(1024);
       const live = await inspectVolume(keyVol);
       expect(JSON.stringify(live.Status)).toMatch(/"mounted":true/);
     } finally {

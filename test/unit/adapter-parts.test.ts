@@ -38,9 +38,30 @@ describe('parseMountInfo', () => {
       '99 22 0:50 / /mnt/volumes/my\\040vol rw,nosuid - fuse.sshfs u@h:/p rw,user_id=0',
     ].join('\n');
     expect(parseMountInfo(info)).toEqual([
-      { mountPoint: '/', fsType: 'ext4' },
-      { mountPoint: '/mnt/volumes/my vol', fsType: 'fuse.sshfs' },
+      { mountPoint: '/', fsType: 'ext4', device: '0:21' },
+      { mountPoint: '/mnt/volumes/my vol', fsType: 'fuse.sshfs', device: '0:50' },
     ]);
+  });
+});
+
+describe('read-ahead through /sys', () => {
+  it("writes the mount's own bdi entry, and creates nothing where there is none", async () => {
+    const proc = await mkdtemp(join(tmpdir(), 'proc-'));
+    const sys = await mkdtemp(join(tmpdir(), 'sys-'));
+    await mkdir(join(proc, 'self'));
+    await writeFile(join(proc, 'self', 'mountinfo'), '22 1 0:21 / / rw - ext4 /dev/vda rw\n99 22 0:50 / /mnt/volumes/v rw - fuse.sshfs u@h:/p rw\n');
+    for (const dev of ['0:21', '0:50']) {
+      await mkdir(join(sys, 'class', 'bdi', dev), { recursive: true });
+      await writeFile(join(sys, 'class', 'bdi', dev, 'read_ahead_kb'), '128\n');
+    }
+    const table = createProcMountTable(proc, sys);
+    await table.setReadAhead('/mnt/volumes/v', 1024);
+    expect(await readFile(join(sys, 'class', 'bdi', '0:50', 'read_ahead_kb'), 'utf8')).toBe('1024\n');
+    expect(await readFile(join(sys, 'class', 'bdi', '0:21', 'read_ahead_kb'), 'utf8')).toBe('128\n');
+    await expect(table.setReadAhead('/mnt/volumes/other', 1024)).rejects.toThrow(/not mounted/);
+    await writeFile(join(proc, 'self', 'mountinfo'), '99 22 0:51 / /mnt/volumes/w rw - fuse.sshfs u@h:/p rw\n');
+    await expect(table.setReadAhead('/mnt/volumes/w', 1024)).rejects.toThrow(/ENOENT/);
+    expect(await readdir(join(sys, 'class', 'bdi'))).toEqual(['0:21', '0:50']);
   });
 });
 

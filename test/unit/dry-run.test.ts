@@ -29,6 +29,7 @@ describe('DRY_RUN', () => {
         '-o ServerAliveInterval=15 -o ServerAliveCountMax=3 -o ConnectTimeout=10 -o StrictHostKeyChecking=accept-new ' +
         "-o 'Ciphers=^aes128-gcm@openssh.com' -o Compression=no " +
         "-o 'PreferredAuthentications=password\\,keyboard-interactive' -o NumberOfPasswordPrompts=1 <<< ********",
+      `dry run: echo 1024 > /sys/class/bdi/<device of ${join(dir, 'mnt', 'v')}>/read_ahead_kb`,
       `dry run: fusermount3 -u ${join(dir, 'mnt', 'v')}`,
     ]);
     expect(lines.join('\n')).not.toContain('hunter2');

@@ -97,6 +97,29 @@ describe('Mount and Unmount', () => {
     expect(deps.fs.dirs.has(MP)).toBe(true);
   });
 
+  it('sets the kernel read-ahead of a new mount: 1024 KiB, or read_ahead_kb', async () => {
+    const deps = await created();
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    expect(deps.runner.readAhead.get(MP)).toBe(1024);
+    const tuned = await created({ read_ahead_kb: '4096' }, 'vol2');
+    await mount({ Name: 'vol2', ID: 'a' }, tuned);
+    expect(tuned.runner.readAhead.get('/mnt/volumes/vol2')).toBe(4096);
+    await mount({ Name: 'vol2', ID: 'b' }, tuned); // already mounted: nothing is run or set again
+    expect(sshfsCalls(tuned)).toHaveLength(1);
+  });
+
+  it('mounts all the same when read-ahead cannot be set, and logs why', async () => {
+    const deps = await created();
+    deps.mounts.setReadAhead = async () => {
+      throw new Error("EROFS: read-only file system, open '/sys/class/bdi/0:50/read_ahead_kb'");
+    };
+    expect(await mount({ Name: 'vol1', ID: 'a' }, deps)).toEqual({ Mountpoint: MP, Err: '' });
+    expect(await deps.mounts.state(MP)).toBe('mounted');
+    expect(deps.logs).toContain(
+      "info volume vol1: read_ahead_kb=1024 not set, sequential reads will be slower (EROFS: read-only file system, open '/sys/class/bdi/0:50/read_ahead_kb')",
+    );
+  });
+
   it('gives the password on stdin only', async () => {
     const deps = await created({ password: 's3cr,et $pw' });
     await mount({ Name: 'vol1', ID: 'a' }, deps);

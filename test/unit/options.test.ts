@@ -45,6 +45,7 @@ describe('parseOptions', () => {
       Ciphers: '^aes128-gcm@openssh.com',
       Compression: 'no',
     });
+    expect(o.readAheadKb).toBe(1024);
   });
 
   it('lets users override the performance defaults', () => {
@@ -52,6 +53,8 @@ describe('parseOptions', () => {
     expect(o.ssh).toMatchObject({ Ciphers: 'chacha20-poly1305@openssh.com', Compression: 'yes' });
     expect(parseOptions({ ...base, ciphers: '^aes256-gcm@openssh.com' }).ssh.Ciphers).toBe('^aes256-gcm@openssh.com');
     expect(() => parseOptions({ ...base, Ciphers: 'aes128-ctr,aes256-ctr' })).toThrow(/single name/);
+    expect(parseOptions({ ...base, read_ahead_kb: '128' }).readAheadKb).toBe(128);
+    expect(() => parseOptions({ ...base, read_ahead_kb: '1m' })).toThrow(/read_ahead_kb must be a whole number from 0 to 65536/);
   });
 
   it('matches keys case-insensitively and lets flags be turned off', () => {
@@ -95,6 +98,8 @@ describe('parseOptions', () => {
     ['cache', 'maybe'],
     ['reconnect', 'sometimes'],
     ['max_conns', '0'],
+    ['read_ahead_kb', '65537'],
+    ['read_ahead_kb', '-1'],
     ['ServerAliveInterval', '5\n-oProxyCommand=x'],
     ['password', 'a\nb'],
     ['password', ''],
