@@ -124,6 +124,25 @@ describe('mount state from /proc', () => {
     expect(await table.state('/mnt/volumes/v')).toBe('mounted');
     expect(await table.state('/mnt/volumes/other')).toBe('absent');
   });
+
+  it('scans past the first batch of processes and picks the newest sshfs of a path (pids are not in order on disk)', async () => {
+    const proc = await mkdtemp(join(tmpdir(), 'proc-'));
+    await mkdir(join(proc, 'self'));
+    await writeFile(join(proc, 'self', 'mountinfo'), '99 22 0:50 / /mnt/volumes/v rw - fuse.sshfs u@h:/p rw\n');
+    const add = async (pid: number, argv: string[]) => {
+      await mkdir(join(proc, String(pid)));
+      await writeFile(join(proc, String(pid), 'cmdline'), `${argv.join('\0')}\0`);
+    };
+    for (let pid = 1000; pid < 1300; pid++) await add(pid, ['sleep', '1000']); // several batches of other processes
+    await add(7, ['sshfs', 'u@h:/p', '/mnt/volumes/v']); // the oldest: scanned last
+    const table = createProcMountTable(proc);
+    expect(await table.state('/mnt/volumes/v')).toBe('mounted');
+    await add(9, ['sshfs', 'u@h:/p', '/mnt/volumes/v']);
+    await rm(join(proc, '7'), { recursive: true });
+    expect(await table.state('/mnt/volumes/v')).toBe('mounted'); // the cached pid is gone: scans again, finds 9
+    await rm(join(proc, '9'), { recursive: true });
+    expect(await table.state('/mnt/volumes/v')).toBe('stale');
+  });
 });
 
 describe('KeyedLock', () => {
