@@ -20,6 +20,12 @@ export class FakeRunner implements CommandRunner, MountTable {
   /** Mounts whose sshfs process is gone (tests add to it to simulate a crash). */
   readonly stale = new Set<string>();
   script: Script = () => undefined;
+  /** How often prepare() was called. */
+  prepared = 0;
+
+  prepare(): void {
+    this.prepared += 1;
+  }
 
   constructor(private readonly print?: (line: string) => void) {}
 

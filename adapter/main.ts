@@ -21,6 +21,7 @@ async function main(): Promise<void> {
     `sshfs volume plugin listening on ${config.socketPath} (state ${config.stateDir}, mounts under ${config.mountRoot}` +
       `${config.dryRun ? ', DRY RUN: no command is run' : ''}${config.debug ? ', debug' : ''})`,
   );
+  if ((await store.list()).length > 0) deps.runner.prepare?.();
   // After serving, so Docker never waits on a slow server to activate us.
   void reconcile(deps).then((r) =>
     log.info(

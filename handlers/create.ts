@@ -43,6 +43,7 @@ export async function create(request: unknown, deps: Deps): Promise<ErrResponse>
         throw error;
       }
       deps.log.info(`created volume ${name} (${parsed.given.sshcmd})`);
+      deps.runner.prepare?.();
       return { Err: '' };
     });
   });

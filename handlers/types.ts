@@ -73,6 +73,8 @@ export interface RunResult {
 
 export interface CommandRunner {
   run(program: Program, args: string[], options?: RunOptions): Promise<RunResult>;
+  /** A command is likely soon (a volume exists): get ready in the background, so the first Mount does not wait. */
+  prepare?(): void;
 }
 
 /**

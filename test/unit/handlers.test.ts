@@ -24,6 +24,7 @@ describe('Create', () => {
     const rec = await deps.store.get('vol1');
     expect(rec).toMatchObject({ name: 'vol1', mountpoint: MP, mounts: {}, createdAt: '2026-01-02T03:04:05.000Z' });
     expect(deps.runner.calls).toEqual([]);
+    expect(deps.runner.prepared).toBe(1); // a Mount is likely next: the runner may load what it needs
   });
 
   it('accepts Opts: null (and then needs sshcmd)', async () => {
@@ -88,7 +89,7 @@ describe('Mount and Unmount', () => {
           '-o', 'ssh_command=ssh -E /state/logs/vol1.ssh.log',
           '-o', 'UserKnownHostsFile=/state/known_hosts',
           '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3', '-o', 'ConnectTimeout=10',
-          '-o', 'StrictHostKeyChecking=accept-new', '-o', 'Ciphers=^aes128-gcm@openssh.com', '-o', 'Compression=no',
+          '-o', 'StrictHostKeyChecking=accept-new', '-o', 'Ciphers=^aes128-gcm@openssh.com', '-o', 'Compression=no', '-o', 'GSSAPIAuthentication=no',
           '-o', 'IdentityFile=/state/keys/vol1.key', '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes',
         ],
         timeoutMs: 20_000,
