@@ -12,7 +12,7 @@ import { DEFAULT_SSH, DEFAULT_SSHFS } from '../../handlers/options.js';
 import { DATA_BYTES, elapsedOf, mbps, mountRaw, scripts, SMALL_FILES, sshPipe, unmountRaw } from './data.js';
 import {
   type BenchEnv, docker, dockerOk, fmt, loadEnv, log, median, percentile, type Plugin, randomId, REPO_ROOT, rssMiB, rssParts, run,
-  runOk, sh, silentListener, SocketClient, sleep, spawnPlugin, timeMany, waitServing,
+  runOk, sh, silentListener, sshArgs, SocketClient, sleep, spawnPlugin, timeMany, waitServing,
 } from './lib.js';
 import { sweep } from './sweep.js';
 
@@ -292,6 +292,15 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
     'median of 7 (interleaved), timed around the three commands: the cold run without the plugin, so the difference is the plugin\'s own cost');
   row(M, 'docker run, plugin volume warm (held by another container)', `${fmt(median(warm), 0)} ms (${signed((median(warm) / mb2 - 1) * 100)} % vs ${fmt(mb2, 0)} ms bind)`,
     'median of 7, X = plugin volume kept mounted by a running container; interleaved with 7 bind runs', '≤ +10 %', median(warm) <= mb2 * 1.1);
+  // The ssh handshake is most of a cold Mount: how much the key exchange (the one default left to ssh) costs.
+  const kexDefault: number[] = [];
+  const kexCurve: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    kexDefault.push((await runOk('ssh', [...sshArgs(env, []), 'true'])).ms);
+    kexCurve.push((await runOk('ssh', [...sshArgs(env, ['-o', 'KexAlgorithms=^curve25519-sha256']), 'true'])).ms);
+  }
+  row(M, 'ssh connect: default key exchange / -o KexAlgorithms=^curve25519-sha256', `${fmt(median(kexDefault), 0)} / ${fmt(median(kexCurve), 0)} ms`,
+    'median of 7 `ssh host true` each, interleaved; ssh\'s default (OpenSSH ≥ 9: post-quantum sntrup761x25519) is kept, curve25519 is an opt-in');
   row(M, 'Get of a mounted volume: p50 / p99 ms', `${fmt(percentile(getMounted, 50), 3)} / ${fmt(percentile(getMounted, 99), 3)}`,
     '500 sequential Gets while the volume is mounted (reads mountinfo and scans /proc for the sshfs process)');
 
