@@ -1,7 +1,7 @@
 // The kernel's mount table and the sshfs processes behind it, as this process sees them
 // (the plugin's own mount and PID namespaces when it runs as a managed plugin).
 import { readFileSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { MountState, MountTable, SshConnection } from '../handlers/types.js';
 
@@ -147,6 +147,26 @@ async function sshConnection(procDir: string, finder: ProcessFinder, sshLogFile:
   return { startedAt: new Date((boot + ssh) * 1000), reconnected: sshfs !== undefined && ssh > sshfs };
 }
 
+/** How long setReadAhead waits for a new mount to answer its first request. */
+const INIT_WAIT_MS = 2_000;
+
+/**
+ * Waits until FUSE's INIT exchange of a new mount is done: the kernel then lowers the read-ahead to what sshfs answers
+ * (128 KiB), undoing a value written before. sshfs exits before its daemon has answered, but every request on the
+ * mount waits for INIT, so one stat of its root is enough. Bounded: a server that stops answering right now must not
+ * hold the Mount (the read-back check then tells).
+ */
+async function initialized(path: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    stat(path).catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, INIT_WAIT_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
 export function createProcMountTable(procDir = '/proc', sysDir = '/sys'): MountTable {
   const finder = new ProcessFinder(procDir);
   // Read synchronously: a small procfs file, and one read beats several thread-pool round trips per request.
@@ -170,7 +190,11 @@ export function createProcMountTable(procDir = '/proc', sysDir = '/sys'): MountT
       const entry = (await entries()).find((e) => e.mountPoint === path);
       if (entry === undefined) throw new Error(`${path} is not mounted`);
       if (!/^[0-9]+:[0-9]+$/.test(entry.device)) throw new Error(`unexpected device "${entry.device}" for ${path}`);
-      await writeFile(`${sysDir}/class/bdi/${entry.device}/read_ahead_kb`, `${kb}\n`, { flag: 'r+' });
+      await initialized(path);
+      const file = `${sysDir}/class/bdi/${entry.device}/read_ahead_kb`;
+      await writeFile(file, `${kb}\n`, { flag: 'r+' });
+      const now = (await readFile(file, 'utf8')).trim();
+      if (now !== String(kb)) throw new Error(`the kernel kept read_ahead_kb at ${now}`);
     },
   };
 }
