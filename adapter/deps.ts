@@ -5,9 +5,10 @@ import { createExecaRunner } from './execa-runner.js';
 import { FakeRunner } from './fake-runner.js';
 import { createHostFs } from './host-fs.js';
 import { createProcMountTable } from './proc-mounts.js';
+import { createTimers } from './timers.js';
 
 export function createDeps(config: Config, store: VolumeStore, log: Logger): Deps {
-  const common = { store, config, fs: createHostFs(), locks: createKeyedLock(), now: () => new Date(), log };
+  const common = { store, config, fs: createHostFs(), locks: createKeyedLock(), timers: createTimers(), now: () => new Date(), log };
   if (config.dryRun) {
     const fake = new FakeRunner((line) => log.info(`dry run: ${line}`));
     return { ...common, runner: fake, mounts: fake };

@@ -5,6 +5,7 @@ import { requireMount } from './request.js';
 import { respond } from './respond.js';
 import { buildSshfsArgs, type MountPaths } from './sshfs-args.js';
 import type { Deps, MountResponse, VolumeRecord } from './types.js';
+import { cancelIdleUnmount } from './unmount.js';
 import { getVolume, knownHostsFile, mountCount, optionsOf, referenceCount, sshLogFileFor } from './volume.js';
 
 export async function mount(request: unknown, deps: Deps): Promise<MountResponse> {
@@ -12,6 +13,7 @@ export async function mount(request: unknown, deps: Deps): Promise<MountResponse
     const { name, id } = requireMount(request);
     return deps.locks.withLock(name, async () => {
       const record = await getVolume(deps, name);
+      if (cancelIdleUnmount(record, deps)) deps.log.info(`volume ${name}: in use again before its delayed unmount`);
       const state = await deps.mounts.state(record.mountpoint);
       if (state === 'stale') {
         // sshfs is gone but its mount remains ("Transport endpoint is not connected"): detach it and mount afresh.

@@ -83,6 +83,11 @@ export const OPTION_SPECS: Record<string, OptionSpec> = {
   password: { target: 'plugin', parse: (v) => v, help: 'password, given to sshfs on stdin (prefer a key)' },
   IdentityFile: { target: 'plugin', parse: absolutePath, help: 'path of a private key where the plugin runs, e.g. /keys/id_ed25519' },
   key: { target: 'plugin', parse: (v) => v, help: 'the private key itself (OpenSSH/PEM text, or that text in base64)' },
+  unmount_delay: {
+    target: 'plugin',
+    parse: integer(0, 86_400),
+    help: 'seconds to keep the volume mounted after its last container stops (default 0), so the next run starts warm',
+  },
   read_ahead_kb: {
     target: 'plugin',
     parse: integer(0, 65_536),
@@ -152,6 +157,8 @@ export interface VolumeOptions {
   sshfs: Record<string, string>;
   /** ssh options as Name -> value, after defaults. */
   ssh: Record<string, string>;
+  /** Seconds the mount outlives its last container (0: unmount at once). */
+  unmountDelaySeconds: number;
   /** Kernel read-ahead to set on the mount, in KiB. */
   readAheadKb: number;
   /** The options as given, with canonical key spelling (for comparing re-creates). */
@@ -253,6 +260,7 @@ export function parseOptions(opts: Record<string, string>): VolumeOptions {
     sshfs: { ...DEFAULT_SSHFS },
     ssh: { ...DEFAULT_SSH },
     readAheadKb: DEFAULT_READ_AHEAD_KB,
+    unmountDelaySeconds: 0,
     given,
   };
   for (const [key, value] of Object.entries(given)) {
@@ -275,6 +283,9 @@ export function parseOptions(opts: Record<string, string>): VolumeOptions {
         break;
       case 'read_ahead_kb':
         result.readAheadKb = Number(parsed);
+        break;
+      case 'unmount_delay':
+        result.unmountDelaySeconds = Number(parsed);
         break;
       default:
         if (spec.target === 'plugin') break;

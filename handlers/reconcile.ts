@@ -3,7 +3,7 @@
 import { describe } from './errors.js';
 import { mountSshfs } from './mount.js';
 import type { Deps } from './types.js';
-import { unmountSshfs } from './unmount.js';
+import { scheduleIdleUnmount, unmountSshfs } from './unmount.js';
 import { referenceCount } from './volume.js';
 
 export interface ReconcileReport {
@@ -34,6 +34,10 @@ export async function reconcile(deps: Deps): Promise<ReconcileReport> {
         const refs = referenceCount(record);
         try {
           if (refs > 0 && state === 'mounted') {
+            report.adopted.push(record.name);
+          } else if (state === 'mounted' && record.idleUntil !== undefined) {
+            // Kept mounted by unmount_delay when the plugin stopped: the delay goes on from where it was.
+            scheduleIdleUnmount(record.name, Math.max(0, Date.parse(record.idleUntil) - deps.now().getTime()), deps);
             report.adopted.push(record.name);
           } else if (refs > 0) {
             if (state === 'stale') await deps.runner.run('fusermount3', ['-u', '-z', record.mountpoint], { timeoutMs: 10_000 });

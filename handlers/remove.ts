@@ -2,6 +2,7 @@ import { UserError } from './errors.js';
 import { requireName } from './request.js';
 import { respond } from './respond.js';
 import type { Deps, ErrResponse } from './types.js';
+import { cancelIdleUnmount, unmountSshfs } from './unmount.js';
 import { getVolume, referenceCount, sshLogFileFor } from './volume.js';
 
 export async function remove(request: unknown, deps: Deps): Promise<ErrResponse> {
@@ -10,6 +11,12 @@ export async function remove(request: unknown, deps: Deps): Promise<ErrResponse>
     return deps.locks.withLock(name, async () => {
       const record = await getVolume(deps, name);
       const refs = referenceCount(record);
+      if (refs === 0 && cancelIdleUnmount(record, deps)) {
+        // Kept mounted only by unmount_delay: no container uses it, so Docker's Remove ends it now.
+        delete record.mountedAt;
+        await deps.store.put(record);
+        await unmountSshfs(record, deps);
+      }
       if (refs > 0 || (await deps.mounts.isMounted(record.mountpoint))) {
         throw new UserError(
           `volume ${name} is still mounted (${refs} reference(s)); stop the containers that use it, then remove it`,

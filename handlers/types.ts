@@ -53,6 +53,8 @@ export interface VolumeRecord {
   lastError?: string;
   lastErrorAt?: string;
   mountedAt?: string;
+  /** Set while no container uses the volume but unmount_delay keeps it mounted: when it will be unmounted. */
+  idleUntil?: string;
 }
 
 /** The only programs the plugin may ever run. */
@@ -152,6 +154,13 @@ export interface KeyedLock {
   withLock<T>(key: string, fn: () => Promise<T>): Promise<T>;
 }
 
+/** Delayed work per key (a volume's idle unmount); a timer never keeps the process alive. */
+export interface Timers {
+  /** Runs fn after ms, replacing the key's pending timer if any. */
+  set(key: string, ms: number, fn: () => void): void;
+  clear(key: string): void;
+}
+
 export interface Deps {
   store: VolumeStore;
   runner: CommandRunner;
@@ -159,6 +168,7 @@ export interface Deps {
   fs: HostFs;
   config: Config;
   locks: KeyedLock;
+  timers: Timers;
   now: () => Date;
   log: Logger;
 }

@@ -1,8 +1,8 @@
-import { UserError } from './errors.js';
+import { describe, UserError } from './errors.js';
 import { requireMount } from './request.js';
 import { respond } from './respond.js';
 import type { Deps, ErrResponse, VolumeRecord } from './types.js';
-import { getVolume, mountCount, referenceCount } from './volume.js';
+import { getVolume, mountCount, optionsOf, referenceCount } from './volume.js';
 
 export async function unmount(request: unknown, deps: Deps): Promise<ErrResponse> {
   return respond<ErrResponse>(deps, 'Unmount', {}, async () => {
@@ -17,8 +17,16 @@ export async function unmount(request: unknown, deps: Deps): Promise<ErrResponse
       }
       if (count > 1) record.mounts[id] = count - 1;
       else delete record.mounts[id];
-      if (referenceCount(record) === 0) {
+      const delay = optionsOf(record).unmountDelaySeconds;
+      if (referenceCount(record) === 0 && delay > 0 && (await deps.mounts.state(record.mountpoint)) === 'mounted') {
+        // Kept mounted for a while: a container started again soon finds it ready (no ssh handshake, warm caches).
+        record.idleUntil = new Date(deps.now().getTime() + delay * 1000).toISOString();
+        await deps.store.put(record);
+        scheduleIdleUnmount(record.name, delay * 1000, deps);
+        deps.log.info(`volume ${name}: no container uses it; unmounting at ${record.idleUntil} (unmount_delay=${delay})`);
+      } else if (referenceCount(record) === 0) {
         delete record.mountedAt;
+        delete record.idleUntil;
         await deps.store.put(record);
         await unmountSshfs(record, deps);
       } else {
@@ -28,6 +36,34 @@ export async function unmount(request: unknown, deps: Deps): Promise<ErrResponse
       return { Err: '' };
     });
   });
+}
+
+export function scheduleIdleUnmount(name: string, ms: number, deps: Deps): void {
+  deps.timers.set(name, ms, () => void unmountIdle(name, deps));
+}
+
+/** The delayed unmount: only if the volume is still idle (a Mount in between took it back and cleared idleUntil). */
+export async function unmountIdle(name: string, deps: Deps): Promise<void> {
+  await deps.locks.withLock(name, async () => {
+    const record = await deps.store.get(name);
+    if (record === undefined || record.idleUntil === undefined || referenceCount(record) > 0) return;
+    delete record.idleUntil;
+    delete record.mountedAt;
+    try {
+      await deps.store.put(record);
+      await unmountSshfs(record, deps);
+    } catch (error) {
+      deps.log.error(`volume ${name}: delayed unmount failed: ${describe(error)}`);
+    }
+  });
+}
+
+/** A volume kept mounted by unmount_delay that is needed again (Mount) or removed: its timer must not fire. */
+export function cancelIdleUnmount(record: VolumeRecord, deps: Deps): boolean {
+  if (record.idleUntil === undefined) return false;
+  deps.timers.clear(record.name);
+  delete record.idleUntil;
+  return true;
 }
 
 /** Unmounts (lazily if busy) and removes the then-empty mountpoint directory; never deletes files. */

@@ -96,6 +96,7 @@ export function statusOf(
     references: referenceCount(record),
     mountIDs: Object.keys(record.mounts).length,
     ...(record.mountedAt !== undefined && mounted ? { mountedAt: record.mountedAt } : {}),
+    ...(record.idleUntil !== undefined && mounted ? { unmountsAt: record.idleUntil } : {}),
     ...connection,
     ...(Object.keys(shown).length > 0 ? { options: shown } : {}),
     ...(record.lastError !== undefined ? { lastError: record.lastError, lastErrorAt: record.lastErrorAt } : {}),

@@ -375,6 +375,33 @@ describe('sharing and lifecycle', () => {
     await expectUnmounted(vol);
   });
 
+  it('keeps an idle volume mounted for unmount_delay: the next container finds it mounted; docker volume rm ends it', async () => {
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+    const vol = await createVolumeOk(uniq('linger'), { ...keyOpts(remote), unmount_delay: '600' });
+    const mountpoint = path.join(plugin.mountRoot, vol);
+    const sshfsStarts = () => plugin.logs().split('\n').filter((l) => l.includes(` for volume ${vol} at `)).length;
+    await runWithOk(vol, 'echo one > /data/one.txt');
+    await waitFor('Docker to unmount the removed container', async () => ((await inspectVolume(vol)).Status ?? {}).references === 0);
+    expect(await isSshfsMounted(mountpoint)).toBe(true); // the container is gone, the mount stays
+    const idle = (await inspectVolume(vol)).Status ?? {};
+    expect(idle, JSON.stringify(idle)).toMatchObject({ mounted: true, references: 0 });
+    expect(Date.parse(String(idle.unmountsAt)) - Date.now()).toBeGreaterThan(60_000);
+    expect(sshfsStarts()).toBe(1);
+    expect(await runWithOk(vol, 'cat /data/one.txt')).toBe('one');
+    expect(sshfsStarts()).toBe(1); // the second container used the same sshfs
+    await removeVolume(vol);
+    expect(await isSshfsMounted(mountpoint)).toBe(false);
+    expect(await readRemote(remote, 'one.txt')).toBe('one\n');
+  });
+
+  it('unmounts an idle volume once unmount_delay has passed', async () => {
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+    const vol = await createVolumeOk(uniq('linger-short'), { ...keyOpts(remote), unmount_delay: '1' });
+    await runWithOk(vol, 'true');
+    await expectUnmounted(vol);
+    expect(((await inspectVolume(vol)).Status ?? {}).unmountsAt).toBeUndefined();
+  });
+
   it('leaves the remote files intact on docker volume rm', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
     const vol = await createVolumeOk(uniq('rm'), keyOpts(remote));

@@ -1,7 +1,7 @@
 // Deps for handler tests: the fake runner (with its simulated mount table), a memory store and an in-memory filesystem.
 import { FakeRunner } from '../../adapter/fake-runner.js';
 import { createKeyedLock } from '../../handlers/keyed-lock.js';
-import type { Config, Deps, HostFs } from '../../handlers/types.js';
+import type { Config, Deps, HostFs, Timers } from '../../handlers/types.js';
 import { MemoryStore } from '../../state/memory-store.js';
 
 export class MemoryFs implements HostFs {
@@ -40,8 +40,31 @@ export const CONFIG: Config = {
   mountTimeoutMs: 20_000,
 };
 
+/** Timers that fire only when a test says so. */
+export class ManualTimers implements Timers {
+  readonly pending = new Map<string, { ms: number; fn: () => void }>();
+
+  set(key: string, ms: number, fn: () => void): void {
+    this.pending.set(key, { ms, fn });
+  }
+
+  clear(key: string): void {
+    this.pending.delete(key);
+  }
+
+  /** Fires KEY's timer as if its time had come; returns false when none is pending. */
+  fire(key: string): boolean {
+    const t = this.pending.get(key);
+    if (t === undefined) return false;
+    this.pending.delete(key);
+    t.fn();
+    return true;
+  }
+}
+
 export interface TestDeps extends Deps {
   runner: FakeRunner;
+  timers: ManualTimers;
   store: MemoryStore;
   fs: MemoryFs;
   logs: string[];
@@ -57,6 +80,7 @@ export function makeDeps(overrides: Partial<Config> = {}): TestDeps {
     fs: new MemoryFs(),
     config: { ...CONFIG, ...overrides },
     locks: createKeyedLock(),
+    timers: new ManualTimers(),
     now: () => new Date('2026-01-02T03:04:05.000Z'),
     log: {
       debug: (m) => logs.push(`debug ${m}`),

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { create, get, list, mount, path, remove, unmount, capabilities, activate } from '../../handlers/index.js';
 import type { SshConnection } from '../../handlers/types.js';
+import { unmountIdle } from '../../handlers/unmount.js';
 import { makeDeps, TEST_KEY, type TestDeps } from './fixtures.js';
 
 type FakeRunnerLike = TestDeps['mounts'];
@@ -243,6 +244,65 @@ describe('Mount and Unmount', () => {
     expect(results.every((r) => r.Err === '')).toBe(true);
     expect(sshfsCalls(deps)).toHaveLength(1);
     expect(Object.keys((await deps.store.get('vol1'))?.mounts ?? {})).toHaveLength(20);
+  });
+});
+
+describe('unmount_delay: keeping an idle volume mounted', () => {
+  // The delayed unmount runs under the volume's lock: waiting for that lock waits for it.
+  const settle = (d: TestDeps) => d.locks.withLock('vol1', async () => undefined);
+
+  it('keeps the volume mounted after its last container, shows when it unmounts, then unmounts', async () => {
+    const deps = await created({ unmount_delay: '30' });
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    expect(await unmount({ Name: 'vol1', ID: 'a' }, deps)).toEqual({ Err: '' });
+    expect(unmountCalls(deps)).toEqual([]);
+    expect(await deps.mounts.state(MP)).toBe('mounted');
+    expect(deps.timers.pending.get('vol1')?.ms).toBe(30_000);
+    const idle = (await get({ Name: 'vol1' }, deps)).Volume?.Status;
+    expect(idle).toMatchObject({ mounted: true, references: 0, unmountsAt: '2026-01-02T03:04:35.000Z' });
+
+    expect(deps.timers.fire('vol1')).toBe(true);
+    await settle(deps);
+    expect(unmountCalls(deps)).toHaveLength(1);
+    expect(await deps.mounts.state(MP)).toBe('absent');
+    expect((await deps.store.get('vol1'))?.idleUntil).toBeUndefined();
+    expect((await get({ Name: 'vol1' }, deps)).Volume?.Status).not.toHaveProperty('unmountsAt');
+  });
+
+  it('lets the next container take the mount back: no new sshfs, and the pending unmount is cancelled', async () => {
+    const deps = await created({ unmount_delay: '30' });
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    await unmount({ Name: 'vol1', ID: 'a' }, deps);
+    expect(await mount({ Name: 'vol1', ID: 'b' }, deps)).toEqual({ Mountpoint: MP, Err: '' });
+    expect(sshfsCalls(deps)).toHaveLength(1);
+    expect(deps.timers.pending.has('vol1')).toBe(false);
+    expect(await deps.store.get('vol1')).toMatchObject({ mounts: { b: 1 } });
+    expect((await deps.store.get('vol1'))?.idleUntil).toBeUndefined();
+    // A timer that fired anyway (a race with the Mount) finds the volume in use and leaves it alone.
+    await unmountIdle('vol1', deps);
+    expect(unmountCalls(deps)).toEqual([]);
+    await unmount({ Name: 'vol1', ID: 'b' }, deps);
+    expect(deps.timers.pending.has('vol1')).toBe(true); // idle again: a new delay starts
+  });
+
+  it('unmounts at once on docker volume rm during the delay, then removes the volume', async () => {
+    const deps = await created({ unmount_delay: '30' });
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    await unmount({ Name: 'vol1', ID: 'a' }, deps);
+    expect(await remove({ Name: 'vol1' }, deps)).toEqual({ Err: '' });
+    expect(unmountCalls(deps)).toHaveLength(1);
+    expect(deps.timers.pending.has('vol1')).toBe(false);
+    expect(await deps.store.get('vol1')).toBeUndefined();
+    expect(await deps.mounts.state(MP)).toBe('absent');
+  });
+
+  it('unmounts a mount whose sshfs died at once, delay or not', async () => {
+    const deps = await created({ unmount_delay: '30' });
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    deps.runner.stale.add(MP);
+    await unmount({ Name: 'vol1', ID: 'a' }, deps);
+    expect(deps.timers.pending.has('vol1')).toBe(false);
+    expect(await deps.mounts.state(MP)).toBe('absent');
   });
 });
 

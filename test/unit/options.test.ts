@@ -55,6 +55,8 @@ describe('parseOptions', () => {
     expect(parseOptions({ ...base, ciphers: '^aes256-gcm@openssh.com' }).ssh.Ciphers).toBe('^aes256-gcm@openssh.com');
     expect(() => parseOptions({ ...base, Ciphers: 'aes128-ctr,aes256-ctr' })).toThrow(/single name/);
     expect(parseOptions({ ...base, read_ahead_kb: '128' }).readAheadKb).toBe(128);
+    expect(parseOptions(base).unmountDelaySeconds).toBe(0);
+    expect(parseOptions({ ...base, unmount_delay: '300' }).unmountDelaySeconds).toBe(300);
     expect(parseOptions({ ...base, kexalgorithms: '^curve25519-sha256' }).ssh.KexAlgorithms).toBe('^curve25519-sha256');
     expect(() => parseOptions({ ...base, KexAlgorithms: 'curve25519-sha256,diffie-hellman-group1-sha1' })).toThrow(/single name/);
     expect(() => parseOptions({ ...base, read_ahead_kb: '1m' })).toThrow(/read_ahead_kb must be a whole number from 0 to 65536/);
@@ -102,6 +104,8 @@ describe('parseOptions', () => {
     ['reconnect', 'sometimes'],
     ['max_conns', '0'],
     ['read_ahead_kb', '65537'],
+    ['unmount_delay', '1h'],
+    ['unmount_delay', '86401'],
     ['read_ahead_kb', '-1'],
     ['ServerAliveInterval', '5\n-oProxyCommand=x'],
     ['password', 'a\nb'],

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { create, get, mount } from '../../handlers/index.js';
+import { create, get, mount, unmount } from '../../handlers/index.js';
 import { reconcile } from '../../handlers/reconcile.js';
 import { makeDeps } from './fixtures.js';
 
@@ -35,6 +35,19 @@ describe('reconcile at start', () => {
     for (const name of ['live', 'stale', 'gone']) expect((await deps.store.get(name))?.mounts).toEqual({ [`${name}-id`]: 1 });
     // never two mounts on one mountpoint: live was not mounted again
     expect(deps.runner.calls.filter((c) => c.program === 'sshfs').map((c) => c.args[1]).sort()).toEqual(['/mnt/volumes/gone', '/mnt/volumes/stale']);
+  });
+
+  it('arms a delayed unmount again with the time it had left', async () => {
+    const deps = makeDeps();
+    await create({ Name: 'lingering', Opts: { ...opts, unmount_delay: '60' } }, deps);
+    await mount({ Name: 'lingering', ID: 'x' }, deps);
+    await unmount({ Name: 'lingering', ID: 'x' }, deps);
+    deps.timers.pending.clear(); // the plugin stopped
+    deps.now = () => new Date('2026-01-02T03:04:25.000Z'); // 20 s later
+    const report = await reconcile(deps);
+    expect(report.adopted).toEqual(['lingering']);
+    expect(deps.timers.pending.get('lingering')?.ms).toBe(40_000);
+    expect(await deps.mounts.state('/mnt/volumes/lingering')).toBe('mounted');
   });
 
   it('keeps the references and records the error when a remount fails', async () => {
