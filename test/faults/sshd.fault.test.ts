@@ -1,19 +1,22 @@
-// The ssh connection dropped (per-connection sshd processes killed) or sshd restarted while a container writes to the
-// volume: writes must resume without anyone doing anything (sshfs -o reconnect), and Status must say what happened.
+// The ssh connection dropped (per-connection sshd processes killed), the server went silent (frozen), or sshd restarted
+// while a container writes to the volume: writes must resume without anyone doing anything (sshfs -o reconnect), and Status must say what happened.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
+  descendantsOf,
   docker,
   dropSshdConnections,
   inspectVolume,
   isSshfsMounted,
+  listProcesses,
   loadEnv,
   makeRemoteSubdir,
   mountCountAt,
   Resources,
   sleep,
   sshfsMountsUnder,
+  sshdPid,
   sshProcessesMentioning,
   startLegacyPlugin,
   startSshd,
@@ -131,6 +134,50 @@ it('resumes I/O by itself after ssh connections drop and after an sshd restart, 
     expect(live.filter((p) => p.comm === 'ssh')).toHaveLength(1);
     expect(await mountCountAt(mountpoint)).toBe(1);
 
+    await removeContainers(res, [writer]);
+    await waitFor('the volume to be unmounted', async () => !(await isSshfsMounted(mountpoint)), 20_000);
+  });
+});
+
+it('notices a server that goes silent mid-session by its keepalives, reconnects, and I/O resumes', async () => {
+  await measured('server silent mid-session (its sshd frozen), keepalive 1 s × 2', import.meta.url, async (row) => {
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+    // The defaults (15 s × 3) notice a dead link within 45 s; shorter ones show the same mechanism in a few seconds.
+    const vol = await createVolume(res, plugin, uniq('silent'), { ...keyOpts(remote), ServerAliveInterval: '1', ServerAliveCountMax: '2' });
+    const mountpoint = path.join(plugin.mountRoot, vol);
+    const writer = await startContainer(res, vol, WRITER);
+    await waitFor('the writer to start', () => linesWritten(remote) >= 3, 30_000, 50);
+    row.trials += 1;
+    // SIGSTOP every per-connection sshd process: the TCP connection stays open, but nothing answers any more
+    // (a partitioned network or a hung server look the same to the client).
+    const frozen = descendantsOf(await listProcesses(), sshdPid()).filter((p) => p.state !== 'Z');
+    expect(frozen.length).toBeGreaterThan(0);
+    const faultAt = Date.now();
+    let recovered: number;
+    try {
+      recovered = await waitResumed(remote, async () => {
+        for (const p of frozen) process.kill(p.pid, 'SIGSTOP');
+      });
+    } finally {
+      for (const p of frozen) {
+        try {
+          process.kill(p.pid, 'SIGKILL'); // a stopped process still dies of SIGKILL
+        } catch {
+          // gone already
+        }
+      }
+    }
+    const status = (await inspectVolume(vol)).Status ?? {};
+    row.figures['server frozen -> writes resume (s)'] = recovered;
+    row.figures['Status after'] = `connection: ${String(status.connection)}; lastSshMessage: ${JSON.stringify(status.lastSshMessage)}`;
+    expect(status.mounted).toBe(true);
+    expect(status.connection, JSON.stringify(status)).toBe('reconnected');
+    expect(Date.parse(String(status.reconnectedAt))).toBeGreaterThanOrEqual(faultAt - 1_000);
+    // ssh's own words when its keepalives go unanswered: the reason reaches docker volume inspect.
+    expect(String(status.lastSshMessage)).toMatch(/not responding/);
+    const live = await sshProcessesMentioning(path.join(plugin.stateDir, 'logs', `${vol}.ssh.log`));
+    expect(live.filter((p) => p.comm === 'ssh')).toHaveLength(1);
+    row.passed += 1;
     await removeContainers(res, [writer]);
     await waitFor('the volume to be unmounted', async () => !(await isSshfsMounted(mountpoint)), 20_000);
   });
