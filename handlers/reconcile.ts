@@ -32,6 +32,10 @@ export async function reconcile(deps: Deps): Promise<ReconcileReport> {
         if (record === undefined) return;
         const state = await deps.mounts.state(record.mountpoint);
         const refs = referenceCount(record);
+        if (state !== 'mounted' && record.idleUntil !== undefined) {
+          delete record.idleUntil; // its mount is gone: nothing left to unmount later
+          await deps.store.put(record);
+        }
         try {
           if (refs > 0 && state === 'mounted') {
             report.adopted.push(record.name);

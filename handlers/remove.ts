@@ -12,7 +12,8 @@ export async function remove(request: unknown, deps: Deps): Promise<ErrResponse>
       const record = await getVolume(deps, name);
       const refs = referenceCount(record);
       if (refs === 0 && cancelIdleUnmount(record, deps)) {
-        // Kept mounted only by unmount_delay: no container uses it, so Docker's Remove ends it now.
+        // Kept mounted only by unmount_delay: no container uses it, so Docker's Remove ends it now. (Any other
+        // mount found here is left alone and refused below: the plugin does not unmount what it cannot account for.)
         delete record.mountedAt;
         await deps.store.put(record);
         await unmountSshfs(record, deps);

@@ -42,20 +42,23 @@ export function scheduleIdleUnmount(name: string, ms: number, deps: Deps): void 
   deps.timers.set(name, ms, () => void unmountIdle(name, deps));
 }
 
-/** The delayed unmount: only if the volume is still idle (a Mount in between took it back and cleared idleUntil). */
+/**
+ * The delayed unmount: only if the volume is still idle (a Mount in between took it back and cleared idleUntil).
+ * Never rejects: it runs from a timer, where a rejection would end the process.
+ */
 export async function unmountIdle(name: string, deps: Deps): Promise<void> {
-  await deps.locks.withLock(name, async () => {
-    const record = await deps.store.get(name);
-    if (record === undefined || record.idleUntil === undefined || referenceCount(record) > 0) return;
-    delete record.idleUntil;
-    delete record.mountedAt;
-    try {
+  try {
+    await deps.locks.withLock(name, async () => {
+      const record = await deps.store.get(name);
+      if (record === undefined || record.idleUntil === undefined || referenceCount(record) > 0) return;
+      delete record.idleUntil;
+      delete record.mountedAt;
       await deps.store.put(record);
       await unmountSshfs(record, deps);
-    } catch (error) {
-      deps.log.error(`volume ${name}: delayed unmount failed: ${describe(error)}`);
-    }
-  });
+    });
+  } catch (error) {
+    deps.log.error(`volume ${name}: delayed unmount failed: ${describe(error)}`);
+  }
 }
 
 /** A volume kept mounted by unmount_delay that is needed again (Mount) or removed: its timer must not fire. */

@@ -296,6 +296,16 @@ describe('unmount_delay: keeping an idle volume mounted', () => {
     expect(await deps.mounts.state(MP)).toBe('absent');
   });
 
+  it('logs a delayed unmount that fails, and keeps the plugin running (it runs from a timer)', async () => {
+    const deps = await created({ unmount_delay: '30' });
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    await unmount({ Name: 'vol1', ID: 'a' }, deps);
+    deps.runner.script = (call) => (call.program === 'fusermount3' ? { exitCode: 1, stderr: 'Device or resource busy' } : undefined);
+    await expect(unmountIdle('vol1', deps)).resolves.toBeUndefined();
+    expect(deps.logs.join('\n')).toMatch(/error volume vol1: delayed unmount failed: could not unmount \/mnt\/volumes\/vol1: Device or resource busy/);
+    expect((await deps.store.get('vol1'))?.lastError).toMatch(/could not unmount/);
+  });
+
   it('unmounts a mount whose sshfs died at once, delay or not', async () => {
     const deps = await created({ unmount_delay: '30' });
     await mount({ Name: 'vol1', ID: 'a' }, deps);

@@ -50,6 +50,18 @@ describe('reconcile at start', () => {
     expect(await deps.mounts.state('/mnt/volumes/lingering')).toBe('mounted');
   });
 
+  it('forgets a delayed unmount whose mount is gone', async () => {
+    const deps = makeDeps();
+    await create({ Name: 'lingering', Opts: { ...opts, unmount_delay: '60' } }, deps);
+    await mount({ Name: 'lingering', ID: 'x' }, deps);
+    await unmount({ Name: 'lingering', ID: 'x' }, deps);
+    deps.timers.pending.clear();
+    deps.runner.mounted.delete('/mnt/volumes/lingering'); // the plugin's namespace died with it
+    await reconcile(deps);
+    expect((await deps.store.get('lingering'))?.idleUntil).toBeUndefined();
+    expect(deps.timers.pending.size).toBe(0);
+  });
+
   it('keeps the references and records the error when a remount fails', async () => {
     const deps = await world();
     deps.runner.script = (c) => (c.program === 'sshfs' ? { exitCode: 1, stderr: 'ssh: connect to host h port 22: Connection refused' } : undefined);
