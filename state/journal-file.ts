@@ -1,7 +1,8 @@
 // An append-only log of state changes next to the snapshot: one small fsync'd append per batch of changes instead of
 // rewriting the whole state file for every Create, Mount or Remove. The store folds it into the snapshot now and then.
 import { open, readFile } from 'node:fs/promises';
-import { keepAsideAndFail } from './atomic-json-file.js';
+import { dirname } from 'node:path';
+import { keepAsideAndFail, syncDir } from './atomic-json-file.js';
 
 export interface JournalContent<C> {
   changes: C[];
@@ -64,7 +65,7 @@ export class JournalFile<C> {
     this.bytes += Buffer.byteLength(text);
   }
 
-  /** Empties the journal (after its changes reached the snapshot), durably. */
+  /** Empties (or creates) the journal after its changes reached the snapshot, durably: its directory entry too. */
   async reset(): Promise<void> {
     const handle = await open(this.file, 'w', 0o600);
     try {
@@ -72,6 +73,7 @@ export class JournalFile<C> {
     } finally {
       await handle.close();
     }
+    await syncDir(dirname(this.file));
     this.bytes = 0;
   }
 }
