@@ -61,6 +61,10 @@ export class FakeRunner implements CommandRunner, MountTable {
     this.print?.(`echo ${kb} > /sys/class/bdi/<device of ${path}>/read_ahead_kb`);
   }
 
+  async readAheadKb(path: string): Promise<number | undefined> {
+    return this.mounted.has(path) ? (this.readAhead.get(path) ?? 128) : undefined;
+  }
+
   async sshfsMountsUnder(dir: string): Promise<string[]> {
     return [...this.mounted].filter((p) => p.startsWith(`${dir}/`));
   }

@@ -171,6 +171,13 @@ export function createProcMountTable(procDir = '/proc', sysDir = '/sys'): MountT
   const finder = new ProcessFinder(procDir);
   // Read synchronously: a small procfs file, and one read beats several thread-pool round trips per request.
   const entries = async () => parseMountInfo(readFileSync(`${procDir}/self/mountinfo`, 'utf8'));
+  /** The mount's own read_ahead_kb in /sys/class/bdi (named after its major:minor). */
+  const readAheadFile = async (path: string): Promise<string> => {
+    const entry = (await entries()).find((e) => e.mountPoint === path);
+    if (entry === undefined) throw new Error(`${path} is not mounted`);
+    if (!/^[0-9]+:[0-9]+$/.test(entry.device)) throw new Error(`unexpected device "${entry.device}" for ${path}`);
+    return `${sysDir}/class/bdi/${entry.device}/read_ahead_kb`;
+  };
   return {
     async isMounted(path) {
       return (await entries()).some((e) => e.mountPoint === path);
@@ -187,14 +194,19 @@ export function createProcMountTable(procDir = '/proc', sysDir = '/sys'): MountT
     },
     sshConnection: (sshLogFile) => sshConnection(procDir, finder, sshLogFile),
     async setReadAhead(path, kb) {
-      const entry = (await entries()).find((e) => e.mountPoint === path);
-      if (entry === undefined) throw new Error(`${path} is not mounted`);
-      if (!/^[0-9]+:[0-9]+$/.test(entry.device)) throw new Error(`unexpected device "${entry.device}" for ${path}`);
+      const file = await readAheadFile(path);
       await initialized(path);
-      const file = `${sysDir}/class/bdi/${entry.device}/read_ahead_kb`;
       await writeFile(file, `${kb}\n`, { flag: 'r+' });
       const now = (await readFile(file, 'utf8')).trim();
       if (now !== String(kb)) throw new Error(`the kernel kept read_ahead_kb at ${now}`);
+    },
+    async readAheadKb(path) {
+      try {
+        const text = readFileSync(await readAheadFile(path), 'utf8').trim();
+        return /^[0-9]+$/.test(text) ? Number(text) : undefined;
+      } catch {
+        return undefined; // not mounted, or no /sys
+      }
     },
   };
 }

@@ -12,12 +12,14 @@ export async function get(request: unknown, deps: Deps): Promise<GetResponse> {
     const sshLog = state === 'absent' && record.lastError === undefined ? '' : await deps.fs.readText(logFile, 4096);
     // sshfs reconnects silently: its current ssh process tells whether (and when) it reconnected.
     const ssh = state === 'mounted' && deps.mounts.sshConnection ? ((await deps.mounts.sshConnection(logFile)) ?? null) : undefined;
+    // Read live from the kernel: what sequential reads get now, whether or not the plugin could set it.
+    const readAheadKb = state === 'mounted' ? await deps.mounts.readAheadKb?.(record.mountpoint) : undefined;
     return {
       Volume: {
         Name: record.name,
         Mountpoint: record.mountpoint,
         CreatedAt: record.createdAt,
-        Status: statusOf(record, state, lastSshMessage(sshLog), ssh),
+        Status: statusOf(record, state, lastSshMessage(sshLog), ssh, readAheadKb),
       },
       Err: '',
     };

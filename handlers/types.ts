@@ -109,6 +109,8 @@ export interface MountTable {
    * cannot be written (a managed plugin without the bdi mount), which costs read speed, never correctness.
    */
   setReadAhead(path: string, kb: number): Promise<void>;
+  /** The kernel read-ahead (KiB) in force for the mount at path now; undefined when it cannot be read. */
+  readAheadKb?(path: string): Promise<number | undefined>;
 }
 
 /** The filesystem work handlers need, kept behind an interface so handlers stay pure. */

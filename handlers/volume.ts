@@ -74,6 +74,7 @@ export function statusOf(
   state: MountState,
   lastSshMessage?: string,
   ssh?: SshConnection | null,
+  readAheadKb?: number,
 ): Record<string, unknown> {
   const mounted = state === 'mounted';
   const opts = optionsOf(record);
@@ -97,6 +98,7 @@ export function statusOf(
     mountIDs: Object.keys(record.mounts).length,
     ...(record.mountedAt !== undefined && mounted ? { mountedAt: record.mountedAt } : {}),
     ...(record.idleUntil !== undefined && mounted ? { unmountsAt: record.idleUntil } : {}),
+    ...(readAheadKb !== undefined && mounted ? { readAheadKb } : {}),
     ...connection,
     ...(Object.keys(shown).length > 0 ? { options: shown } : {}),
     ...(record.lastError !== undefined ? { lastError: record.lastError, lastErrorAt: record.lastErrorAt } : {}),

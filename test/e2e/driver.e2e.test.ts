@@ -265,6 +265,7 @@ describe('sharing and lifecycle', () => {
     const during = (await inspectVolume(vol)).Status ?? {};
     expect(during.mounted, JSON.stringify(during)).toBe(true);
     expect(during.references, JSON.stringify(during)).toBe(1);
+    expect(during.readAheadKb, JSON.stringify(during)).toBe(1024);
 
     await runWithOk(vol, 'echo "from the second container" > /data/shared.txt');
     // The first container sees the second one's write.

@@ -58,6 +58,9 @@ describe('read-ahead through /sys', () => {
     await table.setReadAhead('/mnt/volumes/v', 1024);
     expect(await readFile(join(sys, 'class', 'bdi', '0:50', 'read_ahead_kb'), 'utf8')).toBe('1024\n');
     expect(await readFile(join(sys, 'class', 'bdi', '0:21', 'read_ahead_kb'), 'utf8')).toBe('128\n');
+    expect(await table.readAheadKb?.('/mnt/volumes/v')).toBe(1024);
+    expect(await table.readAheadKb?.('/')).toBe(128);
+    expect(await table.readAheadKb?.('/mnt/volumes/other')).toBeUndefined();
     await expect(table.setReadAhead('/mnt/volumes/other', 1024)).rejects.toThrow(/not mounted/);
     await writeFile(join(proc, 'self', 'mountinfo'), '99 22 0:51 / /mnt/volumes/w rw - fuse.sshfs u@h:/p rw\n');
     await expect(table.setReadAhead('/mnt/volumes/w', 1024)).rejects.toThrow(/ENOENT/);

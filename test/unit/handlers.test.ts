@@ -103,6 +103,7 @@ describe('Mount and Unmount', () => {
     const deps = await created();
     await mount({ Name: 'vol1', ID: 'a' }, deps);
     expect(deps.runner.readAhead.get(MP)).toBe(1024);
+    expect((await get({ Name: 'vol1' }, deps)).Volume?.Status).toMatchObject({ readAheadKb: 1024 });
     const tuned = await created({ read_ahead_kb: '4096' }, 'vol2');
     await mount({ Name: 'vol2', ID: 'a' }, tuned);
     expect(tuned.runner.readAhead.get('/mnt/volumes/vol2')).toBe(4096);
@@ -117,6 +118,8 @@ describe('Mount and Unmount', () => {
     };
     expect(await mount({ Name: 'vol1', ID: 'a' }, deps)).toEqual({ Mountpoint: MP, Err: '' });
     expect(await deps.mounts.state(MP)).toBe('mounted');
+    // inspect shows what the kernel really uses, not what was asked for
+    expect((await get({ Name: 'vol1' }, deps)).Volume?.Status).toMatchObject({ readAheadKb: 128 });
     expect(deps.logs).toContain(
       "info volume vol1: read_ahead_kb=1024 not set, sequential reads will be slower (EROFS: read-only file system, open '/sys/class/bdi/0:50/read_ahead_kb')",
     );
