@@ -1,5 +1,6 @@
 // Reads the plugin's configuration from the environment (settable with `docker plugin set` for the managed plugin).
 import { isAbsolute } from 'node:path';
+import { DEFAULT_KEYS_DIR } from '../handlers/options.js';
 import type { Config } from '../handlers/types.js';
 
 function truthy(value: string | undefined): boolean {
@@ -22,9 +23,20 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!/^[A-Za-z0-9._/@+-]+$/.test(stateDir)) {
     throw new Error(`STATE_DIR may hold only letters, digits and . _ / @ + - (no spaces or commas), not "${stateDir}"`);
   }
+  const keysDir = absolute(env, 'KEYS_DIR', DEFAULT_KEYS_DIR);
+  // Key file paths are placed in ssh -o values, which ssh splits on spaces.
+  if (!/^[A-Za-z0-9._/@+-]+$/.test(keysDir)) {
+    throw new Error(`KEYS_DIR may hold only letters, digits and . _ / @ + - (no spaces or commas), not "${keysDir}"`);
+  }
+  const within = (dir: string, parent: string) => dir === parent || dir.startsWith(`${parent}/`) || parent === '/';
+  if (within(stateDir, keysDir) || within(keysDir, stateDir)) {
+    // Volumes may name files in KEYS_DIR: it must never reach the plugin's own state (other volumes' keys, the journal).
+    throw new Error(`KEYS_DIR (${keysDir}) and STATE_DIR (${stateDir}) must not contain one another`);
+  }
   return {
     socketPath: absolute(env, 'SOCKET_PATH', '/run/docker/plugins/sshfs.sock'),
     stateDir,
+    keysDir,
     mountRoot: absolute(env, 'MOUNT_ROOT', '/mnt/volumes'),
     debug: truthy(env.DEBUG),
     dryRun: truthy(env.DRY_RUN),

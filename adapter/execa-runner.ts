@@ -15,22 +15,39 @@ function loadExeca(): Promise<typeof import('execa')> {
   return execaModule;
 }
 
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** SIGKILL to every process left in the group the child led (its ssh, typically). */
+function endGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // the group is empty already
+  }
+}
+
 export function createExecaRunner(): CommandRunner {
   return {
     async run(program: Program, args: string[], options: RunOptions = {}): Promise<RunResult> {
       const binary = PROGRAMS[program];
       if (binary === undefined) throw new Error(`refusing to run ${String(program)}`);
       const { execa } = await loadExeca();
-      const result = await execa(binary, args, {
+      const subprocess = execa(binary, args, {
         reject: false,
         input: options.input ?? '',
         ...(options.timeoutMs !== undefined ? { timeout: options.timeoutMs } : {}),
         forceKillAfterDelay: 2_000,
         stripFinalNewline: true,
-        // Keep a predictable, non-interactive environment: no ssh-askpass, no terminal prompts.
-        env: { DISPLAY: '', SSH_ASKPASS: '' },
+        // Only what the programs need: nothing of the plugin's own environment (an SSH_AUTH_SOCK, an SSH_ASKPASS,
+        // a DISPLAY) may reach ssh.
+        extendEnv: false,
+        env: { PATH: process.env.PATH || DEFAULT_PATH, LC_ALL: 'C' },
+        detached: options.endGroupOnFailure === true,
         maxBuffer: 1_000_000,
       });
+      const result = await subprocess;
+      const failed = result.timedOut === true || result.exitCode !== 0;
+      if (options.endGroupOnFailure === true && failed && subprocess.pid !== undefined) endGroup(subprocess.pid);
       return {
         exitCode: result.exitCode ?? -1,
         stdout: String(result.stdout ?? ''),

@@ -7,6 +7,7 @@ export interface RecordedCall {
   args: string[];
   input?: string;
   timeoutMs?: number;
+  endGroupOnFailure?: boolean;
 }
 
 /** Decides the outcome of a call; return undefined for the default (success). */
@@ -35,6 +36,7 @@ export class FakeRunner implements CommandRunner, MountTable {
       args: [...args],
       ...(options.input !== undefined ? { input: options.input } : {}),
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+      ...(options.endGroupOnFailure === true ? { endGroupOnFailure: true } : {}),
     };
     this.calls.push(call);
     this.print?.(formatCall(call));

@@ -1,5 +1,5 @@
 // The filesystem work handlers ask for, done for real.
-import { access, mkdir, open, rename, rm, rmdir } from 'node:fs/promises';
+import { access, mkdir, open, realpath, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { HostFs } from '../handlers/types.js';
 
@@ -54,6 +54,15 @@ export function createHostFs(): HostFs {
         return buffer.toString('utf8');
       } finally {
         await handle.close();
+      }
+    },
+    async fileInfo(path) {
+      try {
+        const realPath = await realpath(path);
+        const info = await stat(realPath);
+        return { realPath, isFile: info.isFile(), size: info.size };
+      } catch {
+        return undefined;
       }
     },
     async exists(path) {

@@ -1,4 +1,5 @@
 // Entry point: read config, load state, serve the socket, stop cleanly on SIGTERM.
+import { mkdir } from 'node:fs/promises';
 import { describe } from '../handlers/errors.js';
 import { reconcile } from '../handlers/reconcile.js';
 import { LowdbStore } from '../state/lowdb-store.js';
@@ -7,6 +8,7 @@ import { readConfig } from './config.js';
 import { createDeps } from './deps.js';
 import { createLogger } from './logger.js';
 import { listenOnSocket } from './server.js';
+import { lockStateDir, removeLeftovers } from './state-dir.js';
 
 async function main(): Promise<void> {
   // Everything the plugin writes (state, keys, known_hosts) is for root only.
@@ -14,7 +16,15 @@ async function main(): Promise<void> {
   const config = readConfig();
   const log = createLogger(config.debug);
   // State first: Docker asks Get for every volume it knows as soon as we answer, and forgets those we deny.
+  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  const lock = await lockStateDir(config.stateDir);
+  if (lock === undefined) log.error(`STATE_DIR ${config.stateDir} is too long for a lock socket: a second instance would not be stopped`);
   const store = await LowdbStore.open(config.stateDir);
+  if (store.startupWriteError !== undefined) {
+    log.error(`the state in ${config.stateDir} cannot be written (${store.startupWriteError}); serving what was read, every change fails until it can`);
+  }
+  const volumes = new Set((await store.list()).map((r) => r.name));
+  for (const path of await removeLeftovers(config.stateDir, volumes).catch(() => [])) log.info(`removed leftover ${path}`);
   const deps = createDeps(config, store, log);
   const server = await listenOnSocket(createApp(deps), config.socketPath);
   log.info(

@@ -1,8 +1,10 @@
 // The kernel's mount table and the sshfs processes behind it, as this process sees them
 // (the plugin's own mount and PID namespaces when it runs as a managed plugin).
-import { readFileSync } from 'node:fs';
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { basename } from 'node:path';
+import { sshCommand } from '../handlers/sshfs-args.js';
 import type { MountState, MountTable, SshConnection } from '../handlers/types.js';
 
 export interface MountEntry {
@@ -58,13 +60,27 @@ class ProcessFinder {
     }
   }
 
+  /**
+   * A process runs as this plugin's user: any local user can start a process whose command line looks like sshfs
+   * serving our mountpoint (argv is theirs to choose), but not one owned by root, so a spoof cannot hide a dead mount.
+   */
+  private ours(pid: string): boolean {
+    try {
+      return statSync(`${this.procDir}/${pid}`).uid === this.uid;
+    } catch {
+      return false;
+    }
+  }
+
+  private readonly uid = process.getuid?.() ?? 0;
+
   /** For each lookup, the cached pid while it still matches, else the highest-numbered matching process. */
   async findAll(lookups: ReadonlyArray<readonly [key: string, test: ArgvTest]>): Promise<Array<string | undefined>> {
     const found = lookups.map(([key, test]): string | undefined => {
       const cached = this.lastPid.get(key);
       if (cached === undefined) return undefined;
       const argv = this.argv(cached);
-      if (argv !== undefined && test(argv)) return cached;
+      if (argv !== undefined && test(argv) && this.ours(cached)) return cached;
       this.lastPid.delete(key);
       return undefined;
     });
@@ -78,7 +94,7 @@ class ProcessFinder {
         if (todo.length === 0) break;
         const argv = this.argv(pid);
         if (argv === undefined) continue;
-        for (const i of todo) if (lookups[i]?.[1](argv) === true) found[i] = pid;
+        for (const i of todo) if (lookups[i]?.[1](argv) === true && this.ours(pid)) found[i] = pid;
       }
       if (open().length === 0) break;
     }
@@ -138,7 +154,7 @@ async function sshConnection(procDir: string, finder: ProcessFinder, sshLogFile:
         return basename(argv[0] ?? '') === 'ssh' && e >= 0 && argv[e + 1] === sshLogFile;
       },
     ],
-    [`sshfs ${sshLogFile}`, (argv) => basename(argv[0] ?? '') === 'sshfs' && argv.includes(`ssh_command=ssh -E ${sshLogFile}`)],
+    [`sshfs ${sshLogFile}`, (argv) => basename(argv[0] ?? '') === 'sshfs' && argv.includes(`ssh_command=${sshCommand(sshLogFile)}`)],
   ]);
   if (sshPid === undefined) return undefined;
   const ssh = await finder.startSeconds(sshPid);
@@ -153,18 +169,21 @@ const INIT_WAIT_MS = 2_000;
 /**
  * Waits until FUSE's INIT exchange of a new mount is done: the kernel then lowers the read-ahead to what sshfs answers
  * (128 KiB), undoing a value written before. sshfs exits before its daemon has answered, but every request on the
- * mount waits for INIT, so one stat of its root is enough. Bounded: a server that stops answering right now must not
- * hold the Mount (the read-back check then tells).
+ * mount waits for INIT, so one stat of its root is enough. That stat runs in a short-lived child process, killed after
+ * INIT_WAIT_MS: a server that stalls right now may hang the child, never this process or its thread pool (a stat hung
+ * there could never be abandoned, and a few of them would stop every request of every volume).
  */
-async function initialized(path: string): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    stat(path).catch(() => undefined),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, INIT_WAIT_MS);
-    }),
-  ]);
-  clearTimeout(timer);
+export function statInChild(path: string, timeoutMs = INIT_WAIT_MS): Promise<boolean> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['-e', 'require("node:fs").statSync(process.argv[1])', path], {
+      stdio: 'ignore',
+      env: {},
+      timeout: timeoutMs,
+      killSignal: 'SIGKILL',
+    });
+    child.once('error', () => resolve(false));
+    child.once('exit', (code) => resolve(code === 0));
+  });
 }
 
 export function createProcMountTable(procDir = '/proc', sysDir = '/sys'): MountTable {
@@ -195,7 +214,9 @@ export function createProcMountTable(procDir = '/proc', sysDir = '/sys'): MountT
     sshConnection: (sshLogFile) => sshConnection(procDir, finder, sshLogFile),
     async setReadAhead(path, kb) {
       const file = await readAheadFile(path);
-      await initialized(path);
+      if (!(await statInChild(path))) throw new Error(`${path} did not answer within ${INIT_WAIT_MS} ms`);
+      // The mount may have gone meanwhile, and a new one reuse its device number: write only to the same mount.
+      if ((await readAheadFile(path)) !== file) throw new Error(`${path} was unmounted meanwhile`);
       await writeFile(file, `${kb}\n`, { flag: 'r+' });
       const now = (await readFile(file, 'utf8')).trim();
       if (now !== String(kb)) throw new Error(`the kernel kept read_ahead_kb at ${now}`);

@@ -3,12 +3,23 @@ import { parseOptions } from './options.js';
 import { requireCreate } from './request.js';
 import { respond } from './respond.js';
 import type { Deps, ErrResponse, VolumeRecord } from './types.js';
-import { keyFileFor, mountpointFor, sameOptions, storedOptions } from './volume.js';
+import { resolveKnownHosts, resolveLogin } from './credentials.js';
+import { keyFileFor, knownHostsFile, mountpointFor, sameOptions, storedOptions } from './volume.js';
+
+/**
+ * Longest name Create accepts: 255 (a file name's limit) less what the longest file named after a volume adds
+ * (`<name>.ssh.log.tmp-<pid>`: 20 characters with a 7-digit pid), with room to spare.
+ */
+export const MAX_NEW_NAME_LENGTH = 200;
 
 export async function create(request: unknown, deps: Deps): Promise<ErrResponse> {
   return respond<ErrResponse>(deps, 'Create', {}, async () => {
     const { name, opts } = requireCreate(request);
-    const parsed = parseOptions(opts);
+    if (name.length > MAX_NEW_NAME_LENGTH) {
+      // The plugin names files after the volume (its key, its ssh log, their temp files): longer names could never mount.
+      throw new UserError(`volume name is ${name.length} characters long; use at most ${MAX_NEW_NAME_LENGTH}`);
+    }
+    const parsed = parseOptions(opts, { keysDir: deps.config.keysDir });
     const options = storedOptions(parsed.given, parsed.key);
     return deps.locks.withLock(name, async () => {
       const existing = await deps.store.get(name);
@@ -19,12 +30,9 @@ export async function create(request: unknown, deps: Deps): Promise<ErrResponse>
           `volume ${name} already exists with different options; remove it first (docker volume rm ${name}) or choose another name`,
         );
       }
-      if (parsed.identityFile !== undefined && !(await deps.fs.exists(parsed.identityFile))) {
-        throw new UserError(
-          `IdentityFile ${parsed.identityFile} does not exist where the plugin runs; for the managed plugin, put the key in the ` +
-            'host directory given as keys.source (docker plugin set) and use -o IdentityFile=/keys/<file>',
-        );
-      }
+      // Files named in the options, or the operator's default key, must be usable now: say so at Create, not at Mount.
+      if (parsed.key === undefined) await resolveLogin(parsed, undefined, deps);
+      await resolveKnownHosts(parsed, knownHostsFile(deps.config), deps);
       const record: VolumeRecord = {
         name,
         createdAt: deps.now().toISOString(),

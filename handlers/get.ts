@@ -19,7 +19,7 @@ export async function get(request: unknown, deps: Deps): Promise<GetResponse> {
         Name: record.name,
         Mountpoint: record.mountpoint,
         CreatedAt: record.createdAt,
-        Status: statusOf(record, state, lastSshMessage(sshLog), ssh, readAheadKb),
+        Status: statusOf(record, deps.config, state, lastSshMessage(sshLog), ssh, readAheadKb),
       },
       Err: '',
     };

@@ -1,12 +1,13 @@
 import { explainMountFailure } from './diagnose.js';
 import { describe, UserError } from './errors.js';
-import { remoteText } from './options.js';
+import { resolveKnownHosts, resolveLogin, type Login } from './credentials.js';
+import { remoteText, type VolumeOptions } from './options.js';
 import { requireMount } from './request.js';
 import { respond } from './respond.js';
 import { buildSshfsArgs, type MountPaths } from './sshfs-args.js';
 import type { Deps, MountResponse, VolumeRecord } from './types.js';
 import { cancelIdleUnmount } from './unmount.js';
-import { getVolume, knownHostsFile, mountCount, optionsOf, referenceCount, sshLogFileFor } from './volume.js';
+import { getVolume, knownHostsFile, mountCount, optionsOf, referenceCount, setMountCount, sshLogFileFor } from './volume.js';
 
 export async function mount(request: unknown, deps: Deps): Promise<MountResponse> {
   return respond<MountResponse>(deps, 'Mount', { Mountpoint: '' }, async () => {
@@ -26,7 +27,7 @@ export async function mount(request: unknown, deps: Deps): Promise<MountResponse
         }
         await mountSshfs(record, deps);
       }
-      record.mounts[id] = mountCount(record, id) + 1;
+      setMountCount(record, id, mountCount(record, id) + 1);
       await deps.store.put(record);
       deps.log.debug(`volume ${name} mount ${id}: ${referenceCount(record)} reference(s)`);
       return { Mountpoint: record.mountpoint, Err: '' };
@@ -43,20 +44,39 @@ async function setReadAhead(record: VolumeRecord, kb: number, deps: Deps): Promi
   }
 }
 
+/** Records why the volume could not mount (Status shows it) and throws it for the Mount's Err. */
+async function failMount(record: VolumeRecord, message: string, deps: Deps): Promise<never> {
+  record.lastError = message;
+  record.lastErrorAt = deps.now().toISOString();
+  await deps.store.put(record);
+  throw new UserError(message);
+}
+
 /** Mounts the volume, or cleans up everything it started and throws a UserError that explains why not. */
 export async function mountSshfs(record: VolumeRecord, deps: Deps): Promise<void> {
-  const opts = optionsOf(record);
+  let opts: VolumeOptions;
+  let login: Login;
+  let knownHosts: string;
+  try {
+    opts = optionsOf(record, deps.config);
+    login = await resolveLogin(opts, record.keyFile, deps);
+    knownHosts = await resolveKnownHosts(opts, knownHostsFile(deps.config), deps);
+  } catch (error) {
+    if (!(error instanceof UserError)) throw error;
+    return failMount(record, error.message, deps);
+  }
   const paths: MountPaths = {
     mountpoint: record.mountpoint,
-    knownHostsFile: knownHostsFile(deps.config),
+    knownHostsFile: knownHosts,
     sshLogFile: sshLogFileFor(deps.config, record.name),
-    ...(record.keyFile !== undefined ? { keyFile: record.keyFile } : {}),
   };
   await deps.fs.ensureDir(record.mountpoint);
   await deps.fs.writeSecretFile(paths.sshLogFile, ''); // each mount starts a fresh ssh log
-  const result = await deps.runner.run('sshfs', buildSshfsArgs(opts, paths), {
+  const result = await deps.runner.run('sshfs', buildSshfsArgs(opts, paths, login), {
     timeoutMs: deps.config.mountTimeoutMs,
-    ...(opts.password !== undefined ? { input: `${opts.password}\n` } : {}),
+    // A failed or timed-out sshfs takes its ssh (and anything else it started) with it.
+    endGroupOnFailure: true,
+    ...('password' in login ? { input: `${login.password}\n` } : {}),
   });
   const mounted = await deps.mounts.isMounted(record.mountpoint);
   if (result.exitCode === 0 && !result.timedOut && mounted) {
@@ -64,7 +84,8 @@ export async function mountSshfs(record: VolumeRecord, deps: Deps): Promise<void
     delete record.lastError;
     delete record.lastErrorAt;
     deps.log.info(`mounted ${remoteText(opts.remote)} for volume ${record.name} at ${record.mountpoint}`);
-    await setReadAhead(record, opts.readAheadKb, deps);
+    // Not awaited: it waits for the new mount's first answer (in a child process), which the Mount need not pay for.
+    void setReadAhead(record, opts.readAheadKb, deps);
     return;
   }
   // Leave nothing behind: no half-made mount, no empty mountpoint.
@@ -79,8 +100,5 @@ export async function mountSshfs(record: VolumeRecord, deps: Deps): Promise<void
           knownHostsFile: paths.knownHostsFile,
           timeoutSeconds: Math.round(deps.config.mountTimeoutMs / 1000),
         });
-  record.lastError = message;
-  record.lastErrorAt = deps.now().toISOString();
-  await deps.store.put(record);
-  throw new UserError(message);
+  return failMount(record, message, deps);
 }

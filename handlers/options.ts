@@ -5,15 +5,21 @@ import { UserError } from './errors.js';
 
 type Target = 'plugin' | 'sshfs' | 'ssh';
 
+/** What parsing needs to know of the plugin's settings. */
+export interface ParseContext {
+  /** The directory the operator chose for key files (KEYS_DIR; /keys in the managed plugin). */
+  keysDir: string;
+}
+
 interface OptionSpec {
   target: Target;
   /** Validates the raw value and returns the value to pass on (flags return '' when set, undefined when unset). */
-  parse: (value: string, key: string) => string | undefined;
+  parse: (value: string, key: string, context: ParseContext) => string | undefined;
   help: string;
 }
 
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
-const PATH = /^\/[A-Za-z0-9._@+/-]*$/;
+const KEYS_DIR_NAME = /^[A-Za-z0-9._@+-][A-Za-z0-9._@+/-]{0,254}$/;
 const TOKEN = /^[A-Za-z0-9@._+-]+$/;
 
 function flag(value: string, key: string): string | undefined {
@@ -42,13 +48,22 @@ function oneOf(...allowed: string[]) {
   };
 }
 
-function absolutePath(value: string, key: string): string {
-  if (!PATH.test(value) || value.split('/').includes('..')) {
-    throw new UserError(
-      `option ${key} must be an absolute path of letters, digits and . _ @ + - / (no commas, spaces or ..), not "${printable(value)}"`,
-    );
+/**
+ * A file the operator placed in the keys directory: a name inside it (`id_ed25519`, `sub/key`) or the same as an
+ * absolute path under it (`/keys/id_ed25519`). Only the spelling is checked here; whether it is a regular file that
+ * really lies inside the directory (symlinks resolved) is checked against the filesystem at Create and at every Mount.
+ */
+function keysDirFile(value: string, key: string, { keysDir }: ParseContext): string {
+  {
+    const inside = value.startsWith(`${keysDir}/`) ? value.slice(keysDir.length + 1) : value;
+    if (!KEYS_DIR_NAME.test(inside) || inside.split('/').some((part) => part === '' || part === '.' || part === '..')) {
+      throw new UserError(
+        `option ${key} must name a file in the plugin's keys directory ${keysDir}, as a file name (e.g. id_ed25519) or as ` +
+          `${keysDir}/<file> (letters, digits and . _ @ + - /, no ..), not "${printable(value)}"`,
+      );
+    }
+    return `${keysDir}/${inside}`;
   }
-  return value;
 }
 
 function token(value: string, key: string): string {
@@ -81,7 +96,8 @@ export const OPTION_SPECS: Record<string, OptionSpec> = {
   sshcmd: { target: 'plugin', parse: (v) => v, help: '[user@]host:[path] of the remote directory (required)' },
   port: { target: 'plugin', parse: integer(1, 65535), help: 'ssh port (default 22)' },
   password: { target: 'plugin', parse: (v) => v, help: 'password, given to sshfs on stdin (prefer a key)' },
-  IdentityFile: { target: 'plugin', parse: absolutePath, help: 'path of a private key where the plugin runs, e.g. /keys/id_ed25519' },
+  password_file: { target: 'plugin', parse: keysDirFile, help: 'a file in the keys directory holding the password (kept out of docker volume inspect)' },
+  IdentityFile: { target: 'plugin', parse: keysDirFile, help: 'a private key file in the keys directory, e.g. id_ed25519 or /keys/id_ed25519' },
   key: { target: 'plugin', parse: (v) => v, help: 'the private key itself (OpenSSH/PEM text, or that text in base64)' },
   unmount_delay: {
     target: 'plugin',
@@ -130,7 +146,11 @@ export const OPTION_SPECS: Record<string, OptionSpec> = {
     parse: oneOf('yes', 'accept-new'),
     help: 'accept-new (default: pin the host key on first use) or yes (the key must already be known)',
   },
-  UserKnownHostsFile: { target: 'ssh', parse: absolutePath, help: 'known_hosts file to check host keys against' },
+  UserKnownHostsFile: {
+    target: 'plugin',
+    parse: keysDirFile,
+    help: 'a known_hosts file in the keys directory: host keys are checked against it (read only, StrictHostKeyChecking=yes)',
+  },
 };
 
 const CANONICAL = new Map(Object.keys(OPTION_SPECS).map((k) => [k.toLowerCase(), k]));
@@ -150,7 +170,12 @@ export interface VolumeOptions {
   remote: Remote;
   port?: number;
   password?: string;
+  /** Absolute path of the password file in the keys directory (checked and read at Mount). */
+  passwordFile?: string;
+  /** Absolute path of the key file in the keys directory (checked at Create and at every Mount). */
   identityFile?: string;
+  /** The user's known_hosts file in the keys directory: only read, host keys must be in it. */
+  knownHostsFile?: string;
   /** Private key text, normalized to OpenSSH/PEM with a trailing newline. */
   key?: string;
   /** sshfs/FUSE options as name -> value ('' for a flag), after defaults. */
@@ -235,7 +260,13 @@ export const DEFAULT_SSH: Record<string, string> = {
 // 1024 KiB keeps enough reads in flight to roughly double sequential reads over sshfs (measured by `npm run bench`).
 export const DEFAULT_READ_AHEAD_KB = 1024;
 
-export function parseOptions(opts: Record<string, string>): VolumeOptions {
+/** The options that say how a volume logs in; at most one may be given (none: the operator's default key). */
+export const CREDENTIAL_OPTIONS = ['password', 'password_file', 'IdentityFile', 'key'] as const;
+
+/** The managed plugin's keys directory, which is also KEYS_DIR's default. */
+export const DEFAULT_KEYS_DIR = '/keys';
+
+export function parseOptions(opts: Record<string, string>, context: ParseContext = { keysDir: DEFAULT_KEYS_DIR }): VolumeOptions {
   const given: Record<string, string> = {};
   for (const [rawKey, value] of Object.entries(opts)) {
     const key = CANONICAL.get(rawKey.toLowerCase());
@@ -252,8 +283,14 @@ export function parseOptions(opts: Record<string, string>): VolumeOptions {
   if (given.sshcmd === undefined || given.sshcmd === '') {
     throw new UserError('option sshcmd is required: docker volume create -d sshfs -o sshcmd=user@host:/path NAME');
   }
-  const auth = ['password', 'IdentityFile', 'key'].filter((k) => given[k] !== undefined);
-  if (auth.length > 1) throw new UserError(`give only one of password, IdentityFile and key (got ${auth.join(' and ')})`);
+  const auth = CREDENTIAL_OPTIONS.filter((k) => given[k] !== undefined);
+  if (auth.length > 1) throw new UserError(`give only one of ${CREDENTIAL_OPTIONS.join(', ')} (got ${auth.join(' and ')})`);
+  if (given.UserKnownHostsFile !== undefined && given.StrictHostKeyChecking?.trim().toLowerCase() === 'accept-new') {
+    throw new UserError(
+      'UserKnownHostsFile is only read, never written, so it cannot pin new keys: leave out StrictHostKeyChecking=accept-new ' +
+        '(with UserKnownHostsFile the host key must already be in that file), or leave out UserKnownHostsFile to pin on first use',
+    );
+  }
 
   const result: VolumeOptions = {
     remote: parseSshcmd(given.sshcmd),
@@ -266,7 +303,7 @@ export function parseOptions(opts: Record<string, string>): VolumeOptions {
   for (const [key, value] of Object.entries(given)) {
     const spec = OPTION_SPECS[key];
     if (spec === undefined) continue;
-    const parsed = spec.parse(value, key);
+    const parsed = spec.parse(value, key, context);
     switch (key) {
       case 'port':
         result.port = Number(parsed);
@@ -277,6 +314,13 @@ export function parseOptions(opts: Record<string, string>): VolumeOptions {
         break;
       case 'IdentityFile':
         result.identityFile = parsed;
+        break;
+      case 'password_file':
+        result.passwordFile = parsed;
+        break;
+      case 'UserKnownHostsFile':
+        result.knownHostsFile = parsed;
+        result.ssh.StrictHostKeyChecking = 'yes';
         break;
       case 'key':
         result.key = normalizeKey(value);

@@ -41,7 +41,7 @@ export async function reconcile(deps: Deps): Promise<ReconcileReport> {
             report.adopted.push(record.name);
           } else if (state === 'mounted' && record.idleUntil !== undefined) {
             // Kept mounted by unmount_delay when the plugin stopped: the delay goes on from where it was.
-            scheduleIdleUnmount(record.name, Math.max(0, Date.parse(record.idleUntil) - deps.now().getTime()), deps);
+            scheduleIdleUnmount(record.name, record.idleUntil, Math.max(0, Date.parse(record.idleUntil) - deps.now().getTime()), deps);
             report.adopted.push(record.name);
           } else if (refs > 0) {
             if (state === 'stale') await deps.runner.run('fusermount3', ['-u', '-z', record.mountpoint], { timeoutMs: 10_000 });

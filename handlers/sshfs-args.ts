@@ -1,28 +1,44 @@
 // Builds the argv for sshfs. Values have been validated by options.ts; here they are only placed,
 // one -o per option so none can merge into another.
+import type { Login } from './credentials.js';
 import { remoteText, type VolumeOptions } from './options.js';
 
 export interface MountPaths {
   mountpoint: string;
-  /** known_hosts file in the state directory, used unless the user chose UserKnownHostsFile. */
+  /** The known_hosts file ssh checks: the plugin's own in the state directory, or the user's (then only read). */
   knownHostsFile: string;
   /** Where ssh writes its own messages (sshfs sends ssh's stderr to /dev/null once it daemonizes). */
   sshLogFile: string;
-  /** Key file written from the `key` option. */
-  keyFile?: string;
 }
 
-function sshOptions(opts: VolumeOptions, paths: MountPaths): string[] {
-  const ssh: Record<string, string> = { UserKnownHostsFile: paths.knownHostsFile, ...opts.ssh };
-  const identity = paths.keyFile ?? opts.identityFile;
-  if (identity !== undefined) {
-    ssh.IdentityFile = identity;
-    ssh.IdentitiesOnly = 'yes';
-  }
-  if (opts.password === undefined) {
+/**
+ * The ssh command sshfs runs, set by the plugin only (users cannot pass ssh_command). `-F none`: no ssh_config of the
+ * host or of root applies, so nothing there (a ProxyCommand, an IdentityFile, an agent) reaches a volume.
+ */
+export function sshCommand(sshLogFile: string): string {
+  return `ssh -E ${sshLogFile} -F none`;
+}
+
+function sshOptions(opts: VolumeOptions, paths: MountPaths, login: Login): string[] {
+  const ssh: Record<string, string> = {
+    UserKnownHostsFile: paths.knownHostsFile,
+    // Host keys come from that one file only; ssh must never rewrite it (UpdateHostKeys) or read the host's own.
+    GlobalKnownHostsFile: '/dev/null',
+    UpdateHostKeys: 'no',
+    // Only the credential the volume was given: no agent, no key from root's ~/.ssh.
+    IdentityAgent: 'none',
+    IdentitiesOnly: 'yes',
+    ...opts.ssh,
+  };
+  if ('keyFile' in login) {
+    ssh.IdentityFile = login.keyFile;
+    ssh.PasswordAuthentication = 'no';
+    ssh.KbdInteractiveAuthentication = 'no';
     // Without a password nobody can answer a prompt: fail fast instead of hanging the Mount.
     ssh.BatchMode = 'yes';
   } else {
+    ssh.IdentityFile = 'none';
+    ssh.PubkeyAuthentication = 'no';
     ssh.PreferredAuthentications = 'password,keyboard-interactive';
     ssh.NumberOfPasswordPrompts = '1';
   }
@@ -34,13 +50,12 @@ function escapeFuse(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/,/g, '\\,');
 }
 
-export function buildSshfsArgs(opts: VolumeOptions, paths: MountPaths): string[] {
+export function buildSshfsArgs(opts: VolumeOptions, paths: MountPaths, login: Login): string[] {
   const args = [remoteText(opts.remote), paths.mountpoint];
   if (opts.port !== undefined) args.push('-p', String(opts.port));
   for (const [k, v] of Object.entries(opts.sshfs)) args.push('-o', v === '' ? k : `${k}=${v}`);
-  if (opts.password !== undefined) args.push('-o', 'password_stdin');
-  // Set by the plugin only (users cannot pass ssh_command): ssh itself, logging to the volume's own file.
-  args.push('-o', `ssh_command=ssh -E ${paths.sshLogFile}`);
-  for (const o of sshOptions(opts, paths)) args.push('-o', o);
+  if ('password' in login) args.push('-o', 'password_stdin');
+  args.push('-o', `ssh_command=${sshCommand(paths.sshLogFile)}`);
+  for (const o of sshOptions(opts, paths, login)) args.push('-o', o);
   return args;
 }

@@ -64,6 +64,11 @@ export interface RunOptions {
   /** Written to the program's stdin (the sshfs password); never logged. */
   input?: string;
   timeoutMs?: number;
+  /**
+   * Run the program in a process group of its own and, when it fails or times out, end that whole group: sshfs starts
+   * ssh, which would otherwise outlive it (re-parented to PID 1, for good without keepalives).
+   */
+  endGroupOnFailure?: boolean;
 }
 
 export interface RunResult {
@@ -124,6 +129,15 @@ export interface HostFs {
   exists(path: string): Promise<boolean>;
   /** The end of a text file (at most maxBytes), or '' when it does not exist. */
   readText(path: string, maxBytes?: number): Promise<string>;
+  /** What a path is after resolving every symlink in it; undefined when it does not exist or cannot be resolved. */
+  fileInfo(path: string): Promise<FileInfo | undefined>;
+}
+
+export interface FileInfo {
+  /** The path with every symlink resolved. */
+  realPath: string;
+  isFile: boolean;
+  size: number;
 }
 
 export interface VolumeStore {
@@ -144,6 +158,8 @@ export interface Logger {
 export interface Config {
   socketPath: string;
   stateDir: string;
+  /** The one directory whose files volumes may name (IdentityFile, password_file, UserKnownHostsFile). */
+  keysDir: string;
   mountRoot: string;
   debug: boolean;
   dryRun: boolean;

@@ -2,7 +2,7 @@ import { describe, UserError } from './errors.js';
 import { requireMount } from './request.js';
 import { respond } from './respond.js';
 import type { Deps, ErrResponse, VolumeRecord } from './types.js';
-import { getVolume, mountCount, optionsOf, referenceCount } from './volume.js';
+import { getVolume, mountCount, optionsOrProblem, referenceCount, setMountCount } from './volume.js';
 
 export async function unmount(request: unknown, deps: Deps): Promise<ErrResponse> {
   return respond<ErrResponse>(deps, 'Unmount', {}, async () => {
@@ -15,14 +15,13 @@ export async function unmount(request: unknown, deps: Deps): Promise<ErrResponse
         deps.log.info(`volume ${name}: unmount of unknown mount ID ${id} ignored`);
         return { Err: '' };
       }
-      if (count > 1) record.mounts[id] = count - 1;
-      else delete record.mounts[id];
-      const delay = optionsOf(record).unmountDelaySeconds;
+      setMountCount(record, id, count - 1);
+      const delay = optionsOrProblem(record, deps.config).opts?.unmountDelaySeconds ?? 0;
       if (referenceCount(record) === 0 && delay > 0 && (await deps.mounts.state(record.mountpoint)) === 'mounted') {
         // Kept mounted for a while: a container started again soon finds it ready (no ssh handshake, warm caches).
         record.idleUntil = new Date(deps.now().getTime() + delay * 1000).toISOString();
         await deps.store.put(record);
-        scheduleIdleUnmount(record.name, delay * 1000, deps);
+        scheduleIdleUnmount(record.name, record.idleUntil, delay * 1000, deps);
         deps.log.info(`volume ${name}: no container uses it; unmounting at ${record.idleUntil} (unmount_delay=${delay})`);
       } else if (referenceCount(record) === 0) {
         delete record.mountedAt;
@@ -38,19 +37,21 @@ export async function unmount(request: unknown, deps: Deps): Promise<ErrResponse
   });
 }
 
-export function scheduleIdleUnmount(name: string, ms: number, deps: Deps): void {
-  deps.timers.set(name, ms, () => void unmountIdle(name, deps));
+/** Arms the delayed unmount of an idle volume; `idleUntil` names this arming, so only it can unmount. */
+export function scheduleIdleUnmount(name: string, idleUntil: string, ms: number, deps: Deps): void {
+  deps.timers.set(name, ms, () => void unmountIdle(name, idleUntil, deps));
 }
 
 /**
- * The delayed unmount: only if the volume is still idle (a Mount in between took it back and cleared idleUntil).
+ * The delayed unmount: only if the volume is still idle from the same arming (a Mount in between took it back and
+ * cleared idleUntil; a later Unmount armed a new one, which a timer already waiting for the lock must not pre-empt).
  * Never rejects: it runs from a timer, where a rejection would end the process.
  */
-export async function unmountIdle(name: string, deps: Deps): Promise<void> {
+export async function unmountIdle(name: string, idleUntil: string, deps: Deps): Promise<void> {
   try {
     await deps.locks.withLock(name, async () => {
       const record = await deps.store.get(name);
-      if (record === undefined || record.idleUntil === undefined || referenceCount(record) > 0) return;
+      if (record === undefined || record.idleUntil !== idleUntil || referenceCount(record) > 0) return;
       delete record.idleUntil;
       delete record.mountedAt;
       await deps.store.put(record);

@@ -37,15 +37,45 @@ export function sameOptions(a: Record<string, string>, b: Record<string, string>
   return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a[k] === b[k]);
 }
 
-/** Re-reads a stored record's options (the key is replaced by its key file). */
-export function optionsOf(record: VolumeRecord): VolumeOptions {
+/**
+ * Re-reads a stored record's options (the key is replaced by its key file). Throws a UserError for a volume created
+ * by an older version whose options today's rules refuse: it says what to change.
+ */
+export function optionsOf(record: VolumeRecord, config: Config): VolumeOptions {
   const { key: _digest, ...rest } = record.options;
-  return parseOptions(rest);
+  try {
+    return parseOptions(rest, { keysDir: config.keysDir });
+  } catch (error) {
+    if (!(error instanceof UserError)) throw error;
+    throw new UserError(
+      `volume ${record.name} was created with options this version refuses: ${error.message}. ` +
+        `Remove it and create it again with allowed options (docker volume rm ${record.name})`,
+    );
+  }
+}
+
+/** Like optionsOf, but for Get: a volume with refused options still answers, and Status says why it cannot mount. */
+export function optionsOrProblem(record: VolumeRecord, config: Config): { opts?: VolumeOptions; problem?: string } {
+  try {
+    return { opts: optionsOf(record, config) };
+  } catch (error) {
+    if (error instanceof UserError) return { problem: error.message };
+    throw error;
+  }
 }
 
 /** How often Docker mounted the volume with this ID; own properties only, so an ID like "toString" counts 0. */
 export function mountCount(record: VolumeRecord, id: string): number {
   return Object.hasOwn(record.mounts, id) ? (record.mounts[id] ?? 0) : 0;
+}
+
+/**
+ * Sets how often Docker mounted the volume with this ID (0 removes it). Defined, not assigned: an ID such as
+ * "__proto__" must become an ordinary key, not change the object's prototype.
+ */
+export function setMountCount(record: VolumeRecord, id: string, count: number): void {
+  if (count > 0) Object.defineProperty(record.mounts, id, { value: count, enumerable: true, writable: true, configurable: true });
+  else delete record.mounts[id];
 }
 
 export function referenceCount(record: VolumeRecord): number {
@@ -58,11 +88,13 @@ export async function getVolume(deps: Deps, name: string): Promise<VolumeRecord>
   return record;
 }
 
-function authOf(record: VolumeRecord): string {
-  if (record.options.password !== undefined) return 'password';
-  if (record.options.key !== undefined) return 'key';
-  if (record.options.IdentityFile !== undefined) return `IdentityFile ${record.options.IdentityFile}`;
-  return 'default ssh keys';
+function authOf(record: VolumeRecord, config: Config): string {
+  const o = record.options;
+  if (o.password !== undefined) return 'password';
+  if (o.password_file !== undefined) return `password_file ${o.password_file}`;
+  if (o.key !== undefined) return 'key';
+  if (o.IdentityFile !== undefined) return `IdentityFile ${o.IdentityFile}`;
+  return `default key in ${config.keysDir}`;
 }
 
 /**
@@ -71,13 +103,14 @@ function authOf(record: VolumeRecord): string {
  */
 export function statusOf(
   record: VolumeRecord,
+  config: Config,
   state: MountState,
   lastSshMessage?: string,
   ssh?: SshConnection | null,
   readAheadKb?: number,
 ): Record<string, unknown> {
   const mounted = state === 'mounted';
-  const opts = optionsOf(record);
+  const { opts, problem } = optionsOrProblem(record, config);
   const shown = Object.fromEntries(
     Object.entries(record.options).filter(([k]) => k !== 'password' && k !== 'key' && k !== 'sshcmd'),
   );
@@ -92,8 +125,9 @@ export function statusOf(
   return {
     mounted,
     ...(state === 'stale' ? { stale: 'sshfs is no longer running for this mount; the next Mount replaces it' } : {}),
-    remote: remoteText(opts.remote) + (opts.port !== undefined ? ` (port ${opts.port})` : ''),
-    auth: authOf(record),
+    remote: opts === undefined ? record.options.sshcmd : remoteText(opts.remote) + (opts.port !== undefined ? ` (port ${opts.port})` : ''),
+    ...(problem !== undefined ? { invalid: problem } : {}),
+    auth: authOf(record, config),
     references: referenceCount(record),
     mountIDs: Object.keys(record.mounts).length,
     ...(record.mountedAt !== undefined && mounted ? { mountedAt: record.mountedAt } : {}),

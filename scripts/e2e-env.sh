@@ -382,21 +382,23 @@ do_up() {
   do_down
   install -d -m 0755 "$DIR"
   if [[ -n $(mounts_under "$DIR") ]]; then die "mounts remain under $DIR; cannot continue"; fi
-  rm -rf --one-file-system -- "$DIR/docker-data" "$DIR/plugins" "$DIR/ssh" "$DIR/rootfs" "$DIR/env"
+  rm -rf --one-file-system -- "$DIR/docker-data" "$DIR/plugins" "$DIR/ssh" "$DIR/keys" "$DIR/rootfs" "$DIR/env"
   install -d -m 0700 "$DIR/ssh"
+  # The plugin's keys directory (KEYS_DIR): the only place a volume's IdentityFile or known_hosts may name.
+  install -d -m 0700 "$DIR/keys"
   install -d -m 0755 "$DIR/plugins"
   install -d -m 0755 "$PLUGIN_SOCKET_DIR"
 
   # --- ssh keys and users
   ssh-keygen -q -t ed25519 -N '' -C sshfs-e2e-host -f "$DIR/ssh/ssh_host_ed25519_key"
-  ssh-keygen -q -t ed25519 -N '' -C sshfs-e2e-client -f "$DIR/ssh/id_ed25519"
+  ssh-keygen -q -t ed25519 -N '' -C sshfs-e2e-client -f "$DIR/keys/id_ed25519"
   ensure_user "$KEY_USER"
   ensure_user "$PW_USER"
 
   local key_home pw_home
   key_home=$(getent passwd "$KEY_USER" | cut -d: -f6)
   pw_home=$(getent passwd "$PW_USER" | cut -d: -f6)
-  install -m 0600 -o "$KEY_USER" -g "$(id -gn "$KEY_USER")" "$DIR/ssh/id_ed25519.pub" \
+  install -m 0600 -o "$KEY_USER" -g "$(id -gn "$KEY_USER")" "$DIR/keys/id_ed25519.pub" \
     "$key_home/.ssh/authorized_keys.sshfs-e2e-$ENV_ID"
   # '*' = no password but not "locked" ('!'), which sshd (without PAM) would refuse even for key logins.
   usermod -p '*' "$KEY_USER"
@@ -441,12 +443,12 @@ do_up() {
     fi
   done
   [[ $started -eq 1 ]] || { tail -n 20 "$DIR/sshd.log" >&2; die "sshd did not start listening (log: $DIR/sshd.log)"; }
-  printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$DIR/ssh/ssh_host_ed25519_key.pub")" >"$DIR/ssh/known_hosts"
+  printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$DIR/ssh/ssh_host_ed25519_key.pub")" >"$DIR/keys/known_hosts"
   log "sshd listening on 127.0.0.1:$port"
 
   # Sanity check: key login works (password login is checked by the tests through sshfs).
-  if ! ssh -F /dev/null -p "$port" -i "$DIR/ssh/id_ed25519" -o BatchMode=yes -o IdentitiesOnly=yes \
-    -o UserKnownHostsFile="$DIR/ssh/known_hosts" -o StrictHostKeyChecking=yes -o ConnectTimeout=10 \
+  if ! ssh -F /dev/null -p "$port" -i "$DIR/keys/id_ed25519" -o BatchMode=yes -o IdentitiesOnly=yes \
+    -o UserKnownHostsFile="$DIR/keys/known_hosts" -o StrictHostKeyChecking=yes -o ConnectTimeout=10 \
     "$KEY_USER@127.0.0.1" true </dev/null 2>"$DIR/ssh-check.log"; then
     cat "$DIR/ssh-check.log" >&2
     tail -n 20 "$DIR/sshd.log" >&2
@@ -484,13 +486,14 @@ DOCKER_HOST=unix://$DIR/docker.sock
 SSH_HOST=127.0.0.1
 SSH_PORT=$port
 SSH_KEY_USER=$KEY_USER
-SSH_KEY_FILE=$DIR/ssh/id_ed25519
+SSH_KEY_FILE=$DIR/keys/id_ed25519
 SSH_PW_USER=$PW_USER
 SSH_PW=$password
 SSH_KEY_REMOTE_DIR=$key_remote
 SSH_PW_REMOTE_DIR=$pw_remote
 SSH_KNOWN_HOST_KEY=$DIR/ssh/ssh_host_ed25519_key.pub
-SSH_KNOWN_HOSTS_FILE=$DIR/ssh/known_hosts
+SSH_KNOWN_HOSTS_FILE=$DIR/keys/known_hosts
+KEYS_DIR=$DIR/keys
 E2E_IMAGE=$IMAGE
 EXEC_ROOT=$exec_root
 E2E_DIR=$DIR

@@ -86,9 +86,12 @@ export class AtomicJsonFile<T> implements Adapter<T> {
     try {
       await handle.writeFile(text);
       await handle.sync();
-    } finally {
+    } catch (error) {
       await handle.close();
+      await rm(tmp, { force: true }); // a half-written copy only takes space (a full disk is the likely cause)
+      throw error;
     }
+    await handle.close();
     await rename(tmp, this.file);
     await syncDir(dirname(this.file));
     this.lastWrittenBytes = Buffer.byteLength(text);

@@ -52,13 +52,20 @@ export class JournalFile<C> {
     return { changes, tornTailBytes: Buffer.byteLength(text.slice(end)) };
   }
 
-  /** Appends the changes as one write and returns once they are on disk. */
+  /**
+   * Appends the changes as one write and returns once they are on disk. If the write or its sync fails (a full disk),
+   * whatever part of it reached the file is cut off again: a change reported as failed must not come back at the next
+   * start. Throws the original error either way.
+   */
   async append(changes: readonly C[]): Promise<void> {
     const text = changes.map((c) => `${JSON.stringify(c)}\n`).join('');
     const handle = await open(this.file, 'a', 0o600);
     try {
       await handle.writeFile(text);
       await handle.datasync();
+    } catch (error) {
+      await handle.truncate(this.bytes).then(() => handle.datasync()).catch(() => undefined);
+      throw error;
     } finally {
       await handle.close();
     }

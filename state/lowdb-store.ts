@@ -1,6 +1,7 @@
 // The persistent store: a lowdb JSON snapshot plus an append-only journal of changes, in the state directory.
 import { Low } from 'lowdb';
 import { join } from 'node:path';
+import { UserError } from '../handlers/errors.js';
 import type { VolumeRecord, VolumeStore } from '../handlers/types.js';
 import { AtomicJsonFile } from './atomic-json-file.js';
 import { JournalFile } from './journal-file.js';
@@ -59,8 +60,13 @@ export class LowdbStore implements VolumeStore {
   private chain: Promise<void> = Promise.resolve();
   /** Set when an append failed midway: its bytes may sit in the journal, so the next write is a whole snapshot. */
   private mustCompact = false;
+  /**
+   * Why the state could not be written at start (a full or read-only filesystem), if so: the plugin still serves what
+   * it read, every change fails with this reason until the filesystem can take writes again.
+   */
+  startupWriteError: string | undefined;
 
-  private constructor(stateDir: string) {
+  private constructor(private readonly stateDir: string) {
     this.file = new AtomicJsonFile(join(stateDir, STATE_FILE_NAME), isStateData);
     this.journal = new JournalFile(join(stateDir, JOURNAL_FILE_NAME), isStateChange);
     this.db = new Low<StateData>(this.file, { version: 1, volumes: {} });
@@ -74,7 +80,13 @@ export class LowdbStore implements VolumeStore {
     const { changes } = await store.journal.read();
     for (const change of changes) store.apply(change);
     // Fold the journal in now (it may end in a torn append, which must not be appended to) and start it empty.
-    await store.compact();
+    try {
+      await store.compact();
+    } catch (error) {
+      // The state was read whole: serve it. mustCompact stays set, so the next change writes a snapshot, never
+      // appends after a possibly torn line.
+      store.startupWriteError = (error as Error).message;
+    }
     // A SIGKILL during a snapshot write leaves its temp file (the snapshot itself is intact: it commits by rename).
     await store.file.removeStaleTempFiles();
     return store;
@@ -115,13 +127,17 @@ export class LowdbStore implements VolumeStore {
     const after = Object.hasOwn(volumes, name) ? volumes[name] : undefined;
     try {
       await this.persist(change);
+      this.startupWriteError = undefined;
     } catch (error) {
       const now = Object.hasOwn(volumes, name) ? volumes[name] : undefined;
       if (now === after) {
         if (before === undefined) delete volumes[name];
         else volumes[name] = before;
       }
-      throw error;
+      throw new UserError(
+        `the plugin cannot save its state in ${this.stateDir} (${(error as Error).message}); nothing was changed: ` +
+          'free space on that filesystem (or make it writable), then try again',
+      );
     }
   }
 

@@ -45,6 +45,8 @@ export interface E2EEnv {
   hostKeyFile: string;
   /** A known_hosts file with the test sshd's host key for [127.0.0.1]:port. */
   knownHostsFile: string;
+  /** The plugin's keys directory (KEYS_DIR): holds keyFile and knownHostsFile. */
+  keysDir: string;
   image: string;
   execRoot: string;
   raw: Record<string, string>;
@@ -100,6 +102,7 @@ export function loadEnv(dir: string = e2eDir()): E2EEnv {
     pwRemoteDir: need('SSH_PW_REMOTE_DIR'),
     hostKeyFile: need('SSH_KNOWN_HOST_KEY'),
     knownHostsFile: need('SSH_KNOWN_HOSTS_FILE'),
+    keysDir: need('KEYS_DIR'),
     image: need('E2E_IMAGE'),
     execRoot: need('EXEC_ROOT'),
     raw,
@@ -308,6 +311,7 @@ export async function startLegacyPlugin(name: string = uniquePluginName(), opts:
       SOCKET_PATH: socketPath,
       STATE_DIR: stateDir,
       MOUNT_ROOT: mountRoot,
+      KEYS_DIR: loadEnv().keysDir,
       DEBUG: '1',
       ...opts.env,
     },

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat, writeFile, mkdir } from 'node:fs/promises';
+import { chown, mkdtemp, readdir, readFile, rm, stat, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -6,7 +6,7 @@ import { readConfig } from '../../adapter/config.js';
 import { createExecaRunner } from '../../adapter/execa-runner.js';
 import { FakeRunner, formatCall } from '../../adapter/fake-runner.js';
 import { createHostFs } from '../../adapter/host-fs.js';
-import { bootTimeSeconds, createProcMountTable, parseMountInfo, startSecondsAfterBoot } from '../../adapter/proc-mounts.js';
+import { bootTimeSeconds, createProcMountTable, parseMountInfo, startSecondsAfterBoot, statInChild } from '../../adapter/proc-mounts.js';
 import { createKeyedLock } from '../../handlers/keyed-lock.js';
 import type { Program } from '../../handlers/types.js';
 
@@ -15,6 +15,7 @@ describe('readConfig', () => {
     expect(readConfig({})).toEqual({
       socketPath: '/run/docker/plugins/sshfs.sock',
       stateDir: '/mnt/state',
+      keysDir: '/keys',
       mountRoot: '/mnt/volumes',
       debug: false,
       dryRun: false,
@@ -28,6 +29,12 @@ describe('readConfig', () => {
     expect(() => readConfig({ STATE_DIR: 'state' })).toThrow(/STATE_DIR must be an absolute path/);
     expect(() => readConfig({ MOUNT_TIMEOUT: 'soon' })).toThrow(/MOUNT_TIMEOUT/);
     expect(() => readConfig({ STATE_DIR: '/var/lib/my state,x' })).toThrow(/no spaces or commas/);
+    expect(() => readConfig({ KEYS_DIR: '/my keys' })).toThrow(/KEYS_DIR may hold only/);
+    // Volumes may name files in KEYS_DIR: it must not reach the plugin's own state.
+    expect(() => readConfig({ KEYS_DIR: '/mnt/state' })).toThrow(/must not contain one another/);
+    expect(() => readConfig({ KEYS_DIR: '/mnt' })).toThrow(/must not contain one another/);
+    expect(() => readConfig({ KEYS_DIR: '/mnt/state/keys' })).toThrow(/must not contain one another/);
+    expect(() => readConfig({ KEYS_DIR: '/' })).toThrow(/must not contain one another/);
   });
 });
 
@@ -48,23 +55,38 @@ describe('read-ahead through /sys', () => {
   it("writes the mount's own bdi entry, and creates nothing where there is none", async () => {
     const proc = await mkdtemp(join(tmpdir(), 'proc-'));
     const sys = await mkdtemp(join(tmpdir(), 'sys-'));
+    // The mountpoint must exist: the table stats it (in a child process) before it writes.
+    const mp = await mkdtemp(join(tmpdir(), 'mp-'));
     await mkdir(join(proc, 'self'));
-    await writeFile(join(proc, 'self', 'mountinfo'), '22 1 0:21 / / rw - ext4 /dev/vda rw\n99 22 0:50 / /mnt/volumes/v rw - fuse.sshfs u@h:/p rw\n');
+    await writeFile(join(proc, 'self', 'mountinfo'), `22 1 0:21 / / rw - ext4 /dev/vda rw\n99 22 0:50 / ${mp} rw - fuse.sshfs u@h:/p rw\n`);
     for (const dev of ['0:21', '0:50']) {
       await mkdir(join(sys, 'class', 'bdi', dev), { recursive: true });
       await writeFile(join(sys, 'class', 'bdi', dev, 'read_ahead_kb'), '128\n');
     }
     const table = createProcMountTable(proc, sys);
-    await table.setReadAhead('/mnt/volumes/v', 1024);
+    await table.setReadAhead(mp, 1024);
     expect(await readFile(join(sys, 'class', 'bdi', '0:50', 'read_ahead_kb'), 'utf8')).toBe('1024\n');
     expect(await readFile(join(sys, 'class', 'bdi', '0:21', 'read_ahead_kb'), 'utf8')).toBe('128\n');
-    expect(await table.readAheadKb?.('/mnt/volumes/v')).toBe(1024);
+    expect(await table.readAheadKb?.(mp)).toBe(1024);
     expect(await table.readAheadKb?.('/')).toBe(128);
     expect(await table.readAheadKb?.('/mnt/volumes/other')).toBeUndefined();
     await expect(table.setReadAhead('/mnt/volumes/other', 1024)).rejects.toThrow(/not mounted/);
-    await writeFile(join(proc, 'self', 'mountinfo'), '99 22 0:51 / /mnt/volumes/w rw - fuse.sshfs u@h:/p rw\n');
-    await expect(table.setReadAhead('/mnt/volumes/w', 1024)).rejects.toThrow(/ENOENT/);
+    await writeFile(join(proc, 'self', 'mountinfo'), `99 22 0:51 / ${mp} rw - fuse.sshfs u@h:/p rw\n`);
+    await expect(table.setReadAhead(mp, 1024)).rejects.toThrow(/ENOENT/);
+    // A mountpoint that does not answer (here: does not exist) is never written to.
+    await writeFile(join(proc, 'self', 'mountinfo'), '99 22 0:50 / /mnt/volumes/gone rw - fuse.sshfs u@h:/p rw\n');
+    await expect(table.setReadAhead('/mnt/volumes/gone', 4096)).rejects.toThrow(/did not answer/);
+    expect(await readFile(join(sys, 'class', 'bdi', '0:50', 'read_ahead_kb'), 'utf8')).toBe('1024\n');
     expect(await readdir(join(sys, 'class', 'bdi'))).toEqual(['0:21', '0:50']);
+  });
+});
+
+describe('statInChild', () => {
+  it('answers whether a path can be stat-ed, and gives up on a child that takes too long', async () => {
+    expect(await statInChild(tmpdir())).toBe(true);
+    expect(await statInChild('/nonexistent/path')).toBe(false);
+    // Node needs far more than 1 ms to start: the child is killed, and the caller is not held.
+    expect(await statInChild(tmpdir(), 1)).toBe(false);
   });
 });
 
@@ -91,9 +113,9 @@ describe('ssh start time from /proc', () => {
     };
     // sshfs forks its first ssh, then daemonizes: the daemon starts after that ssh.
     await add(10, ['ssh', '-E', '/state/logs/v.ssh.log', '-x', 'host'], 1_000);
-    await add(11, ['sshfs', 'h:/p', '/mnt/v', '-o', 'ssh_command=ssh -E /state/logs/v.ssh.log'], 1_020);
+    await add(11, ['sshfs', 'h:/p', '/mnt/v', '-o', 'ssh_command=ssh -E /state/logs/v.ssh.log -F none'], 1_020);
     await add(12, ['ssh', '-E', '/state/logs/other.ssh.log', 'host'], 9_000);
-    await add(13, ['sshfs', 'h:/q', '/mnt/w', '-o', 'ssh_command=ssh -E /state/logs/w.ssh.log'], 9_000);
+    await add(13, ['sshfs', 'h:/q', '/mnt/w', '-o', 'ssh_command=ssh -E /state/logs/w.ssh.log -F none'], 9_000);
     const table = createProcMountTable(proc);
     const at = async () => {
       const c = await table.sshConnection?.('/state/logs/v.ssh.log');
@@ -126,6 +148,11 @@ describe('mount state from /proc', () => {
     await sshfs(41);
     expect(await table.state('/mnt/volumes/v')).toBe('mounted');
     expect(await table.state('/mnt/volumes/other')).toBe('absent');
+    // Any local user can start a process named like sshfs serving our mountpoint: only one of ours counts.
+    await rm(join(proc, '41'), { recursive: true });
+    await sshfs(42);
+    await chown(join(proc, '42'), 65534, 65534);
+    expect(await table.state('/mnt/volumes/v')).toBe('stale');
   });
 
   it('scans past the first batch of processes and picks the newest sshfs of a path (pids are not in order on disk)', async () => {

@@ -25,9 +25,11 @@ describe('DRY_RUN', () => {
     const commands = lines.filter((l) => l.startsWith('dry run: '));
     expect(commands).toEqual([
       `dry run: sshfs u@h:/p ${join(dir, 'mnt', 'v')} -o reconnect -o allow_other -o idmap=user -o password_stdin ` +
-        `-o 'ssh_command=ssh -E ${join(dir, 'state', 'logs', 'v.ssh.log')}' -o UserKnownHostsFile=${join(dir, 'state', 'known_hosts')} ` +
+        `-o 'ssh_command=ssh -E ${join(dir, 'state', 'logs', 'v.ssh.log')} -F none' -o UserKnownHostsFile=${join(dir, 'state', 'known_hosts')} ` +
+        '-o GlobalKnownHostsFile=/dev/null -o UpdateHostKeys=no -o IdentityAgent=none -o IdentitiesOnly=yes ' +
         '-o ServerAliveInterval=15 -o ServerAliveCountMax=3 -o ConnectTimeout=10 -o StrictHostKeyChecking=accept-new ' +
         "-o 'Ciphers=^aes128-gcm@openssh.com' -o Compression=no -o GSSAPIAuthentication=no " +
+        '-o IdentityFile=none -o PubkeyAuthentication=no ' +
         "-o 'PreferredAuthentications=password\\,keyboard-interactive' -o NumberOfPasswordPrompts=1 <<< ********",
       `dry run: echo 1024 > /sys/class/bdi/<device of ${join(dir, 'mnt', 'v')}>/read_ahead_kb`,
       `dry run: fusermount3 -u ${join(dir, 'mnt', 'v')}`,

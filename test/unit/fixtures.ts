@@ -26,6 +26,14 @@ export class MemoryFs implements HostFs {
   async readText(path: string) {
     return this.files.get(path)?.content ?? '';
   }
+  /** Symlinks in the fake: path -> target (absolute). */
+  readonly links = new Map<string, string>();
+  async fileInfo(path: string) {
+    const realPath = this.links.get(path) ?? path;
+    const file = this.files.get(realPath);
+    if (file !== undefined) return { realPath, isFile: true, size: Buffer.byteLength(file.content) };
+    return this.dirs.has(realPath) ? { realPath, isFile: false, size: 0 } : undefined;
+  }
   async exists(path: string) {
     return this.dirs.has(path) || this.files.has(path);
   }
@@ -34,6 +42,7 @@ export class MemoryFs implements HostFs {
 export const CONFIG: Config = {
   socketPath: '/run/docker/plugins/sshfs.sock',
   stateDir: '/state',
+  keysDir: '/keys',
   mountRoot: '/mnt/volumes',
   debug: true,
   dryRun: false,
@@ -70,14 +79,22 @@ export interface TestDeps extends Deps {
   logs: string[];
 }
 
-export function makeDeps(overrides: Partial<Config> = {}): TestDeps {
+/** The operator's default key in the keys directory, which volumes without a credential option use. */
+export const DEFAULT_KEY = '/keys/id_ed25519';
+
+/** Deps whose keys directory holds a default key (pass withDefaultKey=false for an empty keys directory). */
+export function makeDeps(overrides: Partial<Config> = {}, withDefaultKey = true): TestDeps {
   const runner = new FakeRunner();
   const logs: string[] = [];
+  const fs = new MemoryFs();
+  fs.dirs.add('/keys');
+  fs.dirs.add('/state');
+  if (withDefaultKey) fs.files.set(DEFAULT_KEY, { content: 'k', mode: 0o600 });
   return {
     runner,
     mounts: runner,
     store: new MemoryStore(),
-    fs: new MemoryFs(),
+    fs,
     config: { ...CONFIG, ...overrides },
     locks: createKeyedLock(),
     timers: new ManualTimers(),

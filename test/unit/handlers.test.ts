@@ -42,13 +42,14 @@ describe('Create', () => {
     [{ Name: 'v', Opts: [] }, /Opts must be an object/],
     [{ Opts: { sshcmd: SSHCMD } }, /needs a Name/],
     ['just a string', /must be a JSON object/],
-    [{ Name: 'v', Opts: { sshcmd: SSHCMD, IdentityFile: '/keys/missing' } }, /IdentityFile \/keys\/missing does not exist/],
+    [{ Name: 'v', Opts: { sshcmd: SSHCMD, IdentityFile: '/keys/missing' } }, /IdentityFile \/keys\/missing is not a readable file .* in the plugin's keys directory \/keys/],
   ])('refuses bad input %j and changes nothing', async (request, message) => {
     const deps = makeDeps();
+    const files = [...deps.fs.files.keys()];
     const res = await create(request, deps);
     expect(res.Err).toMatch(message);
     expect(await deps.store.list()).toEqual([]);
-    expect(deps.fs.files.size).toBe(0);
+    expect([...deps.fs.files.keys()]).toEqual(files);
     expect(deps.runner.calls).toEqual([]);
   });
 
@@ -87,13 +88,16 @@ describe('Mount and Unmount', () => {
         args: [
           SSHCMD, MP, '-p', '2222',
           '-o', 'reconnect', '-o', 'allow_other', '-o', 'idmap=user',
-          '-o', 'ssh_command=ssh -E /state/logs/vol1.ssh.log',
-          '-o', 'UserKnownHostsFile=/state/known_hosts',
+          '-o', 'ssh_command=ssh -E /state/logs/vol1.ssh.log -F none',
+          '-o', 'UserKnownHostsFile=/state/known_hosts', '-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'UpdateHostKeys=no',
+          '-o', 'IdentityAgent=none', '-o', 'IdentitiesOnly=yes',
           '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3', '-o', 'ConnectTimeout=10',
           '-o', 'StrictHostKeyChecking=accept-new', '-o', 'Ciphers=^aes128-gcm@openssh.com', '-o', 'Compression=no', '-o', 'GSSAPIAuthentication=no',
-          '-o', 'IdentityFile=/state/keys/vol1.key', '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes',
+          '-o', 'IdentityFile=/state/keys/vol1.key', '-o', 'PasswordAuthentication=no', '-o', 'KbdInteractiveAuthentication=no',
+          '-o', 'BatchMode=yes',
         ],
         timeoutMs: 20_000,
+        endGroupOnFailure: true,
       },
     ]);
     expect(deps.fs.dirs.has(MP)).toBe(true);
@@ -282,7 +286,7 @@ describe('unmount_delay: keeping an idle volume mounted', () => {
     expect(await deps.store.get('vol1')).toMatchObject({ mounts: { b: 1 } });
     expect((await deps.store.get('vol1'))?.idleUntil).toBeUndefined();
     // A timer that fired anyway (a race with the Mount) finds the volume in use and leaves it alone.
-    await unmountIdle('vol1', deps);
+    await unmountIdle('vol1', '2026-01-02T03:04:35.000Z', deps);
     expect(unmountCalls(deps)).toEqual([]);
     await unmount({ Name: 'vol1', ID: 'b' }, deps);
     expect(deps.timers.pending.has('vol1')).toBe(true); // idle again: a new delay starts
@@ -304,7 +308,7 @@ describe('unmount_delay: keeping an idle volume mounted', () => {
     await mount({ Name: 'vol1', ID: 'a' }, deps);
     await unmount({ Name: 'vol1', ID: 'a' }, deps);
     deps.runner.script = (call) => (call.program === 'fusermount3' ? { exitCode: 1, stderr: 'Device or resource busy' } : undefined);
-    await expect(unmountIdle('vol1', deps)).resolves.toBeUndefined();
+    await expect(unmountIdle('vol1', (await deps.store.get('vol1'))?.idleUntil ?? '', deps)).resolves.toBeUndefined();
     expect(deps.logs.join('\n')).toMatch(/error volume vol1: delayed unmount failed: could not unmount \/mnt\/volumes\/vol1: Device or resource busy/);
     expect((await deps.store.get('vol1'))?.lastError).toMatch(/could not unmount/);
   });
@@ -351,7 +355,7 @@ describe('Remove', () => {
     const before = deps.runner.calls.length;
     expect(await remove({ Name: 'vol1' }, deps)).toEqual({ Err: '' });
     expect(await deps.store.get('vol1')).toBeUndefined();
-    expect(deps.fs.files.size).toBe(0);
+    expect([...deps.fs.files.keys()]).toEqual(['/keys/id_ed25519']); // only the operator's own key is left
     expect(deps.runner.calls.length).toBe(before);
   });
 

@@ -94,7 +94,12 @@ describe('parseOptions', () => {
     ['umask', '999'],
     ['Ciphers', 'aes128-ctr,ssh_command=x'],
     ['Ciphers', 'aes128-ctr -oProxyCommand=x'],
-    ['IdentityFile', 'relative/key'],
+    ['IdentityFile', '/etc/ssh/ssh_host_ed25519_key'],
+    ['IdentityFile', '/keysX/id'],
+    ['IdentityFile', 'sub//key'],
+    ['IdentityFile', './key'],
+    ['UserKnownHostsFile', '/mnt/state/volumes.journal'],
+    ['password_file', '/root/.ssh/id_rsa'],
     ['IdentityFile', '/keys/a,ssh_command=x'],
     ['IdentityFile', '/keys/../etc/shadow'],
     ['UserKnownHostsFile', '/a b'],
@@ -151,11 +156,15 @@ describe('hostile option values never reach sshfs as extra options', () => {
           expect(error).toBeInstanceOf(UserError);
           return;
         }
-        const args = buildSshfsArgs(parsed, { mountpoint: '/mnt/volumes/v', knownHostsFile: '/state/known_hosts', sshLogFile: '/state/logs/v.ssh.log' });
+        const args = buildSshfsArgs(
+          parsed,
+          { mountpoint: '/mnt/volumes/v', knownHostsFile: '/state/known_hosts', sshLogFile: '/state/logs/v.ssh.log' },
+          { keyFile: parsed.identityFile ?? '/keys/id_ed25519', source: 'test' },
+        );
         expect(args.filter((a) => a.startsWith('ssh_command=')).length).toBe(1);
         args.forEach((arg, i) => {
           expect(arg).not.toMatch(/[\n\r\0]/);
-          if (args[i - 1] === '-o' && arg !== 'ssh_command=ssh -E /state/logs/v.ssh.log') {
+          if (args[i - 1] === '-o' && arg !== 'ssh_command=ssh -E /state/logs/v.ssh.log -F none') {
             expect(arg).not.toMatch(/(^|[^\\]),/); // only backslash-escaped commas, which FUSE keeps in the value
             expect(arg).not.toMatch(/^(ssh_command|ProxyCommand|LocalCommand|PermitLocalCommand)/i);
           }
