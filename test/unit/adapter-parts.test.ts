@@ -231,7 +231,60 @@ describe('execa runner', () => {
     server.close();
     expect(r.timedOut).toBe(true);
   });
+
+  it('gives sshfs and ssh none of its own environment, and ends the ssh of an sshfs that timed out', async () => {
+    const net = await import('node:net');
+    // A server that sends its banner, then never another byte: ssh waits in the key exchange (no keepalives).
+    const server = net.createServer((s) => s.write('SSH-2.0-OpenSSH_9.2p1\r\n')).listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const port = (server.address() as { port: number }).port;
+    const dir = await mkdtemp(join(tmpdir(), 'sshfs-group-'));
+    const log = join(dir, 'marker.ssh.log');
+    const mine = () => processesWith(log);
+    process.env.SSH_AUTH_SOCK = join(dir, 'agent.sock');
+    try {
+      const run = createExecaRunner().run(
+        'sshfs',
+        [`u@127.0.0.1:/`, dir, '-p', String(port), '-o', `ssh_command=ssh -E ${log} -F none`, '-o', 'ServerAliveInterval=0', '-o', 'ConnectTimeout=60'],
+        { timeoutMs: 3_000, endGroupOnFailure: true },
+      );
+      await waitUntil(async () => (await mine()).some((p) => p.argv[0] === 'ssh'));
+      const ssh = (await mine()).find((p) => p.argv[0] === 'ssh');
+      const environ = await readFile(`/proc/${ssh?.pid}/environ`, 'utf8');
+      expect(environ).not.toContain('SSH_AUTH_SOCK');
+      expect(environ).toMatch(/(^|\0)PATH=/);
+      const r = await run;
+      expect(r.timedOut).toBe(true);
+      await waitUntil(async () => (await mine()).length === 0);
+    } finally {
+      delete process.env.SSH_AUTH_SOCK;
+      server.close();
+    }
+  });
 });
+
+/** Live (not zombie) processes whose command line contains needle. */
+async function processesWith(needle: string): Promise<{ pid: string; argv: string[] }[]> {
+  const found = [];
+  for (const pid of (await readdir('/proc')).filter((d) => /^[0-9]+$/.test(d))) {
+    try {
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
+      const state = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.[0];
+      if (cmdline.includes(needle) && state !== 'Z') found.push({ pid, argv: cmdline.split('\0') });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 describe('host fs', () => {
   it('writes secret files 0600, replaces them atomically, and never removes a non-empty dir', async () => {
