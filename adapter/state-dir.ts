@@ -1,6 +1,6 @@
 // Start-up care of the state directory: one plugin instance at a time, and nothing left over from a crash.
 import net from 'node:net';
-import { readdir, rm, unlink } from 'node:fs/promises';
+import { chmod, readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Linux's limit for a Unix socket path (sun_path), less the terminating NUL. */
@@ -48,6 +48,7 @@ export async function lockStateDir(stateDir: string): Promise<net.Server | undef
     server = await listen(path);
     if (server === 'in-use') throw refused();
   }
+  await chmod(path, 0o600); // like every file of the state: root's only
   server.unref();
   return server;
 }

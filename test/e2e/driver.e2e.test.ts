@@ -1,5 +1,5 @@
 // The plugin in host mode, driven through the docker CLI: a real dockerd, a real sshd on 127.0.0.1, real FUSE mounts.
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -228,7 +228,7 @@ describe('authentication', () => {
     await runWithOk(good, 'echo strict > /data/strict.txt');
     expect(await readRemote(remote, 'strict.txt')).toBe('strict\n');
 
-    const emptyKnownHosts = path.join(plugin.baseDir, `empty_known_hosts_${randomId()}`);
+    const emptyKnownHosts = path.join(env.keysDir, `empty_known_hosts_${randomId()}`);
     writeFileSync(emptyKnownHosts, '', { mode: 0o600 });
     const bad = await createVolumeOk(uniq('hostkey-unknown'), {
       ...keyOpts(remote),
@@ -239,7 +239,39 @@ describe('authentication', () => {
     expect(r.exitCode, describeRun(r)).not.toBe(0);
     expect(r.stderr, describeRun(r)).toMatch(/Host key verification failed|host key/i);
     expect(await isSshfsMounted(path.join(plugin.mountRoot, bad))).toBe(false);
+    // The user's known_hosts is only read: ssh never pinned the key into it.
+    expect(readFileSync(emptyKnownHosts, 'utf8')).toBe('');
     rmSync(emptyKnownHosts, { force: true });
+  });
+
+  it('takes files only from the keys directory: no path outside it, no symlink out of it, the same error for all', async () => {
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+    const base = keyOpts(remote);
+    const outside = path.join(plugin.baseDir, `outside_${randomId()}`);
+    writeFileSync(outside, readFileSync(env.keyFile), { mode: 0o600 }); // a working key, but not the operator's to give
+    const link = path.join(env.keysDir, `link_${randomId()}`);
+    symlinkSync(outside, link);
+    try {
+      for (const [option, value, message] of [
+        ['IdentityFile', outside, /must name a file in the plugin's keys directory/],
+        ['UserKnownHostsFile', path.join(plugin.stateDir, 'volumes.journal'), /must name a file in the plugin's keys directory/],
+        ['IdentityFile', link, /is not a readable file of at most 64 KiB in the plugin's keys directory/],
+        ['IdentityFile', `${env.keysDir}/missing_${randomId()}`, /is not a readable file of at most 64 KiB in the plugin's keys directory/],
+      ] as const) {
+        const name = uniq('confined');
+        const r = await createVolume(name, { ...base, [option]: value });
+        expect(r.exitCode, describeRun(r)).not.toBe(0);
+        expect(r.stderr).toMatch(message);
+        expect(await listVolumes(plugin.name)).not.toContain(name);
+      }
+      // By its name inside the keys directory, a key there works.
+      const byName = await createVolumeOk(uniq('key-by-name'), { ...base, IdentityFile: path.basename(env.keyFile) });
+      await runWithOk(byName, 'echo named > /data/named.txt');
+      expect(await readRemote(remote, 'named.txt')).toBe('named\n');
+    } finally {
+      rmSync(link, { force: true });
+      rmSync(outside, { force: true });
+    }
   });
 
   it('reports a remote directory that does not exist and leaves nothing mounted', async () => {

@@ -86,10 +86,12 @@ function snapshot(dir: string): Record<string, string> {
   const walk = (d: string) => {
     for (const entry of readdirSync(d)) {
       const p = path.join(d, entry);
-      if (statSync(p).isDirectory()) {
+      const st = statSync(p);
+      if (st.isDirectory()) {
         out[`${path.relative(dir, p)}/`] = '';
         walk(p);
-      } else out[path.relative(dir, p)] = createHash('sha256').update(readFileSync(p)).digest('hex').slice(0, 16);
+      } else if (st.isSocket()) out[path.relative(dir, p)] = 'socket'; // the instance lock: no content
+      else out[path.relative(dir, p)] = createHash('sha256').update(readFileSync(p)).digest('hex').slice(0, 16);
     }
   };
   walk(dir);

@@ -1,9 +1,11 @@
+import { execFileSync } from 'node:child_process';
 import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { VolumeRecord } from '../../handlers/types.js';
 import { StateFileCorruptError } from '../../state/atomic-json-file.js';
+import { JournalFile } from '../../state/journal-file.js';
 import { JOURNAL_FILE_NAME, LowdbStore, STATE_FILE_NAME } from '../../state/lowdb-store.js';
 import { MemoryStore } from '../../state/memory-store.js';
 
@@ -155,5 +157,27 @@ describe('LowdbStore persistence', () => {
     expect(aside).toBeDefined();
     expect(await readFile(join(dir, aside ?? ''), 'utf8')).toBe(content);
     expect(await readFile(join(dir, STATE_FILE_NAME), 'utf8')).toBe(content); // never replaced by an empty state
+  });
+});
+
+describe('JournalFile on a full filesystem', () => {
+  it('cuts a failed append off again: complete lines of a batch reported as failed never come back', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sshfs-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
+    try {
+      const journal = new JournalFile(join(dir, 'j'), (c: unknown): c is { n: string } => typeof c === 'object');
+      await journal.append([{ n: 'first' }]);
+      // Fill every other block: the journal's own last block still has room for a short line, not for a long one.
+      try {
+        execFileSync('dd', ['if=/dev/zero', `of=${join(dir, 'filler')}`, 'bs=4k'], { stdio: 'ignore' });
+      } catch {
+        // "No space left on device"
+      }
+      await expect(journal.append([{ n: 'short' }, { n: 'x'.repeat(16_384) }])).rejects.toThrow(/ENOSPC/);
+      const reread = new JournalFile(join(dir, 'j'), (c: unknown): c is { n: string } => typeof c === 'object');
+      expect((await reread.read()).changes).toEqual([{ n: 'first' }]);
+    } finally {
+      execFileSync('umount', [dir]);
+    }
   });
 });
