@@ -156,7 +156,8 @@ export function spawnPlugin(dir: string, name: string, nodeFlags: string[], extr
   const spawnedAt = performance.now();
   const child = spawn(process.execPath, [...nodeFlags, PLUGIN_ENTRY], {
     cwd: REPO_ROOT,
-    env: { ...env, SOCKET_PATH: socketPath, STATE_DIR: stateDir, MOUNT_ROOT: mountRoot, DEBUG: '0', ...extraEnv },
+    // KEYS_DIR: the e2e environment's keys directory, where its key file lives (volumes may name files only there).
+    env: { ...env, SOCKET_PATH: socketPath, STATE_DIR: stateDir, MOUNT_ROOT: mountRoot, KEYS_DIR: path.join(dir, 'keys'), DEBUG: '0', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);
