@@ -9,11 +9,13 @@ import { createVolume, keyOpts, measured, pwOpts, removeContainers, runWith, sta
 
 const env = loadEnv();
 const res = new Resources();
+const AGENT_MARKER = `/tmp/sshfs-e2e-agent-${process.pid}.sock`;
 let plugin: LegacyPlugin;
 
 beforeAll(async () => {
-  // The harness starts the plugin with DEBUG=1: the most verbose log there is.
-  plugin = await startLegacyPlugin();
+  // The harness starts the plugin with DEBUG=1: the most verbose log there is. An agent socket in the plugin's
+  // environment must not reach ssh (a volume logs in only with what it was given).
+  plugin = await startLegacyPlugin(undefined, { env: { SSH_AUTH_SOCK: AGENT_MARKER } });
 });
 
 afterAll(async () => {
@@ -74,6 +76,7 @@ it('keeps passwords and keys out of argv, environments and logs, and its files p
         // gone
       }
       scanned += 1;
+      if (/^(sshfs|ssh)$/.test(p.comm) && environ.includes(AGENT_MARKER)) found.push(`the plugin's SSH_AUTH_SOCK in the environment of ${p.pid} ${p.comm}`);
       for (const [label, secret] of secrets) {
         if (cmdline.includes(secret)) found.push(`${label} in argv of ${p.pid} ${p.comm}`);
         if (environ.includes(secret)) found.push(`${label} in environment of ${p.pid} ${p.comm}`);
