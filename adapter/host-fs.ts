@@ -1,5 +1,5 @@
 // The filesystem work handlers ask for, done for real.
-import { access, mkdir, open, realpath, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, open, realpath, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { HostFs } from '../handlers/types.js';
 
@@ -63,14 +63,6 @@ export function createHostFs(): HostFs {
         return { realPath, isFile: info.isFile(), size: info.size };
       } catch {
         return undefined;
-      }
-    },
-    async exists(path) {
-      try {
-        await access(path);
-        return true;
-      } catch {
-        return false;
       }
     },
   };

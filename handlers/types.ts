@@ -126,7 +126,6 @@ export interface HostFs {
   /** Writes a file readable by root only (0600), atomically. */
   writeSecretFile(path: string, content: string): Promise<void>;
   removeFile(path: string): Promise<void>;
-  exists(path: string): Promise<boolean>;
   /** The end of a text file (at most maxBytes), or '' when it does not exist. */
   readText(path: string, maxBytes?: number): Promise<string>;
   /** What a path is after resolving every symlink in it; undefined when it does not exist or cannot be resolved. */

@@ -34,9 +34,6 @@ export class MemoryFs implements HostFs {
     if (file !== undefined) return { realPath, isFile: true, size: Buffer.byteLength(file.content) };
     return this.dirs.has(realPath) ? { realPath, isFile: false, size: 0 } : undefined;
   }
-  async exists(path: string) {
-    return this.dirs.has(path) || this.files.has(path);
-  }
 }
 
 export const CONFIG: Config = {
