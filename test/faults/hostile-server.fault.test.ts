@@ -91,6 +91,7 @@ async function bounded(endpoint: string, body: unknown, ms = 15_000): Promise<{ 
 }
 
 function p50max(values: number[]): string {
+  if (values.length === 0) return 'not asked (an earlier request hung)';
   const sorted = [...values].sort((a, b) => a - b);
   return `p50 ${round((sorted[Math.floor(sorted.length / 2)] ?? 0) / 1000)} s / max ${round((sorted.at(-1) ?? 0) / 1000)} s (n=${sorted.length})`;
 }
@@ -124,7 +125,8 @@ it(`stays responsive with ${STALLED} volumes whose SFTP stalled after the mount,
     const stalled: string[] = [];
     for (let i = 0; i < STALLED; i++) {
       const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-      stalled.push(await createVolume(res, plugin, uniq('stall'), testSshdOpts(remote)));
+      // Keepalives every second: the ssh still running seconds after the stall shows the server answers them.
+      stalled.push(await createVolume(res, plugin, uniq('stall'), testSshdOpts(remote, { ServerAliveInterval: '1', ServerAliveCountMax: '2' })));
     }
     const healthyRemote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
     const healthy = await createVolume(res, plugin, uniq('healthy'), healthyOpts(healthyRemote));
@@ -140,7 +142,9 @@ it(`stays responsive with ${STALLED} volumes whose SFTP stalled after the mount,
     await waitFor(`${STALLED} SFTP sessions to stall`, () => sshd.stalledSessions() >= STALLED, 60_000, 100);
     await sleep((MOUNT_TIMEOUT_S + 2) * 1000); // whatever the plugin does with a fresh mount is now in flight
     const mountedStalled = (await sshfsMountsUnder(plugin.mountRoot)).filter((m) => stalled.some((v) => m.mountpoint.endsWith(`/${v}`))).length;
-    row.figures['stalled SFTP sessions / sshfs mounts of them'] = `${sshd.stalledSessions()} / ${mountedStalled}`;
+    let sshAlive = 0;
+    for (const vol of stalled) sshAlive += (await processesOf(vol)).ssh;
+    row.figures['stalled SFTP sessions / sshfs mounts of them / their ssh alive (1 s keepalives)'] = `${sshd.stalledSessions()} / ${mountedStalled} / ${sshAlive}`;
 
     const failures: string[] = [];
     // 1. Every other request answers in its usual time (stop asking once one has hung: the plugin is frozen).
