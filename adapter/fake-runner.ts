@@ -67,6 +67,13 @@ export class FakeRunner implements CommandRunner, MountTable {
     return this.mounted.has(path) ? (this.readAhead.get(path) ?? 128) : undefined;
   }
 
+  /** Unmounted mounts whose sshfs and ssh were handed over to be ended if they linger: [mountpoint, ssh log file]. */
+  readonly retired: [string, string][] = [];
+
+  async retire(path: string, sshLogFile: string): Promise<void> {
+    this.retired.push([path, sshLogFile]);
+  }
+
   async sshfsMountsUnder(dir: string): Promise<string[]> {
     return [...this.mounted].filter((p) => p.startsWith(`${dir}/`));
   }

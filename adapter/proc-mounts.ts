@@ -120,6 +120,12 @@ class ProcessFinder {
 
 const isSshfsServing = (path: string): ArgvTest => (argv) => basename(argv[0] ?? '') === 'sshfs' && argv.slice(1).includes(path);
 
+/** The ssh a volume's sshfs runs: it writes its log to the volume's own file (`ssh -E <file>`). */
+const isSshLoggingTo = (sshLogFile: string): ArgvTest => (argv) => {
+  const e = argv.indexOf('-E');
+  return basename(argv[0] ?? '') === 'ssh' && e >= 0 && argv[e + 1] === sshLogFile;
+};
+
 /** Linux's USER_HZ: the unit of /proc/<pid>/stat times, 100 on every architecture Docker runs on. */
 const TICKS_PER_SECOND = 100;
 
@@ -147,13 +153,7 @@ async function sshConnection(procDir: string, finder: ProcessFinder, sshLogFile:
   const boot = bootTimeSeconds(await readFile(`${procDir}/uptime`, 'utf8'), Date.now());
   if (boot === undefined) return undefined;
   const [sshPid, sshfsPid] = await finder.findAll([
-    [
-      `ssh ${sshLogFile}`,
-      (argv) => {
-        const e = argv.indexOf('-E');
-        return basename(argv[0] ?? '') === 'ssh' && e >= 0 && argv[e + 1] === sshLogFile;
-      },
-    ],
+    [`ssh ${sshLogFile}`, isSshLoggingTo(sshLogFile)],
     [`sshfs ${sshLogFile}`, (argv) => basename(argv[0] ?? '') === 'sshfs' && argv.includes(`ssh_command=${sshCommand(sshLogFile)}`)],
   ]);
   if (sshPid === undefined) return undefined;
@@ -162,6 +162,9 @@ async function sshConnection(procDir: string, finder: ProcessFinder, sshLogFile:
   if (ssh === undefined) return undefined;
   return { startedAt: new Date((boot + ssh) * 1000), reconnected: sshfs !== undefined && ssh > sshfs };
 }
+
+/** How long sshfs and ssh may take to exit by themselves after their mount is gone. */
+const RETIRE_GRACE_MS = 5_000;
 
 /** How long setReadAhead waits for a new mount to answer its first request. */
 const INIT_WAIT_MS = 2_000;
@@ -212,6 +215,27 @@ export function createProcMountTable(procDir = '/proc', sysDir = '/sys'): MountT
       return (await entries()).filter((e) => e.fsType === 'fuse.sshfs' && e.mountPoint.startsWith(prefix)).map((e) => e.mountPoint);
     },
     sshConnection: (sshLogFile) => sshConnection(procDir, finder, sshLogFile),
+    async retire(path, sshLogFile) {
+      // Recorded with their start times now, so a later process that reuses a pid is never killed.
+      const pids = (await finder.findAll([
+        [`sshfs ${path}`, isSshfsServing(path)],
+        [`ssh ${sshLogFile}`, isSshLoggingTo(sshLogFile)],
+      ])).filter((pid): pid is string => pid !== undefined);
+      if (pids.length === 0) return;
+      const started = await Promise.all(pids.map((pid) => finder.startSeconds(pid)));
+      setTimeout(() => {
+        void Promise.all(
+          pids.map(async (pid, i) => {
+            if (started[i] === undefined || (await finder.startSeconds(pid)) !== started[i]) return;
+            try {
+              process.kill(Number(pid), 'SIGKILL');
+            } catch {
+              // gone meanwhile
+            }
+          }),
+        );
+      }, RETIRE_GRACE_MS).unref();
+    },
     async setReadAhead(path, kb) {
       const file = await readAheadFile(path);
       if (!(await statInChild(path))) throw new Error(`${path} did not answer within ${INIT_WAIT_MS} ms`);

@@ -114,6 +114,12 @@ export interface MountTable {
    * cannot be written (a managed plugin without the bdi mount), which costs read speed, never correctness.
    */
   setReadAhead(path: string, kb: number): Promise<void>;
+  /**
+   * After path was unmounted or detached: the sshfs that served it and the ssh writing to sshLogFile, as they are now,
+   * are killed if still running after a grace period. Returns at once. Optional: a table that cannot see processes
+   * leaves it out.
+   */
+  retire?(path: string, sshLogFile: string): Promise<void>;
   /** The kernel read-ahead (KiB) in force for the mount at path now; undefined when it cannot be read. */
   readAheadKb?(path: string): Promise<number | undefined>;
 }

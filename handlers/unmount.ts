@@ -2,7 +2,7 @@ import { describe, UserError } from './errors.js';
 import { requireMount } from './request.js';
 import { respond } from './respond.js';
 import type { Deps, ErrResponse, VolumeRecord } from './types.js';
-import { getVolume, mountCount, optionsOrProblem, referenceCount, setMountCount } from './volume.js';
+import { getVolume, mountCount, optionsOrProblem, referenceCount, setMountCount, sshLogFileFor } from './volume.js';
 
 export async function unmount(request: unknown, deps: Deps): Promise<ErrResponse> {
   return respond<ErrResponse>(deps, 'Unmount', {}, async () => {
@@ -74,7 +74,8 @@ export function cancelIdleUnmount(record: VolumeRecord, deps: Deps): boolean {
 export async function unmountSshfs(record: VolumeRecord, deps: Deps): Promise<void> {
   if (await deps.mounts.isMounted(record.mountpoint)) {
     const plain = await deps.runner.run('fusermount3', ['-u', record.mountpoint], { timeoutMs: 10_000 });
-    if (plain.exitCode !== 0) {
+    const lazy = plain.exitCode !== 0;
+    if (lazy) {
       deps.log.info(`unmount of ${record.mountpoint} failed (${plain.stderr.trim()}); detaching it lazily`);
       await deps.runner.run('fusermount3', ['-u', '-z', record.mountpoint], { timeoutMs: 10_000 });
     }
@@ -85,7 +86,10 @@ export async function unmountSshfs(record: VolumeRecord, deps: Deps): Promise<vo
       await deps.store.put(record);
       throw new UserError(message);
     }
-    deps.log.info(`unmounted volume ${record.name}`);
+    // sshfs and its ssh normally exit once unmounted; against a server that stopped answering they can wait forever
+    // (on a hung request that held the mount, or on sshfs's own last requests): make sure they end.
+    await deps.mounts.retire?.(record.mountpoint, sshLogFileFor(deps.config, record.name));
+    deps.log.info(`unmounted volume ${record.name}${lazy ? ' (detached lazily: it was busy)' : ''}`);
   }
   await deps.fs.removeEmptyDir(record.mountpoint);
 }

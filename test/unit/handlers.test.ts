@@ -232,6 +232,15 @@ describe('Mount and Unmount', () => {
     expect((await unmount({ Name: 'vol1', ID: 'a' }, deps)).Err).toBe('');
     expect(unmountCalls(deps).map((c) => c.args)).toEqual([['-u', MP], ['-u', '-z', MP]]);
     expect(deps.runner.mounted.has(MP)).toBe(false);
+    // What held the detached mount (a request hung on a stalled server) must not keep its sshfs and ssh alive.
+    expect(deps.runner.retired).toEqual([[MP, LOG]]);
+  });
+
+  it('hands the sshfs and ssh of every unmounted volume over to be ended should they linger', async () => {
+    const deps = await created();
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    await unmount({ Name: 'vol1', ID: 'a' }, deps);
+    expect(deps.runner.retired).toEqual([[MP, LOG]]);
   });
 
   it('refuses to mount a volume that does not exist', async () => {
