@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'build/', 'node_modules/', '.e2e/', '.e2e-faults/', '.e2e-bench/'] },
+  { ignores: ['dist/', 'build/', 'node_modules/', '.e2e/', '.e2e-faults/', '.e2e-bench/', '.e2e-swarm/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
