@@ -1,10 +1,12 @@
 // Entry point: read config, load state, serve the socket, stop cleanly on SIGTERM.
+import { chmod } from 'node:fs/promises';
 import { describe } from '../handlers/errors.js';
 import { reconcile } from '../handlers/reconcile.js';
 import { LowdbStore } from '../state/lowdb-store.js';
 import { createApp } from './app.js';
 import { readConfig } from './config.js';
 import { createDeps } from './deps.js';
+import { hostDirsFor } from './host-paths.js';
 import { createLogger } from './logger.js';
 import { listenOnSocket } from './server.js';
 
@@ -15,6 +17,9 @@ async function main(): Promise<void> {
   const log = createLogger(config.debug);
   // State first: Docker asks Get for every volume it knows as soon as we answer, and forgets those we deny.
   const store = await LowdbStore.open(config.stateDir);
+  // A STATE_DIR that existed before keeps its mode otherwise (0755 from mkdir -p, or a managed plugin's state.source).
+  await chmod(config.stateDir, 0o700);
+  config.hostDirs = await hostDirsFor([config.stateDir]);
   const deps = createDeps(config, store, log);
   const server = await listenOnSocket(createApp(deps), config.socketPath);
   log.info(

@@ -1,4 +1,4 @@
-import { explainMountFailure } from './diagnose.js';
+import { explainMountFailure, failureContext } from './diagnose.js';
 import { describe, UserError } from './errors.js';
 import { remoteText } from './options.js';
 import { requireMount } from './request.js';
@@ -74,11 +74,7 @@ export async function mountSshfs(record: VolumeRecord, deps: Deps): Promise<void
   const message =
     result.exitCode === 0 && !result.timedOut
       ? `sshfs reported success but ${record.mountpoint} is not mounted`
-      : explainMountFailure(result, sshLog, {
-          remote: remoteText(opts.remote),
-          knownHostsFile: paths.knownHostsFile,
-          timeoutSeconds: Math.round(deps.config.mountTimeoutMs / 1000),
-        });
+      : explainMountFailure(result, sshLog, await failureContext(record, opts, paths.knownHostsFile, deps));
   record.lastError = message;
   record.lastErrorAt = deps.now().toISOString();
   await deps.store.put(record);
