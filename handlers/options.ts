@@ -63,7 +63,12 @@ function token(value: string, key: string): string {
  * does), + as "add it to the list" and - as "remove it from the list"; the name is checked against ssh at Create.
  */
 function cipher(value: string, key: string): string {
-  return /^[\^+-]/.test(value) ? `${value[0]}${token(value.slice(1), key)}` : token(value, key);
+  const prefix = /^[\^+-]/.test(value) ? value.slice(0, 1) : '';
+  const name = value.slice(prefix.length);
+  if (!/^[A-Za-z0-9]/.test(name)) {
+    throw new UserError(`option ${key} takes a single name of letters, digits and @ . _ + - (no commas), not "${printable(value)}"`);
+  }
+  return prefix + token(name, key);
 }
 
 /**
