@@ -95,6 +95,10 @@ const RULES: Rule[] = [
     hint: () => 'the host name does not resolve where the plugin runs: check sshcmd or use an IP address',
   },
   {
+    pattern: /timed out during banner exchange/i,
+    hint: () => 'the server accepted the connection but sent no SSH greeting within ConnectTimeout: check -o port and that an sshd answers there',
+  },
+  {
     pattern: /Connection timed out|Operation timed out|No route to host|Network is unreachable/i,
     hint: () => 'the server could not be reached: check the host, -o port and firewalls',
   },

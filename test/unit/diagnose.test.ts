@@ -117,3 +117,12 @@ describe('isPassphraseProtected', () => {
     expect(isPassphraseProtected('-----BEGIN OPENSSH PRIVATE KEY-----\n!!\n-----END OPENSSH PRIVATE KEY-----')).toBe(false);
   });
 });
+
+describe('explainMountFailure: ConnectTimeout', () => {
+  it('a server that accepts but never greets is told apart from an unreachable one', () => {
+    expect(explain('Connection timed out during banner exchange\nConnection to 127.0.0.1 port 2222 timed out\n')).toMatch(
+      /banner exchange.*sent no SSH greeting within ConnectTimeout/,
+    );
+    expect(explain('ssh: connect to host 10.0.0.1 port 22: Connection timed out\n')).toMatch(/could not be reached/);
+  });
+});
