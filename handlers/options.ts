@@ -118,7 +118,7 @@ export const OPTION_SPECS: Record<string, OptionSpec> = {
   },
   // sshfs and FUSE options
   allow_other: { target: 'sshfs', parse: flag, help: 'let every user in the container access the mount (default on)' },
-  default_permissions: { target: 'sshfs', parse: flag, help: 'let the kernel check permissions from the remote mode bits' },
+  default_permissions: { target: 'sshfs', parse: flag, help: "let the kernel check permissions from the shown mode bits (the server's, or mode)" },
   uid: { target: 'sshfs', parse: UID, help: 'owner uid to show for files (with idmap=user or alone)' },
   gid: { target: 'sshfs', parse: UID, help: 'owner gid to show for files' },
   mode: {

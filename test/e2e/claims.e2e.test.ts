@@ -305,6 +305,13 @@ describe('the Compose example in the README', () => {
       expect(info.Driver).toBe(plugin.name);
       expect(info.Options).toMatchObject({ uid: '1000', gid: '1000', IdentityFile: env.keyFile });
       expect((await docker(['network', 'ls', '-q'])).stdout).toBe(networksBefore);
+
+      // Changed driver_opts on an existing volume: docker-compose itself notices and stops, as the README says.
+      writeFileSync(path.join(dir, 'docker-compose.yml'), yaml.replace('uid: "1000"', 'uid: "1001"'));
+      const changed = await compose(['up', '--no-color', '--abort-on-container-exit', '--exit-code-from', 'app']);
+      expect(changed.exitCode).not.toBe(0);
+      expect(changed.stderr).toMatch(/Configuration for volume data specifies "uid" driver_opt 1001, but a volume with the same name uses a different "uid" driver_opt \(1000\)/);
+      expect((await inspectVolume(volume)).Options?.uid).toBe('1000');
     } finally {
       const down = await compose(['down', '--volumes']);
       expect(down.exitCode, `${down.stdout}\n${down.stderr}`).toBe(0);
