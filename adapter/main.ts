@@ -1,11 +1,12 @@
 // Entry point: read config, load state, serve the socket, stop cleanly on SIGTERM.
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { describe } from '../handlers/errors.js';
 import { reconcile } from '../handlers/reconcile.js';
 import { LowdbStore } from '../state/lowdb-store.js';
 import { createApp } from './app.js';
 import { readConfig } from './config.js';
 import { createDeps } from './deps.js';
+import { hostDirsFor } from './host-paths.js';
 import { createLogger } from './logger.js';
 import { listenOnSocket } from './server.js';
 import { lockStateDir, removeLeftovers } from './state-dir.js';
@@ -20,6 +21,9 @@ async function main(): Promise<void> {
   const lock = await lockStateDir(config.stateDir);
   if (lock === undefined) log.error(`STATE_DIR ${config.stateDir} is too long for a lock socket: a second instance would not be stopped`);
   const store = await LowdbStore.open(config.stateDir);
+  // A STATE_DIR that existed before keeps its mode otherwise (0755 from mkdir -p, or a managed plugin's state.source).
+  await chmod(config.stateDir, 0o700).catch((error: unknown) => log.error(`STATE_DIR ${config.stateDir} stays as it was: ${describe(error)}`));
+  config.hostDirs = await hostDirsFor([config.stateDir]);
   if (store.startupWriteError !== undefined) {
     log.error(`the state in ${config.stateDir} cannot be written (${store.startupWriteError}); serving what was read, every change fails until it can`);
   }

@@ -1,5 +1,6 @@
+import { meaningfulLines } from './diagnose.js';
 import { UserError } from './errors.js';
-import { parseOptions } from './options.js';
+import { parseOptions, type VolumeOptions } from './options.js';
 import { requireCreate } from './request.js';
 import { respond } from './respond.js';
 import type { Deps, ErrResponse, VolumeRecord } from './types.js';
@@ -30,6 +31,7 @@ export async function create(request: unknown, deps: Deps): Promise<ErrResponse>
           `volume ${name} already exists with different options; remove it first (docker volume rm ${name}) or choose another name`,
         );
       }
+      await checkAlgorithmNames(parsed, deps);
       // Files named in the options, or the operator's default key, must be usable now: say so at Create, not at Mount.
       if (parsed.key === undefined) await resolveLogin(parsed, undefined, deps);
       await resolveKnownHosts(parsed, knownHostsFile(deps.config), deps);
@@ -55,4 +57,28 @@ export async function create(request: unknown, deps: Deps): Promise<ErrResponse>
       return { Err: '' };
     });
   });
+}
+
+/** The algorithm options a user may set: ssh checks their names before it connects. */
+const ALGORITHM_OPTIONS = ['Ciphers', 'KexAlgorithms'] as const;
+
+/**
+ * ssh refuses a misspelt cipher or key exchange ("Bad SSH2 cipher spec") before it connects, on a stderr sshfs does
+ * not pass on, so a Mount would fail with no message at all. `ssh -G` (print the configuration, connect nowhere; no
+ * config file) reports it now, with ssh's own words. Only run when the user gave one: Create stays process-free.
+ */
+async function checkAlgorithmNames(parsed: VolumeOptions, deps: Deps): Promise<void> {
+  const given = ALGORITHM_OPTIONS.filter((k) => parsed.given[k] !== undefined);
+  if (given.length === 0) return;
+  const args = ['-G', '-F', '/dev/null'];
+  for (const k of given) args.push('-o', `${k}=${parsed.ssh[k]}`);
+  args.push('localhost');
+  const result = await deps.runner.run('ssh', args, { timeoutMs: 10_000 });
+  const said = meaningfulLines(result.stderr).at(-1);
+  if (result.exitCode !== 0 && !result.timedOut && said !== undefined) {
+    throw new UserError(
+      `ssh refuses ${given.map((k) => `-o ${k}=${parsed.given[k]}`).join(' ')}: ${said} ` +
+        '(ssh -Q cipher and ssh -Q kex list the names it knows)',
+    );
+  }
 }

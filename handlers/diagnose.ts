@@ -1,32 +1,102 @@
-// Turns sshfs/ssh error output into a message that names the cause and the fix.
-import type { RunResult } from './types.js';
-
-interface Hint {
-  pattern: RegExp;
-  hint: (ctx: HintContext) => string;
-}
+// Turns sshfs/ssh error output into a message that names the cause and the fix, keeping ssh's own line.
+import type { Config, Deps, RunResult, VolumeRecord } from './types.js';
+import { remoteText, type VolumeOptions } from './options.js';
 
 export interface HintContext {
   remote: string;
+  /** The user sshcmd names; undefined: ssh logged in as the plugin's own user (root). */
+  user?: string;
+  /** The known_hosts file ssh checked, as the plugin sees it. */
   knownHostsFile: string;
+  /** Plugin-side directory -> the same directory on the Docker host (a managed plugin's state mount). */
+  hostDirs?: Record<string, string>;
   timeoutSeconds: number;
+  /** The volume's private key is encrypted: ssh in batch mode skips it without a word. */
+  keyNeedsPassphrase?: boolean;
+  /** The algorithm options the user gave, e.g. "-o Ciphers=aes999": ssh refuses bad names silently under sshfs. */
+  algorithms?: string;
 }
 
-const HINTS: Hint[] = [
+interface Rule {
+  /** Tested against each line; the first rule with a matching line wins. */
+  pattern: RegExp;
+  hint: (match: RegExpMatchArray, ctx: HintContext, text: string) => string;
+  /** Show only the matching line of ssh's output (for ssh's multi-line banners). */
+  onlyMatchingLine?: boolean;
+}
+
+/** Where the user finds a plugin-side path: on the Docker host for a managed plugin's mounts, else as it is. */
+export function pathForUser(path: string, hostDirs: Record<string, string> = {}): { path: string; onHost: boolean } {
+  for (const [inside, host] of Object.entries(hostDirs)) {
+    if (path === inside || path.startsWith(`${inside}/`)) return { path: host + path.slice(inside.length), onHost: true };
+  }
+  return { path, onHost: false };
+}
+
+function shellQuote(value: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+function hostKeyChanged(host: string, ctx: HintContext, text: string): string {
+  const offending = /Offending \S+ key in (\S+):(\d+)/.exec(text);
+  const file = pathForUser(offending?.[1] ?? ctx.knownHostsFile, ctx.hostDirs);
+  const where = file.onHost ? ' on the Docker host' : '';
+  return (
+    `the host key of ${host} is not the one pinned in ${file.path}${offending ? ` (line ${offending[2]})` : ''}: ` +
+    `if the server was reinstalled or its key replaced, run${where} ssh-keygen -R ${shellQuote(host)} -f ${shellQuote(file.path)} ` +
+    'and mount again; if not, someone may be intercepting the connection'
+  );
+}
+
+function hostUnknown(m: RegExpMatchArray, ctx: HintContext): string {
+  const file = pathForUser(ctx.knownHostsFile, ctx.hostDirs);
+  return (
+    `StrictHostKeyChecking=yes connects only to servers already listed in ${file.path}${file.onHost ? ' (on the Docker host)' : ''}, ` +
+    `and ${m[1] ?? 'this host'} is not: add its key there after checking its fingerprint, ` +
+    'or leave StrictHostKeyChecking out to pin the key at the first mount (accept-new)'
+  );
+}
+
+function noCommonAlgorithm(m: RegExpMatchArray): string {
+  const what = m[1] ?? 'algorithm';
+  const option = /cipher/.test(what) ? ' -o Ciphers' : /key exchange/.test(what) ? ' -o KexAlgorithms' : '';
+  return option !== ''
+    ? `the server offers no ${what} this volume allows: choose one of the server's offer with${option}, or leave${option} out`
+    : `the server offers no ${what} ssh accepts; the plugin has no option for it: the server's configuration must change`;
+}
+
+function loginRefused(_m: RegExpMatchArray, ctx: HintContext): string {
+  if (ctx.keyNeedsPassphrase) {
+    return (
+      'the private key is protected by a passphrase, which the plugin cannot type, so ssh did not use it: ' +
+      "give a copy of the key without one (ssh-keygen -p -N '' -f COPY)"
+    );
+  }
+  if (ctx.user === undefined) {
+    return 'sshcmd names no user, so ssh logged in as root, the plugin\'s own user: write user@host in sshcmd';
+  }
+  return 'the server refused the login: check the user in sshcmd and the key (-o IdentityFile / -o key) or -o password';
+}
+
+const RULES: Rule[] = [
+  { pattern: /^Host key for (\S+) has changed/, hint: (m, c, t) => hostKeyChanged(m[1] ?? 'HOST', c, t), onlyMatchingLine: true },
+  { pattern: /^No \S+ host key is known for (\S+) and you have requested strict checking/, hint: hostUnknown, onlyMatchingLine: true },
+  { pattern: /REMOTE HOST IDENTIFICATION HAS CHANGED/, hint: (_m, c, t) => hostKeyChanged('HOST', c, t) },
+  { pattern: /Host key verification failed/i, hint: () => "ssh could not verify the server's host key" },
+  { pattern: /no matching (cipher|key exchange method|host key type|MAC) found/i, hint: noCommonAlgorithm },
   {
-    pattern: /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|No .* host key is known/i,
-    hint: (c) =>
-      `the server's host key does not match the one pinned in ${c.knownHostsFile}; if the server was really reinstalled, ` +
-      `remove its old key (ssh-keygen -R HOST -f ${c.knownHostsFile}) and mount again`,
+    pattern: /Bad SSH2 (cipher spec|KexAlgorithms)|Unsupported KEX algorithm/i,
+    hint: () => 'ssh does not know that name: check -o Ciphers / -o KexAlgorithms (ssh -Q cipher and ssh -Q kex list the names)',
   },
-  {
-    pattern: /Permission denied|Too many authentication failures/i,
-    hint: () => 'the server refused the login: check the user in sshcmd and the key (-o IdentityFile / -o key) or -o password',
-  },
+  { pattern: /Permission denied|Too many authentication failures/i, hint: loginRefused },
   { pattern: /Connection refused/i, hint: () => 'nothing listens on that host and port: check the host, -o port and that sshd runs' },
   {
     pattern: /Could not resolve hostname|Name or service not known|Temporary failure in name resolution/i,
     hint: () => 'the host name does not resolve where the plugin runs: check sshcmd or use an IP address',
+  },
+  {
+    pattern: /timed out during banner exchange/i,
+    hint: () => 'the server accepted the connection but sent no SSH greeting within ConnectTimeout: check -o port and that an sshd answers there',
   },
   {
     pattern: /Connection timed out|Operation timed out|No route to host|Network is unreachable/i,
@@ -34,12 +104,15 @@ const HINTS: Hint[] = [
   },
   {
     pattern: /No such file or directory/i,
-    hint: (c) => `the remote path in ${c.remote} does not exist on the server: create it or fix sshcmd`,
+    hint: (_m, c) => `the remote path in ${c.remote} does not exist on the server: create it or fix sshcmd`,
   },
   { pattern: /Load key .*: (invalid format|error in libcrypto)/i, hint: () => 'the private key is not valid: pass the whole key file' },
   { pattern: /bad permissions|UNPROTECTED PRIVATE KEY FILE/i, hint: () => 'the key file must be readable by its owner only (chmod 600)' },
   { pattern: /fuse: (device not found|failed to open \/dev\/fuse)/i, hint: () => 'FUSE is not available: the plugin needs /dev/fuse and CAP_SYS_ADMIN' },
-  { pattern: /Unable to negotiate|no matching cipher/i, hint: () => 'client and server share no algorithm: check -o Ciphers' },
+  {
+    pattern: /unknown option.*no_contain_symlinks/i,
+    hint: () => 'this sshfs is older than contain_symlinks and follows every symlink already: leave -o contain_symlinks out',
+  },
 ];
 
 /** The most telling line of ssh/sshfs output, without noise like "read: Connection reset by peer". */
@@ -64,8 +137,56 @@ export function explainMountFailure(sshfs: RunResult, sshLog: string, ctx: HintC
     );
   }
   const lines = [...meaningfulLines(sshLog), ...meaningfulLines(sshfs.stderr)];
-  const text = lines.join('; ');
-  const hint = HINTS.find((h) => h.pattern.test(text));
-  const said = text !== '' ? text : `sshfs exited with status ${sshfs.exitCode} and no message`;
-  return `mounting ${ctx.remote} failed: ${said}${hint ? ` (${hint.hint(ctx)})` : ''}`;
+  const text = lines.join('\n');
+  for (const rule of RULES) {
+    for (const line of lines) {
+      const match = rule.pattern.exec(line);
+      if (match === null) continue;
+      const said = rule.onlyMatchingLine ? line : lines.join('; ');
+      return `mounting ${ctx.remote} failed: ${said} (${rule.hint(match, ctx, text)})`;
+    }
+  }
+  if (lines.length > 0) return `mounting ${ctx.remote} failed: ${lines.join('; ')}`;
+  // ssh reports invalid options of its own before it opens its log, on a stderr sshfs does not pass on.
+  const silent = ctx.algorithms !== undefined ? ` (ssh may have refused ${ctx.algorithms}: check the names with ssh -Q cipher / ssh -Q kex)` : '';
+  return `mounting ${ctx.remote} failed: sshfs exited with status ${sshfs.exitCode} and no message${silent}`;
+}
+
+/**
+ * True for a private key that needs a passphrase: PEM with "Proc-Type: 4,ENCRYPTED", PKCS#8 "ENCRYPTED PRIVATE KEY",
+ * or an OpenSSH key whose cipher name (after the "openssh-key-v1\0" magic) is not "none".
+ */
+export function isPassphraseProtected(keyText: string): boolean {
+  if (/^Proc-Type: 4,ENCRYPTED/m.test(keyText) || /-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(keyText)) return true;
+  const body = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(keyText)?.[1];
+  if (body === undefined) return false;
+  const bytes = Buffer.from(body.replace(/\s+/g, ''), 'base64');
+  const magic = 'openssh-key-v1\0';
+  if (bytes.length < magic.length + 4 || bytes.toString('latin1', 0, magic.length) !== magic) return false;
+  const length = bytes.readUInt32BE(magic.length);
+  const start = magic.length + 4;
+  return length > 0 && start + length <= bytes.length && bytes.toString('latin1', start, start + length) !== 'none';
+}
+
+/** What the hints need to know about a volume whose mount failed (reads its key file, which may be encrypted). */
+export async function failureContext(record: VolumeRecord, opts: VolumeOptions, knownHostsFile: string, deps: Deps): Promise<HintContext> {
+  const keyPath = record.keyFile ?? opts.identityFile;
+  const keyNeedsPassphrase = keyPath !== undefined && isPassphraseProtected(await deps.fs.readText(keyPath, 65_536));
+  const algorithms = (['Ciphers', 'KexAlgorithms'] as const)
+    .filter((k) => opts.given[k] !== undefined)
+    .map((k) => `-o ${k}=${opts.given[k]}`)
+    .join(' ');
+  return {
+    remote: remoteText(opts.remote),
+    ...(opts.remote.user !== undefined ? { user: opts.remote.user } : {}),
+    knownHostsFile: opts.ssh.UserKnownHostsFile ?? knownHostsFile,
+    ...hostDirsOf(deps.config),
+    timeoutSeconds: Math.round(deps.config.mountTimeoutMs / 1000),
+    ...(keyNeedsPassphrase ? { keyNeedsPassphrase } : {}),
+    ...(algorithms !== '' ? { algorithms } : {}),
+  };
+}
+
+function hostDirsOf(config: Config): { hostDirs?: Record<string, string> } {
+  return config.hostDirs !== undefined ? { hostDirs: config.hostDirs } : {};
 }

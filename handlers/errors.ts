@@ -3,6 +3,14 @@ export class UserError extends Error {
   override name = 'UserError';
 }
 
+/** The volume is unknown: dockerd asks Get before every Create, so this is routine, not an error worth logging. */
+export class NoSuchVolume extends UserError {
+  override name = 'NoSuchVolume';
+  constructor(name: string) {
+    super(`no such volume: ${name}`);
+  }
+}
+
 export function describe(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);

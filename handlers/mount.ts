@@ -1,4 +1,4 @@
-import { explainMountFailure } from './diagnose.js';
+import { explainMountFailure, failureContext } from './diagnose.js';
 import { describe, UserError } from './errors.js';
 import { resolveKnownHosts, resolveLogin, type Login } from './credentials.js';
 import { remoteText, type VolumeOptions } from './options.js';
@@ -95,10 +95,6 @@ export async function mountSshfs(record: VolumeRecord, deps: Deps): Promise<void
   const message =
     result.exitCode === 0 && !result.timedOut
       ? `sshfs reported success but ${record.mountpoint} is not mounted`
-      : explainMountFailure(result, sshLog, {
-          remote: remoteText(opts.remote),
-          knownHostsFile: paths.knownHostsFile,
-          timeoutSeconds: Math.round(deps.config.mountTimeoutMs / 1000),
-        });
+      : explainMountFailure(result, sshLog, await failureContext(record, opts, paths.knownHostsFile, deps));
   return failMount(record, message, deps);
 }

@@ -26,7 +26,7 @@ function flag(value: string, key: string): string | undefined {
   const v = value.trim().toLowerCase();
   if (v === '' || v === 'true' || v === 'yes' || v === '1' || v === 'on') return '';
   if (v === 'false' || v === 'no' || v === '0' || v === 'off') return undefined;
-  throw new UserError(`option ${key} is a flag: give it no value, or true/false`);
+  throw new UserError(`option ${key} is a flag: give it no value, or true/false (also yes/no, on/off, 1/0)`);
 }
 
 function integer(min: number, max: number) {
@@ -73,15 +73,38 @@ function token(value: string, key: string): string {
   return value;
 }
 
-/** A cipher or key-exchange name; a leading ^ (ssh: put it first in the default list) is allowed too, as in the plugin's default. */
+/**
+ * A cipher or key-exchange name. ssh reads a leading ^ as "put it first in the default list" (the plugin's default
+ * does), + as "add it to the list" and - as "remove it from the list"; the name is checked against ssh at Create.
+ */
 function cipher(value: string, key: string): string {
-  return value.startsWith('^') ? `^${token(value.slice(1), key)}` : token(value, key);
+  const prefix = /^[\^+-]/.test(value) ? value.slice(0, 1) : '';
+  const name = value.slice(prefix.length);
+  if (!/^[A-Za-z0-9]/.test(name)) {
+    throw new UserError(`option ${key} takes a single name of letters, digits and @ . _ + - (no commas), not "${printable(value)}"`);
+  }
+  return prefix + token(name, key);
 }
 
-function octal(value: string, key: string): string {
-  if (!/^[0-7]{3,4}$/.test(value)) throw new UserError(`option ${key} must be an octal mask such as 022, not "${printable(value)}"`);
-  return value;
+/**
+ * `mode`: the permission bits every file and directory shows. FUSE has no mask of the server's modes: its `umask`
+ * replaces every mode with 0777 minus the mask, so the plugin names the option after what it does and passes the
+ * equivalent umask.
+ */
+function mode(value: string, key: string): string {
+  if (!/^0?[0-7]{3}$/.test(value)) {
+    throw new UserError(`option ${key} must be octal permission bits such as 755 or 750, not "${printable(value)}"`);
+  }
+  return (0o777 & ~parseInt(value, 8)).toString(8).padStart(3, '0');
 }
+
+/** Options other sshfs plugins take that would not do here what their name says: refused with what to use instead. */
+const REFUSED_WITH_REASON: Record<string, string> = {
+  umask:
+    "option umask is not supported: FUSE's umask does not mask the server's modes, it replaces every mode with 0777 " +
+    'minus the mask (a 0640 file shows as 0755 with umask=022); to show one mode for every file and directory, use ' +
+    '-o mode=755 (what umask=022 does), or leave it out to see the modes the server has',
+};
 
 /** Shows a value in an error without control characters (which could forge log lines). */
 export function printable(value: string): string {
@@ -111,29 +134,42 @@ export const OPTION_SPECS: Record<string, OptionSpec> = {
   },
   // sshfs and FUSE options
   allow_other: { target: 'sshfs', parse: flag, help: 'let every user in the container access the mount (default on)' },
-  default_permissions: { target: 'sshfs', parse: flag, help: 'let the kernel check permissions from the remote mode bits' },
+  default_permissions: { target: 'sshfs', parse: flag, help: "let the kernel check permissions from the shown mode bits (the server's, or mode)" },
   uid: { target: 'sshfs', parse: UID, help: 'owner uid to show for files (with idmap=user or alone)' },
   gid: { target: 'sshfs', parse: UID, help: 'owner gid to show for files' },
-  umask: { target: 'sshfs', parse: octal, help: 'permission mask applied to shown modes, e.g. 022' },
+  mode: {
+    target: 'sshfs',
+    parse: mode,
+    help: "e.g. 755: show these permission bits on every file and directory instead of the server's modes",
+  },
   ro: { target: 'sshfs', parse: flag, help: 'mount read-only' },
   reconnect: { target: 'sshfs', parse: flag, help: 'reconnect after the connection drops (default on)' },
   idmap: { target: 'sshfs', parse: oneOf('none', 'user'), help: 'user (default: the ssh user\'s files show as root\'s) or none' },
   follow_symlinks: { target: 'sshfs', parse: flag, help: 'follow symlinks on the server' },
-  transform_symlinks: { target: 'sshfs', parse: flag, help: 'make absolute symlinks relative' },
-  cache: { target: 'sshfs', parse: oneOf('yes', 'no'), help: 'yes or no: cache attributes and directories' },
-  dir_cache: { target: 'sshfs', parse: oneOf('yes', 'no'), help: 'yes or no: cache directory listings' },
+  transform_symlinks: { target: 'sshfs', parse: flag, help: 'make absolute symlinks relative (needs contain_symlinks=false)' },
+  contain_symlinks: {
+    target: 'sshfs',
+    parse: flag,
+    help: 'default on: symlinks to absolute paths or with .. fail (a hostile server cannot point outside the volume); false allows them',
+  },
+  cache: { target: 'sshfs', parse: oneOf('yes', 'no'), help: 'yes or no: the same sshfs setting as dir_cache' },
+  dir_cache: { target: 'sshfs', parse: oneOf('yes', 'no'), help: 'yes or no: cache names, attributes and symlink targets (default yes)' },
   cache_timeout: { target: 'sshfs', parse: integer(0, 86_400), help: 'seconds cached entries stay valid' },
   kernel_cache: { target: 'sshfs', parse: flag, help: 'keep file data in the kernel page cache across opens' },
   max_conns: { target: 'sshfs', parse: integer(1, 32), help: 'number of parallel ssh connections (default 1)' },
   // ssh options, passed as -o Name=Value
   ServerAliveInterval: { target: 'ssh', parse: integer(0, 3600), help: 'seconds between keepalives (default 15)' },
   ServerAliveCountMax: { target: 'ssh', parse: integer(1, 100), help: 'missed keepalives before the link counts as dead (default 3)' },
-  ConnectTimeout: { target: 'ssh', parse: integer(1, 60), help: 'seconds to wait for the TCP connection (default 10)' },
+  ConnectTimeout: {
+    target: 'ssh',
+    parse: integer(1, 60),
+    help: "seconds to wait for the TCP connection and the server's SSH banner (default 10)",
+  },
   Compression: { target: 'ssh', parse: oneOf('yes', 'no'), help: 'yes or no: compress the ssh stream' },
   Ciphers: {
     target: 'ssh',
     parse: cipher,
-    help: 'one ssh cipher, e.g. chacha20-poly1305@openssh.com (default ^aes128-gcm@openssh.com: preferred, others still allowed)',
+    help: 'one ssh cipher, e.g. chacha20-poly1305@openssh.com; ^name prefers it, +name adds it, -name removes it (default ^aes128-gcm@openssh.com)',
   },
   KexAlgorithms: {
     target: 'ssh',
@@ -271,6 +307,8 @@ export function parseOptions(opts: Record<string, string>, context: ParseContext
   for (const [rawKey, value] of Object.entries(opts)) {
     const key = CANONICAL.get(rawKey.toLowerCase());
     if (key === undefined) {
+      const reason = REFUSED_WITH_REASON[rawKey.toLowerCase()];
+      if (reason !== undefined) throw new UserError(reason);
       throw new UserError(`option "${printable(rawKey)}" is not supported; the options are: ${allowedOptionsText()}`);
     }
     if (key in given) throw new UserError(`option ${key} is given twice`);
@@ -281,7 +319,7 @@ export function parseOptions(opts: Record<string, string>, context: ParseContext
     given[key] = value;
   }
   if (given.sshcmd === undefined || given.sshcmd === '') {
-    throw new UserError('option sshcmd is required: docker volume create -d sshfs -o sshcmd=user@host:/path NAME');
+    throw new UserError('option sshcmd is required: -o sshcmd=user@host:/path (docker volume create -d <plugin> -o sshcmd=... NAME)');
   }
   const auth = CREDENTIAL_OPTIONS.filter((k) => given[k] !== undefined);
   if (auth.length > 1) throw new UserError(`give only one of ${CREDENTIAL_OPTIONS.join(', ')} (got ${auth.join(' and ')})`);
@@ -330,6 +368,13 @@ export function parseOptions(opts: Record<string, string>, context: ParseContext
         break;
       case 'unmount_delay':
         result.unmountDelaySeconds = Number(parsed);
+        break;
+      case 'mode':
+        if (parsed !== undefined) result.sshfs.umask = parsed;
+        break;
+      case 'contain_symlinks':
+        // On is sshfs's own default (Debian's 3.7.3 security update): passed only to turn it off.
+        if (parsed === undefined) result.sshfs.no_contain_symlinks = '';
         break;
       default:
         if (spec.target === 'plugin') break;

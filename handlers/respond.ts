@@ -1,4 +1,4 @@
-import { describe, UserError } from './errors.js';
+import { describe, NoSuchVolume, UserError } from './errors.js';
 import type { Deps, ErrResponse } from './types.js';
 
 /**
@@ -15,7 +15,8 @@ export async function respond<R extends ErrResponse>(
     return await body();
   } catch (error) {
     if (error instanceof UserError) {
-      deps.log.error(`${endpoint}: ${error.message}`);
+      if (error instanceof NoSuchVolume) deps.log.debug(`${endpoint}: ${error.message}`);
+      else deps.log.error(`${endpoint}: ${error.message}`);
       return { ...onError, Err: error.message } as R;
     }
     deps.log.error(`${endpoint}: internal error: ${describe(error)}`);

@@ -170,6 +170,8 @@ export interface Config {
   dryRun: boolean;
   /** How long sshfs may take to connect and mount before Mount fails (Docker cuts managed plugins at 30 s). */
   mountTimeoutMs: number;
+  /** Plugin-side directory -> the same directory on the Docker host, for paths error messages tell users to edit. */
+  hostDirs?: Record<string, string>;
 }
 
 /** Runs fn while holding the lock for key; different keys never wait for each other. */

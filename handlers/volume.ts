@@ -1,7 +1,7 @@
 // Shared per-volume helpers: where things live, how a record maps back to mount options, what Status shows.
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
-import { UserError } from './errors.js';
+import { NoSuchVolume, UserError } from './errors.js';
 import { parseOptions, remoteText, type VolumeOptions } from './options.js';
 import type { Config, Deps, MountState, SshConnection, VolumeRecord } from './types.js';
 
@@ -42,7 +42,9 @@ export function sameOptions(a: Record<string, string>, b: Record<string, string>
  * by an older version whose options today's rules refuse: it says what to change.
  */
 export function optionsOf(record: VolumeRecord, config: Config): VolumeOptions {
-  const { key: _digest, ...rest } = record.options;
+  const { key: _digest, umask, ...rest } = record.options;
+  // Volumes created before `mode` replaced `umask` keep working: mode is exactly 0777 minus that umask.
+  if (umask !== undefined && rest.mode === undefined) rest.mode = (0o777 & ~parseInt(umask, 8)).toString(8).padStart(3, '0');
   try {
     return parseOptions(rest, { keysDir: config.keysDir });
   } catch (error) {
@@ -84,7 +86,7 @@ export function referenceCount(record: VolumeRecord): number {
 
 export async function getVolume(deps: Deps, name: string): Promise<VolumeRecord> {
   const record = await deps.store.get(name);
-  if (record === undefined) throw new UserError(`no such volume: ${name}`);
+  if (record === undefined) throw new NoSuchVolume(name);
   return record;
 }
 

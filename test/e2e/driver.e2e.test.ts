@@ -576,7 +576,9 @@ describe('option validation', () => {
       cache: 'no',
       follow_symlinks: '',
       max_conns: '2',
-      umask: '022',
+      mode: '755',
+      contain_symlinks: 'false',
+      dir_cache: 'yes',
       read_ahead_kb: '256',
     });
     await runWithOk(vol, 'echo allowed > /data/allowed.txt');

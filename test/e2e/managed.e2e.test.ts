@@ -5,7 +5,7 @@
 // teardown that must leave no mount and no process behind. Also: `plugin.sh push` explains a registry's refusals
 // (a fake registry on 127.0.0.1 answers the way real ones refuse).
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -257,6 +257,37 @@ describe('managed plugin (docker plugin create/enable from the offline rootfs)',
       res.containers.delete(holder);
     }
     await waitFor('the sshfs mount to go', async () => (await sshfsMountsUnder(propagated)).length === 0);
+  });
+
+  it('a changed host key names the known_hosts file by its host path (the state mount), with a fix that works there', async () => {
+    const knownHosts = path.join(stateSource, 'known_hosts');
+    const pinned = readFileSync(knownHosts, 'utf8');
+    const hostPort = `[${env.sshHost}]:${env.sshPort}`;
+    const serverKey = readFileSync(env.hostKeyFile, 'utf8').split(' ')[1] ?? '<no key>';
+    expect(pinned).toContain(serverKey);
+    // The server "was reinstalled": another key is pinned for it.
+    const other = path.join(baseDir, 'other_host_key');
+    await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other]);
+    writeFileSync(knownHosts, `${hostPort} ${readFileSync(`${other}.pub`, 'utf8').split(' ').slice(0, 2).join(' ')}\n`, { mode: 0o600 });
+    const r = await docker(['run', '--rm', '-v', `${keyVol}:/remote`, env.image, 'true']);
+    expect(r.exitCode).not.toBe(0);
+    const message = String((await inspectVolume(keyVol)).Status?.lastError ?? '');
+    expect(message.split('\n')).toHaveLength(1);
+    expect(message).toContain(`Host key for ${hostPort} has changed`);
+    expect(message).not.toContain('/mnt/state');
+    // mountinfo's root field is the path within the filesystem holding the state source: here, the host's own path
+    // when that filesystem is mounted at / (the README gives docker plugin inspect for the other case).
+    const fsTarget = (await execa('findmnt', ['-n', '-o', 'TARGET', '-T', stateSource])).stdout.trim();
+    const expected = fsTarget === '/' ? knownHosts : knownHosts.slice(fsTarget.length);
+    const fix = /run on the Docker host (ssh-keygen -R \S+ -f \S+) and mount again/.exec(message)?.[1];
+    expect(fix, message).toBe(`ssh-keygen -R '${hostPort}' -f ${expected}`);
+    if (fsTarget === '/') {
+      await execa('sh', ['-c', fix ?? 'false']);
+      await dockerOk(['run', '--rm', '-v', `${keyVol}:/remote`, env.image, 'true']);
+      expect(readFileSync(knownHosts, 'utf8')).toContain(serverKey);
+    } else {
+      writeFileSync(knownHosts, pinned, { mode: 0o600 });
+    }
   });
 
   it('DEBUG set with docker plugin set logs requests; disable -f / enable with volumes keeps them listed and mountable', async () => {

@@ -7,6 +7,7 @@ import { createExecaRunner } from '../../adapter/execa-runner.js';
 import { FakeRunner, formatCall } from '../../adapter/fake-runner.js';
 import { createHostFs } from '../../adapter/host-fs.js';
 import { bootTimeSeconds, createProcMountTable, parseMountInfo, startSecondsAfterBoot, statInChild } from '../../adapter/proc-mounts.js';
+import { bindSourceOf, hostDirsFor } from '../../adapter/host-paths.js';
 import { createKeyedLock } from '../../handlers/keyed-lock.js';
 import type { Program } from '../../handlers/types.js';
 
@@ -303,5 +304,29 @@ describe('host fs', () => {
     await fs.ensureDir(join(dir, 'empty'));
     expect(await fs.removeEmptyDir(join(dir, 'empty'))).toBe('removed');
     expect(await fs.fileInfo(join(dir, 'empty'))).toBeUndefined();
+  });
+});
+
+describe('bindSourceOf / hostDirsFor: where the state directory is on the host', () => {
+  const info = [
+    '600 580 0:48 / / rw,relatime - overlay overlay rw',
+    '610 600 8:1 /var/lib/docker-volume-sshfs/state /mnt/state rw,relatime - ext4 /dev/sda1 rw',
+    '611 600 8:1 /srv/my\\040keys /keys ro,relatime - ext4 /dev/sda1 rw',
+  ].join('\n');
+  it('reads the root field of the bind mount at the directory (a managed plugin)', () => {
+    expect(bindSourceOf('/mnt/state', info)).toBe('/var/lib/docker-volume-sshfs/state');
+    expect(bindSourceOf('/keys', info)).toBe('/srv/my keys');
+  });
+  it('gives nothing where the directory is not a bind mount of its own (host mode): the path is the host\'s', () => {
+    expect(bindSourceOf('/var/lib/sshfs/state', info)).toBeUndefined();
+    expect(bindSourceOf('/', info)).toBeUndefined();
+    expect(bindSourceOf('/mnt/state', '')).toBeUndefined();
+  });
+  it('reads /proc/self/mountinfo, or a given file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hostdirs-'));
+    await writeFile(join(dir, 'mountinfo'), info);
+    expect(await hostDirsFor(['/mnt/state', '/nowhere'], join(dir, 'mountinfo'))).toEqual({ '/mnt/state': '/var/lib/docker-volume-sshfs/state' });
+    expect(await hostDirsFor(['/mnt/state'], join(dir, 'missing'))).toEqual({});
+    await rm(dir, { recursive: true });
   });
 });

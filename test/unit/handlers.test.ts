@@ -70,6 +70,26 @@ describe('Create', () => {
     expect((await deps.store.get('vol1'))?.options.sshcmd).toBe(SSHCMD);
   });
 
+  it('asks ssh about a Ciphers or KexAlgorithms name at Create, and refuses one ssh does not know with ssh\'s own line', async () => {
+    const deps = makeDeps();
+    deps.runner.script = (c) =>
+      c.program === 'ssh' && c.args.includes('Ciphers=aes999') ? { exitCode: 255, stderr: "command-line line 0: Bad SSH2 cipher spec 'aes999'." } : undefined;
+    const res = await create({ Name: 'v', Opts: { sshcmd: SSHCMD, Ciphers: 'aes999' } }, deps);
+    expect(res.Err).toBe("ssh refuses -o Ciphers=aes999: command-line line 0: Bad SSH2 cipher spec 'aes999'. (ssh -Q cipher and ssh -Q kex list the names it knows)");
+    expect(await deps.store.list()).toEqual([]);
+    // ssh -G prints its configuration and connects nowhere; no config file can add to it.
+    expect(deps.runner.calls).toEqual([{ program: 'ssh', args: ['-G', '-F', '/dev/null', '-o', 'Ciphers=aes999', 'localhost'], timeoutMs: 10_000 }]);
+    expect(await create({ Name: 'v', Opts: { sshcmd: SSHCMD, Ciphers: '^aes256-gcm@openssh.com', KexAlgorithms: 'curve25519-sha256' } }, deps)).toEqual({ Err: '' });
+    expect(deps.runner.calls[1]?.args).toEqual(['-G', '-F', '/dev/null', '-o', 'Ciphers=^aes256-gcm@openssh.com', '-o', 'KexAlgorithms=curve25519-sha256', 'localhost']);
+  });
+
+  it('keeps working for a volume stored with the old umask option: mode 0777 minus it', async () => {
+    const deps = makeDeps();
+    await deps.store.put({ name: 'old', createdAt: '2026-01-01T00:00:00.000Z', options: { sshcmd: SSHCMD, umask: '027' }, mountpoint: '/mnt/volumes/old', mounts: {} });
+    expect((await mount({ Name: 'old', ID: 'a' }, deps)).Err).toBe('');
+    expect(sshfsCalls(deps)[0]?.args).toContain('umask=027');
+  });
+
   it('checks IdentityFile exists where the plugin runs', async () => {
     const deps = makeDeps();
     await deps.fs.writeSecretFile('/keys/id', 'k');
@@ -214,6 +234,38 @@ describe('Mount and Unmount', () => {
     const res = await mount({ Name: 'vol1', ID: 'a' }, deps);
     expect(res.Err).toMatch(/did not connect to alice@files.example.com:\/srv\/data within 20 s/);
     expect(deps.runner.calls.map((c) => c.program)).toEqual(['sshfs']);
+  });
+
+  it('tells a passphrase-protected key (ssh in batch mode skips it silently) from a refused login', async () => {
+    const header = Buffer.concat([Buffer.from('openssh-key-v1\0'), Buffer.from([0, 0, 0, 10]), Buffer.from('aes256-ctr'), Buffer.alloc(30, 1)]);
+    const encrypted = `-----BEGIN OPENSSH PRIVATE KEY-----\n${header.toString('base64')}\n-----END OPENSSH PRIVATE KEY-----`;
+    for (const [key, hint] of [
+      [encrypted, /protected by a passphrase, which the plugin cannot type/],
+      [TEST_KEY, /the server refused the login: check the user in sshcmd/],
+    ] as const) {
+      const deps = await created({ key });
+      deps.runner.script = (c) => {
+        if (c.program !== 'sshfs') return undefined;
+        deps.fs.files.set(LOG, { content: 'alice@files.example.com: Permission denied (publickey).\n', mode: 0o600 });
+        return { exitCode: 1 };
+      };
+      expect((await mount({ Name: 'vol1', ID: 'a' }, deps)).Err).toMatch(hint);
+    }
+  });
+
+  it('names the host-side known_hosts of a managed plugin in a host key hint', async () => {
+    const deps = makeDeps({ stateDir: '/mnt/state', hostDirs: { '/mnt/state': '/srv/state' } });
+    await create({ Name: 'vol1', Opts: { sshcmd: SSHCMD } }, deps);
+    deps.runner.script = () => {
+      deps.fs.files.set('/mnt/state/logs/vol1.ssh.log', {
+        content: 'Offending ED25519 key in /mnt/state/known_hosts:2\nHost key for files.example.com has changed and you have requested strict checking.\n',
+        mode: 0o600,
+      });
+      return { exitCode: 1 };
+    };
+    expect((await mount({ Name: 'vol1', ID: 'a' }, deps)).Err).toMatch(
+      /files.example.com has changed .*run on the Docker host ssh-keygen -R files.example.com -f \/srv\/state\/known_hosts and mount again/,
+    );
   });
 
   it('explains a host key mismatch', async () => {
@@ -414,8 +466,16 @@ describe('Get, List, Path, Capabilities, Activate', () => {
     expect(await status(undefined)).not.toHaveProperty('connection');
   });
 
-  it('Get of an unknown volume says no such volume', async () => {
-    expect(await get({ Name: 'ghost' }, makeDeps())).toEqual({ Volume: null, Err: 'no such volume: ghost' });
+  it('Get of an unknown volume says no such volume, and logs it as routine, not as an error', async () => {
+    // dockerd asks Get before every Create: an error line here would come with every docker volume create.
+    const deps = makeDeps();
+    expect(await get({ Name: 'ghost' }, deps)).toEqual({ Volume: null, Err: 'no such volume: ghost' });
+    expect(deps.logs).toEqual(['debug Get: no such volume: ghost']);
+    expect(await create({ Name: 'ghost', Opts: { sshcmd: SSHCMD } }, deps)).toEqual({ Err: '' });
+    expect(deps.logs.filter((l) => l.startsWith('error'))).toEqual([]);
+    // A real failure still is an error.
+    await create({ Name: 'bad', Opts: { sshcmd: 'nocolon' } }, deps);
+    expect(deps.logs.filter((l) => l.startsWith('error'))).toEqual([expect.stringMatching(/^error Create: sshcmd "nocolon" has no ':'/)]);
   });
 
   it('Get shows the last mount error', async () => {

@@ -69,8 +69,40 @@ describe('parseOptions', () => {
     expect(o.port).toBe(2222);
   });
 
-  it('requires sshcmd', () => {
-    expect(() => parseOptions({})).toThrow(/sshcmd is required/);
+  it('requires sshcmd, without naming the plugin (its name is whatever it was installed as)', () => {
+    expect(() => parseOptions({})).toThrow(/sshcmd is required: -o sshcmd=user@host:\/path/);
+    expect(() => parseOptions({})).not.toThrow(/-d sshfs/);
+  });
+
+  it('mode sets the shown permission bits through FUSE\'s umask (0777 minus the mode); umask itself is refused with why', () => {
+    expect(parseOptions({ ...base, mode: '755' }).sshfs.umask).toBe('022');
+    expect(parseOptions({ ...base, mode: '0750' }).sshfs.umask).toBe('027');
+    expect(parseOptions({ ...base, mode: '700' }).sshfs.umask).toBe('077');
+    expect(parseOptions(base).sshfs).not.toHaveProperty('umask'); // by default the server's own modes show
+    expect(() => parseOptions({ ...base, mode: '4755' })).toThrow(/octal permission bits such as 755/);
+    expect(() => parseOptions({ ...base, umask: '022' })).toThrow(/replaces every mode with 0777 minus the mask.*-o mode=755/);
+  });
+
+  it('keeps sshfs\'s symlink containment unless contain_symlinks=false', () => {
+    expect(parseOptions(base).sshfs).not.toHaveProperty('no_contain_symlinks');
+    expect(parseOptions({ ...base, contain_symlinks: '' }).sshfs).not.toHaveProperty('no_contain_symlinks');
+    expect(parseOptions({ ...base, contain_symlinks: 'false' }).sshfs).toMatchObject({ no_contain_symlinks: '' });
+    expect(parseOptions({ ...base, contain_symlinks: 'false' }).sshfs).not.toHaveProperty('contain_symlinks');
+  });
+
+  it.each(['', 'true', 'yes', 'on', '1', 'TRUE'])('a flag set with %j is on', (v) => {
+    expect(parseOptions({ ...base, ro: v }).sshfs).toHaveProperty('ro', '');
+  });
+  it.each(['false', 'no', 'off', '0'])('a flag set with %j is off', (v) => {
+    expect(parseOptions({ ...base, reconnect: v }).sshfs).not.toHaveProperty('reconnect');
+  });
+
+  it('takes one algorithm name with a leading ^ (prefer), + (add) or - (remove), as ssh does', () => {
+    for (const v of ['^aes256-gcm@openssh.com', '+aes128-cbc', '-chacha20-poly1305@openssh.com', 'aes256-ctr']) {
+      expect(parseOptions({ ...base, Ciphers: v }).ssh.Ciphers).toBe(v);
+      expect(parseOptions({ ...base, KexAlgorithms: v }).ssh.KexAlgorithms).toBe(v);
+    }
+    expect(() => parseOptions({ ...base, Ciphers: '^+aes' })).toThrow(/single name/);
   });
 
   it.each([
@@ -92,6 +124,9 @@ describe('parseOptions', () => {
     ['port', '70000'],
     ['port', '22 -oProxyCommand=x'],
     ['umask', '999'],
+    ['mode', '999'],
+    ['mode', '75'],
+    ['contain_symlinks', 'maybe'],
     ['Ciphers', 'aes128-ctr,ssh_command=x'],
     ['Ciphers', 'aes128-ctr -oProxyCommand=x'],
     ['IdentityFile', '/etc/ssh/ssh_host_ed25519_key'],

@@ -1,0 +1,78 @@
+// The README is the users' map: its options table, defaults and Status fields are checked against the code, so
+// neither can change without the other.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_SSH, OPTION_SPECS, parseOptions } from '../../handlers/options.js';
+import type { VolumeRecord } from '../../handlers/types.js';
+import { statusOf } from '../../handlers/volume.js';
+import { CONFIG } from './fixtures.js';
+
+const README = readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'README.md'), 'utf8');
+
+function section(title: string): string {
+  const start = README.indexOf(`\n## ${title}`);
+  expect(start, `README has a "## ${title}" section`).toBeGreaterThan(0);
+  const end = README.indexOf('\n## ', start + 1);
+  return README.slice(start, end < 0 ? undefined : end);
+}
+
+/** Option rows of the table: first cell's `names` -> the whole row. */
+function optionRows(): Map<string, string> {
+  const rows = new Map<string, string>();
+  for (const line of section('Options (`-o`)').split('\n')) {
+    if (!line.startsWith('| `')) continue;
+    const first = line.split('|')[1] ?? '';
+    for (const m of first.matchAll(/`([A-Za-z_]+)`/g)) rows.set(m[1] ?? '', line);
+  }
+  return rows;
+}
+
+describe('README options table', () => {
+  it('lists exactly the options the plugin accepts', () => {
+    expect([...optionRows().keys()].sort()).toEqual(Object.keys(OPTION_SPECS).sort());
+  });
+
+  it('states each ssh default the plugin sets, in that option\'s row', () => {
+    const rows = optionRows();
+    for (const [key, value] of Object.entries(DEFAULT_SSH)) {
+      expect(rows.get(key), `row for ${key}`).toContain(value);
+      expect(rows.get(key), `row for ${key}`).toMatch(/default/);
+    }
+  });
+
+  it('names the flag values the plugin accepts, and those are the ones it accepts', () => {
+    const text = section('Options (`-o`)').replace(/\s+/g, ' ');
+    const phrase = /a flag takes no value, ([^)]*)\)/.exec(text)?.[1] ?? '';
+    const values = [...phrase.matchAll(/`([^`]+)`/g)].map((m) => m[1] ?? '');
+    expect(values).toEqual(['true', 'false', 'yes', 'no', 'on', 'off', '1', '0']);
+    for (const [i, v] of values.entries()) {
+      expect(parseOptions({ sshcmd: 'a@h:/p', ro: v }).sshfs.ro, v).toBe(i % 2 === 0 ? '' : undefined);
+    }
+    for (const v of ['y', 'enable', '2']) expect(() => parseOptions({ sshcmd: 'a@h:/p', ro: v })).toThrow(/is a flag/);
+  });
+});
+
+describe('README Status fields', () => {
+  it('names every field docker volume inspect can show under Status', () => {
+    const record: VolumeRecord = {
+      name: 'v',
+      createdAt: '2026-01-01T00:00:00.000Z',
+      options: { sshcmd: 'a@h:/p', uid: '1' },
+      mountpoint: '/mnt/volumes/v',
+      mounts: { a: 1 },
+      mountedAt: '2026-01-01T00:00:00.000Z',
+      idleUntil: '2026-01-01T00:05:00.000Z',
+      lastError: 'x',
+      lastErrorAt: '2026-01-01T00:00:00.000Z',
+    };
+    const keys = new Set([
+      ...Object.keys(statusOf(record, CONFIG, 'mounted', 'said', { startedAt: new Date(0), reconnected: true }, 1024)),
+      ...Object.keys(statusOf(record, CONFIG, 'stale')),
+    ]);
+    const paragraph = /\*\*Status\*\* in `docker volume inspect`[\s\S]*?\n\n/.exec(README)?.[0] ?? '';
+    expect(paragraph).not.toBe('');
+    for (const key of keys) expect(paragraph, `Status field ${key}`).toContain(`\`${key}\``);
+  });
+});
