@@ -1,5 +1,5 @@
 // Turns sshfs/ssh error output into a message that names the cause and the fix, keeping ssh's own line.
-import type { Config, Deps, RunResult, VolumeRecord } from './types.js';
+import type { Config, Deps, RunResult } from './types.js';
 import { remoteText, type VolumeOptions } from './options.js';
 
 export interface HintContext {
@@ -168,9 +168,16 @@ export function isPassphraseProtected(keyText: string): boolean {
   return length > 0 && start + length <= bytes.length && bytes.toString('latin1', start, start + length) !== 'none';
 }
 
-/** What the hints need to know about a volume whose mount failed (reads its key file, which may be encrypted). */
-export async function failureContext(record: VolumeRecord, opts: VolumeOptions, knownHostsFile: string, deps: Deps): Promise<HintContext> {
-  const keyPath = record.keyFile ?? opts.identityFile;
+/**
+ * What the hints need to know about a volume whose mount failed. keyPath: the key file ssh was given (already checked
+ * to lie in the keys directory or the state), read to tell an encrypted key.
+ */
+export async function failureContext(
+  opts: VolumeOptions,
+  keyPath: string | undefined,
+  knownHostsFile: string,
+  deps: Deps,
+): Promise<HintContext> {
   const keyNeedsPassphrase = keyPath !== undefined && isPassphraseProtected(await deps.fs.readText(keyPath, 65_536));
   const algorithms = (['Ciphers', 'KexAlgorithms'] as const)
     .filter((k) => opts.given[k] !== undefined)
@@ -179,7 +186,7 @@ export async function failureContext(record: VolumeRecord, opts: VolumeOptions, 
   return {
     remote: remoteText(opts.remote),
     ...(opts.remote.user !== undefined ? { user: opts.remote.user } : {}),
-    knownHostsFile: opts.ssh.UserKnownHostsFile ?? knownHostsFile,
+    knownHostsFile,
     ...hostDirsOf(deps.config),
     timeoutSeconds: Math.round(deps.config.mountTimeoutMs / 1000),
     ...(keyNeedsPassphrase ? { keyNeedsPassphrase } : {}),

@@ -95,6 +95,6 @@ export async function mountSshfs(record: VolumeRecord, deps: Deps): Promise<void
   const message =
     result.exitCode === 0 && !result.timedOut
       ? `sshfs reported success but ${record.mountpoint} is not mounted`
-      : explainMountFailure(result, sshLog, await failureContext(record, opts, paths.knownHostsFile, deps));
+      : explainMountFailure(result, sshLog, await failureContext(opts, 'keyFile' in login ? login.keyFile : undefined, paths.knownHostsFile, deps));
   return failMount(record, message, deps);
 }
