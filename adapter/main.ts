@@ -1,4 +1,4 @@
-// Entry point: read config, load state, serve the socket, stop cleanly on SIGTERM.
+// Entry point: read config, load state, serve the socket, stop gracefully on SIGTERM (requests in flight finish).
 import { describe } from '../handlers/errors.js';
 import { reconcile } from '../handlers/reconcile.js';
 import { LowdbStore } from '../state/lowdb-store.js';
@@ -7,6 +7,9 @@ import { readConfig } from './config.js';
 import { createDeps } from './deps.js';
 import { createLogger } from './logger.js';
 import { listenOnSocket } from './server.js';
+
+/** Requests in flight may finish for this long: well inside the 10 s dockerd gives a managed plugin before SIGKILL. */
+const STOP_GRACE_MS = 8_000;
 
 async function main(): Promise<void> {
   // Everything the plugin writes (state, keys, known_hosts) is for root only.
@@ -25,13 +28,17 @@ async function main(): Promise<void> {
   // After serving, so Docker never waits on a slow server to activate us.
   void reconcile(deps).then((r) =>
     log.info(
-      `state reconciled: ${r.adopted.length} mount(s) adopted, ${r.remounted.length} remounted, ` +
+      `state reconciled: ${r.adopted.length} mount(s) adopted, ${r.waiting.length} left unmounted until their next Mount, ` +
         `${r.unmounted.length} orphan mount(s) removed, ${r.failed.length} failed${r.failed.length > 0 ? ` (${r.failed.join(', ')})` : ''}`,
     ),
   );
   const stop = (signal: string) => {
-    log.info(`${signal}: closing the socket; mounts stay for running containers`);
-    void server.close().then(() => process.exit(0));
+    log.info(`${signal}: no new connections; finishing ${server.inFlight()} request(s) in flight; mounts stay for running containers`);
+    void server.close(STOP_GRACE_MS).then(({ cut }) => {
+      if (cut > 0) log.error(`${signal}: ${cut} request(s) still running after ${STOP_GRACE_MS / 1000} s were cut; dockerd will retry them`);
+      else log.info(`${signal}: every request answered; exiting`);
+      process.exit(0);
+    });
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

@@ -1,20 +1,20 @@
 // Run once at start, after the socket serves: make the persisted state and the real mounts agree again
 // after a crash, a kill or a restart of the plugin.
 import { describe } from './errors.js';
-import { mountSshfs } from './mount.js';
 import type { Deps } from './types.js';
 import { scheduleIdleUnmount, unmountSshfs } from './unmount.js';
 import { referenceCount } from './volume.js';
 
 export interface ReconcileReport {
   adopted: string[];
-  remounted: string[];
+  /** Volumes with references whose mount is gone: left unmounted until Docker mounts them again. */
+  waiting: string[];
   unmounted: string[];
   failed: string[];
 }
 
 export async function reconcile(deps: Deps): Promise<ReconcileReport> {
-  const report: ReconcileReport = { adopted: [], remounted: [], unmounted: [], failed: [] };
+  const report: ReconcileReport = { adopted: [], waiting: [], unmounted: [], failed: [] };
   const records = await deps.store.list();
   const known = new Set(records.map((r) => r.mountpoint));
   // sshfs mounts under our root that belong to no volume (e.g. removed while the plugin was down).
@@ -44,10 +44,14 @@ export async function reconcile(deps: Deps): Promise<ReconcileReport> {
             scheduleIdleUnmount(record.name, Math.max(0, Date.parse(record.idleUntil) - deps.now().getTime()), deps);
             report.adopted.push(record.name);
           } else if (refs > 0) {
-            if (state === 'stale') await deps.runner.run('fusermount3', ['-u', '-z', record.mountpoint], { timeoutMs: 10_000 });
-            await mountSshfs(record, deps);
+            // Not mounted again here: a container from before keeps its bind of the old mount, which a new mount on
+            // the mountpoint cannot revive (it must be restarted), and a reference whose Unmount was lost would keep
+            // a fresh mount up for nothing. The references stay (their Unmounts may still come); the next Mount
+            // mounts the volume; Remove drops references Docker never released.
+            if (state === 'stale') await unmountSshfs(record, deps);
+            delete record.mountedAt;
             await deps.store.put(record);
-            report.remounted.push(record.name);
+            report.waiting.push(record.name);
           } else if (state !== 'absent') {
             await unmountSshfs(record, deps);
             report.unmounted.push(record.mountpoint);
@@ -55,7 +59,7 @@ export async function reconcile(deps: Deps): Promise<ReconcileReport> {
             await deps.fs.removeEmptyDir(record.mountpoint);
           }
         } catch (error) {
-          // The references stay: the next Mount of this volume tries again, and Get shows lastError.
+          // The references stay: Get shows lastError, and the next Mount tries again.
           deps.log.error(`reconcile: volume ${record.name}: ${describe(error)}`);
           report.failed.push(record.name);
         }

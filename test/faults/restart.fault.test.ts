@@ -111,7 +111,7 @@ it('SIGKILL with mounted volumes: serves at once, adopts the live mount, keeps p
   });
 });
 
-it('SIGKILL of the plugin and of its sshfs: the stale mount is replaced at restart, never stacked', async () => {
+it('SIGKILL of the plugin and of its sshfs: the dead mount is detached at restart, the next Mount mounts it, never stacked', async () => {
   await measured('plugin + sshfs SIGKILLed: stale mount replaced', import.meta.url, async (row) => {
     row.trials = 1;
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
@@ -129,9 +129,10 @@ it('SIGKILL of the plugin and of its sshfs: the stale mount is replaced at resta
     expect(await mountCountAt(mountpoint)).toBe(1);
     plugin = await startLegacyPlugin(name);
     const report = await waitReconciled(plugin);
-    expect(report).toContain('1 remounted');
-    expect(await statusOver(plugin, vol)).toMatchObject({ mounted: true, references: 1, mountIDs: 1 });
-    expect((await statusOver(plugin, vol)).stale).toBeUndefined();
+    // Not mounted again at start (the old container cannot use a new mount; a lost reference must not pin one).
+    expect(report).toContain('1 left unmounted until their next Mount');
+    expect(await statusOver(plugin, vol)).toMatchObject({ mounted: false, references: 1, mountIDs: 1 });
+    expect(await mountCountAt(mountpoint)).toBe(0);
     const r = await runWith(vol, 'cat /data/marker');
     expect(r.exitCode, describeRun(r, plugin)).toBe(0);
     row.figures['kill -> new container ran (s)'] = secondsSince(t0);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { create, get, mount, unmount } from '../../handlers/index.js';
+import { create, get, mount, remove, unmount } from '../../handlers/index.js';
 import { reconcile } from '../../handlers/reconcile.js';
 import { makeDeps } from './fixtures.js';
 
@@ -20,21 +20,35 @@ async function world() {
 }
 
 describe('reconcile at start', () => {
-  it('adopts live mounts, remounts lost ones, removes orphans, and keeps the references', async () => {
+  it('adopts live mounts, removes orphans, keeps the references, and does not mount again what is gone', async () => {
     const deps = await world();
     const report = await reconcile(deps);
     for (const list of Object.values(report)) list.sort();
     expect(report).toEqual({
       adopted: ['live'],
-      remounted: ['gone', 'stale'],
+      waiting: ['gone', 'stale'],
       unmounted: ['/mnt/volumes/orphan', '/mnt/volumes/removed-volume'],
       failed: [],
     });
-    expect([...deps.runner.mounted].sort()).toEqual(['/mnt/volumes/gone', '/mnt/volumes/live', '/mnt/volumes/stale']);
-    expect(deps.runner.stale.size).toBe(0);
+    // The dead mount is detached; nothing is mounted for a reference that may have been lost.
+    expect([...deps.runner.mounted].sort()).toEqual(['/mnt/volumes/live']);
+    expect(deps.runner.calls.filter((c) => c.program === 'sshfs')).toEqual([]);
     for (const name of ['live', 'stale', 'gone']) expect((await deps.store.get(name))?.mounts).toEqual({ [`${name}-id`]: 1 });
-    // never two mounts on one mountpoint: live was not mounted again
-    expect(deps.runner.calls.filter((c) => c.program === 'sshfs').map((c) => c.args[1]).sort()).toEqual(['/mnt/volumes/gone', '/mnt/volumes/stale']);
+    expect((await get({ Name: 'gone' }, deps)).Volume?.Status).toMatchObject({ mounted: false, references: 1 });
+    // The next Mount mounts it, once.
+    expect((await mount({ Name: 'gone', ID: 'next' }, deps)).Err).toBe('');
+    expect(deps.runner.calls.filter((c) => c.program === 'sshfs').map((c) => c.args[1])).toEqual(['/mnt/volumes/gone']);
+  });
+
+  it('a reference whose Unmount was lost pins nothing: not mounted at start, dropped at Remove', async () => {
+    const deps = makeDeps();
+    await create({ Name: 'lost', Opts: opts }, deps);
+    await mount({ Name: 'lost', ID: 'exited-container' }, deps);
+    deps.runner.mounted.delete('/mnt/volumes/lost'); // the plugin died before it could answer the Unmount
+    await reconcile(deps);
+    expect(await deps.mounts.state('/mnt/volumes/lost')).toBe('absent');
+    expect(await remove({ Name: 'lost' }, deps)).toEqual({ Err: '' });
+    expect(await deps.store.get('lost')).toBeUndefined();
   });
 
   it('arms a delayed unmount again with the time it had left', async () => {
@@ -62,15 +76,12 @@ describe('reconcile at start', () => {
     expect(deps.timers.pending.size).toBe(0);
   });
 
-  it('keeps the references and records the error when a remount fails', async () => {
+  it('keeps the references and records the error when the dead mount cannot be detached', async () => {
     const deps = await world();
-    deps.runner.script = (c) => (c.program === 'sshfs' ? { exitCode: 1, stderr: 'ssh: connect to host h port 22: Connection refused' } : undefined);
+    deps.runner.script = (c) => (c.program === 'fusermount3' ? { exitCode: 1, stderr: 'fusermount3: Device or resource busy' } : undefined);
     const report = await reconcile(deps);
-    expect(report.failed.sort()).toEqual(['gone', 'stale']);
-    expect((await deps.store.get('gone'))?.mounts).toEqual({ 'gone-id': 1 });
-    expect((await get({ Name: 'gone' }, deps)).Volume?.Status).toMatchObject({ mounted: false, lastError: expect.stringMatching(/Connection refused/) });
-    // The next Mount tries again.
-    deps.runner.script = () => undefined;
-    expect((await mount({ Name: 'gone', ID: 'new' }, deps)).Err).toBe('');
+    expect(report.failed).toContain('stale');
+    expect((await deps.store.get('stale'))?.mounts).toEqual({ 'stale-id': 1 });
+    expect((await get({ Name: 'stale' }, deps)).Volume?.Status).toMatchObject({ lastError: expect.stringMatching(/busy/) });
   });
 });
