@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   // After serving, so Docker never waits on a slow server to activate us.
   void reconcile(deps).then((r) =>
     log.info(
-      `state reconciled: ${r.adopted.length} mount(s) adopted, ${r.waiting.length} left unmounted until their next Mount, ` +
+      `state reconciled: ${r.adopted.length} mount(s) adopted, ${r.released.length} whose mount was gone released, ` +
         `${r.unmounted.length} orphan mount(s) removed, ${r.failed.length} failed${r.failed.length > 0 ? ` (${r.failed.join(', ')})` : ''}`,
     ),
   );
