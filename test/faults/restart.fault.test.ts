@@ -112,7 +112,7 @@ it('SIGKILL with mounted volumes: serves at once, adopts the live mount, keeps p
 });
 
 it('SIGKILL of the plugin and of its sshfs: the dead mount is detached at restart, the next Mount mounts it, never stacked', async () => {
-  await measured('plugin + sshfs SIGKILLed: stale mount replaced', import.meta.url, async (row) => {
+  await measured('plugin + sshfs SIGKILLed: dead mount released, next Mount mounts afresh', import.meta.url, async (row) => {
     row.trials = 1;
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
     writeFileSync(path.join(remote, 'marker'), 'still here\n');
@@ -129,17 +129,21 @@ it('SIGKILL of the plugin and of its sshfs: the dead mount is detached at restar
     expect(await mountCountAt(mountpoint)).toBe(1);
     plugin = await startLegacyPlugin(name);
     const report = await waitReconciled(plugin);
-    // Not mounted again at start (the old container cannot use a new mount; a lost reference must not pin one).
-    expect(report).toContain('1 left unmounted until their next Mount');
-    expect(await statusOver(plugin, vol)).toMatchObject({ mounted: false, references: 1, mountIDs: 1 });
+    // Not mounted again at start: the old container cannot use a new mount, and its reference (which may be one
+    // whose Unmount was lost) holds nothing, so it is released.
+    expect(report).toContain('1 whose mount was gone released');
+    expect(await statusOver(plugin, vol)).toMatchObject({ mounted: false, references: 0, mountIDs: 0 });
     expect(await mountCountAt(mountpoint)).toBe(0);
-    const r = await runWith(vol, 'cat /data/marker');
+    // A new container mounts it afresh, and sees exactly one mount of the volume.
+    const r = await runWith(vol, 'cat /data/marker && grep -c " /data " /proc/self/mountinfo');
     expect(r.exitCode, describeRun(r, plugin)).toBe(0);
+    expect(r.stdout).toBe('still here\n1');
     row.figures['kill -> new container ran (s)'] = secondsSince(t0);
-    row.figures['mounts on the mountpoint'] = await mountCountAt(mountpoint);
-    row.figures['sshfs for the volume'] = (await sshProcessesMentioning(mountpoint)).filter((p) => p.comm === 'sshfs').length;
-    expect(row.figures['mounts on the mountpoint']).toBe(1);
-    expect(row.figures['sshfs for the volume']).toBe(1);
+    // Its Unmount left no reference: unmounted again, the sshfs gone.
+    await waitFor('the volume to be unmounted after the new container', async () => !(await isSshfsMounted(mountpoint)), 20_000);
+    row.figures['mounts on the mountpoint after it'] = await mountCountAt(mountpoint);
+    await waitFor('its sshfs to exit', async () => (await sshProcessesMentioning(mountpoint)).length === 0, 20_000);
+    row.figures['sshfs for the volume after it'] = (await sshProcessesMentioning(mountpoint)).length;
     // A container started before the crash keeps its bind of the dead FUSE mount: say what users see there.
     const old = await docker(['exec', sleeper, 'ls', '/data']);
     row.figures['container from before the crash'] = old.exitCode === 0 ? 'still reads' : `sees "${old.stderr.split(':').pop()?.trim()}" (restart it)`;
