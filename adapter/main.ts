@@ -32,7 +32,10 @@ async function main(): Promise<void> {
         `${r.unmounted.length} orphan mount(s) removed, ${r.failed.length} failed${r.failed.length > 0 ? ` (${r.failed.join(', ')})` : ''}`,
     ),
   );
+  let stopping = false;
   const stop = (signal: string) => {
+    if (stopping) return log.info(`${signal}: already stopping`);
+    stopping = true;
     log.info(`${signal}: no new connections; finishing ${server.inFlight()} request(s) in flight; mounts stay for running containers`);
     void server.close(STOP_GRACE_MS).then(({ cut }) => {
       if (cut > 0) log.error(`${signal}: ${cut} request(s) still running after ${STOP_GRACE_MS / 1000} s were cut; dockerd will retry them`);
@@ -40,8 +43,9 @@ async function main(): Promise<void> {
       process.exit(0);
     });
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  // on, not once: execa's exit hook re-raises a signal nobody else listens to, which would end the process at once.
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 main().catch((error: unknown) => {
