@@ -34,14 +34,15 @@ export async function listenOnSocket(app: Hono, socketPath: string): Promise<Run
   }) as Server;
   const running = new Set<ServerResponse>();
   let stopping = false;
-  let settle: (() => void) | undefined;
+  let lastActivity = performance.now();
   server.on('request', (_req, res: ServerResponse) => {
     running.add(res);
+    lastActivity = performance.now();
     // Once stopping, no connection is kept alive for another request: the client opens a new one and finds no socket.
     if (stopping && !res.headersSent) res.setHeader('Connection', 'close');
     res.on('close', () => {
       running.delete(res);
-      if (stopping && running.size === 0) settle?.();
+      lastActivity = performance.now();
     });
   });
   await new Promise<void>((resolve, reject) => {
@@ -58,25 +59,28 @@ export async function listenOnSocket(app: Hono, socketPath: string): Promise<Run
       stopping = true;
       const inFlightAtStop = running.size;
       for (const res of running) if (!res.headersSent) res.setHeader('Connection', 'close');
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections(); // idle keep-alive connections carry no request: nothing is lost
+      // First the path: no new connection can reach us (dockerd retries those later, body and all). The listener and
+      // the open connections stay a little longer: connections already queued are accepted and served, and a request
+      // dockerd sends on a kept-alive connection is answered (then that connection closes). Closing a connection with
+      // a request on its way is what makes dockerd retry without a body, so everything closes only once no request
+      // has run for QUIET_MS.
       await unlinkIfOurs(socketPath, ourSocket);
-      if (running.size > 0) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, graceMs);
-          settle = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
+      const deadline = performance.now() + graceMs;
+      while (performance.now() < deadline && (running.size > 0 || performance.now() - lastActivity < QUIET_MS)) {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(POLL_MS, Math.max(0, deadline - performance.now()))));
       }
       const cut = running.size;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closed;
       return { cut, inFlightAtStop };
     },
   };
 }
+
+/** A stop waits until no request has run for this long (within its grace period) before it closes connections. */
+const QUIET_MS = 250;
+const POLL_MS = 20;
 
 /** Only our own socket: a plugin started after this one may already listen on the same path. */
 async function unlinkIfOurs(socketPath: string, ino: number): Promise<void> {
