@@ -239,7 +239,7 @@ async function killSshfs(): Promise<void> {
   const mounted = (await readMounts()).filter((m) => m.fstype === 'fuse.sshfs' && m.mountpoint.startsWith(`${plugin.mountRoot}/`));
   const target = pick(mounted);
   if (target === undefined) return;
-  const procs = (await sshProcessesMentioning(target.mountpoint)).filter((p) => p.comm === 'sshfs');
+  const procs = (await sshProcessesMentioning(target.mountpoint)).filter((p) => p.comm === 'sshfs' && p.cmdline.split(' ').includes(target.mountpoint));
   for (const p of procs) process.kill(p.pid, 'SIGKILL');
   fig.sshfsKills += 1;
   note(`sshfs of ${path.basename(target.mountpoint)} killed (${procs.length})`);
@@ -319,10 +319,21 @@ async function check(): Promise<void> {
   const t0 = performance.now();
   for (const name of pluginNames.filter((n) => !used.has(n))) {
     const mountpoint = path.join(plugin.mountRoot, name);
+    let left = '';
     await waitFor(`unused volume ${name} to be unmounted, its sshfs and ssh gone`, async () => {
-      if ((await readMounts()).some((m) => m.mountpoint === mountpoint)) return false;
-      return (await sshProcessesMentioning(mountpoint)).length === 0;
-    }, UNMOUNT_GRACE_MS, 500);
+      const mounts = (await readMounts()).filter((m) => m.mountpoint === mountpoint);
+      // Whole arguments only: one volume's name may begin another's (chaos-7-1, chaos-7-17). sshfs names the
+      // mountpoint, its ssh the volume's log file.
+      const sshLog = path.join(plugin.stateDir, 'logs', `${name}.ssh.log`);
+      const procs = (await sshProcessesMentioning(mountpoint)).concat(await sshProcessesMentioning(sshLog)).filter((p) => {
+        const args = p.cmdline.split(' ');
+        return args.includes(mountpoint) || args.includes(sshLog) || args.includes(`ssh_command=ssh -E ${sshLog}`);
+      });
+      left = `mounts ${JSON.stringify(mounts)}, processes ${JSON.stringify(procs.map((p) => `${p.pid}/${p.ppid} ${p.cmdline.slice(0, 100)}`))}`;
+      return mounts.length === 0 && procs.length === 0;
+    }, UNMOUNT_GRACE_MS, 500).catch((error: unknown) => {
+      throw new Error(`${String(error)}; left: ${left}; plugin says ${JSON.stringify(list.Volumes)}`);
+    });
   }
   fig.unmountWaitS.push(round((performance.now() - t0) / 1000, 1));
   // Every file a container reported written is on the server; docker volume rm deleted none.
