@@ -15,6 +15,7 @@ import {
   listVolumes,
   loadEnv,
   makeRemoteSubdir,
+  randomId,
   readMounts,
   Resources,
   sleep,
@@ -43,6 +44,9 @@ const LIST_LIMIT_MS = 5_000;
 const env = loadEnv();
 const res = new Resources();
 const pluginName = uniquePluginName();
+/** In volume and container names: a dockerd's data root outlives a run, and a name it still knows from an earlier
+ * run (of a plugin long gone) makes it wait for that plugin. The seed alone decides the steps. */
+const RUN = randomId(2);
 let plugin: LegacyPlugin;
 
 /** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
@@ -128,7 +132,7 @@ function burst(n: number): Promise<CmdResult[]> {
 
 async function createVol(): Promise<void> {
   serial += 1;
-  const name = `chaos-${SEED}-${serial}`;
+  const name = `chaos-${SEED}-${RUN}-${serial}`;
   const password = random() < 0.25;
   const remote = password ? await makeRemoteSubdir(env.pwRemoteDir, env.pwUser) : await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
   const opts = password ? pwOpts(remote) : keyOpts(remote);
@@ -162,7 +166,7 @@ async function startSleeper(): Promise<void> {
   const vol = pick([...vols.values()]);
   if (vol === undefined) return;
   serial += 1;
-  const name = res.container(`chaos-${SEED}-sleeper-${serial}`);
+  const name = res.container(`chaos-${SEED}-${RUN}-sleeper-${serial}`);
   const r = await docker(['run', '-d', '--name', name, '--stop-timeout', '1', '--network', 'none', '-v', `${vol.name}:/data`, env.image, 'sleep', '3600']);
   note(`sleeper ${name} on ${vol.name}: exit ${r.exitCode}`);
   if (r.exitCode === 0) sleepers.set(name, vol.name);
