@@ -154,6 +154,7 @@ async function removeVol(): Promise<void> {
   if (r.exitCode === 0) {
     expect(inUse, `docker volume rm removed ${vol.name} while a container used it`).toBe(false);
     vols.delete(vol.name);
+    res.volumes.delete(vol.name); // a removed name costs dockerd a lookup in every driver it knows at cleanup
     fig.removes += 1;
   } else {
     fig.removesRefused += 1;
