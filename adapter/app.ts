@@ -9,7 +9,7 @@ import type { Deps } from '../handlers/types.js';
 const CONTENT_TYPE = 'application/vnd.docker.plugins.v1.1+json';
 const MAX_BODY_BYTES = 1024 * 1024;
 
-function reply(body: object, status: 200 | 400 | 404 | 413 | 500): Response {
+function reply(body: object, status: 200 | 400 | 404 | 413 | 500 | 503): Response {
   return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': CONTENT_TYPE } });
 }
 
@@ -40,13 +40,51 @@ function limitBody(): MiddlewareHandler {
   };
 }
 
+/** Endpoints whose request names a volume: an empty body there is never a real request from dockerd. */
+const NEEDS_BODY = new Set(['/VolumeDriver.Create', '/VolumeDriver.Remove', '/VolumeDriver.Mount', '/VolumeDriver.Unmount', '/VolumeDriver.Path', '/VolumeDriver.Get']);
+
+export const RETRY_WITHOUT_BODY =
+  'request has no body: dockerd re-sends a request without its body when the connection it first went out on was cut ' +
+  '(the plugin was stopped or crashed while answering); nothing was changed: run the docker command again';
+
+/**
+ * dockerd's retry of a request cut mid-way carries an empty body, so the plugin cannot tell which volume it was about.
+ * Whatever it answers must do no harm. An Err does none for Create, Remove, Mount, Path (the command fails, nothing
+ * changes) and Unmount (dockerd logs it and goes on; the reference it meant to release is dropped at Remove). A Get
+ * is different: dockerd treats any Err on Get as "no such volume" and, at its start, deletes that volume's record
+ * (options, labels). A connection failure it keeps the record for: so a Get without a body is answered by closing the
+ * connection (dockerd retries for up to 30 s, then reports a connection error and keeps the volume).
+ */
+function answerRetryWithoutBody(route: string, env: unknown, deps: Deps): Response {
+  const method = route.slice(route.indexOf('.') + 1);
+  if (method === 'Get' && dropConnection(env)) {
+    deps.log.error(`${route} without a body (dockerd retried a request cut by a plugin stop or crash): connection closed unanswered, so dockerd keeps the volume`);
+    return reply({ Err: RETRY_WITHOUT_BODY }, 503);
+  }
+  deps.log.error(
+    `${route} without a body (dockerd retried a request cut by a plugin stop or crash): answered with an error, nothing changed` +
+      (method === 'Unmount' ? '; the reference it was to release stays until docker volume rm drops it' : ''),
+  );
+  return reply(method === 'Mount' || method === 'Path' ? { Mountpoint: '', Err: RETRY_WITHOUT_BODY } : { Err: RETRY_WITHOUT_BODY }, 500);
+}
+
+/** Closes the request's connection without an answer (over @hono/node-server, whose env holds the Node request). */
+function dropConnection(env: unknown): boolean {
+  const socket = (env as { incoming?: { socket?: { destroy(): void } } } | undefined)?.incoming?.socket;
+  if (socket === undefined) return false;
+  socket.destroy();
+  return true;
+}
+
 export function createApp(deps: Deps): Hono {
   const app = new Hono();
   app.use('*', limitBody());
   for (const [route, handler] of Object.entries(ENDPOINTS)) {
     app.post(route, async (c) => {
       const started = performance.now();
-      const parsed = parseBody(await c.req.text());
+      const text = await c.req.text();
+      if (text.trim() === '' && NEEDS_BODY.has(route)) return answerRetryWithoutBody(route, c.env, deps);
+      const parsed = parseBody(text);
       if (!parsed.ok) {
         deps.log.error(`${route}: request body is not valid JSON`);
         return reply({ Err: 'request body is not valid JSON' }, 400);

@@ -4,6 +4,7 @@ import type { Config, Deps, Logger, VolumeStore } from '../handlers/types.js';
 import { createExecaRunner } from './execa-runner.js';
 import { FakeRunner } from './fake-runner.js';
 import { createHostFs } from './host-fs.js';
+import { mountUsers } from './mount-users.js';
 import { createProcMountTable } from './proc-mounts.js';
 import { createTimers } from './timers.js';
 
@@ -13,5 +14,7 @@ export function createDeps(config: Config, store: VolumeStore, log: Logger): Dep
     const fake = new FakeRunner((line) => log.info(`dry run: ${line}`));
     return { ...common, runner: fake, mounts: fake };
   }
-  return { ...common, runner: createExecaRunner(), mounts: createProcMountTable() };
+  const mounts = createProcMountTable();
+  mounts.usersOf = (path) => mountUsers(path);
+  return { ...common, runner: createExecaRunner(), mounts };
 }

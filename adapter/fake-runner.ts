@@ -49,6 +49,13 @@ export class FakeRunner implements CommandRunner, MountTable {
     return this.mounted.has(path);
   }
 
+  /** Mounts of each mountpoint's filesystem elsewhere (containers' binds), as tests set them; unset: unknown. */
+  readonly users = new Map<string, number>();
+
+  async usersOf(path: string): Promise<number | undefined> {
+    return this.users.get(path);
+  }
+
   async state(path: string): Promise<MountState> {
     if (!this.mounted.has(path)) return 'absent';
     return this.stale.has(path) ? 'stale' : 'mounted';

@@ -1,4 +1,4 @@
-// Entry point: read config, load state, serve the socket, stop cleanly on SIGTERM.
+// Entry point: read config, load state, serve the socket, stop gracefully on SIGTERM (requests in flight finish).
 import { chmod, mkdir } from 'node:fs/promises';
 import { describe } from '../handlers/errors.js';
 import { reconcile } from '../handlers/reconcile.js';
@@ -10,6 +10,9 @@ import { hostDirsFor } from './host-paths.js';
 import { createLogger } from './logger.js';
 import { listenOnSocket } from './server.js';
 import { lockStateDir, removeLeftovers } from './state-dir.js';
+
+/** Requests in flight may finish for this long: well inside the 10 s dockerd gives a managed plugin before SIGKILL. */
+const STOP_GRACE_MS = 8_000;
 
 async function main(): Promise<void> {
   // Everything the plugin writes (state, keys, known_hosts) is for root only.
@@ -39,16 +42,24 @@ async function main(): Promise<void> {
   // After serving, so Docker never waits on a slow server to activate us.
   void reconcile(deps).then((r) =>
     log.info(
-      `state reconciled: ${r.adopted.length} mount(s) adopted, ${r.remounted.length} remounted, ` +
+      `state reconciled: ${r.adopted.length} mount(s) adopted, ${r.released.length} whose mount was gone released, ` +
         `${r.unmounted.length} orphan mount(s) removed, ${r.failed.length} failed${r.failed.length > 0 ? ` (${r.failed.join(', ')})` : ''}`,
     ),
   );
+  let stopping = false;
   const stop = (signal: string) => {
-    log.info(`${signal}: closing the socket; mounts stay for running containers`);
-    void server.close().then(() => process.exit(0));
+    if (stopping) return log.info(`${signal}: already stopping`);
+    stopping = true;
+    log.info(`${signal}: no new connections; finishing ${server.inFlight()} request(s) in flight; mounts stay for running containers`);
+    void server.close(STOP_GRACE_MS).then(({ cut }) => {
+      if (cut > 0) log.error(`${signal}: ${cut} request(s) still running after ${STOP_GRACE_MS / 1000} s were cut; dockerd will retry them`);
+      else log.info(`${signal}: every request answered; exiting`);
+      process.exit(0);
+    });
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  // on, not once: execa's exit hook re-raises a signal nobody else listens to, which would end the process at once.
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 main().catch((error: unknown) => {

@@ -1,12 +1,26 @@
-// Serves the Hono app on the plugin's Unix socket.
+// Serves the Hono app on the plugin's Unix socket, and stops it gracefully.
 import { createAdaptorServer } from '@hono/node-server';
 import { lstat, mkdir, unlink } from 'node:fs/promises';
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import type { Hono } from 'hono';
 
+export interface StopReport {
+  /** Requests that were still running when the grace period ran out (their connections were cut). */
+  cut: number;
+  /** Requests that were running when the stop began. */
+  inFlightAtStop: number;
+}
+
 export interface RunningServer {
-  close(): Promise<void>;
+  /**
+   * Stops accepting connections, lets the requests in flight finish for at most graceMs, then closes every
+   * connection. dockerd re-sends a request whose connection is cut with an EMPTY body, so cutting one is the
+   * last resort, not the way to stop.
+   */
+  close(graceMs?: number): Promise<StopReport>;
+  /** Requests being served now. */
+  inFlight(): number;
 }
 
 export async function listenOnSocket(app: Hono, socketPath: string): Promise<RunningServer> {
@@ -18,6 +32,19 @@ export async function listenOnSocket(app: Hono, socketPath: string): Promise<Run
     hostname: 'localhost',
     serverOptions: { requireHostHeader: false },
   }) as Server;
+  const running = new Set<ServerResponse>();
+  let stopping = false;
+  let lastActivity = performance.now();
+  server.on('request', (_req, res: ServerResponse) => {
+    running.add(res);
+    lastActivity = performance.now();
+    // Once stopping, no connection is kept alive for another request: the client opens a new one and finds no socket.
+    if (stopping && !res.headersSent) res.setHeader('Connection', 'close');
+    res.on('close', () => {
+      running.delete(res);
+      lastActivity = performance.now();
+    });
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(socketPath, () => {
@@ -25,14 +52,43 @@ export async function listenOnSocket(app: Hono, socketPath: string): Promise<Run
       resolve();
     });
   });
+  const ourSocket = (await lstat(socketPath)).ino;
   return {
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections?.();
-        unlink(socketPath).catch(() => undefined);
-      }),
+    inFlight: () => running.size,
+    close: async (graceMs = 0) => {
+      stopping = true;
+      const inFlightAtStop = running.size;
+      for (const res of running) if (!res.headersSent) res.setHeader('Connection', 'close');
+      // First the path: no new connection can reach us (dockerd retries those later, body and all). The listener and
+      // the open connections stay a little longer: connections already queued are accepted and served, and a request
+      // dockerd sends on a kept-alive connection is answered (then that connection closes). Closing a connection with
+      // a request on its way is what makes dockerd retry without a body, so everything closes only once no request
+      // has run for QUIET_MS.
+      await unlinkIfOurs(socketPath, ourSocket);
+      const deadline = performance.now() + graceMs;
+      while (performance.now() < deadline && (running.size > 0 || performance.now() - lastActivity < QUIET_MS)) {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(POLL_MS, Math.max(0, deadline - performance.now()))));
+      }
+      const cut = running.size;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+      return { cut, inFlightAtStop };
+    },
   };
+}
+
+/** A stop waits until no request has run for this long (within its grace period) before it closes connections. */
+const QUIET_MS = 250;
+const POLL_MS = 20;
+
+/** Only our own socket: a plugin started after this one may already listen on the same path. */
+async function unlinkIfOurs(socketPath: string, ino: number): Promise<void> {
+  try {
+    if ((await lstat(socketPath)).ino === ino) await unlink(socketPath);
+  } catch {
+    // already gone
+  }
 }
 
 /** A socket left by a crashed run would make listen fail with EADDRINUSE. */

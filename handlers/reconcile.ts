@@ -1,20 +1,21 @@
 // Run once at start, after the socket serves: make the persisted state and the real mounts agree again
 // after a crash, a kill or a restart of the plugin.
 import { describe } from './errors.js';
-import { mountSshfs } from './mount.js';
+import { watchInherited } from './inherited.js';
 import type { Deps } from './types.js';
 import { scheduleIdleUnmount, unmountSshfs } from './unmount.js';
 import { referenceCount } from './volume.js';
 
 export interface ReconcileReport {
   adopted: string[];
-  remounted: string[];
+  /** Volumes with references whose mount is gone: the references are dropped, the volume stays unmounted. */
+  released: string[];
   unmounted: string[];
   failed: string[];
 }
 
 export async function reconcile(deps: Deps): Promise<ReconcileReport> {
-  const report: ReconcileReport = { adopted: [], remounted: [], unmounted: [], failed: [] };
+  const report: ReconcileReport = { adopted: [], released: [], unmounted: [], failed: [] };
   const records = await deps.store.list();
   const known = new Set(records.map((r) => r.mountpoint));
   // sshfs mounts under our root that belong to no volume (e.g. removed while the plugin was down).
@@ -38,16 +39,23 @@ export async function reconcile(deps: Deps): Promise<ReconcileReport> {
         }
         try {
           if (refs > 0 && state === 'mounted') {
+            // Running containers keep using it; an Unmount lost in the crash is found by watching who holds the mount.
+            watchInherited(record.name, Object.keys(record.mounts), deps);
             report.adopted.push(record.name);
           } else if (state === 'mounted' && record.idleUntil !== undefined) {
             // Kept mounted by unmount_delay when the plugin stopped: the delay goes on from where it was.
             scheduleIdleUnmount(record.name, record.idleUntil, Math.max(0, Date.parse(record.idleUntil) - deps.now().getTime()), deps);
             report.adopted.push(record.name);
           } else if (refs > 0) {
-            if (state === 'stale') await deps.runner.run('fusermount3', ['-u', '-z', record.mountpoint], { timeoutMs: 10_000 });
-            await mountSshfs(record, deps);
+            // The mount these references were for is gone (sshfs died with the plugin). A container from before keeps
+            // its bind of the dead mount, which no new mount on the mountpoint can revive (it must be restarted), so
+            // they hold nothing: dropped, or a lost Unmount would keep a fresh mount up for good. Their Unmounts, if
+            // they still come, are for unknown IDs and answered OK; the next Mount mounts the volume.
+            if (state === 'stale') await unmountSshfs(record, deps);
+            record.mounts = {};
+            delete record.mountedAt;
             await deps.store.put(record);
-            report.remounted.push(record.name);
+            report.released.push(record.name);
           } else if (state !== 'absent') {
             await unmountSshfs(record, deps);
             report.unmounted.push(record.mountpoint);
@@ -55,7 +63,7 @@ export async function reconcile(deps: Deps): Promise<ReconcileReport> {
             await deps.fs.removeEmptyDir(record.mountpoint);
           }
         } catch (error) {
-          // The references stay: the next Mount of this volume tries again, and Get shows lastError.
+          // The references stay: Get shows lastError, and the next Mount tries again.
           deps.log.error(`reconcile: volume ${record.name}: ${describe(error)}`);
           report.failed.push(record.name);
         }

@@ -5,22 +5,36 @@ import type { Deps, ErrResponse } from './types.js';
 import { cancelIdleUnmount, unmountSshfs } from './unmount.js';
 import { getVolume, referenceCount, sshLogFileFor } from './volume.js';
 
+/**
+ * dockerd sends Remove only after its own in-use check (no container, running or stopped, refers to the volume; `-f`
+ * does not skip it). So references the plugin still holds at Remove are ones Docker will never release: Unmounts lost
+ * when the plugin was killed while answering them. They are dropped here and the volume is unmounted like any other
+ * (unmountSshfs: lazily if something outside Docker holds it); otherwise one lost Unmount would pin it forever.
+ */
 export async function remove(request: unknown, deps: Deps): Promise<ErrResponse> {
   return respond<ErrResponse>(deps, 'Remove', {}, async () => {
     const name = requireName(request);
     return deps.locks.withLock(name, async () => {
       const record = await getVolume(deps, name);
       const refs = referenceCount(record);
-      if (refs === 0 && cancelIdleUnmount(record, deps)) {
-        // Kept mounted only by unmount_delay: no container uses it, so Docker's Remove ends it now. (Any other
-        // mount found here is left alone and refused below: the plugin does not unmount what it cannot account for.)
+      const delayed = cancelIdleUnmount(record, deps);
+      const ours = (await deps.mounts.sshfsMountsUnder(deps.config.mountRoot)).includes(record.mountpoint);
+      if (refs > 0 || delayed || ours) {
+        if (refs > 0) {
+          deps.log.info(
+            `volume ${name}: Remove with ${refs} reference(s) Docker never released (Unmounts lost in a crash or stop); ` +
+              'Docker checked that no container uses it, so they are dropped and the mount is detached',
+          );
+        }
+        record.mounts = {};
         delete record.mountedAt;
         await deps.store.put(record);
         await unmountSshfs(record, deps);
       }
-      if (refs > 0 || (await deps.mounts.isMounted(record.mountpoint))) {
+      if (await deps.mounts.isMounted(record.mountpoint)) {
         throw new UserError(
-          `volume ${name} is still mounted (${refs} reference(s)); stop the containers that use it, then remove it`,
+          `something other than the volume's sshfs is mounted on ${record.mountpoint}; the plugin does not unmount ` +
+            'what it did not mount: unmount it, then remove the volume again',
         );
       }
       // Only an empty, unmounted directory is removed: nothing inside a mountpoint is ever deleted.

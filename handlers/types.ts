@@ -122,6 +122,11 @@ export interface MountTable {
   retire?(path: string, sshLogFile: string): Promise<void>;
   /** The kernel read-ahead (KiB) in force for the mount at path now; undefined when it cannot be read. */
   readAheadKb?(path: string): Promise<number | undefined>;
+  /**
+   * How many mounts of the filesystem at path exist elsewhere (containers' binds, in any mount namespace); undefined
+   * when that cannot be seen (a managed plugin sees only its own processes). Optional.
+   */
+  usersOf?(path: string): Promise<number | undefined>;
 }
 
 /** The filesystem work handlers need, kept behind an interface so handlers stay pure. */

@@ -14,7 +14,7 @@ const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..
 const DIR = path.resolve(process.env.E2E_FAULTS_DIR || path.join(REPO_ROOT, '.e2e-faults'));
 
 /** Table order: as the issue lists the properties. */
-const ORDER = ['restart', 'storm', 'state-dir', 'sshd', 'dockerd', 'concurrency', 'timeouts', 'zombies', 'hostile', 'hostile-server', 'secrets'];
+const ORDER = ['restart', 'storm', 'state-dir', 'sshd', 'dockerd', 'concurrency', 'timeouts', 'zombies', 'hostile', 'hostile-server', 'secrets', 'chaos'];
 
 export function formatTable(rows: RecordedRow[], wallSeconds: number): string {
   const rank = (r: RecordedRow) => {

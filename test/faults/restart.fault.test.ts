@@ -1,7 +1,7 @@
 // Plugin killed (SIGKILL) and restarted while volumes are mounted, in host mode: its sshfs processes survive it.
 // On restart it must serve at once, adopt live mounts (or replace stale ones), keep per-ID counts, let a new container
 // use the volume, and never stack two mounts on one mountpoint.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
@@ -20,7 +20,7 @@ import {
   waitFor,
   type LegacyPlugin,
 } from '../e2e/harness.js';
-import { createVolume, describeRun, keyOpts, measured, removeContainers, round, runWith, secondsSince, startContainer, stats, statusOver, uniq } from './lib.js';
+import { call, createVolume, describeRun, keyOpts, measured, removeContainers, round, runWith, secondsSince, startContainer, stats, statusOver, uniq } from './lib.js';
 
 const env = loadEnv();
 const res = new Resources();
@@ -111,8 +111,8 @@ it('SIGKILL with mounted volumes: serves at once, adopts the live mount, keeps p
   });
 });
 
-it('SIGKILL of the plugin and of its sshfs: the stale mount is replaced at restart, never stacked', async () => {
-  await measured('plugin + sshfs SIGKILLed: stale mount replaced', import.meta.url, async (row) => {
+it('SIGKILL of the plugin and of its sshfs: the dead mount is detached at restart, the next Mount mounts it, never stacked', async () => {
+  await measured('plugin + sshfs SIGKILLed: dead mount released, next Mount mounts afresh', import.meta.url, async (row) => {
     row.trials = 1;
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
     writeFileSync(path.join(remote, 'marker'), 'still here\n');
@@ -129,16 +129,21 @@ it('SIGKILL of the plugin and of its sshfs: the stale mount is replaced at resta
     expect(await mountCountAt(mountpoint)).toBe(1);
     plugin = await startLegacyPlugin(name);
     const report = await waitReconciled(plugin);
-    expect(report).toContain('1 remounted');
-    expect(await statusOver(plugin, vol)).toMatchObject({ mounted: true, references: 1, mountIDs: 1 });
-    expect((await statusOver(plugin, vol)).stale).toBeUndefined();
-    const r = await runWith(vol, 'cat /data/marker');
+    // Not mounted again at start: the old container cannot use a new mount, and its reference (which may be one
+    // whose Unmount was lost) holds nothing, so it is released.
+    expect(report).toContain('1 whose mount was gone released');
+    expect(await statusOver(plugin, vol)).toMatchObject({ mounted: false, references: 0, mountIDs: 0 });
+    expect(await mountCountAt(mountpoint)).toBe(0);
+    // A new container mounts it afresh, and sees exactly one mount of the volume.
+    const r = await runWith(vol, 'cat /data/marker && grep -c " /data " /proc/self/mountinfo');
     expect(r.exitCode, describeRun(r, plugin)).toBe(0);
+    expect(r.stdout).toBe('still here\n1');
     row.figures['kill -> new container ran (s)'] = secondsSince(t0);
-    row.figures['mounts on the mountpoint'] = await mountCountAt(mountpoint);
-    row.figures['sshfs for the volume'] = (await sshProcessesMentioning(mountpoint)).filter((p) => p.comm === 'sshfs').length;
-    expect(row.figures['mounts on the mountpoint']).toBe(1);
-    expect(row.figures['sshfs for the volume']).toBe(1);
+    // Its Unmount left no reference: unmounted again, the sshfs gone.
+    await waitFor('the volume to be unmounted after the new container', async () => !(await isSshfsMounted(mountpoint)), 20_000);
+    row.figures['mounts on the mountpoint after it'] = await mountCountAt(mountpoint);
+    await waitFor('its sshfs to exit', async () => (await sshProcessesMentioning(mountpoint)).length === 0, 20_000);
+    row.figures['sshfs for the volume after it'] = (await sshProcessesMentioning(mountpoint)).length;
     // A container started before the crash keeps its bind of the dead FUSE mount: say what users see there.
     const old = await docker(['exec', sleeper, 'ls', '/data']);
     row.figures['container from before the crash'] = old.exitCode === 0 ? 'still reads' : `sees "${old.stderr.split(':').pop()?.trim()}" (restart it)`;
@@ -171,5 +176,67 @@ it('sshfs killed while the plugin runs: Status says stale, and the next Mount re
     await waitFor('the volume to be unmounted', async () => !(await isSshfsMounted(mountpoint)), 20_000);
     row.figures['mounts left after containers exit'] = await mountCountAt(mountpoint);
     row.passed = 1;
+  });
+});
+
+it('SIGTERM in the middle of a burst of docker runs: requests in flight finish, no run fails', async () => {
+  await measured('plugin SIGTERM 0.2-0.4 s into 10 concurrent docker runs (2 bursts)', import.meta.url, async (row) => {
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+    const vols = [await createVolume(res, plugin, uniq('term-a'), keyOpts(remote)), await createVolume(res, plugin, uniq('term-b'), keyOpts(remote))];
+    const stopS: number[] = [];
+    let failed = 0;
+    let runs = 0;
+    for (const delay of [200, 400]) {
+      row.trials += 1;
+      const burst = Array.from({ length: 10 }, (_, i) => runWith(vols[i % 2] as string, `echo ${delay}-${i} > /data/term-${delay}-${i}`));
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      const t0 = performance.now();
+      await plugin.stop(); // SIGTERM
+      stopS.push(secondsSince(t0));
+      plugin = await startLegacyPlugin(name);
+      const results = await Promise.all(burst);
+      runs += results.length;
+      const bad = results.filter((r) => r.exitCode !== 0);
+      failed += bad.length;
+      expect(bad.map((r) => r.stderr), 'every run of the burst succeeded').toEqual([]);
+      for (let i = 0; i < 10; i++) expect(readFileSync(path.join(remote, `term-${delay}-${i}`), 'utf8')).toBe(`${delay}-${i}\n`);
+      row.passed += 1;
+    }
+    row.figures['runs failed'] = `${failed} of ${runs}`;
+    row.figures['SIGTERM -> exited (s)'] = stats(stopS);
+    for (const v of vols) await waitFor(`${v} unmounted`, async () => !(await isSshfsMounted(path.join(plugin.mountRoot, v))), 20_000);
+  });
+});
+
+it('a reference whose Unmount was lost pins nothing: unmounted once no container holds it, and removable', async () => {
+  await measured('lost Unmount: volume released, then removable', import.meta.url, async (row) => {
+    row.trials = 2;
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+    writeFileSync(path.join(remote, 'marker'), 'kept\n');
+    // 1. Across a restart (host mode, sshfs survives): the state after dockerd's Unmount hit a dying plugin.
+    const vol = await createVolume(res, plugin, uniq('lost'), keyOpts(remote));
+    const mountpoint = path.join(plugin.mountRoot, vol);
+    const sleeper = await startContainer(res, vol);
+    expect((await call(plugin, '/VolumeDriver.Mount', { Name: vol, ID: 'unmount-never-came' })).Err).toBe('');
+    await killAndRestart();
+    expect(await waitReconciled(plugin)).toContain('1 mount(s) adopted');
+    expect(await statusOver(plugin, vol)).toMatchObject({ mounted: true, references: 2 });
+    await removeContainers(res, [sleeper]);
+    const t0 = performance.now();
+    await waitFor('the volume to be unmounted although one reference was never released', async () => !(await isSshfsMounted(mountpoint)), 90_000, 500);
+    row.figures['last container gone -> unmounted (s)'] = secondsSince(t0);
+    await waitFor('its sshfs and ssh to exit', async () => (await sshProcessesMentioning(mountpoint)).length === 0, 20_000);
+    expect(await statusOver(plugin, vol)).toMatchObject({ mounted: false, references: 0 });
+    row.passed += 1;
+    // 2. Without a restart: docker volume rm drops the reference (Docker checked that no container uses the volume).
+    const vol2 = await createVolume(res, plugin, uniq('lost-rm'), keyOpts(remote));
+    expect((await call(plugin, '/VolumeDriver.Mount', { Name: vol2, ID: 'unmount-never-came' })).Err).toBe('');
+    const rm = await docker(['volume', 'rm', vol2]);
+    expect(rm.exitCode, describeRun(rm, plugin)).toBe(0);
+    res.volumes.delete(vol2);
+    expect(await isSshfsMounted(path.join(plugin.mountRoot, vol2))).toBe(false);
+    expect(readFileSync(path.join(remote, 'marker'), 'utf8')).toBe('kept\n');
+    row.figures['docker volume rm with a lost reference'] = 'removed, remote files kept';
+    row.passed += 1;
   });
 });

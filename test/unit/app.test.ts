@@ -3,8 +3,10 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createApp } from '../../adapter/app.js';
+import { Hono } from 'hono';
+import { createApp, RETRY_WITHOUT_BODY } from '../../adapter/app.js';
 import { listenOnSocket } from '../../adapter/server.js';
+import { pluginRequest } from '../../scripts/lib/plugin-request.js';
 import { makeDeps } from './fixtures.js';
 
 // Requests as dockerd sends them: POST, no Content-Type, empty Host.
@@ -110,5 +112,98 @@ describe('Hono adapter on a real Unix socket', () => {
     const small = body(10);
     expect((await s.send({ 'Transfer-Encoding': 'chunked' }, [small.slice(0, 5), small.slice(5)])).status).toBe(200);
     await s.close();
+  });
+});
+
+describe('a request dockerd retried without its body', () => {
+  // dockerd re-sends a request whose connection was cut with an EMPTY body: it cannot be told which volume it is about.
+  it.each(['Create', 'Remove', 'Mount', 'Unmount', 'Path'])('%s: a clear Err, nothing changed, and a log line saying why', async (method) => {
+    const deps = makeDeps();
+    const app = createApp(deps);
+    await post(app, '/VolumeDriver.Create', JSON.stringify({ Name: 'v', Opts: { sshcmd: 'u@h:/p' } }));
+    await post(app, '/VolumeDriver.Mount', '{"Name":"v","ID":"x"}');
+    const before = JSON.stringify(await deps.store.list());
+    const calls = deps.runner.calls.length;
+    const r = await post(app, `/VolumeDriver.${method}`, '');
+    expect(r.status).toBe(500);
+    expect(r.json.Err).toBe(RETRY_WITHOUT_BODY);
+    if (method === 'Mount' || method === 'Path') expect(r.json.Mountpoint).toBe('');
+    expect(JSON.stringify(await deps.store.list())).toBe(before);
+    expect(deps.runner.calls.length).toBe(calls);
+    expect(deps.logs.join('\n')).toMatch(new RegExp(`error /VolumeDriver.${method} without a body \\(dockerd retried a request cut`));
+  });
+
+  it('Get: the connection is closed unanswered, so dockerd keeps its record of the volume (an Err would drop it)', async () => {
+    const deps = makeDeps();
+    const dir = await mkdtemp(join(tmpdir(), 'sshfs-app-'));
+    const socketPath = join(dir, 'p.sock');
+    const server = await listenOnSocket(createApp(deps), socketPath);
+    await pluginRequest(socketPath, '/VolumeDriver.Create', { Name: 'v', Opts: { sshcmd: 'u@h:/p' } });
+    await expect(pluginRequest(socketPath, '/VolumeDriver.Get', undefined, 5_000)).rejects.toThrow(/socket hang up|ECONNRESET/);
+    expect(deps.logs.join('\n')).toMatch(/VolumeDriver.Get without a body .* connection closed unanswered/);
+    // A real Get still answers, and the volume is still there.
+    expect(JSON.parse((await pluginRequest(socketPath, '/VolumeDriver.Get', { Name: 'v' })).body)).toMatchObject({ Err: '', Volume: { Name: 'v' } });
+    await server.close();
+  });
+
+  it('List and Capabilities need no body and answer as usual', async () => {
+    const app = createApp(makeDeps());
+    expect((await post(app, '/VolumeDriver.List', '')).json).toEqual({ Volumes: [], Err: '' });
+    expect((await post(app, '/VolumeDriver.Capabilities', '')).json).toEqual({ Capabilities: { Scope: 'local' } });
+  });
+});
+
+describe('graceful stop', () => {
+  /** A server whose /slow answers only when the test says so. */
+  async function slowServer() {
+    const app = new Hono();
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let started: () => void = () => undefined;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    app.post('/slow', async (c) => {
+      started();
+      await released;
+      return c.json({ Err: '' });
+    });
+    const dir = await mkdtemp(join(tmpdir(), 'sshfs-stop-'));
+    const socketPath = join(dir, 'p.sock');
+    const server = await listenOnSocket(app, socketPath);
+    return { server, socketPath, release, running };
+  }
+
+  it('stops accepting at once, lets the request in flight finish, then closes', async () => {
+    const s = await slowServer();
+    const inFlight = pluginRequest(s.socketPath, '/slow', { Name: 'v' }, 10_000);
+    await s.running;
+    const closing = s.server.close(8_000);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // New connections find no socket (dockerd retries those with their body intact).
+    await expect(pluginRequest(s.socketPath, '/slow', {}, 2_000)).rejects.toThrow(/ENOENT|ECONNREFUSED/);
+    s.release();
+    expect(await inFlight).toEqual({ status: 200, body: '{"Err":""}' });
+    expect(await closing).toEqual({ cut: 0, inFlightAtStop: 1 });
+  });
+
+  it('cuts what still runs when the grace period is over, and says so', async () => {
+    const s = await slowServer();
+    const inFlight = pluginRequest(s.socketPath, '/slow', { Name: 'v' }, 10_000);
+    await s.running;
+    const t0 = performance.now();
+    expect(await s.server.close(300)).toEqual({ cut: 1, inFlightAtStop: 1 });
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(250);
+    await expect(inFlight).rejects.toThrow(/socket hang up|ECONNRESET/);
+    s.release();
+  });
+
+  it('closes idle keep-alive connections at once', async () => {
+    const s = await slowServer();
+    const agent = new http.Agent({ keepAlive: true });
+    s.release();
+    await pluginRequest(s.socketPath, '/slow', {}, 5_000, agent);
+    const t0 = performance.now();
+    expect(await s.server.close(8_000)).toEqual({ cut: 0, inFlightAtStop: 0 });
+    expect(performance.now() - t0).toBeLessThan(5_000);
+    agent.destroy();
   });
 });

@@ -385,19 +385,38 @@ describe('unmount_delay: keeping an idle volume mounted', () => {
 });
 
 describe('Remove', () => {
-  it('refuses while mounted and changes nothing', async () => {
+  it('drops references Docker never released (dockerd checked no container uses it) and detaches the mount', async () => {
     const deps = await created({ key: TEST_KEY });
     await mount({ Name: 'vol1', ID: 'a' }, deps);
-    expect((await remove({ Name: 'vol1' }, deps)).Err).toMatch(/still mounted \(1 reference\(s\)\); stop the containers/);
-    expect(await deps.store.get('vol1')).toBeDefined();
-    expect(deps.fs.files.has('/state/keys/vol1.key')).toBe(true);
-    expect(unmountCalls(deps)).toEqual([]);
+    await mount({ Name: 'vol1', ID: 'b' }, deps);
+    expect(await remove({ Name: 'vol1' }, deps)).toEqual({ Err: '' });
+    expect(await deps.store.get('vol1')).toBeUndefined();
+    expect(await deps.mounts.state(MP)).toBe('absent');
+    expect(unmountCalls(deps).map((c) => c.args)).toEqual([['-u', MP]]);
+    expect(deps.logs.join('\n')).toMatch(/Remove with 2 reference\(s\) Docker never released/);
   });
 
-  it('refuses while something is mounted on the mountpoint even with no references', async () => {
+  it('detaches lazily when the mount is busy, and never deletes what is inside', async () => {
+    const deps = await created();
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    deps.runner.script = (c) => (c.program === 'fusermount3' && !c.args.includes('-z') ? { exitCode: 1, stderr: 'fusermount3: failed to unmount: Device or resource busy' } : undefined);
+    expect(await remove({ Name: 'vol1' }, deps)).toEqual({ Err: '' });
+    expect(unmountCalls(deps).map((c) => c.args)).toEqual([['-u', MP], ['-u', '-z', MP]]);
+  });
+
+  it('refuses with the reason when the mount cannot be detached at all, keeping the volume', async () => {
+    const deps = await created();
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    deps.runner.script = (c) => (c.program === 'fusermount3' ? { exitCode: 1, stderr: 'fusermount3: no' } : undefined);
+    expect((await remove({ Name: 'vol1' }, deps)).Err).toMatch(/could not unmount/);
+    expect(await deps.store.get('vol1')).toMatchObject({ mounts: {} });
+  });
+
+  it('detaches its own sshfs mount even with no reference (a Mount cut short by a crash)', async () => {
     const deps = await created();
     deps.runner.mounted.add(MP);
-    expect((await remove({ Name: 'vol1' }, deps)).Err).toMatch(/still mounted/);
+    expect(await remove({ Name: 'vol1' }, deps)).toEqual({ Err: '' });
+    expect(await deps.mounts.state(MP)).toBe('absent');
   });
 
   it('never deletes files found in an unmounted mountpoint', async () => {

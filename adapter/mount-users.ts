@@ -1,0 +1,37 @@
+// Who still uses a mount: binds of the same filesystem anywhere else, in every mount namespace on the host.
+import { readdir, readFile, readlink } from 'node:fs/promises';
+import { parseMountInfo } from './proc-mounts.js';
+
+/** The kernel's fixed inode number of the initial PID namespace: only there does /proc show every process. */
+const INITIAL_PID_NAMESPACE = 'pid:[4026531836]';
+
+/**
+ * How many mounts of the filesystem mounted at path exist at other mount points, across every mount namespace (a
+ * container's bind of the volume, `docker cp`'s bind in dockerd's namespace). Copies at path itself (our own mount and
+ * its propagated peers) do not count. undefined when this process cannot see every namespace (a managed plugin runs
+ * in its own PID namespace) or path is not mounted: then nobody can tell, and the caller must assume it is used.
+ */
+export async function mountUsers(path: string, procDir = '/proc'): Promise<number | undefined> {
+  try {
+    if ((await readlink(`${procDir}/self/ns/pid`)) !== INITIAL_PID_NAMESPACE) return undefined;
+    const own = parseMountInfo(await readFile(`${procDir}/self/mountinfo`, 'utf8')).find((e) => e.mountPoint === path);
+    if (own === undefined) return undefined;
+    const seen = new Set<string>();
+    let users = 0;
+    for (const pid of ['self', ...(await readdir(procDir)).filter((d) => /^[0-9]+$/.test(d))]) {
+      let text: string;
+      try {
+        const ns = await readlink(`${procDir}/${pid}/ns/mnt`);
+        if (seen.has(ns)) continue;
+        seen.add(ns);
+        text = await readFile(`${procDir}/${pid}/mountinfo`, 'utf8');
+      } catch {
+        continue; // the process ended while we looked
+      }
+      users += parseMountInfo(text).filter((e) => e.device === own.device && e.mountPoint !== path).length;
+    }
+    return users;
+  } catch {
+    return undefined;
+  }
+}
