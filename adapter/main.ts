@@ -2,6 +2,7 @@
 import { mkdir } from 'node:fs/promises';
 import { describe } from '../handlers/errors.js';
 import { reconcile } from '../handlers/reconcile.js';
+import { stopSharedConnections } from '../handlers/shared-ssh.js';
 import { LowdbStore } from '../state/lowdb-store.js';
 import { createApp } from './app.js';
 import { readConfig } from './config.js';
@@ -41,7 +42,8 @@ async function main(): Promise<void> {
   );
   const stop = (signal: string) => {
     log.info(`${signal}: closing the socket; mounts stay for running containers`);
-    void server.close().then(() => process.exit(0));
+    // Shared ssh connections go with the plugin: unused ones at once, those of mounted volumes with their last session.
+    void Promise.all([server.close(), stopSharedConnections(deps).catch(() => undefined)]).then(() => process.exit(0));
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

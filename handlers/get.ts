@@ -3,6 +3,7 @@ import { respond } from './respond.js';
 import type { Deps, GetResponse } from './types.js';
 import { getVolume, sshLogFileFor, statusOf } from './volume.js';
 import { lastSshMessage } from './diagnose.js';
+import { sharedConnectionStatus } from './shared-ssh.js';
 
 export async function get(request: unknown, deps: Deps): Promise<GetResponse> {
   return respond<GetResponse>(deps, 'Get', { Volume: null }, async () => {
@@ -19,7 +20,10 @@ export async function get(request: unknown, deps: Deps): Promise<GetResponse> {
         Name: record.name,
         Mountpoint: record.mountpoint,
         CreatedAt: record.createdAt,
-        Status: statusOf(record, deps.config, state, lastSshMessage(sshLog), ssh, readAheadKb),
+        Status: {
+          ...statusOf(record, deps.config, state, lastSshMessage(sshLog), ssh, readAheadKb),
+          ...(await sharedConnectionStatus(record, state === 'mounted', deps)),
+        },
       },
       Err: '',
     };

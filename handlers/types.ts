@@ -55,6 +55,8 @@ export interface VolumeRecord {
   mountedAt?: string;
   /** Set while no container uses the volume but unmount_delay keeps it mounted: when it will be unmounted. */
   idleUntil?: string;
+  /** Id of the shared ssh connection (shared-ssh.ts) the volume's last mount used; unset when it logged in alone. */
+  sharedConnection?: string;
 }
 
 /** The only programs the plugin may ever run. */
@@ -116,6 +118,8 @@ export interface MountTable {
   setReadAhead(path: string, kb: number): Promise<void>;
   /** The kernel read-ahead (KiB) in force for the mount at path now; undefined when it cannot be read. */
   readAheadKb?(path: string): Promise<number | undefined>;
+  /** The plugin's shared ssh connection (master) listening on controlPath, if one runs. Optional, like sshConnection. */
+  sshMaster?(controlPath: string): Promise<{ startedAt: Date } | undefined>;
 }
 
 /** The filesystem work handlers need, kept behind an interface so handlers stay pure. */
@@ -165,6 +169,11 @@ export interface Config {
   dryRun: boolean;
   /** How long sshfs may take to connect and mount before Mount fails (Docker cuts managed plugins at 30 s). */
   mountTimeoutMs: number;
+  /**
+   * Seconds a shared ssh connection (one login reused by the mounts of a server with the same credentials) stays open
+   * once no mount uses it; 0 or unset: every mount logs in by itself.
+   */
+  sharedConnectionIdleSeconds?: number;
 }
 
 /** Runs fn while holding the lock for key; different keys never wait for each other. */
