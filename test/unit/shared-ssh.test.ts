@@ -13,6 +13,9 @@ function sharingDeps(overrides: Partial<Config> = {}): TestDeps {
   const deps = makeDeps({ sharedConnectionIdleSeconds: 300, ...overrides });
   deps.fs.files.set('/keys/other_key', { content: 'another key', mode: 0o600 });
   deps.fs.files.set('/keys/known_hosts', { content: 'files.example.com ssh-ed25519 AAAA', mode: 0o600 });
+  // A running master's control socket exists (ssh creates it, and removes it when the master ends).
+  const exists = deps.fs.exists.bind(deps.fs);
+  deps.fs.exists = async (path) => deps.runner.masters.has(path) || exists(path);
   return deps;
 }
 
@@ -61,9 +64,23 @@ describe('shared ssh connections', () => {
     ]);
     // Both sshfs join the master and never become one themselves.
     for (const call of sshfsCalls(deps)) expect(call.args.slice(-4)).toEqual(['-o', `ControlPath=${path}`, '-o', 'ControlMaster=no']);
-    expect(controlCalls(deps, 'check')).toHaveLength(2); // the second found the first's master running
+    expect(controlCalls(deps, 'check')).toHaveLength(0); // the master was looked up among the processes
+    expect(masterCalls(deps)).toHaveLength(1);
     expect(deps.runner.masters.has(path)).toBe(true);
     expect((await get({ Name: 'b' }, deps)).Volume?.Status).toMatchObject({ sharedConnection: 'up', sharedConnectionId: id });
+  });
+
+  it('asks ssh -O check whether a master runs when processes cannot be seen', async () => {
+    const deps = sharingDeps();
+    // The same simulated table, without the process lookup.
+    deps.mounts = Object.assign(Object.create(deps.runner) as object, { sshMaster: undefined }) as TestDeps['mounts'];
+    await createVol(deps, 'a');
+    await createVol(deps, 'b');
+    await mount({ Name: 'a', ID: '1' }, deps);
+    await mount({ Name: 'b', ID: '1' }, deps);
+    expect(controlCalls(deps, 'check')).toHaveLength(1); // the first Mount found no socket: nothing to ask
+    expect(masterCalls(deps)).toHaveLength(1);
+    expect((await get({ Name: 'b' }, deps)).Volume?.Status).toMatchObject({ sharedConnectionId: await idOf(deps, 'a') });
   });
 
   it('never shares between different credentials or settings', async () => {
