@@ -4,7 +4,7 @@ import { resolveKnownHosts, resolveLogin, type Login } from './credentials.js';
 import { remoteText, type VolumeOptions } from './options.js';
 import { requireMount } from './request.js';
 import { respond } from './respond.js';
-import { ensureMaster, MAX_SHARED_SESSIONS, sessionRefused, sessionsOn, sharedConnectionFor, type SharedConnection } from './shared-ssh.js';
+import { ensureMaster, pickSharedConnection, sessionRefused, sharedLoginDigest, type SharedConnection } from './shared-ssh.js';
 import { buildSshfsArgs, type MountPaths } from './sshfs-args.js';
 import type { Deps, MountResponse, VolumeRecord } from './types.js';
 import { cancelIdleUnmount } from './unmount.js';
@@ -128,10 +128,9 @@ async function sharedLogin(
   login: Login,
   deps: Deps,
 ): Promise<SharedConnection | undefined> {
-  const shared = await sharedConnectionFor(opts, paths, login, deps);
+  const digest = await sharedLoginDigest(opts, paths, login, deps);
+  const shared = digest === undefined ? undefined : await pickSharedConnection(digest, record.name, deps);
   if (shared === undefined) return undefined;
-  const sessions = Number(opts.sshfs.max_conns ?? 1) || 1;
-  if ((await sessionsOn(shared.id, record.name, deps)) + sessions > MAX_SHARED_SESSIONS) return undefined;
   const master = await ensureMaster(shared, opts, paths, login, deps);
   if (master.ok) return shared;
   await deps.fs.writeSecretFile(paths.sshLogFile, master.log); // Status shows ssh's last word, as for sshfs's own login

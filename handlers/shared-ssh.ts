@@ -14,10 +14,13 @@ import { sshOptionEntries, type MountPaths } from './sshfs-args.js';
 import type { Deps, RunResult, VolumeRecord } from './types.js';
 
 /**
- * Sessions (sshfs connections: max_conns each) one master carries at most. OpenSSH servers refuse more than
- * MaxSessions (default 10) per connection; beyond this a volume logs in by itself.
+ * Logins kept per server and credentials. A login carries the session of one mounted volume at a time: sessions
+ * multiplexed over one TCP stream and one ssh process were measured 10-15 % slower, together, than separate logins
+ * when several volumes of a server are busy at once (`npm run bench`). So a Mount joins a login no mounted volume
+ * uses, or opens another one (its own ssh process, as without sharing) that later Mounts reuse in turn. Beyond this
+ * many mounted at once, a volume logs in by itself.
  */
-export const MAX_SHARED_SESSIONS = 8;
+export const MAX_LOGINS_PER_SERVER = 16;
 
 /**
  * Unix socket paths hold at most 107 bytes, and ssh first binds `<path>.<16 random characters>`: longer paths
@@ -26,7 +29,7 @@ export const MAX_SHARED_SESSIONS = 8;
 const MAX_CONTROL_PATH = 107 - 17;
 
 export interface SharedConnection {
-  /** A digest of the login's credentials and settings; also the socket's name. */
+  /** `<digest>-<n>`: a digest of the login's credentials and settings, and which of its logins; also the socket's name. */
   id: string;
   controlPath: string;
   /** The master's own ssh log (`ssh -E`). */
@@ -45,18 +48,19 @@ function connectionFor(stateDir: string, id: string): SharedConnection {
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 /**
- * The shared connection a volume's login may use, or undefined when it logs in alone: sharing is off
- * (idle period 0), the login is by password (sshfs types it into its own ssh: a master could not be given it), or
- * the state directory's path is too long for a socket.
+ * The digest naming the logins a volume may share, or undefined when it logs in alone: sharing is off (idle period 0),
+ * the login is by password (sshfs types it into its own ssh: a master could not be given it), the volume spreads its
+ * I/O over several connections (max_conns > 1, which one ssh process would undo), or the state directory's path is
+ * too long for a socket.
  */
-export async function sharedConnectionFor(
+export async function sharedLoginDigest(
   opts: VolumeOptions,
   paths: MountPaths,
   login: Login,
   deps: Deps,
-): Promise<SharedConnection | undefined> {
+): Promise<string | undefined> {
   const idle = deps.config.sharedConnectionIdleSeconds ?? 0;
-  if (idle <= 0 || !('keyFile' in login)) return undefined;
+  if (idle <= 0 || !('keyFile' in login) || Number(opts.sshfs.max_conns ?? 1) > 1) return undefined;
   // Everything that decides who logs in where and how: the options ssh gets (key file path, known_hosts file, host
   // key policy, ciphers, key exchange, compression, keepalives...), the destination, and the content of the key and
   // of a user's known_hosts file (a file replaced in the keys directory must not reuse a login made with the old one).
@@ -68,8 +72,37 @@ export async function sharedConnectionFor(
     key: sha256(await deps.fs.readText(login.keyFile, 64 * 1024)),
     knownHosts: opts.knownHostsFile === undefined ? null : sha256(await deps.fs.readText(paths.knownHostsFile, 1024 * 1024)),
   };
-  const shared = connectionFor(deps.config.stateDir, sha256(JSON.stringify(material)).slice(0, 24));
-  return shared.controlPath.length <= MAX_CONTROL_PATH ? shared : undefined;
+  const digest = sha256(JSON.stringify(material)).slice(0, 24);
+  const longest = connectionFor(deps.config.stateDir, `${digest}-${MAX_LOGINS_PER_SERVER - 1}`);
+  return longest.controlPath.length <= MAX_CONTROL_PATH ? digest : undefined;
+}
+
+/** Whether the master of a shared connection runs. */
+async function masterRunning(shared: SharedConnection, deps: Deps): Promise<boolean> {
+  // A master that ended normally took its socket with it: then no process lookup is needed. Looking the master up
+  // among the plugin's processes costs microseconds; `ssh -O check` (a process) about 10 ms.
+  if (!(await deps.fs.exists(shared.controlPath))) return false;
+  return deps.mounts.sshMaster !== undefined
+    ? (await deps.mounts.sshMaster(shared.controlPath)) !== undefined
+    : (await control('check', shared.controlPath, deps)).exitCode === 0;
+}
+
+/**
+ * The login of this digest the volume `name` should use: the first running one that no other mounted volume uses,
+ * else the first free place for a new one; undefined when MAX_LOGINS_PER_SERVER are in use.
+ */
+export async function pickSharedConnection(digest: string, name: string, deps: Deps): Promise<SharedConnection | undefined> {
+  const taken = new Set(
+    (await deps.store.list()).flatMap((r) => (r.name !== name && r.mountedAt !== undefined && r.sharedConnection !== undefined ? [r.sharedConnection] : [])),
+  );
+  let free: SharedConnection | undefined;
+  for (let n = 0; n < MAX_LOGINS_PER_SERVER; n++) {
+    const shared = connectionFor(deps.config.stateDir, `${digest}-${n}`);
+    if (taken.has(shared.id)) continue;
+    if (await masterRunning(shared, deps)) return shared;
+    free ??= shared;
+  }
+  return free;
 }
 
 /** `ssh -O <command>` to a master; ssh needs a destination argument, unused with an explicit ControlPath. */
@@ -108,13 +141,7 @@ export async function ensureMaster(
 ): Promise<MasterOutcome> {
   return deps.locks.withLock(`shared-ssh/${shared.id}`, async () => {
     // Looking the master up among the plugin's processes costs microseconds; `ssh -O check` (a process) about 10 ms.
-    // A master that ended normally took its socket with it: then no process lookup is needed.
-    const running =
-      (await deps.fs.exists(shared.controlPath)) &&
-      (deps.mounts.sshMaster !== undefined
-        ? (await deps.mounts.sshMaster(shared.controlPath)) !== undefined
-        : (await control('check', shared.controlPath, deps)).exitCode === 0);
-    if (running) return { ok: true, started: false };
+    if (await masterRunning(shared, deps)) return { ok: true, started: false };
     // A socket left by a master that died would make the new one run without sharing (ssh does not replace it).
     await deps.fs.removeFile(shared.controlPath);
     await deps.fs.writeSecretFile(shared.logFile, ''); // also creates the 0700 control directory
@@ -135,16 +162,6 @@ export async function ensureMaster(
 /** ssh's words when a master refused a session (the server's MaxSessions): the mount is tried again without it. */
 export function sessionRefused(sshLog: string): boolean {
   return /session request failed|Session open refused|mux_client_request_session/i.test(sshLog);
-}
-
-/** How many sessions mounted volumes (other than `name`) have open on a shared connection, as far as the state tells. */
-export async function sessionsOn(id: string, name: string, deps: Deps): Promise<number> {
-  let sessions = 0;
-  for (const r of await deps.store.list()) {
-    if (r.name === name || r.sharedConnection !== id || r.mountedAt === undefined) continue;
-    sessions += Number(r.options.max_conns ?? 1) || 1;
-  }
-  return sessions;
 }
 
 /**

@@ -39,9 +39,10 @@ describe('shared ssh connections', () => {
     await createVol(deps, 'a');
     await createVol(deps, 'b');
     expect(await mount({ Name: 'a', ID: '1' }, deps)).toMatchObject({ Err: '' });
+    expect(await unmount({ Name: 'a', ID: '1' }, deps)).toMatchObject({ Err: '' });
     expect(await mount({ Name: 'b', ID: '1' }, deps)).toMatchObject({ Err: '' });
     const id = await idOf(deps, 'a');
-    expect(id).toMatch(/^[0-9a-f]{24}$/);
+    expect(id).toMatch(/^[0-9a-f]{24}-0$/);
     expect(await idOf(deps, 'b')).toBe(id);
     const path = `/state/cm/${id}`;
     expect(masterCalls(deps)).toEqual([
@@ -70,6 +71,21 @@ describe('shared ssh connections', () => {
     expect((await get({ Name: 'b' }, deps)).Volume?.Status).toMatchObject({ sharedConnection: 'up', sharedConnectionId: id });
   });
 
+  it('a login carries one mounted volume at a time: volumes mounted together get logins of their own, reused later', async () => {
+    const deps = sharingDeps();
+    for (const name of ['a', 'b', 'c']) await createVol(deps, name);
+    await mount({ Name: 'a', ID: '1' }, deps);
+    await mount({ Name: 'b', ID: '1' }, deps);
+    const [a, b] = [await idOf(deps, 'a'), await idOf(deps, 'b')];
+    expect(a?.endsWith('-0')).toBe(true);
+    expect(b).toBe(a?.replace(/-0$/, '-1'));
+    expect(masterCalls(deps)).toHaveLength(2);
+    await unmount({ Name: 'a', ID: '1' }, deps);
+    await mount({ Name: 'c', ID: '1' }, deps); // a's login is free again
+    expect(await idOf(deps, 'c')).toBe(a);
+    expect(masterCalls(deps)).toHaveLength(2);
+  });
+
   it('asks ssh -O check whether a master runs when processes cannot be seen', async () => {
     const deps = sharingDeps();
     // The same simulated table, without the process lookup.
@@ -77,8 +93,10 @@ describe('shared ssh connections', () => {
     await createVol(deps, 'a');
     await createVol(deps, 'b');
     await mount({ Name: 'a', ID: '1' }, deps);
+    await unmount({ Name: 'a', ID: '1' }, deps);
     await mount({ Name: 'b', ID: '1' }, deps);
-    expect(controlCalls(deps, 'check')).toHaveLength(1); // the first Mount found no socket: nothing to ask
+    // The first Mount found no socket: nothing to ask; the second asked when choosing the login and again under its lock.
+    expect(controlCalls(deps, 'check')).toHaveLength(2);
     expect(masterCalls(deps)).toHaveLength(1);
     expect((await get({ Name: 'b' }, deps)).Volume?.Status).toMatchObject({ sharedConnectionId: await idOf(deps, 'a') });
   });
@@ -164,9 +182,10 @@ describe('shared ssh connections', () => {
     await createVol(deps, 'a');
     await createVol(deps, 'b');
     await mount({ Name: 'a', ID: '1' }, deps);
+    await unmount({ Name: 'a', ID: '1' }, deps);
     await mount({ Name: 'b', ID: '1' }, deps);
     const path = `/state/cm/${await idOf(deps, 'a')}`;
-    await unmount({ Name: 'a', ID: '1' }, deps);
+    expect(await idOf(deps, 'b')).toBe(await idOf(deps, 'a'));
     expect(await remove({ Name: 'a' }, deps)).toEqual({ Err: '' });
     expect(controlCalls(deps, 'exit')).toHaveLength(0);
     expect(deps.runner.masters.has(path)).toBe(true);
@@ -189,14 +208,19 @@ describe('shared ssh connections', () => {
     expect((await get({ Name: 'a' }, deps)).Volume?.Status).toMatchObject({ sharedConnection: 'up' });
   });
 
-  it('caps the sessions of one master, and logs in separately when the server refuses a session', async () => {
+  it('max_conns > 1 and more than 16 volumes mounted at once log in alone; so does a mount the server refuses a session', async () => {
     const deps = sharingDeps();
-    for (const name of ['a', 'b', 'c']) await createVol(deps, name, { max_conns: '4' });
-    for (const name of ['a', 'b', 'c']) await mount({ Name: name, ID: '1' }, deps);
-    expect(await idOf(deps, 'a')).toBeDefined();
-    expect(await idOf(deps, 'b')).toBe(await idOf(deps, 'a'));
-    expect(await idOf(deps, 'c')).toBeUndefined(); // 4 + 4 + 4 > 8 sessions
-    expect(sshfsCalls(deps)[2]?.args.some((a) => a.startsWith('ControlPath='))).toBe(false);
+    await createVol(deps, 'multi', { max_conns: '4' });
+    await mount({ Name: 'multi', ID: '1' }, deps);
+    expect(await idOf(deps, 'multi')).toBeUndefined();
+    expect(sshCalls(deps)).toEqual([]);
+    for (let i = 0; i < 17; i++) {
+      await createVol(deps, `v${i}`);
+      await mount({ Name: `v${i}`, ID: '1' }, deps);
+    }
+    expect(new Set(await Promise.all(Array.from({ length: 16 }, (_, i) => idOf(deps, `v${i}`)))).size).toBe(16);
+    expect(await idOf(deps, 'v16')).toBeUndefined();
+    expect(sshfsCalls(deps).at(-1)?.args.some((a) => a.startsWith('ControlPath='))).toBe(false);
 
     const refused = sharingDeps();
     await createVol(refused, 'r');
