@@ -29,7 +29,10 @@ export const MAX_LOGINS_PER_SERVER = 16;
 const MAX_CONTROL_PATH = 107 - 17;
 
 export interface SharedConnection {
-  /** `<digest>-<n>`: a digest of the login's credentials and settings, and which of its logins; also the socket's name. */
+  /**
+   * A digest of the login's credentials and settings (20 hex digits: 80 bits) and one hex digit for which of its logins;
+   * also the socket's name, kept short for the 107-byte limit on socket paths.
+   */
   id: string;
   controlPath: string;
   /** The master's own ssh log (`ssh -E`). */
@@ -72,9 +75,12 @@ export async function sharedLoginDigest(
     key: sha256(await deps.fs.readText(login.keyFile, 64 * 1024)),
     knownHosts: opts.knownHostsFile === undefined ? null : sha256(await deps.fs.readText(paths.knownHostsFile, 1024 * 1024)),
   };
-  const digest = sha256(JSON.stringify(material)).slice(0, 24);
-  const longest = connectionFor(deps.config.stateDir, `${digest}-${MAX_LOGINS_PER_SERVER - 1}`);
-  return longest.controlPath.length <= MAX_CONTROL_PATH ? digest : undefined;
+  const digest = sha256(JSON.stringify(material)).slice(0, 20);
+  if (connectionFor(deps.config.stateDir, `${digest}0`).controlPath.length > MAX_CONTROL_PATH) {
+    deps.log.info(`STATE_DIR ${deps.config.stateDir} is too long for ssh control sockets: every mount logs in by itself`);
+    return undefined;
+  }
+  return digest;
 }
 
 /** Whether the master of a shared connection runs. */
@@ -97,7 +103,7 @@ export async function pickSharedConnection(digest: string, name: string, deps: D
   );
   let free: SharedConnection | undefined;
   for (let n = 0; n < MAX_LOGINS_PER_SERVER; n++) {
-    const shared = connectionFor(deps.config.stateDir, `${digest}-${n}`);
+    const shared = connectionFor(deps.config.stateDir, `${digest}${n.toString(16)}`);
     if (taken.has(shared.id)) continue;
     if (await masterRunning(shared, deps)) return shared;
     free ??= shared;

@@ -2,7 +2,7 @@
 // (scripts/e2e-env.sh), prints one table (each figure with its method and target) and writes it to bench-results.md.
 // Not a test: it asserts nothing. Run as root. `npm run bench -- --sweep` runs the option sweep instead.
 //
-// Environment: BENCH_DIR (default <repo>/.e2e-bench), BENCH_NODE_FLAGS (extra node flags for the plugin, e.g.
+// Environment: BENCH_SKIP_CONTROL / BENCH_MOUNT_ONLY (=1: skip the control-plane / data sections), BENCH_DIR (default <repo>/.e2e-bench), BENCH_NODE_FLAGS (extra node flags for the plugin, e.g.
 // "--max-semi-space-size=1"), BENCH_OUT (default <repo>/bench-results.md), BENCH_REPS (data repetitions, default 3).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -394,6 +394,8 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
     'median of 7 `ssh host true` each, interleaved; ssh\'s default (OpenSSH ≥ 9: post-quantum sntrup761x25519) is kept, curve25519 is an opt-in');
   row(M, 'Get of a mounted volume: p50 / p99 ms', `${fmt(percentile(getMounted, 50), 3)} / ${fmt(percentile(getMounted, 99), 3)}`,
     '500 sequential Gets while the volume is mounted (reads mountinfo and scans /proc for the sshfs process)');
+
+  if (process.env.BENCH_MOUNT_ONLY) return; // BENCH_MOUNT_ONLY=1 (with BENCH_SKIP_CONTROL=1): the mount rows alone, for quick reruns
 
   // --- data
   // The baseline is sshfs at its defaults, measured exactly like the plugin's volume (in a container, a fresh mount

@@ -83,6 +83,10 @@ function masters(p: LegacyPlugin): number[] {
   return pids;
 }
 
+async function waitUnmounted(volume: string): Promise<void> {
+  await waitFor(`${volume} to be unmounted`, async () => (await inspectVolume(volume)).Status?.mounted === false, 20_000);
+}
+
 beforeAll(async () => {
   plugin = await startLegacyPlugin();
   // A valid key the server does not know.
@@ -107,9 +111,13 @@ describe('shared ssh connections', () => {
     const a = await createVolumeOk(plugin, uniq('share-a'), keyOpts(remote));
     const b = await createVolumeOk(plugin, uniq('share-b'), keyOpts(remote));
     const before = sshdLogins();
+    // One after another, each unmounted before the next starts (a login carries one mounted volume at a time, and
+    // Docker's Unmount may trail the CLI).
     await runWithOk(a, 'echo one > /data/one');
+    await waitUnmounted(a);
     await runWithOk(b, 'cat /data/one && echo two > /data/two');
-    await runWithOk(a, 'cat /data/two'); // cold again: a's mount was unmounted after the first run
+    await waitUnmounted(b);
+    await runWithOk(a, 'cat /data/two'); // cold again
     expect(await readRemote(remote, 'two')).toBe('two\n');
     expect(sshdLogins() - before, 'ssh logins for three cold mounts of one server').toBe(1);
     expect(masters(plugin)).toHaveLength(1);

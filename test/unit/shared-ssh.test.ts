@@ -42,7 +42,7 @@ describe('shared ssh connections', () => {
     expect(await unmount({ Name: 'a', ID: '1' }, deps)).toMatchObject({ Err: '' });
     expect(await mount({ Name: 'b', ID: '1' }, deps)).toMatchObject({ Err: '' });
     const id = await idOf(deps, 'a');
-    expect(id).toMatch(/^[0-9a-f]{24}-0$/);
+    expect(id).toMatch(/^[0-9a-f]{20}0$/);
     expect(await idOf(deps, 'b')).toBe(id);
     const path = `/state/cm/${id}`;
     expect(masterCalls(deps)).toEqual([
@@ -77,8 +77,8 @@ describe('shared ssh connections', () => {
     await mount({ Name: 'a', ID: '1' }, deps);
     await mount({ Name: 'b', ID: '1' }, deps);
     const [a, b] = [await idOf(deps, 'a'), await idOf(deps, 'b')];
-    expect(a?.endsWith('-0')).toBe(true);
-    expect(b).toBe(a?.replace(/-0$/, '-1'));
+    expect(a?.endsWith('0')).toBe(true);
+    expect(b).toBe(`${a?.slice(0, -1)}1`);
     expect(masterCalls(deps)).toHaveLength(2);
     await unmount({ Name: 'a', ID: '1' }, deps);
     await mount({ Name: 'c', ID: '1' }, deps); // a's login is free again
@@ -175,6 +175,7 @@ describe('shared ssh connections', () => {
     await createVol(deps, 'a');
     expect(await mount({ Name: 'a', ID: '1' }, deps)).toMatchObject({ Err: '' });
     expect(sshCalls(deps)).toEqual([]);
+    expect(deps.logs.some((l) => l.includes('too long for ssh control sockets'))).toBe(true);
   });
 
   it('closes the master when the last volume that used it is removed, not before', async () => {
