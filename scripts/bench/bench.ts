@@ -23,6 +23,12 @@ const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter((f) =>
 const REPS = Math.max(1, Math.min(9, Number(process.env.BENCH_REPS ?? 3) || 3));
 const E2E_ENV = path.join(REPO_ROOT, 'scripts', 'e2e-env.sh');
 const LAT_N = 2000; // requests per latency figure (after 200 warm-up requests)
+const COLD_RUNS = 11; // rounds of the interleaved cold-run rows
+
+/** The median of the ratios a[i] / b[i] of runs made side by side: a noisy moment slows both sides of one pair. */
+function pairedRatio(a: number[], b: number[]): number {
+  return median(a.map((x, i) => x / (b[i] ?? NaN)));
+}
 
 interface Row {
   section: string;
@@ -284,7 +290,7 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
   const handMnt = `${rawMnt}-by-hand`;
   await dockerRunMs(env, [img, 'true']); // warm-up
   for (const v of [vol, volOff, rcVol]) await dockerRunMs(env, ['-v', `${v}:/data`, img, 'true']);
-  for (let i = 0; i < 7; i++) {
+  for (let i = 0; i < COLD_RUNS; i++) {
     none.push(await dockerRunMs(env, [img, 'true']));
     await ensureRaw();
     bind.push(await dockerRunMs(env, ['-v', `${rawMnt}:/data`, img, 'true']));
@@ -342,24 +348,27 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
   const mb = median(bind);
   const mb2 = median(bind2);
   const runArgs = `docker run --rm --network none -v X:/data ${img} true`;
-  row(M, 'docker run, no volume (reference)', `${fmt(median(none), 0)} ms`, `median of 7 \`docker run --rm --network none ${img} true\``);
-  row(M, 'docker run, bind of a pre-mounted raw sshfs', `${fmt(mb, 0)} ms`, `median of 7 \`${runArgs}\`, X = host dir with sshfs mounted`);
+  row(M, 'docker run, no volume (reference)', `${fmt(median(none), 0)} ms`, `median of ${COLD_RUNS} \`docker run --rm --network none ${img} true\``);
+  row(M, 'docker run, bind of a pre-mounted raw sshfs', `${fmt(mb, 0)} ms`, `median of ${COLD_RUNS} \`${runArgs}\`, X = host dir with sshfs mounted`);
   const mc = median(cold);
   const mrc = median(coldRc);
+  const vsRc = pairedRatio(cold, coldRc);
+  const firstVsOff = pairedRatio(coldFirst, coldOff);
+  const paired = `ratios: median over the ${COLD_RUNS} rounds of the ratio of the two runs made in the same round`;
   row(M, 'docker run, rclone volume cold (rclone serve docker, sftp backend)', `${fmt(mrc, 0)} ms (${signed((mrc / median(none) - 1) * 100)} % vs no volume)`,
-    `median of 7, X = an rclone volume (\`-o type=sftp\`, same server, key and known_hosts) not mounted before the run; rclone keeps its sftp connection between mounts; interleaved with every cold row`);
-  row(M, 'docker run, plugin volume cold, login shared (server logged into within the idle period)', `${fmt(mc, 0)} ms (${fmt(mc / mrc, 2)}× rclone, ${signed((mc / mb - 1) * 100)} % vs bind)`,
-    'median of 7, X = plugin volume not mounted before the run, run right after the row below (whose login it joins); interleaved', '≤ 1.1× rclone', mc <= 1.1 * mrc);
-  row(M, 'docker run, plugin volume cold, first login to the server', `${fmt(median(coldFirst), 0)} ms (${fmt(median(coldFirst) / median(coldOff), 2)}× sharing off)`,
-    'median of 7, the shared login closed (`ssh -O exit`) before each run: the Mount starts the master, then sshfs joins it', 'no slower than sharing off', median(coldFirst) <= median(coldOff) * 1.05);
-  row(M, 'docker run, plugin volume cold, sharing off (SHARED_CONNECTION_IDLE=0: every Mount logs in, as before)', `${fmt(median(coldOff), 0)} ms (${fmt(median(coldOff) / mrc, 2)}× rclone)`,
-    'median of 7, a second plugin process with SHARED_CONNECTION_IDLE=0; interleaved');
+    `median of ${COLD_RUNS}, X = an rclone volume (\`-o type=sftp\`, same server, key and known_hosts) not mounted before the run; rclone keeps its sftp connection between mounts; interleaved with every cold row`);
+  row(M, 'docker run, plugin volume cold, login shared (server logged into within the idle period)', `${fmt(mc, 0)} ms (${fmt(vsRc, 2)}× rclone, ${signed((mc / mb - 1) * 100)} % vs bind)`,
+    `median of ${COLD_RUNS}, X = plugin volume not mounted before the run, run right after the row below (whose login it joins); interleaved; ${paired}`, '≤ 1.1× rclone', vsRc <= 1.1);
+  row(M, 'docker run, plugin volume cold, first login to the server', `${fmt(median(coldFirst), 0)} ms (${fmt(firstVsOff, 2)}× sharing off)`,
+    `median of ${COLD_RUNS}, the shared login closed (\`ssh -O exit\`) before each run: the Mount starts the master, then sshfs joins it; ${paired}`, 'no slower than sharing off (≤ 1.05×)', firstVsOff <= 1.05);
+  row(M, 'docker run, plugin volume cold, sharing off (SHARED_CONNECTION_IDLE=0: every Mount logs in, as before)', `${fmt(median(coldOff), 0)} ms (${fmt(pairedRatio(coldOff, coldRc), 2)}× rclone)`,
+    `median of ${COLD_RUNS}, a second plugin process with SHARED_CONNECTION_IDLE=0; interleaved; ${paired}`);
   row(M, 'sshfs mount + docker run on a bind of it + fusermount -u, by hand', `${fmt(median(byHand), 0)} ms (plugin cold: ${signed((median(cold) / median(byHand) - 1) * 100)} %)`,
-    'median of 7 (interleaved), timed around the three commands: the cold run without the plugin, so the difference is the plugin\'s own cost');
+    `median of ${COLD_RUNS} (interleaved), timed around the three commands: the cold run without the plugin, so the difference is the plugin's own cost`);
   row(M, 'docker run, plugin volume warm (held by another container)', `${fmt(median(warm), 0)} ms (${signed((median(warm) / mb2 - 1) * 100)} % vs ${fmt(mb2, 0)} ms bind)`,
     'median of 7, X = plugin volume kept mounted by a running container; interleaved with 7 bind runs', '≤ +10 %', median(warm) <= mb2 * 1.1);
-  row(M, 'docker run warm: plugin / rclone', `${fmt(median(warm), 0)} / ${fmt(median(warmRc), 0)} ms (${fmt(median(warm) / median(warmRc), 2)}×)`,
-    'median of 7 each, both volumes kept mounted by a running container; interleaved');
+  row(M, 'docker run warm: plugin / rclone', `${fmt(median(warm), 0)} / ${fmt(median(warmRc), 0)} ms (${fmt(pairedRatio(warm, warmRc), 2)}×)`,
+    'median of 7 each, both volumes kept mounted by a running container; interleaved; the ratio is the median of the 7 paired ratios');
   const q = (a: number[]) => fmt(percentile(a, 50), 3);
   row(M, 'Get / List p50: plugin / rclone (ms)', `${q(lat.ours.get)} / ${q(lat.rc.get)} ; ${q(lat.ours.list)} / ${q(lat.rc.list)}`,
     '1000 sequential Gets and Lists on each plugin\'s socket over one keep-alive connection, alternating blocks of 200 (after a warm-up block), a few unmounted volumes each');
