@@ -22,14 +22,14 @@ export function createHostFs(): HostFs {
         throw error;
       }
     },
-    async writeSecretFile(path, content) {
+    async writeSecretFile(path, content, options) {
       await mkdir(dirname(path), { recursive: true, mode: 0o700 });
       const tmp = `${path}.tmp-${process.pid}`;
       const handle = await open(tmp, 'w', 0o600);
       try {
         await handle.chmod(0o600); // in case the file already existed with another mode
         await handle.writeFile(content);
-        await handle.sync();
+        if (options?.durable !== false) await handle.sync();
       } finally {
         await handle.close();
       }

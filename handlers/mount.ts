@@ -72,7 +72,8 @@ export async function mountSshfs(record: VolumeRecord, deps: Deps): Promise<void
     sshLogFile: sshLogFileFor(deps.config, record.name),
   };
   await deps.fs.ensureDir(record.mountpoint);
-  await deps.fs.writeSecretFile(paths.sshLogFile, ''); // each mount starts a fresh ssh log
+  // Each mount starts a fresh ssh log; a log need not survive a crash, so no fsync on the Mount's path.
+  await deps.fs.writeSecretFile(paths.sshLogFile, '', { durable: false });
   const shared = await sharedLogin(record, opts, paths, login, deps);
   const runSshfs = (controlPath?: string) =>
     deps.runner.run('sshfs', buildSshfsArgs(opts, paths, login, controlPath), {
@@ -86,7 +87,7 @@ export async function mountSshfs(record: VolumeRecord, deps: Deps): Promise<void
   if (shared !== undefined && result.exitCode !== 0 && !result.timedOut && sessionRefused(await deps.fs.readText(paths.sshLogFile))) {
     // The server allows fewer sessions per connection than we counted on: this volume logs in by itself.
     deps.log.info(`volume ${record.name}: the shared ssh connection was refused a session; logging in separately`);
-    await deps.fs.writeSecretFile(paths.sshLogFile, '');
+    await deps.fs.writeSecretFile(paths.sshLogFile, '', { durable: false });
     result = await runSshfs();
     usedShared = undefined;
   }

@@ -150,7 +150,7 @@ export async function ensureMaster(
     if (await masterRunning(shared, deps)) return { ok: true, started: false };
     // A socket left by a master that died would make the new one run without sharing (ssh does not replace it).
     await deps.fs.removeFile(shared.controlPath);
-    await deps.fs.writeSecretFile(shared.logFile, ''); // also creates the 0700 control directory
+    await deps.fs.writeSecretFile(shared.logFile, '', { durable: false }); // also creates the 0700 control directory
     const idle = deps.config.sharedConnectionIdleSeconds ?? 0;
     const result = await deps.runner.run('ssh', masterArgs(shared, opts, paths, login, idle), {
       timeoutMs: deps.config.mountTimeoutMs,

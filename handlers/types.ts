@@ -127,8 +127,8 @@ export interface HostFs {
   ensureDir(path: string): Promise<void>;
   /** Removes a directory only if it is empty; never recurses. */
   removeEmptyDir(path: string): Promise<'removed' | 'absent' | 'not-empty'>;
-  /** Writes a file readable by root only (0600), atomically. */
-  writeSecretFile(path: string, content: string): Promise<void>;
+  /** Writes a file readable by root only (0600), atomically; fsync'd unless durable is false (a log, not state). */
+  writeSecretFile(path: string, content: string, options?: { durable?: boolean }): Promise<void>;
   removeFile(path: string): Promise<void>;
   exists(path: string): Promise<boolean>;
   /** The end of a text file (at most maxBytes), or '' when it does not exist. */
