@@ -43,6 +43,11 @@ export function controlDir(stateDir: string): string {
   return posix.join(stateDir, 'cm');
 }
 
+/** The master's ssh log of a shared connection (its last word, e.g. keepalives unanswered, belongs in Status). */
+export function sharedConnectionLogFile(stateDir: string, id: string): string {
+  return connectionFor(stateDir, id).logFile;
+}
+
 function connectionFor(stateDir: string, id: string): SharedConnection {
   const dir = controlDir(stateDir);
   return { id, controlPath: posix.join(dir, id), logFile: posix.join(dir, `${id}.log`) };

@@ -236,6 +236,23 @@ describe('shared ssh connections', () => {
     expect(refused.logs.some((l) => l.includes('refused a session'))).toBe(true);
   });
 
+  it("Status shows why the shared login ended (its master's log) when the volume's own ssh said nothing that matters", async () => {
+    const deps = sharingDeps();
+    await createVol(deps, 'a', { ServerAliveInterval: '1', ServerAliveCountMax: '2' });
+    await mount({ Name: 'a', ID: '1' }, deps);
+    const id = await idOf(deps, 'a');
+    deps.runner.masters.clear(); // its keepalives went unanswered
+    deps.fs.files.set(`/state/cm/${id}.log`, { content: 'Timeout, server files.example.com not responding.\n', mode: 0o600 });
+    // sshfs reconnected with a login of its own: its ssh found no socket first.
+    deps.fs.files.set('/state/logs/a.ssh.log', { content: 'Control socket connect(/state/cm/x): No such file or directory\n', mode: 0o600 });
+    expect((await get({ Name: 'a' }, deps)).Volume?.Status).toMatchObject({
+      lastSshMessage: 'Timeout, server files.example.com not responding.',
+      sharedConnection: 'closed',
+    });
+    deps.fs.files.set('/state/logs/a.ssh.log', { content: 'Connection closed by 10.0.0.1 port 22\n', mode: 0o600 });
+    expect((await get({ Name: 'a' }, deps)).Volume?.Status).toMatchObject({ lastSshMessage: 'Connection closed by 10.0.0.1 port 22' });
+  });
+
   it('stops every master when the plugin stops', async () => {
     const deps = sharingDeps();
     await createVol(deps, 'a');
