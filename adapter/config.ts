@@ -18,6 +18,10 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!Number.isFinite(timeout) || timeout < 1 || timeout > 110) {
     throw new Error(`MOUNT_TIMEOUT must be a number of seconds from 1 to 110, not "${env.MOUNT_TIMEOUT}"`);
   }
+  const idle = env.SHARED_CONNECTION_IDLE === undefined || env.SHARED_CONNECTION_IDLE === '' ? 300 : Number(env.SHARED_CONNECTION_IDLE);
+  if (!Number.isInteger(idle) || idle < 0 || idle > 86_400) {
+    throw new Error(`SHARED_CONNECTION_IDLE must be a whole number of seconds from 0 (off) to 86400, not "${env.SHARED_CONNECTION_IDLE}"`);
+  }
   const stateDir = absolute(env, 'STATE_DIR', '/mnt/state');
   // Files under it are named in sshfs -o values (split on commas) and in ssh_command (split on spaces).
   if (!/^[A-Za-z0-9._/@+-]+$/.test(stateDir)) {
@@ -41,5 +45,6 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     debug: truthy(env.DEBUG),
     dryRun: truthy(env.DRY_RUN),
     mountTimeoutMs: Math.round(timeout * 1000),
+    sharedConnectionIdleSeconds: idle,
   };
 }

@@ -40,7 +40,7 @@ export class FakeRunner implements CommandRunner, MountTable {
     };
     this.calls.push(call);
     this.print?.(formatCall(call));
-    const result: RunResult = { ...OK, ...this.script(call) };
+    const result: RunResult = { ...OK, ...(this.script(call) ?? this.defaultResult(program, args)) };
     if (result.exitCode === 0 && !result.timedOut) this.simulate(program, args);
     return result;
   }
@@ -85,7 +85,28 @@ export class FakeRunner implements CommandRunner, MountTable {
     return [...this.mounted].filter((p) => p.startsWith(`${dir}/`));
   }
 
+  /** Control paths of the shared ssh connections (masters) running in the simulation. */
+  readonly masters = new Set<string>();
+
+  async sshMaster(controlPath: string): Promise<{ startedAt: Date } | undefined> {
+    return this.masters.has(controlPath) ? { startedAt: new Date(0) } : undefined;
+  }
+
+  /** `ssh -O check` answers from the simulation unless a script decides. */
+  private defaultResult(program: Program, args: string[]): Partial<RunResult> | undefined {
+    const o = args.indexOf('-O');
+    if (program !== 'ssh' || o < 0) return undefined;
+    const path = args.find((a) => a.startsWith('ControlPath='))?.slice('ControlPath='.length) ?? '';
+    return this.masters.has(path) ? undefined : { exitCode: 255, stderr: `Control socket connect(${path}): No such file or directory` };
+  }
+
   private simulate(program: Program, args: string[]): void {
+    if (program === 'ssh') {
+      const path = args.find((a) => a.startsWith('ControlPath='))?.slice('ControlPath='.length);
+      const command = args.includes('-O') ? args[args.indexOf('-O') + 1] : undefined;
+      if (path !== undefined && args.includes('ControlMaster=yes')) this.masters.add(path);
+      if (path !== undefined && (command === 'exit' || command === 'stop')) this.masters.delete(path);
+    }
     if (program === 'sshfs' && args[1] !== undefined) this.mounted.add(args[1]);
     if (program === 'fusermount3') {
       const target = args[args.length - 1];

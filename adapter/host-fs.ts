@@ -1,5 +1,5 @@
 // The filesystem work handlers ask for, done for real.
-import { mkdir, open, realpath, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { access, mkdir, open, realpath, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { HostFs } from '../handlers/types.js';
 
@@ -22,14 +22,14 @@ export function createHostFs(): HostFs {
         throw error;
       }
     },
-    async writeSecretFile(path, content) {
+    async writeSecretFile(path, content, options) {
       await mkdir(dirname(path), { recursive: true, mode: 0o700 });
       const tmp = `${path}.tmp-${process.pid}`;
       const handle = await open(tmp, 'w', 0o600);
       try {
         await handle.chmod(0o600); // in case the file already existed with another mode
         await handle.writeFile(content);
-        await handle.sync();
+        if (options?.durable !== false) await handle.sync();
       } finally {
         await handle.close();
       }
@@ -54,6 +54,14 @@ export function createHostFs(): HostFs {
         return buffer.toString('utf8');
       } finally {
         await handle.close();
+      }
+    },
+    async exists(path) {
+      try {
+        await access(path);
+        return true;
+      } catch {
+        return false;
       }
     },
     async fileInfo(path) {

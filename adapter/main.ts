@@ -2,6 +2,7 @@
 import { chmod, mkdir } from 'node:fs/promises';
 import { describe } from '../handlers/errors.js';
 import { reconcile } from '../handlers/reconcile.js';
+import { stopSharedConnections } from '../handlers/shared-ssh.js';
 import { LowdbStore } from '../state/lowdb-store.js';
 import { createApp } from './app.js';
 import { readConfig } from './config.js';
@@ -51,7 +52,8 @@ async function main(): Promise<void> {
     if (stopping) return log.info(`${signal}: already stopping`);
     stopping = true;
     log.info(`${signal}: no new connections; finishing ${server.inFlight()} request(s) in flight; mounts stay for running containers`);
-    void server.close(STOP_GRACE_MS).then(({ cut }) => {
+    // Shared ssh connections go with the plugin: unused ones at once, those of mounted volumes with their last session.
+    void Promise.all([server.close(STOP_GRACE_MS), stopSharedConnections(deps).catch(() => undefined)]).then(([{ cut }]) => {
       if (cut > 0) log.error(`${signal}: ${cut} request(s) still running after ${STOP_GRACE_MS / 1000} s were cut; dockerd will retry them`);
       else log.info(`${signal}: every request answered; exiting`);
       process.exit(0);

@@ -236,6 +236,16 @@ export function createProcMountTable(procDir = '/proc', sysDir = '/sys'): MountT
         );
       }, RETIRE_GRACE_MS).unref();
     },
+    async sshMaster(controlPath) {
+      // The master the plugin started (shared-ssh.ts): `ssh ... -o ControlMaster=yes -o ControlPath=<path>`. A stopped
+      // master renames itself ("[stopped mux]") and no longer counts.
+      const pid = await finder.find(`master ${controlPath}`, (argv) =>
+        basename(argv[0] ?? '') === 'ssh' && argv.includes('ControlMaster=yes') && argv.includes(`ControlPath=${controlPath}`),
+      );
+      const boot = bootTimeSeconds(await readFile(`${procDir}/uptime`, 'utf8'), Date.now());
+      const started = pid === undefined ? undefined : await finder.startSeconds(pid);
+      return boot === undefined || started === undefined ? undefined : { startedAt: new Date((boot + started) * 1000) };
+    },
     async setReadAhead(path, kb) {
       const file = await readAheadFile(path);
       if (!(await statInChild(path))) throw new Error(`${path} did not answer within ${INIT_WAIT_MS} ms`);

@@ -121,6 +121,8 @@ export function meaningfulLines(output: string): string[] {
     .split(/\r?\n/)
     .map((l) => l.trim())
     .filter((l) => l !== '' && !/^read: Connection reset by peer$/.test(l) && !/^remote host has disconnected$/.test(l))
+    // A shared login that is gone: ssh then logs in by itself; not a cause worth showing.
+    .filter((l) => !/^(Control socket connect\(|mux_client_)/.test(l))
     .filter((l) => !/^(Warning: Permanently added|SSHFS version|FUSE library version|fusermount3? version)/.test(l));
 }
 

@@ -3,6 +3,7 @@ import { respond } from './respond.js';
 import type { Deps, GetResponse } from './types.js';
 import { getVolume, sshLogFileFor, statusOf } from './volume.js';
 import { lastSshMessage } from './diagnose.js';
+import { sharedConnectionLogFile, sharedConnectionStatus } from './shared-ssh.js';
 
 export async function get(request: unknown, deps: Deps): Promise<GetResponse> {
   return respond<GetResponse>(deps, 'Get', { Volume: null }, async () => {
@@ -10,6 +11,11 @@ export async function get(request: unknown, deps: Deps): Promise<GetResponse> {
     const state = await deps.mounts.state(record.mountpoint);
     const logFile = sshLogFileFor(deps.config, record.name);
     const sshLog = state === 'absent' && record.lastError === undefined ? '' : await deps.fs.readText(logFile, 4096);
+    // A mount over a shared login: why that login ended (e.g. keepalives unanswered) is in its master's log.
+    const masterLog =
+      record.sharedConnection !== undefined && state !== 'absent'
+        ? await deps.fs.readText(sharedConnectionLogFile(deps.config.stateDir, record.sharedConnection), 4096)
+        : '';
     // sshfs reconnects silently: its current ssh process tells whether (and when) it reconnected.
     const ssh = state === 'mounted' && deps.mounts.sshConnection ? ((await deps.mounts.sshConnection(logFile)) ?? null) : undefined;
     // Read live from the kernel: what sequential reads get now, whether or not the plugin could set it.
@@ -19,7 +25,10 @@ export async function get(request: unknown, deps: Deps): Promise<GetResponse> {
         Name: record.name,
         Mountpoint: record.mountpoint,
         CreatedAt: record.createdAt,
-        Status: statusOf(record, deps.config, state, lastSshMessage(sshLog), ssh, readAheadKb),
+        Status: {
+          ...statusOf(record, deps.config, state, lastSshMessage(sshLog) ?? lastSshMessage(masterLog), ssh, readAheadKb),
+          ...(await sharedConnectionStatus(record, state === 'mounted', deps)),
+        },
       },
       Err: '',
     };

@@ -4,6 +4,7 @@ import { resolveKnownHosts, resolveLogin, type Login } from './credentials.js';
 import { remoteText, type VolumeOptions } from './options.js';
 import { requireMount } from './request.js';
 import { respond } from './respond.js';
+import { ensureMaster, pickSharedConnection, sessionRefused, sharedLoginDigest, type SharedConnection } from './shared-ssh.js';
 import { buildSshfsArgs, type MountPaths } from './sshfs-args.js';
 import type { Deps, MountResponse, VolumeRecord } from './types.js';
 import { cancelIdleUnmount } from './unmount.js';
@@ -71,16 +72,30 @@ export async function mountSshfs(record: VolumeRecord, deps: Deps): Promise<void
     sshLogFile: sshLogFileFor(deps.config, record.name),
   };
   await deps.fs.ensureDir(record.mountpoint);
-  await deps.fs.writeSecretFile(paths.sshLogFile, ''); // each mount starts a fresh ssh log
-  const result = await deps.runner.run('sshfs', buildSshfsArgs(opts, paths, login), {
-    timeoutMs: deps.config.mountTimeoutMs,
-    // A failed or timed-out sshfs takes its ssh (and anything else it started) with it.
-    endGroupOnFailure: true,
-    ...('password' in login ? { input: `${login.password}\n` } : {}),
-  });
+  // Each mount starts a fresh ssh log; a log need not survive a crash, so no fsync on the Mount's path.
+  await deps.fs.writeSecretFile(paths.sshLogFile, '', { durable: false });
+  const shared = await sharedLogin(record, opts, paths, login, deps);
+  const runSshfs = (controlPath?: string) =>
+    deps.runner.run('sshfs', buildSshfsArgs(opts, paths, login, controlPath), {
+      timeoutMs: deps.config.mountTimeoutMs,
+      // A failed or timed-out sshfs takes its ssh (and anything else it started) with it.
+      endGroupOnFailure: true,
+      ...('password' in login ? { input: `${login.password}\n` } : {}),
+    });
+  let result = await runSshfs(shared?.controlPath);
+  let usedShared = shared;
+  if (shared !== undefined && result.exitCode !== 0 && !result.timedOut && sessionRefused(await deps.fs.readText(paths.sshLogFile))) {
+    // The server allows fewer sessions per connection than we counted on: this volume logs in by itself.
+    deps.log.info(`volume ${record.name}: the shared ssh connection was refused a session; logging in separately`);
+    await deps.fs.writeSecretFile(paths.sshLogFile, '', { durable: false });
+    result = await runSshfs();
+    usedShared = undefined;
+  }
   const mounted = await deps.mounts.isMounted(record.mountpoint);
   if (result.exitCode === 0 && !result.timedOut && mounted) {
     record.mountedAt = deps.now().toISOString();
+    if (usedShared !== undefined) record.sharedConnection = usedShared.id;
+    else delete record.sharedConnection;
     delete record.lastError;
     delete record.lastErrorAt;
     deps.log.info(`mounted ${remoteText(opts.remote)} for volume ${record.name} at ${record.mountpoint}`);
@@ -97,4 +112,29 @@ export async function mountSshfs(record: VolumeRecord, deps: Deps): Promise<void
       ? `sshfs reported success but ${record.mountpoint} is not mounted`
       : explainMountFailure(result, sshLog, await failureContext(opts, 'keyFile' in login ? login.keyFile : undefined, paths.knownHostsFile, deps));
   return failMount(record, message, deps);
+}
+
+/**
+ * The shared ssh connection this Mount joins (its master running, logged in), or undefined to log in alone. A master
+ * whose login fails fails the Mount with ssh's words, as sshfs's own login would have.
+ */
+async function sharedLogin(
+  record: VolumeRecord,
+  opts: VolumeOptions,
+  paths: MountPaths,
+  login: Login,
+  deps: Deps,
+): Promise<SharedConnection | undefined> {
+  const digest = await sharedLoginDigest(opts, paths, login, deps);
+  const shared = digest === undefined ? undefined : await pickSharedConnection(digest, record.name, deps);
+  if (shared === undefined) return undefined;
+  const master = await ensureMaster(shared, opts, paths, login, deps);
+  if (master.ok) return shared;
+  await deps.fs.writeSecretFile(paths.sshLogFile, master.log); // Status shows ssh's last word, as for sshfs's own login
+  await deps.fs.removeEmptyDir(record.mountpoint);
+  return failMount(
+    record,
+    explainMountFailure(master.result, master.log, await failureContext(opts, 'keyFile' in login ? login.keyFile : undefined, paths.knownHostsFile, deps)),
+    deps,
+  );
 }

@@ -1,6 +1,7 @@
 import { UserError } from './errors.js';
 import { requireName } from './request.js';
 import { respond } from './respond.js';
+import { releaseSharedConnection } from './shared-ssh.js';
 import type { Deps, ErrResponse } from './types.js';
 import { cancelIdleUnmount, unmountSshfs } from './unmount.js';
 import { getVolume, referenceCount, sshLogFileFor } from './volume.js';
@@ -48,6 +49,7 @@ export async function remove(request: unknown, deps: Deps): Promise<ErrResponse>
       await deps.store.delete(name);
       if (record.keyFile !== undefined) await deps.fs.removeFile(record.keyFile);
       await deps.fs.removeFile(sshLogFileFor(deps.config, name));
+      await releaseSharedConnection(record, deps);
       deps.log.info(`removed volume ${name}; remote files untouched`);
       return { Err: '' };
     });

@@ -19,7 +19,8 @@ export function sshCommand(sshLogFile: string): string {
   return `ssh -E ${sshLogFile} -F none`;
 }
 
-function sshOptions(opts: VolumeOptions, paths: MountPaths, login: Login): string[] {
+/** The ssh options of a volume's login, unescaped: sshfs passes them on, and a shared connection's master uses them. */
+export function sshOptionEntries(opts: VolumeOptions, paths: MountPaths, login: Login): Array<[string, string]> {
   const ssh: Record<string, string> = {
     UserKnownHostsFile: paths.knownHostsFile,
     // Host keys come from that one file only; ssh must never rewrite it (UpdateHostKeys) or read the host's own.
@@ -42,7 +43,11 @@ function sshOptions(opts: VolumeOptions, paths: MountPaths, login: Login): strin
     ssh.PreferredAuthentications = 'password,keyboard-interactive';
     ssh.NumberOfPasswordPrompts = '1';
   }
-  return Object.entries(ssh).map(([k, v]) => `${k}=${escapeFuse(v)}`);
+  return Object.entries(ssh);
+}
+
+function sshOptions(opts: VolumeOptions, paths: MountPaths, login: Login): string[] {
+  return sshOptionEntries(opts, paths, login).map(([k, v]) => `${k}=${escapeFuse(v)}`);
 }
 
 /** FUSE splits -o on commas; a backslash keeps one inside a value (e.g. a list of authentication methods). */
@@ -50,12 +55,17 @@ function escapeFuse(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/,/g, '\\,');
 }
 
-export function buildSshfsArgs(opts: VolumeOptions, paths: MountPaths, login: Login): string[] {
+/**
+ * controlPath: the shared connection to use (shared-ssh.ts). ControlMaster=no: sshfs's ssh only ever joins the
+ * plugin's master; when that is gone, ssh finds no socket and logs in by itself, as without sharing.
+ */
+export function buildSshfsArgs(opts: VolumeOptions, paths: MountPaths, login: Login, controlPath?: string): string[] {
   const args = [remoteText(opts.remote), paths.mountpoint];
   if (opts.port !== undefined) args.push('-p', String(opts.port));
   for (const [k, v] of Object.entries(opts.sshfs)) args.push('-o', v === '' ? k : `${k}=${v}`);
   if ('password' in login) args.push('-o', 'password_stdin');
   args.push('-o', `ssh_command=${sshCommand(paths.sshLogFile)}`);
   for (const o of sshOptions(opts, paths, login)) args.push('-o', o);
+  if (controlPath !== undefined) args.push('-o', `ControlPath=${controlPath}`, '-o', 'ControlMaster=no');
   return args;
 }

@@ -55,6 +55,8 @@ export interface VolumeRecord {
   mountedAt?: string;
   /** Set while no container uses the volume but unmount_delay keeps it mounted: when it will be unmounted. */
   idleUntil?: string;
+  /** Id of the shared ssh connection (shared-ssh.ts) the volume's last mount used; unset when it logged in alone. */
+  sharedConnection?: string;
 }
 
 /** The only programs the plugin may ever run. */
@@ -127,6 +129,8 @@ export interface MountTable {
    * when that cannot be seen (a managed plugin sees only its own processes). Optional.
    */
   usersOf?(path: string): Promise<number | undefined>;
+  /** The plugin's shared ssh connection (master) listening on controlPath, if one runs. Optional, like sshConnection. */
+  sshMaster?(controlPath: string): Promise<{ startedAt: Date } | undefined>;
 }
 
 /** The filesystem work handlers need, kept behind an interface so handlers stay pure. */
@@ -134,9 +138,10 @@ export interface HostFs {
   ensureDir(path: string): Promise<void>;
   /** Removes a directory only if it is empty; never recurses. */
   removeEmptyDir(path: string): Promise<'removed' | 'absent' | 'not-empty'>;
-  /** Writes a file readable by root only (0600), atomically. */
-  writeSecretFile(path: string, content: string): Promise<void>;
+  /** Writes a file readable by root only (0600), atomically; fsync'd unless durable is false (a log, not state). */
+  writeSecretFile(path: string, content: string, options?: { durable?: boolean }): Promise<void>;
   removeFile(path: string): Promise<void>;
+  exists(path: string): Promise<boolean>;
   /** The end of a text file (at most maxBytes), or '' when it does not exist. */
   readText(path: string, maxBytes?: number): Promise<string>;
   /** What a path is after resolving every symlink in it; undefined when it does not exist or cannot be resolved. */
@@ -177,6 +182,11 @@ export interface Config {
   mountTimeoutMs: number;
   /** Plugin-side directory -> the same directory on the Docker host, for paths error messages tell users to edit. */
   hostDirs?: Record<string, string>;
+  /**
+   * Seconds a shared ssh connection (one login reused by the mounts of a server with the same credentials) stays open
+   * once no mount uses it; 0 or unset: every mount logs in by itself.
+   */
+  sharedConnectionIdleSeconds?: number;
 }
 
 /** Runs fn while holding the lock for key; different keys never wait for each other. */

@@ -2,17 +2,18 @@
 // (scripts/e2e-env.sh), prints one table (each figure with its method and target) and writes it to bench-results.md.
 // Not a test: it asserts nothing. Run as root. `npm run bench -- --sweep` runs the option sweep instead.
 //
-// Environment: BENCH_DIR (default <repo>/.e2e-bench), BENCH_NODE_FLAGS (extra node flags for the plugin, e.g.
+// Environment: BENCH_SKIP_CONTROL / BENCH_MOUNT_ONLY (=1: skip the control-plane / data sections), BENCH_DIR (default <repo>/.e2e-bench), BENCH_NODE_FLAGS (extra node flags for the plugin, e.g.
 // "--max-semi-space-size=1"), BENCH_OUT (default <repo>/bench-results.md), BENCH_REPS (data repetitions, default 3).
 import { spawn } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_READ_AHEAD_KB, DEFAULT_SSH, DEFAULT_SSHFS } from '../../handlers/options.js';
 import { DATA_BYTES, elapsedOf, mbps, mountRaw, scripts, SMALL_FILES, sshPipe, unmountRaw } from './data.js';
 import {
-  type BenchEnv, docker, dockerOk, fmt, loadEnv, log, median, percentile, type Plugin, randomId, REPO_ROOT, rssMiB, rssParts, run,
-  runOk, sh, silentListener, sshArgs, SocketClient, sleep, spawnPlugin, timeMany, waitServing,
+  type BenchEnv, docker, dockerOk, fmt, loadEnv, log, median, percentile, type PeerPlugin, type Plugin, randomId, REPO_ROOT, rssMiB,
+  rssParts, rssWithHelpers, run, runOk, sh, silentListener, sshArgs, SocketClient, sleep, spawnPlugin, spawnRclone, timeMany,
+  waitActivate, waitServing,
 } from './lib.js';
 import { sweep } from './sweep.js';
 
@@ -22,6 +23,12 @@ const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter((f) =>
 const REPS = Math.max(1, Math.min(9, Number(process.env.BENCH_REPS ?? 3) || 3));
 const E2E_ENV = path.join(REPO_ROOT, 'scripts', 'e2e-env.sh');
 const LAT_N = 2000; // requests per latency figure (after 200 warm-up requests)
+const COLD_RUNS = 11; // rounds of the interleaved cold-run rows
+
+/** The median of the ratios a[i] / b[i] of runs made side by side: a noisy moment slows both sides of one pair. */
+function pairedRatio(a: number[], b: number[]): number {
+  return median(a.map((x, i) => x / (b[i] ?? NaN)));
+}
 
 interface Row {
   section: string;
@@ -39,6 +46,7 @@ function row(section: string, metric: string, value: string, method: string, tar
 
 // Everything the run started, stopped in `cleanup` whatever happens.
 const plugins: Plugin[] = [];
+const peers: PeerPlugin[] = [];
 const rawMounts = new Set<string>();
 const containers = new Set<string>();
 const closers: Array<() => Promise<void>> = [];
@@ -52,6 +60,7 @@ async function cleanup(): Promise<void> {
   }
   for (const m of rawMounts) await unmountRaw(m).catch(() => undefined);
   for (const p of plugins) await p.stop().catch(() => undefined);
+  for (const p of peers) await p.stop().catch(() => undefined);
   const down = await run('bash', [E2E_ENV, 'down', DIR], { timeoutMs: 180_000 });
   if (down.exitCode !== 0) log(`e2e-env.sh down failed:\n${down.stderr.slice(-3000)}`);
   // The work data (1000 volume records, the 256 MiB file, docker's data) is not needed any more.
@@ -229,6 +238,33 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
   const vol = `bench-vol-${randomId()}`;
   await dockerOk(env, ['volume', 'create', '-d', pluginName, '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${remotePlugin}`,
     '-o', `port=${env.sshPort}`, '-o', `IdentityFile=${env.keyFile}`, vol]);
+  // Side by side on the same dockerd and sshd: the plugin as it was before shared logins (SHARED_CONNECTION_IDLE=0,
+  // a fresh process, whose idle RSS is also the reference), and rclone's plugin with its sftp backend.
+  const offName = `${pluginName}-off`;
+  const pOff = spawnPlugin(DIR, offName, NODE_FLAGS, { SHARED_CONNECTION_IDLE: '0' });
+  plugins.push(pOff);
+  await waitServing(pOff, async (c) => (await c.request('/Plugin.Activate', undefined, 1_000)).status === 200);
+  const rc = spawnRclone(DIR, `sshfs-e2e-rclone-${randomId()}`);
+  peers.push(rc);
+  await waitActivate(rc.socketPath);
+  const [oursIdle, rcIdle] = [await settleRss(pOff.pid), await settleRss(rc.pid)];
+  const remoteRclone = `${env.keyRemoteDir}/rclone`;
+  await runOk('install', ['-d', '-o', env.keyUser, '-g', env.keyUser, remoteRclone]);
+  const volOff = `bench-off-${randomId()}`;
+  await dockerOk(env, ['volume', 'create', '-d', offName, '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${remotePlugin}`,
+    '-o', `port=${env.sshPort}`, '-o', `IdentityFile=${env.keyFile}`, volOff]);
+  const rcVol = `bench-rclone-${randomId()}`;
+  await dockerOk(env, ['volume', 'create', '-d', rc.name, '-o', 'type=sftp', '-o', `sftp-host=${env.sshHost}`, '-o', `sftp-port=${env.sshPort}`,
+    '-o', `sftp-user=${env.keyUser}`, '-o', `sftp-key-file=${env.keyFile}`, '-o', `sftp-known-hosts-file=${env.knownHostsFile}`,
+    '-o', `path=${remoteRclone}`, rcVol]);
+  /** Closes the plugin's shared logins, so that the next Mount is the first login to the server. */
+  const closeShared = async () => {
+    const dir = path.join(p.stateDir, 'cm');
+    if (!existsSync(dir)) return;
+    for (const f of readdirSync(dir).filter((n) => !n.endsWith('.log'))) {
+      await run('ssh', ['-F', 'none', '-O', 'exit', '-o', `ControlPath=${path.join(dir, f)}`, 'x']);
+    }
+  };
   await mountRaw(env, remoteRaw, rawMnt);
   rawMounts.add(rawMnt);
   const img = env.image;
@@ -247,14 +283,22 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
   const none: number[] = [];
   const bind: number[] = [];
   const cold: number[] = [];
+  const coldFirst: number[] = [];
+  const coldOff: number[] = [];
+  const coldRc: number[] = [];
   const byHand: number[] = [];
   const handMnt = `${rawMnt}-by-hand`;
   await dockerRunMs(env, [img, 'true']); // warm-up
-  for (let i = 0; i < 7; i++) {
+  for (const v of [vol, volOff, rcVol]) await dockerRunMs(env, ['-v', `${v}:/data`, img, 'true']);
+  for (let i = 0; i < COLD_RUNS; i++) {
     none.push(await dockerRunMs(env, [img, 'true']));
     await ensureRaw();
     bind.push(await dockerRunMs(env, ['-v', `${rawMnt}:/data`, img, 'true']));
-    cold.push(await dockerRunMs(env, ['-v', `${vol}:/data`, img, 'true']));
+    await closeShared();
+    coldFirst.push(await dockerRunMs(env, ['-v', `${vol}:/data`, img, 'true'])); // logs in, and keeps the login
+    cold.push(await dockerRunMs(env, ['-v', `${vol}:/data`, img, 'true'])); // joins that login
+    coldOff.push(await dockerRunMs(env, ['-v', `${volOff}:/data`, img, 'true']));
+    coldRc.push(await dockerRunMs(env, ['-v', `${rcVol}:/data`, img, 'true']));
     // What an operator without the plugin pays per run: mount, run on a bind of it, unmount.
     const t = performance.now();
     rawMounts.add(handMnt);
@@ -267,31 +311,69 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
   const holder = `bench-holder-${randomId()}`;
   containers.add(holder);
   await dockerOk(env, ['run', '-d', '--name', holder, '--network', 'none', '-v', `${vol}:/data`, img, 'sleep', '900']);
+  const rcHolder = `bench-rcholder-${randomId()}`;
+  containers.add(rcHolder);
+  await dockerOk(env, ['run', '-d', '--name', rcHolder, '--network', 'none', '-v', `${rcVol}:/data`, img, 'sleep', '900']);
   const bind2: number[] = [];
   const warm: number[] = [];
+  const warmRc: number[] = [];
   for (let i = 0; i < 7; i++) {
     await ensureRaw();
     bind2.push(await dockerRunMs(env, ['-v', `${rawMnt}:/data`, img, 'true']));
     warm.push(await dockerRunMs(env, ['-v', `${vol}:/data`, img, 'true']));
+    warmRc.push(await dockerRunMs(env, ['-v', `${rcVol}:/data`, img, 'true']));
   }
+  await dockerOk(env, ['rm', '-f', rcHolder]);
+  containers.delete(rcHolder);
   // Get on a mounted volume (the path that checks sshfs is still running), while the holder keeps it mounted.
   const gc = new SocketClient(p.socketPath);
   await timeMany(50, () => gc.request('/VolumeDriver.Get', { Name: vol }));
   const getMounted = await timeMany(500, () => gc.request('/VolumeDriver.Get', { Name: vol }));
   gc.close();
+  // Get and List side by side (a few volumes each, not mounted), in alternating blocks of 200.
+  const oc = new SocketClient(pOff.socketPath);
+  const rcc = new SocketClient(rc.socketPath);
+  const lat = { ours: { get: [] as number[], list: [] as number[] }, rc: { get: [] as number[], list: [] as number[] } };
+  for (let b = 0; b < 6; b++) {
+    for (const [c, v, out] of [[oc, volOff, lat.ours], [rcc, rcVol, lat.rc]] as const) {
+      const get = await timeMany(200, () => c.request('/VolumeDriver.Get', { Name: v }));
+      const list = await timeMany(200, () => c.request('/VolumeDriver.List', {}));
+      if (b > 0) { out.get.push(...get); out.list.push(...list); } // the first block warms up
+    }
+  }
+  oc.close();
+  rcc.close();
   await dockerOk(env, ['rm', '-f', holder]);
   containers.delete(holder);
   const mb = median(bind);
   const mb2 = median(bind2);
   const runArgs = `docker run --rm --network none -v X:/data ${img} true`;
-  row(M, 'docker run, no volume (reference)', `${fmt(median(none), 0)} ms`, `median of 7 \`docker run --rm --network none ${img} true\``);
-  row(M, 'docker run, bind of a pre-mounted raw sshfs', `${fmt(mb, 0)} ms`, `median of 7 \`${runArgs}\`, X = host dir with sshfs mounted`);
-  row(M, 'docker run, plugin volume cold (mount + unmount per run)', `${fmt(median(cold), 0)} ms (${signed((median(cold) / mb - 1) * 100)} %)`,
-    `median of 7, X = plugin volume not mounted before the run (interleaved with the rows above)`, '≤ +10 %', median(cold) <= mb * 1.1);
+  row(M, 'docker run, no volume (reference)', `${fmt(median(none), 0)} ms`, `median of ${COLD_RUNS} \`docker run --rm --network none ${img} true\``);
+  row(M, 'docker run, bind of a pre-mounted raw sshfs', `${fmt(mb, 0)} ms`, `median of ${COLD_RUNS} \`${runArgs}\`, X = host dir with sshfs mounted`);
+  const mc = median(cold);
+  const mrc = median(coldRc);
+  const vsRc = pairedRatio(cold, coldRc);
+  const firstVsOff = pairedRatio(coldFirst, coldOff);
+  const paired = `ratios: median over the ${COLD_RUNS} rounds of the ratio of the two runs made in the same round`;
+  row(M, 'docker run, rclone volume cold (rclone serve docker, sftp backend)', `${fmt(mrc, 0)} ms (${signed((mrc / median(none) - 1) * 100)} % vs no volume)`,
+    `median of ${COLD_RUNS}, X = an rclone volume (\`-o type=sftp\`, same server, key and known_hosts) not mounted before the run; rclone keeps its sftp connection between mounts; interleaved with every cold row`);
+  row(M, 'docker run, plugin volume cold, login shared (server logged into within the idle period)', `${fmt(mc, 0)} ms (${fmt(vsRc, 2)}× rclone, ${signed((mc / mb - 1) * 100)} % vs bind)`,
+    `median of ${COLD_RUNS}, X = plugin volume not mounted before the run, run right after the row below (whose login it joins); interleaved; ${paired}`, '≤ 1.1× rclone', vsRc <= 1.1);
+  row(M, 'docker run, plugin volume cold, first login to the server', `${fmt(median(coldFirst), 0)} ms (${fmt(firstVsOff, 2)}× sharing off)`,
+    `median of ${COLD_RUNS}, the shared login closed (\`ssh -O exit\`) before each run: the Mount starts the master, then sshfs joins it; ${paired}`, 'no slower than sharing off (≤ 1.05×)', firstVsOff <= 1.05);
+  row(M, 'docker run, plugin volume cold, sharing off (SHARED_CONNECTION_IDLE=0: every Mount logs in, as before)', `${fmt(median(coldOff), 0)} ms (${fmt(pairedRatio(coldOff, coldRc), 2)}× rclone)`,
+    `median of ${COLD_RUNS}, a second plugin process with SHARED_CONNECTION_IDLE=0; interleaved; ${paired}`);
   row(M, 'sshfs mount + docker run on a bind of it + fusermount -u, by hand', `${fmt(median(byHand), 0)} ms (plugin cold: ${signed((median(cold) / median(byHand) - 1) * 100)} %)`,
-    'median of 7 (interleaved), timed around the three commands: the cold run without the plugin, so the difference is the plugin\'s own cost');
+    `median of ${COLD_RUNS} (interleaved), timed around the three commands: the cold run without the plugin, so the difference is the plugin's own cost`);
   row(M, 'docker run, plugin volume warm (held by another container)', `${fmt(median(warm), 0)} ms (${signed((median(warm) / mb2 - 1) * 100)} % vs ${fmt(mb2, 0)} ms bind)`,
     'median of 7, X = plugin volume kept mounted by a running container; interleaved with 7 bind runs', '≤ +10 %', median(warm) <= mb2 * 1.1);
+  row(M, 'docker run warm: plugin / rclone', `${fmt(median(warm), 0)} / ${fmt(median(warmRc), 0)} ms (${fmt(pairedRatio(warm, warmRc), 2)}×)`,
+    'median of 7 each, both volumes kept mounted by a running container; interleaved; the ratio is the median of the 7 paired ratios');
+  const q = (a: number[]) => fmt(percentile(a, 50), 3);
+  row(M, 'Get / List p50: plugin / rclone (ms)', `${q(lat.ours.get)} / ${q(lat.rc.get)} ; ${q(lat.ours.list)} / ${q(lat.rc.list)}`,
+    '1000 sequential Gets and Lists on each plugin\'s socket over one keep-alive connection, alternating blocks of 200 (after a warm-up block), a few unmounted volumes each');
+  row('control plane', 'RSS idle: plugin / rclone', `${fmt(oursIdle.rss, 1)} / ${fmt(rcIdle.rss, 1)} MiB`,
+    'VmRSS 2 s after each fresh process answered Activate, no volume');
   // A volume that outlives its containers for a while (-o unmount_delay): repeated short runs find it mounted.
   const lingerVol = `bench-linger-${randomId()}`;
   await dockerOk(env, ['volume', 'create', '-d', pluginName, '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${remotePlugin}`,
@@ -322,6 +404,8 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
   row(M, 'Get of a mounted volume: p50 / p99 ms', `${fmt(percentile(getMounted, 50), 3)} / ${fmt(percentile(getMounted, 99), 3)}`,
     '500 sequential Gets while the volume is mounted (reads mountinfo and scans /proc for the sshfs process)');
 
+  if (process.env.BENCH_MOUNT_ONLY) return; // BENCH_MOUNT_ONLY=1 (with BENCH_SKIP_CONTROL=1): the mount rows alone, for quick reruns
+
   // --- data
   // The baseline is sshfs at its defaults, measured exactly like the plugin's volume (in a container, a fresh mount
   // per run): a second volume whose options undo the plugin's tuning (ssh's own default cipher first). Run on the
@@ -336,12 +420,28 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
   const inContainer = async (volArg: string, script: string) =>
     (await dockerOk(env, ['run', '--rm', '--network', 'none', '-v', volArg, '-v', `${srcDir}:/src:ro`, img, 'sh', '-c', script], 600_000)).stdout;
   const clean = (remote: string) => sh(`rm -rf ${remote}/big ${remote}/small`);
-  const res = { plugin: { w: [] as number[], r: [] as number[], s: [] as number[] }, raw: { w: [] as number[], r: [] as number[], s: [] as number[] } };
+  const res = {
+    plugin: { w: [] as number[], r: [] as number[], s: [] as number[] },
+    raw: { w: [] as number[], r: [] as number[], s: [] as number[] },
+    rc: { w: [] as number[], r: [] as number[], s: [] as number[] },
+  };
+  const loaded = { ours: 0, rc: 0 };
+  /** Runs FN while sampling an RSS every 100 ms; keeps the largest. */
+  const sampled = async <T>(sample: () => number, fn: () => Promise<T>): Promise<[T, number]> => {
+    let max = 0;
+    const timer = setInterval(() => { try { max = Math.max(max, sample()); } catch { /* process gone */ } }, 250);
+    try {
+      return [await fn(), max];
+    } finally {
+      clearInterval(timer);
+    }
+  };
   for (let i = 0; i < REPS; i++) {
     // plugin volume: each container run mounts and unmounts it, so the read starts from a fresh mount
     await clean(remotePlugin);
     res.plugin.w.push(elapsedOf(await inContainer(`${vol}:/data`, scripts.write('/src/rand', '/data'))));
-    const out = await inContainer(`${vol}:/data`, scripts.read('/data'));
+    const [out, oursRss] = await sampled(() => rssWithHelpers(p.pid, [p.mountRoot, p.stateDir]), () => inContainer(`${vol}:/data`, scripts.read('/data')));
+    loaded.ours = Math.max(loaded.ours, oursRss);
     if (!out.includes(String(DATA_BYTES))) throw new Error(`plugin read returned the wrong size: ${out}`);
     res.plugin.r.push(elapsedOf(out));
     res.plugin.s.push(elapsedOf(await inContainer(`${vol}:/data`, scripts.small('/data'))));
@@ -351,7 +451,17 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
     if (!outRaw.includes(String(DATA_BYTES))) throw new Error(`baseline read returned the wrong size: ${outRaw}`);
     res.raw.r.push(elapsedOf(outRaw));
     res.raw.s.push(elapsedOf(await inContainer(`${volDefaults}:/data`, scripts.small('/data'))));
+    await clean(remoteRclone);
+    res.rc.w.push(elapsedOf(await inContainer(`${rcVol}:/data`, scripts.write('/src/rand', '/data'))));
+    const [outRc, rcRss] = await sampled(() => rssMiB(rc.pid), () => inContainer(`${rcVol}:/data`, scripts.read('/data')));
+    loaded.rc = Math.max(loaded.rc, rcRss);
+    if (!outRc.includes(String(DATA_BYTES))) throw new Error(`rclone read returned the wrong size: ${outRc}`);
+    res.rc.r.push(elapsedOf(outRc));
+    res.rc.s.push(elapsedOf(await inContainer(`${rcVol}:/data`, scripts.small('/data'))));
   }
+  const cw = mbps(median(res.rc.w));
+  const cr = mbps(median(res.rc.r));
+  const cs = median(res.rc.s);
   const chosenCipher = DEFAULT_SSH.Ciphers?.replace(/^\^/, '').split(',')[0];
   const pipeDefault = await sshPipe(env, src, `${remoteRaw}/big`, undefined, REPS);
   const pipeChosen = chosenCipher === undefined ? pipeDefault : await sshPipe(env, src, `${remoteRaw}/big`, chosenCipher, REPS);
@@ -377,11 +487,69 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
   const rs = median(res.raw.s);
   row(D, `create+stat ${SMALL_FILES} small files: plugin / sshfs defaults / speed-up`, `${fmt(ps, 2)} s / ${fmt(rs, 2)} s / ${fmt(rs / ps, 2)}×`,
     `${how}: \`echo $i > f$i\` ×${SMALL_FILES}, then \`[ -s f$i ]\` ×${SMALL_FILES} and \`ls -l\` (shell built-ins, no fork per file)`, '≥ 1.5× sshfs defaults', rs / ps >= 1.5);
+  row(D, 'sequential write 256 MiB: plugin / rclone / ratio', `${fmt(pw, 0)} / ${fmt(cw, 0)} MB/s / ${fmt(pw / cw, 2)}×`,
+    `${how}, same commands on an rclone volume (its defaults: no VFS cache), interleaved with the plugin's runs`, '≥ 2× rclone', pw >= 2 * cw);
+  row(D, 'sequential read 256 MiB: plugin / rclone / ratio', `${fmt(pr, 0)} / ${fmt(cr, 0)} MB/s / ${fmt(pr / cr, 2)}×`,
+    `${how}, fresh mount each`, '≥ 2× rclone', pr >= 2 * cr);
+  row(D, `create+stat ${SMALL_FILES} small files: plugin / rclone / speed-up`, `${fmt(ps, 2)} s / ${fmt(cs, 2)} s / ${fmt(cs / ps, 2)}×`,
+    `${how}, same script`, 'faster than rclone', cs > ps);
+  row(D, 'RSS loaded (during the 256 MiB read): plugin with its sshfs + ssh / rclone', `${fmt(loaded.ours, 1)} / ${fmt(loaded.rc, 1)} MiB`,
+    'largest VmRSS sampled every 250 ms during the reads: the plugin process plus every process naming its mount root or state dir (sshfs, its ssh, the shared master); rclone is one process');
+  await busyVolumes(env, pluginName, offName, remotePlugin, srcDir, img);
   if (rawRemounts > 0) row(M, 'raw sshfs mounts lost during the mount runs (re-mounted)', String(rawRemounts), 'its ssh session was ended from outside');
+  const masterRss = rssWithHelpers(p.pid, [`ControlPath=${path.join(p.stateDir, 'cm')}`]) - rssMiB(p.pid);
+  row('control plane', 'RSS of the idle shared login (the ssh master process)', `${fmt(masterRss, 1)} MiB`,
+    'VmRSS of the plugin\'s ssh master(s) kept open for the idle period, outside the plugin process');
   await dockerOk(env, ['volume', 'rm', vol]);
   await dockerOk(env, ['volume', 'rm', volDefaults]);
+  await dockerOk(env, ['volume', 'rm', volOff]);
+  await dockerOk(env, ['volume', 'rm', rcVol]);
   const after = await settleRss(p.pid);
   row('control plane', 'RSS after the whole run', after.text, `${RSS_METHOD}, 2 s after the data section`, '≤ 45 MB', after.rss * 1.048576 <= 45);
+}
+
+/**
+ * Several busy volumes of one server: 3 containers reading (then writing) 256 MiB at once through 3 volumes with the
+ * same credentials: sharing one login (one TCP stream, one ssh process) against separate logins (SHARED_CONNECTION_IDLE=0).
+ */
+async function busyVolumes(env: BenchEnv, pluginName: string, offName: string, remote: string, srcDir: string, img: string): Promise<void> {
+  const N = 3;
+  const make = async (driver: string, tag: string) => {
+    const names: string[] = [];
+    for (let i = 0; i < N; i++) {
+      const v = `bench-busy-${tag}-${i}-${randomId()}`;
+      await dockerOk(env, ['volume', 'create', '-d', driver, '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${remote}`,
+        '-o', `port=${env.sshPort}`, '-o', `IdentityFile=${env.keyFile}`, v]);
+      names.push(v);
+    }
+    return names;
+  };
+  const shared = await make(pluginName, 's');
+  const separate = await make(offName, 'o');
+  const allAtOnce = async (vols: string[], script: (i: number) => string) => {
+    const t = performance.now();
+    await Promise.all(vols.map((v, i) => dockerOk(env, ['run', '--rm', '--network', 'none', '-v', `${v}:/data`, '-v', `${srcDir}:/src:ro`, img, 'sh', '-c', script(i)], 600_000)));
+    return (performance.now() - t) / 1000;
+  };
+  const read = (_: number) => 'dd if=/data/big of=/dev/null bs=1M 2>/dev/null';
+  const write = (i: number) => `dd if=/src/rand of=/data/busy${i} bs=1M 2>/dev/null`;
+  const r = { shared: [] as number[], separate: [] as number[] };
+  const w = { shared: [] as number[], separate: [] as number[] };
+  for (let i = 0; i < Math.max(2, REPS); i++) {
+    r.shared.push(await allAtOnce(shared, read));
+    r.separate.push(await allAtOnce(separate, read));
+    w.shared.push(await allAtOnce(shared, write));
+    w.separate.push(await allAtOnce(separate, write));
+  }
+  await sh(`rm -f ${remote}/busy*`);
+  const agg = (secs: number[]) => (N * DATA_BYTES) / 1e6 / median(secs);
+  const [rs, ro, ws, wo] = [agg(r.shared), agg(r.separate), agg(w.shared), agg(w.separate)];
+  const how = `median of ${Math.max(2, REPS)} (interleaved), wall time from starting ${N} containers at once to the last one ending (container start included), ${N} × 256 MiB`;
+  row('data', `${N} volumes of one server reading at once: shared login / separate logins`, `${fmt(rs, 0)} / ${fmt(ro, 0)} MB/s total (${fmt(rs / ro, 2)}×)`,
+    `${how}: \`dd if=/data/big of=/dev/null bs=1M\` in each`, '≥ 0.95× separate', rs >= 0.95 * ro);
+  row('data', `${N} volumes of one server writing at once: shared login / separate logins`, `${fmt(ws, 0)} / ${fmt(wo, 0)} MB/s total (${fmt(ws / wo, 2)}×)`,
+    `${how}: \`dd if=/src/rand of=/data/busyN bs=1M\` in each`, '≥ 0.95× separate', ws >= 0.95 * wo);
+  for (const v of [...shared, ...separate]) await dockerOk(env, ['volume', 'rm', v]);
 }
 
 function table(): string {
@@ -405,9 +573,9 @@ async function header(): Promise<string> {
   ].join(' ');
   return [
     `Measured ${new Date().toISOString()} on ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, Linux ${os.release()}, node ${process.version}` +
-      `${NODE_FLAGS.length > 0 ? ` (plugin run with ${NODE_FLAGS.join(' ')})` : ''}, ${await ver('sshfs', ['--version'], 'SSHFS')}, ${await ver('ssh', ['-V'])}.`,
+      `${NODE_FLAGS.length > 0 ? ` (plugin run with ${NODE_FLAGS.join(' ')})` : ''}, ${await ver('sshfs', ['--version'], 'SSHFS')}, ${await ver('ssh', ['-V'])}, ${await ver('rclone', ['version'], 'rclone')}.`,
     `The plugin runs in host mode (\`node dist/adapter/main.js\`, DEBUG=0) against sshd and dockerd on 127.0.0.1 (scripts/e2e-env.sh).`,
-    `Plugin defaults in this run: \`${defaults}\`. The mount section's raw sshfs (on the host, bind-mounted) uses only what it needs to log in plus allow_other; the data section's baseline is a volume with sshfs/ssh defaults (ssh's default cipher, the kernel's 128 KiB read-ahead).`,
+    `Plugin defaults in this run: \`${defaults}\`, shared logins kept ${process.env.SHARED_CONNECTION_IDLE ?? 300} s (SHARED_CONNECTION_IDLE). rclone's plugin (\`rclone serve docker\`, sftp backend, its defaults) runs beside it on the same dockerd and sshd; its rows are interleaved with the plugin's. The mount section's raw sshfs (on the host, bind-mounted) uses only what it needs to log in plus allow_other; the data section's baseline is a volume with sshfs/ssh defaults (ssh's default cipher, the kernel's 128 KiB read-ahead).`,
   ].join('\n');
 }
 
@@ -424,6 +592,8 @@ async function main(): Promise<void> {
     log(`starting dockerd + sshd in ${DIR}`);
     envUp = true;
     await runOk('bash', [E2E_ENV, 'up', DIR], { timeoutMs: 300_000 });
+    // rclone's Docker plugin (`rclone serve docker`) is measured side by side.
+    await runOk('bash', [path.join(REPO_ROOT, 'scripts', 'install-system-deps.sh'), 'rclone'], { timeoutMs: 300_000 });
     const env = loadEnv(DIR);
     if (process.argv.includes('--sweep')) {
       mkdirSync(path.join(DIR, 'work', 'src'), { recursive: true });

@@ -2,7 +2,7 @@
 // Loopback only, bounded waits only. Nothing here asserts: it measures and reports.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { pluginRequest, type PluginHttpResponse } from '../lib/plugin-request.js';
 import net from 'node:net';
@@ -327,4 +327,102 @@ export async function timeMany(n: number, fn: (i: number) => Promise<unknown>): 
     out.push(performance.now() - t);
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A peer measured side by side: rclone's Docker volume plugin (`rclone serve docker`, Debian's rclone package)
+
+export interface PeerPlugin {
+  name: string;
+  socketPath: string;
+  pid: number;
+  mountRoot: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Spawns `rclone serve docker` as a legacy plugin named NAME on the same dockerd: its socket in /run/docker/plugins,
+ * its mounts, cache and (empty) config under DIR/plugins/NAME. STATE_DIR in its environment lets `e2e-env.sh down`
+ * stop it should the benchmark die.
+ */
+export function spawnRclone(dir: string, name: string): PeerPlugin {
+  const base = path.join(dir, 'plugins', name);
+  const mountRoot = path.join(base, 'mnt');
+  const config = path.join(base, 'rclone.conf');
+  const socketPath = path.join(PLUGIN_SOCKET_DIR, `${name}.sock`);
+  for (const d of [mountRoot, path.join(base, 'cache'), path.join(base, 'state')]) mkdirSync(d, { recursive: true, mode: 0o700 });
+  writeFileSync(config, '');
+  rmSync(socketPath, { force: true });
+  const child = spawn(
+    'rclone',
+    ['serve', 'docker', '--socket-addr', socketPath, '--no-spec', '--base-dir', mountRoot, '--cache-dir', path.join(base, 'cache'), '--config', config],
+    { env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: base, STATE_DIR: path.join(base, 'state') }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  live.add(child);
+  let exited = false;
+  const exitP = new Promise<void>((resolve) => child.on('exit', () => { exited = true; live.delete(child); resolve(); }));
+  const logFile = path.join(base, 'rclone.log');
+  const onData = (c: Buffer) => {
+    try {
+      appendFileSync(logFile, c);
+    } catch {
+      // ignore
+    }
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  if (child.pid === undefined) throw new Error('could not spawn rclone');
+  writeFileSync(path.join(base, 'plugin.pid'), `${child.pid}\n`);
+  return {
+    name,
+    socketPath,
+    pid: child.pid,
+    mountRoot,
+    async stop() {
+      if (!exited) {
+        child.kill('SIGTERM');
+        if (!(await Promise.race([exitP.then(() => true), sleep(10_000).then(() => false)]))) {
+          child.kill('SIGKILL');
+          await Promise.race([exitP, sleep(5_000)]);
+        }
+      }
+      const left = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(`${mountRoot}/`));
+      for (const m of left) await run('fusermount3', ['-u', '-z', m]);
+      rmSync(socketPath, { force: true });
+      rmSync(path.join(base, 'plugin.pid'), { force: true });
+    },
+  };
+}
+
+/** Waits until a plugin socket answers /Plugin.Activate (bounded). */
+export async function waitActivate(socketPath: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  const client = new SocketClient(socketPath);
+  try {
+    for (;;) {
+      try {
+        if (existsSync(socketPath) && (await client.request('/Plugin.Activate', {}, 1_000)).status === 200) return;
+      } catch {
+        // not yet
+      }
+      if (performance.now() > deadline) throw new Error(`${socketPath} did not answer within ${timeoutMs} ms`);
+      await sleep(20);
+    }
+  } finally {
+    client.close();
+  }
+}
+
+/** RSS (MiB) of PID plus every process whose command line mentions one of MARKERS (a plugin's sshfs and ssh). */
+export function rssWithHelpers(pid: number, markers: string[]): number {
+  let total = rssMiB(pid);
+  for (const p of readdirSync('/proc').filter((d) => /^[0-9]+$/.test(d) && d !== String(pid))) {
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      if (markers.some((m) => cmd.includes(m))) total += rssMiB(Number(p));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
 }

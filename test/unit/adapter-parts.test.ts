@@ -21,6 +21,7 @@ describe('readConfig', () => {
       debug: false,
       dryRun: false,
       mountTimeoutMs: 20_000,
+      sharedConnectionIdleSeconds: 300,
     });
   });
   it('reads the environment', () => {
@@ -29,6 +30,8 @@ describe('readConfig', () => {
   it('refuses relative paths and silly timeouts', () => {
     expect(() => readConfig({ STATE_DIR: 'state' })).toThrow(/STATE_DIR must be an absolute path/);
     expect(() => readConfig({ MOUNT_TIMEOUT: 'soon' })).toThrow(/MOUNT_TIMEOUT/);
+    expect(readConfig({ SHARED_CONNECTION_IDLE: '0' }).sharedConnectionIdleSeconds).toBe(0);
+    expect(() => readConfig({ SHARED_CONNECTION_IDLE: '1.5' })).toThrow(/SHARED_CONNECTION_IDLE/);
     expect(() => readConfig({ STATE_DIR: '/var/lib/my state,x' })).toThrow(/no spaces or commas/);
     expect(() => readConfig({ KEYS_DIR: '/my keys' })).toThrow(/KEYS_DIR may hold only/);
     // Volumes may name files in KEYS_DIR: it must not reach the plugin's own state.

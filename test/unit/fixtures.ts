@@ -26,6 +26,9 @@ export class MemoryFs implements HostFs {
   async readText(path: string) {
     return this.files.get(path)?.content ?? '';
   }
+  async exists(path: string) {
+    return this.dirs.has(path) || this.files.has(path);
+  }
   /** Symlinks in the fake: path -> target (absolute). */
   readonly links = new Map<string, string>();
   async fileInfo(path: string) {

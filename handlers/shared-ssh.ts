@@ -1,0 +1,224 @@
+// Shared ssh connections: one login reused by the mounts of a server made with the same credentials and settings.
+// The plugin starts an OpenSSH master (`ssh -N -o ControlMaster=yes`) whose control socket lives in its state
+// directory; sshfs's ssh joins it (ControlMaster=no) and opens its SFTP session over the logged-in connection, so a
+// cold Mount skips the key exchange and the login. The socket's name is a digest of everything that decides the
+// login and the session: a volume never joins a connection made with other credentials or settings, and one whose
+// own credentials are wrong fails its own login. Masters close themselves after an idle period (ControlPersist),
+// when the last volume that used one is removed, and when the plugin stops.
+import { createHash } from 'node:crypto';
+import { posix } from 'node:path';
+import type { Login } from './credentials.js';
+import { describe } from './errors.js';
+import type { VolumeOptions } from './options.js';
+import { sshOptionEntries, type MountPaths } from './sshfs-args.js';
+import type { Deps, RunResult, VolumeRecord } from './types.js';
+
+/**
+ * Logins kept per server and credentials. A login carries the session of one mounted volume at a time: sessions
+ * multiplexed over one TCP stream and one ssh process were measured 10-15 % slower, together, than separate logins
+ * when several volumes of a server are busy at once (`npm run bench`). So a Mount joins a login no mounted volume
+ * uses, or opens another one (its own ssh process, as without sharing) that later Mounts reuse in turn. Beyond this
+ * many mounted at once, a volume logs in by itself.
+ */
+export const MAX_LOGINS_PER_SERVER = 16;
+
+/**
+ * Unix socket paths hold at most 107 bytes, and ssh first binds `<path>.<16 random characters>`: longer paths
+ * (a very long STATE_DIR) cannot be shared, and those volumes log in by themselves.
+ */
+const MAX_CONTROL_PATH = 107 - 17;
+
+export interface SharedConnection {
+  /**
+   * A digest of the login's credentials and settings (20 hex digits: 80 bits) and one hex digit for which of its logins;
+   * also the socket's name, kept short for the 107-byte limit on socket paths.
+   */
+  id: string;
+  controlPath: string;
+  /** The master's own ssh log (`ssh -E`). */
+  logFile: string;
+}
+
+export function controlDir(stateDir: string): string {
+  return posix.join(stateDir, 'cm');
+}
+
+/** The master's ssh log of a shared connection (its last word, e.g. keepalives unanswered, belongs in Status). */
+export function sharedConnectionLogFile(stateDir: string, id: string): string {
+  return connectionFor(stateDir, id).logFile;
+}
+
+function connectionFor(stateDir: string, id: string): SharedConnection {
+  const dir = controlDir(stateDir);
+  return { id, controlPath: posix.join(dir, id), logFile: posix.join(dir, `${id}.log`) };
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+/**
+ * The digest naming the logins a volume may share, or undefined when it logs in alone: sharing is off (idle period 0),
+ * the login is by password (sshfs types it into its own ssh: a master could not be given it), the volume spreads its
+ * I/O over several connections (max_conns > 1, which one ssh process would undo), or the state directory's path is
+ * too long for a socket.
+ */
+export async function sharedLoginDigest(
+  opts: VolumeOptions,
+  paths: MountPaths,
+  login: Login,
+  deps: Deps,
+): Promise<string | undefined> {
+  const idle = deps.config.sharedConnectionIdleSeconds ?? 0;
+  if (idle <= 0 || !('keyFile' in login) || Number(opts.sshfs.max_conns ?? 1) > 1) return undefined;
+  // Everything that decides who logs in where and how: the options ssh gets (key file path, known_hosts file, host
+  // key policy, ciphers, key exchange, compression, keepalives...), the destination, and the content of the key and
+  // of a user's known_hosts file (a file replaced in the keys directory must not reuse a login made with the old one).
+  const material = {
+    user: opts.remote.user ?? null,
+    host: opts.remote.host,
+    port: opts.port ?? null,
+    ssh: sshOptionEntries(opts, paths, login).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+    key: sha256(await deps.fs.readText(login.keyFile, 64 * 1024)),
+    knownHosts: opts.knownHostsFile === undefined ? null : sha256(await deps.fs.readText(paths.knownHostsFile, 1024 * 1024)),
+  };
+  const digest = sha256(JSON.stringify(material)).slice(0, 20);
+  if (connectionFor(deps.config.stateDir, `${digest}0`).controlPath.length > MAX_CONTROL_PATH) {
+    deps.log.info(`STATE_DIR ${deps.config.stateDir} is too long for ssh control sockets: every mount logs in by itself`);
+    return undefined;
+  }
+  return digest;
+}
+
+/** Whether the master of a shared connection runs. */
+async function masterRunning(shared: SharedConnection, deps: Deps): Promise<boolean> {
+  // A master that ended normally took its socket with it: then no process lookup is needed. Looking the master up
+  // among the plugin's processes costs microseconds; `ssh -O check` (a process) about 10 ms.
+  if (!(await deps.fs.exists(shared.controlPath))) return false;
+  return deps.mounts.sshMaster !== undefined
+    ? (await deps.mounts.sshMaster(shared.controlPath)) !== undefined
+    : (await control('check', shared.controlPath, deps)).exitCode === 0;
+}
+
+/**
+ * The login of this digest the volume `name` should use: the first running one that no other mounted volume uses,
+ * else the first free place for a new one; undefined when MAX_LOGINS_PER_SERVER are in use.
+ */
+export async function pickSharedConnection(digest: string, name: string, deps: Deps): Promise<SharedConnection | undefined> {
+  const taken = new Set(
+    (await deps.store.list()).flatMap((r) => (r.name !== name && r.mountedAt !== undefined && r.sharedConnection !== undefined ? [r.sharedConnection] : [])),
+  );
+  let free: SharedConnection | undefined;
+  for (let n = 0; n < MAX_LOGINS_PER_SERVER; n++) {
+    const shared = connectionFor(deps.config.stateDir, `${digest}${n.toString(16)}`);
+    if (taken.has(shared.id)) continue;
+    if (await masterRunning(shared, deps)) return shared;
+    free ??= shared;
+  }
+  return free;
+}
+
+/** `ssh -O <command>` to a master; ssh needs a destination argument, unused with an explicit ControlPath. */
+function control(command: 'check' | 'exit' | 'stop', controlPath: string, deps: Deps): Promise<RunResult> {
+  return deps.runner.run('ssh', ['-F', 'none', '-O', command, '-o', `ControlPath=${controlPath}`, 'shared-connection'], {
+    timeoutMs: 5_000,
+  });
+}
+
+/** The master's command line: the volume's own login options, plus the control socket and its idle period. */
+export function masterArgs(shared: SharedConnection, opts: VolumeOptions, paths: MountPaths, login: Login, idleSeconds: number): string[] {
+  const args = ['-E', shared.logFile, '-F', 'none', '-N'];
+  args.push('-o', 'ControlMaster=yes', '-o', `ControlPath=${shared.controlPath}`, '-o', `ControlPersist=${idleSeconds}`);
+  if (opts.port !== undefined) args.push('-p', String(opts.port));
+  for (const [k, v] of sshOptionEntries(opts, paths, login)) args.push('-o', `${k}=${v}`);
+  // The host was validated (options.ts: it never starts with '-'); `--` all the same.
+  args.push('--', `${opts.remote.user !== undefined ? `${opts.remote.user}@` : ''}${opts.remote.host}`);
+  return args;
+}
+
+export type MasterOutcome =
+  | { ok: true; started: boolean }
+  | { ok: false; result: RunResult; log: string };
+
+/**
+ * Makes sure the shared connection's master runs: reuses a live one, else logs in anew (one at a time per connection,
+ * so concurrent Mounts of the same server log in once). A failed login is the volume's own: it is returned with ssh's
+ * words, and the Mount fails with them.
+ */
+export async function ensureMaster(
+  shared: SharedConnection,
+  opts: VolumeOptions,
+  paths: MountPaths,
+  login: Login,
+  deps: Deps,
+): Promise<MasterOutcome> {
+  return deps.locks.withLock(`shared-ssh/${shared.id}`, async () => {
+    // Looking the master up among the plugin's processes costs microseconds; `ssh -O check` (a process) about 10 ms.
+    if (await masterRunning(shared, deps)) return { ok: true, started: false };
+    // A socket left by a master that died would make the new one run without sharing (ssh does not replace it).
+    await deps.fs.removeFile(shared.controlPath);
+    await deps.fs.writeSecretFile(shared.logFile, '', { durable: false }); // also creates the 0700 control directory
+    const idle = deps.config.sharedConnectionIdleSeconds ?? 0;
+    const result = await deps.runner.run('ssh', masterArgs(shared, opts, paths, login, idle), {
+      timeoutMs: deps.config.mountTimeoutMs,
+      endGroupOnFailure: true,
+    });
+    // With ControlPersist and -N, ssh returns once logged in and leaves the master running in a session of its own.
+    if (result.exitCode === 0 && !result.timedOut) {
+      deps.log.info(`shared ssh connection ${shared.id} to ${opts.remote.host} opened (closes after ${idle} s unused)`);
+      return { ok: true, started: true };
+    }
+    return { ok: false, result, log: await deps.fs.readText(shared.logFile) };
+  });
+}
+
+/** ssh's words when a master refused a session (the server's MaxSessions): the mount is tried again without it. */
+export function sessionRefused(sshLog: string): boolean {
+  return /session request failed|Session open refused|mux_client_request_session/i.test(sshLog);
+}
+
+/**
+ * At Remove: the volume's shared connection is closed when no other volume used it. Never fails the Remove (the
+ * master also closes itself after its idle period).
+ */
+export async function releaseSharedConnection(record: VolumeRecord, deps: Deps): Promise<void> {
+  const id = record.sharedConnection;
+  if (id === undefined) return;
+  try {
+    if ((await deps.store.list()).some((r) => r.name !== record.name && r.sharedConnection === id)) return;
+    const shared = connectionFor(deps.config.stateDir, id);
+    await deps.locks.withLock(`shared-ssh/${id}`, async () => {
+      const exit = await control('exit', shared.controlPath, deps);
+      await deps.fs.removeFile(shared.controlPath);
+      await deps.fs.removeFile(shared.logFile);
+      if (exit.exitCode === 0) deps.log.info(`shared ssh connection ${id} closed: its last volume was removed`);
+    });
+  } catch (error) {
+    deps.log.error(`shared ssh connection ${id}: could not close it (${describe(error)}); it closes itself when idle`);
+  }
+}
+
+/**
+ * When the plugin stops: every master stops taking new sessions and its socket goes; an unused one exits at once,
+ * one that mounted volumes still use (their containers run on) exits with its last session.
+ */
+export async function stopSharedConnections(deps: Deps): Promise<void> {
+  const ids = new Set((await deps.store.list()).flatMap((r) => (r.sharedConnection === undefined ? [] : [r.sharedConnection])));
+  await Promise.all(
+    [...ids].map(async (id) => {
+      const shared = connectionFor(deps.config.stateDir, id);
+      const stop = await control('stop', shared.controlPath, deps).catch(() => undefined);
+      if (stop?.exitCode === 0) deps.log.info(`shared ssh connection ${id} stopped`);
+    }),
+  );
+}
+
+/** What Status shows of the volume's shared connection. */
+export async function sharedConnectionStatus(record: VolumeRecord, mounted: boolean, deps: Deps): Promise<Record<string, unknown>> {
+  if (record.sharedConnection === undefined) return mounted ? { sharedConnection: 'none' } : {};
+  const shared = connectionFor(deps.config.stateDir, record.sharedConnection);
+  if (deps.mounts.sshMaster === undefined) return { sharedConnectionId: shared.id };
+  // No socket, no master (it removes its socket when it ends): Get then costs no process lookup.
+  const master = (await deps.fs.exists(shared.controlPath)) ? await deps.mounts.sshMaster(shared.controlPath) : undefined;
+  return master === undefined
+    ? { sharedConnection: 'closed', sharedConnectionId: shared.id }
+    : { sharedConnection: 'up', sharedConnectionId: shared.id, sharedConnectionSince: master.startedAt.toISOString() };
+}
