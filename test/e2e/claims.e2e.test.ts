@@ -181,7 +181,7 @@ describe('error messages', () => {
   });
 
   it('an unknown host with StrictHostKeyChecking=yes is not reported as a changed key', async () => {
-    const empty = path.join(plugin.baseDir, `empty_known_hosts_${randomId()}`);
+    const empty = path.join(env.keysDir, `empty_known_hosts_${randomId()}`);
     writeFileSync(empty, '', { mode: 0o600 });
     const vol = await createVolumeOk(uniq('unknown-host'), { ...keyOpts(env.keyRemoteDir), StrictHostKeyChecking: 'yes', UserKnownHostsFile: empty });
     const message = await mountError(vol);
