@@ -17,6 +17,9 @@
 #   PLUGIN_BUILDER         auto | dockerfile | offline (default: auto = Dockerfile when its base images are present
 #                          or can be pulled within PLUGIN_PULL_TIMEOUT seconds, else offline)
 #   PLUGIN_PULL_TIMEOUT    seconds allowed for pulling a missing base image (default: 20; 0 = never pull)
+#   PLUGIN_ARCH            amd64 | arm64 | armv7: the architecture to build for (default: this machine's); another
+#                          architecture is always built offline (Debian's packages for it, node from npm). Push
+#                          each under its own tag, e.g. PLUGIN_NAME=you/sshfs:arm64
 #   PLUGIN_BUILD_NETWORK   network of the Dockerfile build's RUN steps (docker build --network), e.g. host on
 #                          daemons without a bridge network (dockerd --bridge=none); default: the daemon's default
 #   PLUGIN_STATE_SOURCE    host directory for the state mount  (docker plugin set NAME state.source=...)
@@ -141,6 +144,12 @@ do_build() {
   build_app
   mkdir -p "$PLUGIN_DIR"
   PLUGIN_DIR=$(cd "$PLUGIN_DIR" && pwd)
+  local host_arch
+  host_arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
+  if [ -n "${PLUGIN_ARCH:-}" ] && [ "$PLUGIN_ARCH" != "$host_arch" ]; then
+    [ "$builder" = dockerfile ] && die "the Dockerfile builds for this machine ($host_arch) only; PLUGIN_ARCH=$PLUGIN_ARCH is built offline"
+    builder=offline
+  fi
   case "$builder" in
     auto)
       need_docker
@@ -409,7 +418,7 @@ case "${1:-}" in
   push) do_push ;;
   remove) do_remove ;;
   *)
-    sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -2,7 +2,7 @@
 // open-source distribution registry 2.8) on 127.0.0.1 with TLS and htpasswd logins, and a second, fresh dockerd to
 // install the pushed plugin on. Both are processes started here and stopped by PID.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
@@ -52,6 +52,8 @@ export interface Registry {
   password: string;
   /** The registry's self-signed certificate (PEM). */
   certFile: string;
+  /** GET PATH with the account's credentials; the body. */
+  get(path: string): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -112,6 +114,20 @@ export async function startRegistry(dir: string): Promise<Registry> {
     user,
     password,
     certFile,
+    get: (urlPath) =>
+      new Promise((resolve, reject) => {
+        const auth = Buffer.from(`${user}:${password}`).toString('base64');
+        const req = https.get(
+          { host: '127.0.0.1', port, path: urlPath, ca: readFileSync(certFile), headers: { Authorization: `Basic ${auth}` } },
+          (res) => {
+            let body = '';
+            res.setEncoding('utf8');
+            res.on('data', (d: string) => (body += d));
+            res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`GET ${urlPath}: ${res.statusCode} ${body}`))));
+          },
+        );
+        req.on('error', reject);
+      }),
     stop: () => stopChild(child, 10_000),
   };
   for (let i = 0; i < 100; i++) {
@@ -185,4 +201,39 @@ export async function startDockerd(dir: string): Promise<Dockerd> {
   }
   await stop();
   throw new Error(`the second dockerd did not start:\n${readFileSync(logFile, 'utf8').slice(-2000)}`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Emulation of another architecture: qemu user mode registered with binfmt_misc
+
+const BINFMT = '/proc/sys/fs/binfmt_misc';
+
+/**
+ * Registers qemu-ARCH-static for ARCH's ELF binaries under a unique name, with flag F (the kernel opens the
+ * interpreter now, so it also runs inside containers' mount namespaces). Returns the undo: unregister, and unmount
+ * binfmt_misc when it was mounted here, leaving the machine as found.
+ */
+export async function registerQemu(arch: 'aarch64'): Promise<() => Promise<void>> {
+  await ensurePackages('qemu-user-static');
+  let mountedHere = false;
+  if (!existsSync(path.join(BINFMT, 'register'))) {
+    await execa('mount', ['-t', 'binfmt_misc', 'binfmt_misc', BINFMT]);
+    mountedHere = true;
+  }
+  // Debian's entry for this architecture: ":name:M:offset:magic:mask:interpreter:flags" (colons in magic are escaped).
+  const fields = readFileSync(`/usr/lib/binfmt.d/qemu-${arch}.conf`, 'utf8').trim().split(':');
+  const [magic, mask] = [fields[4], fields[5]];
+  if (!magic || !mask) throw new Error(`cannot read the ELF magic from /usr/lib/binfmt.d/qemu-${arch}.conf`);
+  const name = `sshfs-e2e-${arch}-${process.pid}`;
+  const undo = async (): Promise<void> => {
+    if (existsSync(path.join(BINFMT, name))) writeFileSync(path.join(BINFMT, name), '-1');
+    if (mountedHere) await execa('umount', [BINFMT], { reject: false });
+  };
+  try {
+    writeFileSync(path.join(BINFMT, 'register'), `:${name}:M::${magic}:${mask}:/usr/bin/qemu-${arch}-static:F`);
+  } catch (e) {
+    await undo();
+    throw e;
+  }
+  return undo;
 }

@@ -204,6 +204,22 @@ describe('registry round trip: push, install on a second dockerd, upgrade', () =
     expect(r.stderr).toContain(`docker plugin install ${ref}`);
   });
 
+  it('plugin:push pushes one tag per architecture: an arm64 build goes to :arm64 next to :amd64', async () => {
+    const armRef = ref.replace(/:amd64$/, ':arm64');
+    const armDir = path.join(baseDir, 'plugin-arm64');
+    const arch = { PLUGIN_NAME: armRef, PLUGIN_DIR: armDir, PLUGIN_ARCH: 'arm64', PLUGIN_SKIP_APP_BUILD: '1', BUILD_CACHE: '/var/cache/sshfs-e2e' };
+    const build = await pluginScript('build', arch);
+    expect(build.exitCode, build.stderr).toBe(0);
+    console.log(`[release] rootfs size, arm64 ${builtSize(build.stderr)} MiB`);
+    const create = await pluginScript('create', arch);
+    expect(create.exitCode, create.stderr).toBe(0);
+    const r = await pluginScript('push', { PLUGIN_NAME: armRef, DOCKER_CONFIG: dockerConfig });
+    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+    await docker(['plugin', 'rm', '-f', armRef]);
+    const tags = JSON.parse(await registry!.get('/v2/e2e/sshfs/tags/list')) as { tags: string[] };
+    expect(tags.tags.sort()).toEqual(['amd64', 'arm64']);
+  });
+
   it('docker plugin install --grant-all-permissions with settings on a fresh dockerd; a volume works end to end', async () => {
     // The registry wants a login for pulls too: the second machine logs in with the same account.
     await on2(['login', '-u', registry!.user, '--password-stdin', registry!.host], registry!.password);
