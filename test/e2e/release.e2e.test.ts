@@ -91,11 +91,11 @@ describe('Dockerfile build (stand-in node:20-slim made offline), enabled, mounti
     for (const f of ['usr/local/bin/node', 'usr/bin/sshfs', 'usr/bin/ssh', 'usr/bin/fusermount3', 'usr/bin/tini', 'app/dist/adapter/main.js']) {
       expect(existsSync(path.join(rootfs, f)), f).toBe(true);
     }
-    // Production dependencies only, and no npm/corepack (the plugin never runs them), no docs.
+    // Production dependencies only; no npm, package manager or docs (the plugin never runs them).
     const deps = readdirSync(path.join(rootfs, 'app', 'node_modules'));
     expect(deps).toContain('hono');
     for (const dev of ['typescript', 'vitest', 'eslint', 'fast-check', '.bin']) expect(deps).not.toContain(dev);
-    for (const gone of ['usr/local/lib/node_modules/npm', 'usr/local/bin/npm', 'usr/local/bin/corepack', 'usr/share/doc', 'var/lib/apt/lists/partial']) {
+    for (const gone of ['usr/local/lib/node_modules/npm', 'usr/local/bin/npm', 'usr/local/bin/corepack', 'usr/share/doc', 'usr/bin/apt-get', 'usr/bin/dpkg', 'usr/bin/perl']) {
       expect(existsSync(path.join(rootfs, gone)), gone).toBe(false);
     }
   });
