@@ -22,11 +22,19 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 APP_DIR=${APP_DIR:-$REPO}
 CONFIG=${CONFIG:-$REPO/config.json}
 start=$(date +%s)
-HOST_ARCH=$(dpkg --print-architecture 2>/dev/null || uname -m)
-case "${PLUGIN_ARCH:-$HOST_ARCH}" in
-  "$HOST_ARCH" | x86_64) FOREIGN= ;;
-  *) FOREIGN=${PLUGIN_ARCH} ;;
-esac
+# Debian's architecture names; uname -m's and Docker's are accepted too.
+norm_arch() {
+  case "$1" in
+    x86_64 | amd64) echo amd64 ;;
+    aarch64 | arm64) echo arm64 ;;
+    armv7 | armv7l | armhf | arm) echo armhf ;;
+    *) echo "$1" ;;
+  esac
+}
+HOST_ARCH=$(norm_arch "$(dpkg --print-architecture 2>/dev/null || uname -m)")
+TARGET_ARCH=$(norm_arch "${PLUGIN_ARCH:-$HOST_ARCH}")
+FOREIGN=
+[ "$TARGET_ARCH" = "$HOST_ARCH" ] || FOREIGN=$TARGET_ARCH
 
 [ -f "$APP_DIR/dist/adapter/main.js" ] || die "$APP_DIR/dist/adapter/main.js is missing: run 'npm run build' first"
 [ -f "$APP_DIR/package.json" ] || die "$APP_DIR/package.json is missing"

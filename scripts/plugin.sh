@@ -144,9 +144,12 @@ do_build() {
   build_app
   mkdir -p "$PLUGIN_DIR"
   PLUGIN_DIR=$(cd "$PLUGIN_DIR" && pwd)
-  local host_arch
+  local host_arch target_arch
   host_arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
-  if [ -n "${PLUGIN_ARCH:-}" ] && [ "$PLUGIN_ARCH" != "$host_arch" ]; then
+  target_arch=${PLUGIN_ARCH:-$host_arch}
+  # The same architecture under its uname -m / Debian / Docker names.
+  case "$host_arch/$target_arch" in amd64/x86_64 | arm64/aarch64 | armhf/armv7* | armhf/arm) target_arch=$host_arch ;; esac
+  if [ "$target_arch" != "$host_arch" ]; then
     [ "$builder" = dockerfile ] && die "the Dockerfile builds for this machine ($host_arch) only; PLUGIN_ARCH=$PLUGIN_ARCH is built offline"
     builder=offline
   fi

