@@ -1,28 +1,31 @@
 # The plugin's root filesystem, as an image: `scripts/plugin.sh build` builds it, `docker export`s a container of it
 # into build/plugin/rootfs and adds config.json (Docker's managed-plugin flow). Machines without a registry get the
-# same layout from scripts/build-rootfs.sh.
+# same layout from scripts/build-rootfs.sh, which the assemble stage below runs too.
 
 # --- build: compile TypeScript, keep production dependencies only --------------------------------------------------
-FROM node:20 AS build
+# One base image for all stages (the slim one has npm too): a machine that builds this pulls a single image.
+FROM node:20-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
-# .dockerignore lets only the sources tsconfig.build.json compiles into the context
+RUN npm ci --no-audit --no-fund --loglevel=error
+# .dockerignore lets only the sources tsconfig.build.json compiles, config.json and build-rootfs.sh into the context
 COPY . .
-RUN npm run build && npm prune --omit=dev --no-audit --no-fund
+RUN npm run build && npm prune --omit=dev --no-audit --no-fund --loglevel=error
 
-# --- runtime: node + sshfs + ssh + tini, and the app at /app -------------------------------------------------------
-FROM node:20-slim
+# --- assemble: node, sshfs, ssh, fusermount3, tini, only the libraries they load, and the app ----------------------
+# scripts/build-rootfs.sh is the offline builder: run here on Debian's packages, it gives the same small rootfs
+# (no shell, no package manager, no npm), and checks that each program starts inside it.
+FROM node:20-slim AS assemble
 RUN apt-get update \
- && apt-get install -y --no-install-recommends sshfs openssh-client tini ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
- && mkdir -p /run/docker/plugins /mnt/volumes /mnt/state /keys /root/.ssh \
- && chmod 0700 /root /root/.ssh \
- && echo user_allow_other >> /etc/fuse.conf
+ && apt-get install -y --no-install-recommends sshfs openssh-client fuse3 tini \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src /src
+RUN APP_DIR=/src CONFIG=/src/config.json bash /src/scripts/build-rootfs.sh /out
+
+# --- the plugin's rootfs ---------------------------------------------------------------------------------------------
+FROM scratch
+COPY --from=assemble /out/rootfs/ /
 WORKDIR /app
-COPY --from=build /src/package.json ./package.json
-COPY --from=build /src/node_modules ./node_modules
-COPY --from=build /src/dist ./dist
 ENV STATE_DIR=/mnt/state MOUNT_ROOT=/mnt/volumes SOCKET_PATH=/run/docker/plugins/sshfs.sock
 # Same entrypoint as config.json (which is what Docker uses for the plugin).
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/node", "/app/dist/adapter/main.js"]

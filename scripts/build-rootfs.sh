@@ -9,6 +9,8 @@
 # Needs: dist/ built (npm run build). Host programs missing are installed with apt-get when running as root.
 # Env:   APP_DIR   where dist/, package.json, package-lock.json come from (default: the repository root)
 #        CONFIG    the plugin config to ship (default: <repo>/config.json)
+#        PLUGIN_ARCH  amd64 | arm64 | armv7 (default: this machine's): for another architecture the programs come
+#                  from Debian's packages for it and node from npm (scripts/lib/foreign-arch.sh; cached in BUILD_CACHE)
 set -euo pipefail
 
 die() { echo "build-rootfs: $*" >&2; exit 1; }
@@ -20,6 +22,19 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 APP_DIR=${APP_DIR:-$REPO}
 CONFIG=${CONFIG:-$REPO/config.json}
 start=$(date +%s)
+# Debian's architecture names; uname -m's and Docker's are accepted too.
+norm_arch() {
+  case "$1" in
+    x86_64 | amd64) echo amd64 ;;
+    aarch64 | arm64) echo arm64 ;;
+    armv7 | armv7l | armhf | arm) echo armhf ;;
+    *) echo "$1" ;;
+  esac
+}
+HOST_ARCH=$(norm_arch "$(dpkg --print-architecture 2>/dev/null || uname -m)")
+TARGET_ARCH=$(norm_arch "${PLUGIN_ARCH:-$HOST_ARCH}")
+FOREIGN=
+[ "$TARGET_ARCH" = "$HOST_ARCH" ] || FOREIGN=$TARGET_ARCH
 
 [ -f "$APP_DIR/dist/adapter/main.js" ] || die "$APP_DIR/dist/adapter/main.js is missing: run 'npm run build' first"
 [ -f "$APP_DIR/package.json" ] || die "$APP_DIR/package.json is missing"
@@ -29,7 +44,9 @@ start=$(date +%s)
 # program -> Debian package providing it
 declare -A PKG=([sshfs]=sshfs [ssh]=openssh-client [fusermount3]=fuse3 [tini]=tini [ldd]=libc-bin [npm]=npm)
 missing=()
-for prog in sshfs ssh fusermount3 tini ldd npm node; do
+host_programs=(sshfs ssh fusermount3 tini ldd npm node)
+[ -n "$FOREIGN" ] && host_programs=(npm node)   # the rest comes from the other architecture's packages
+for prog in "${host_programs[@]}"; do
   command -v "$prog" >/dev/null 2>&1 || missing+=("$prog")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -95,11 +112,19 @@ copy_program() {
   done < <(ldd "$src" 2>/dev/null || true)
 }
 
-copy_program node /usr/local/bin/node
-copy_program sshfs /usr/bin/sshfs
-copy_program ssh /usr/bin/ssh
-copy_program fusermount3 /usr/bin/fusermount3
-copy_program tini /usr/bin/tini
+if [ -n "$FOREIGN" ]; then
+  # shellcheck source=lib/foreign-arch.sh
+  . "$REPO/scripts/lib/foreign-arch.sh"
+  foreign_setup "$FOREIGN"
+  log "building for $F_ARCH (this machine is $HOST_ARCH)"
+  foreign_programs
+else
+  copy_program node /usr/local/bin/node
+  copy_program sshfs /usr/bin/sshfs
+  copy_program ssh /usr/bin/ssh
+  copy_program fusermount3 /usr/bin/fusermount3
+  copy_program tini /usr/bin/tini
+fi
 # The app and sshfs call these by name: make them reachable on every PATH the plugin may get.
 ln -s ../local/bin/node usr/bin/node
 
@@ -166,7 +191,9 @@ fi
 
 # --- smoke test: every program starts inside the rootfs (chroot needs root) -----------------------------------------
 # Docker gives the plugin a populated /dev; ssh needs /dev/null, so lend one for the check and take it away after.
-if [ "$(id -u)" = 0 ] && command -v chroot >/dev/null 2>&1 && mknod -m 0666 "$ROOTFS/dev/null" c 1 3 2>/dev/null; then
+if [ -n "$FOREIGN" ]; then
+  foreign_smoke
+elif [ "$(id -u)" = 0 ] && command -v chroot >/dev/null 2>&1 && mknod -m 0666 "$ROOTFS/dev/null" c 1 3 2>/dev/null; then
   chroot_bin=$(command -v chroot)
   smoke() { env -i PATH=/usr/local/bin:/usr/bin:/bin "$chroot_bin" "$ROOTFS" "$@" >/dev/null 2>"$tmp/smoke.err"; }
   failed=""
@@ -181,4 +208,4 @@ fi
 
 cp "$CONFIG" "$OUT_DIR/config.json"
 size=$(du -sm "$ROOTFS" | cut -f1)
-log "wrote $OUT_DIR/config.json and $ROOTFS (${size} MiB) in $(( $(date +%s) - start ))s"
+log "wrote $OUT_DIR/config.json and $ROOTFS (${FOREIGN:+$F_ARCH, }${size} MiB) in $(( $(date +%s) - start ))s"

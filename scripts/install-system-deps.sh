@@ -3,7 +3,7 @@
 # Usage: scripts/install-system-deps.sh [package...]   (default: everything the tests use)
 set -euo pipefail
 packages=("$@")
-[ ${#packages[@]} -gt 0 ] || packages=(docker.io docker-compose sshfs openssh-server openssh-client busybox-static tini fuse3 podman)
+[ ${#packages[@]} -gt 0 ] || packages=(docker.io docker-compose sshfs openssh-server openssh-client busybox-static tini fuse3 podman openssl debootstrap docker-registry apache2-utils qemu-user-static binutils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -17,6 +17,11 @@
 #   PLUGIN_BUILDER         auto | dockerfile | offline (default: auto = Dockerfile when its base images are present
 #                          or can be pulled within PLUGIN_PULL_TIMEOUT seconds, else offline)
 #   PLUGIN_PULL_TIMEOUT    seconds allowed for pulling a missing base image (default: 20; 0 = never pull)
+#   PLUGIN_ARCH            amd64 | arm64 | armv7: the architecture to build for (default: this machine's); another
+#                          architecture is always built offline (Debian's packages for it, node from npm). Push
+#                          each under its own tag, e.g. PLUGIN_NAME=you/sshfs:arm64
+#   PLUGIN_BUILD_NETWORK   network of the Dockerfile build's RUN steps (docker build --network), e.g. host on
+#                          daemons without a bridge network (dockerd --bridge=none); default: the daemon's default
 #   PLUGIN_STATE_SOURCE    host directory for the state mount  (docker plugin set NAME state.source=...)
 #   PLUGIN_KEYS_SOURCE     host directory of private keys, mounted read-only at /keys (keys.source=...)
 #   PLUGIN_DEBUG           1 to log every request to the daemon log (DEBUG=...)
@@ -111,9 +116,18 @@ base_images_available() {
 }
 
 build_with_dockerfile() {
-  local cid
-  log "building the rootfs image from the Dockerfile"
-  docker build -q -t "$BUILD_IMAGE" -f "$REPO/Dockerfile" "$REPO" >/dev/null || return 1
+  local cid build_log net=()
+  [ -n "${PLUGIN_BUILD_NETWORK:-}" ] && net=(--network "$PLUGIN_BUILD_NETWORK")
+  log "building the rootfs image from the Dockerfile${PLUGIN_BUILD_NETWORK:+ (build network: $PLUGIN_BUILD_NETWORK)}"
+  build_log=$(mktemp)
+  if ! docker build "${net[@]}" -t "$BUILD_IMAGE" -f "$REPO/Dockerfile" "$REPO" >"$build_log" 2>&1; then
+    tail -n 25 "$build_log" | sed 's/^/  docker build: /' >&2
+    grep -q -i -e 'network bridge not found' -e 'bridge.*not found' "$build_log" &&
+      log "this daemon has no bridge network: build with PLUGIN_BUILD_NETWORK=host"
+    rm -f "$build_log"
+    return 1
+  fi
+  rm -f "$build_log"
   rm -rf "$PLUGIN_DIR/rootfs" "$PLUGIN_DIR/config.json"
   mkdir -p "$PLUGIN_DIR/rootfs"
   cid=$(docker create "$BUILD_IMAGE") || return 1
@@ -130,6 +144,15 @@ do_build() {
   build_app
   mkdir -p "$PLUGIN_DIR"
   PLUGIN_DIR=$(cd "$PLUGIN_DIR" && pwd)
+  local host_arch target_arch
+  host_arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
+  target_arch=${PLUGIN_ARCH:-$host_arch}
+  # The same architecture under its uname -m / Debian / Docker names.
+  case "$host_arch/$target_arch" in amd64/x86_64 | arm64/aarch64 | armhf/armv7* | armhf/arm) target_arch=$host_arch ;; esac
+  if [ "$target_arch" != "$host_arch" ]; then
+    [ "$builder" = dockerfile ] && die "the Dockerfile builds for this machine ($host_arch) only; PLUGIN_ARCH=$PLUGIN_ARCH is built offline"
+    builder=offline
+  fi
   case "$builder" in
     auto)
       need_docker
@@ -398,7 +421,7 @@ case "${1:-}" in
   push) do_push ;;
   remove) do_remove ;;
   *)
-    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac
