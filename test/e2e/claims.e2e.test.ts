@@ -6,6 +6,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  closeSharedLogins,
   docker,
   inspectVolume,
   isSshfsMounted,
@@ -166,6 +167,7 @@ describe('error messages', () => {
     const other = path.join(plugin.baseDir, `other_host_key_${randomId()}`);
     await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other]);
     const knownHosts = path.join(plugin.stateDir, 'known_hosts');
+    await closeSharedLogins(plugin.stateDir); // a reinstalled server drops the connections made to it before
     writeFileSync(knownHosts, `${hostPort()} ${readFileSync(`${other}.pub`, 'utf8').split(' ').slice(0, 2).join(' ')}\n`, { mode: 0o600 });
     const message = await mountError(vol);
     expect(message.split('\n')).toHaveLength(1);

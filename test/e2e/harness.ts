@@ -663,3 +663,15 @@ export async function dropSshdConnections(): Promise<number> {
   }
   return children.length;
 }
+
+/**
+ * Ends the plugin's shared ssh logins (the masters listening in STATE_DIR/cm), as a reinstalled or restarted server
+ * would: the next Mount logs in afresh and checks the host key again.
+ */
+export async function closeSharedLogins(stateDir: string): Promise<void> {
+  const dir = path.join(stateDir, 'cm');
+  if (!existsSync(dir)) return;
+  for (const name of await readdir(dir)) {
+    await execa('ssh', ['-F', 'none', '-O', 'exit', '-o', `ControlPath=${path.join(dir, name)}`, 'shared-connection'], { reject: false });
+  }
+}

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  closeSharedLogins,
   REPO_ROOT,
   Resources,
   docker,
@@ -268,6 +269,7 @@ describe('managed plugin (docker plugin create/enable from the offline rootfs)',
     // The server "was reinstalled": another key is pinned for it.
     const other = path.join(baseDir, 'other_host_key');
     await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other]);
+    await closeSharedLogins(stateSource); // a reinstalled server drops the connections made to it before
     writeFileSync(knownHosts, `${hostPort} ${readFileSync(`${other}.pub`, 'utf8').split(' ').slice(0, 2).join(' ')}\n`, { mode: 0o600 });
     const r = await docker(['run', '--rm', '-v', `${keyVol}:/remote`, env.image, 'true']);
     expect(r.exitCode).not.toBe(0);
