@@ -1,17 +1,61 @@
-// One handler per endpoint, keyed by the path Docker posts to.
-import { create } from './create.js';
-import { get } from './get.js';
-import { list } from './list.js';
-import { path } from './path.js';
-import { activate, capabilities } from './plugin.js';
-import { mount } from './mount.js';
-import { remove } from './remove.js';
+// The endpoint table: for each path Docker posts to, how its body is checked, the handler, and what it answers when
+// the handler fails. Failures become Docker's Err here, once for every endpoint: handlers only throw.
+import { activate as onActivate, capabilities as onCapabilities } from './endpoints/plugin.js';
+import { create as onCreate } from './endpoints/create.js';
+import { get as onGet } from './endpoints/get.js';
+import { list as onList } from './endpoints/list.js';
+import { mount as onMount } from './endpoints/mount.js';
+import { path as onPath } from './endpoints/path.js';
+import { remove as onRemove } from './endpoints/remove.js';
+import { unmount as onUnmount } from './endpoints/unmount.js';
+import { describe, NoSuchVolume, UserError } from './errors.js';
+import type { Answer, CreateRequest, EmptyRequest, ErrResponse, GetResponse, ListResponse, MountRequest, MountResponse, NameRequest } from './protocol.js';
+import { createRequest, emptyRequest, mountRequest, nameRequest } from './request.js';
 import type { Deps } from './types.js';
-import { unmount } from './unmount.js';
 
-export type AnyHandler = (request: unknown, deps: Deps) => Promise<object>;
+/** An endpoint as the adapter calls it: any body in, the protocol's response out; it never rejects. */
+export type Endpoint<R extends object = object> = (body: unknown, deps: Deps) => Promise<R>;
 
-export const ENDPOINTS: Record<string, AnyHandler> = {
+/**
+ * Binds a handler to its endpoint: the body is checked into the request type, and whatever fails (the check or the
+ * handler) is answered as Docker's error shape: a UserError's message as is, anything else as an internal error that
+ * is also logged.
+ */
+function endpoint<Req, R extends ErrResponse>(
+  name: string,
+  parse: (body: unknown) => Req,
+  handler: (request: Req, deps: Deps) => Promise<Answer<R>>,
+  onError: Answer<R>,
+): Endpoint<R> {
+  return async (body, deps) => {
+    try {
+      return { ...(await handler(parse(body), deps)), Err: '' } as R;
+    } catch (error) {
+      if (error instanceof UserError) {
+        // dockerd asks Get before every Create: an unknown volume is routine there, not an error worth logging.
+        if (error instanceof NoSuchVolume) deps.log.debug(`${name}: ${error.message}`);
+        else deps.log.error(`${name}: ${error.message}`);
+        return { ...onError, Err: error.message } as R;
+      }
+      deps.log.error(`${name}: internal error: ${describe(error)}`);
+      return { ...onError, Err: `internal error in the sshfs plugin: ${describe(error)} (see the plugin log)` } as R;
+    }
+  };
+}
+
+// Activate and Capabilities cannot fail: they answer without Err, as Docker's own plugins do.
+export const activate: Endpoint = async (body, deps) => onActivate(emptyRequest(body), deps);
+export const capabilities: Endpoint = async (body, deps) => onCapabilities(emptyRequest(body), deps);
+export const create = endpoint<CreateRequest, ErrResponse>('Create', createRequest, onCreate, {});
+export const remove = endpoint<NameRequest, ErrResponse>('Remove', nameRequest, onRemove, {});
+export const mount = endpoint<MountRequest, MountResponse>('Mount', mountRequest, onMount, { Mountpoint: '' });
+export const unmount = endpoint<MountRequest, ErrResponse>('Unmount', mountRequest, onUnmount, {});
+export const path = endpoint<NameRequest, MountResponse>('Path', nameRequest, onPath, { Mountpoint: '' });
+export const get = endpoint<NameRequest, GetResponse>('Get', nameRequest, onGet, { Volume: null });
+export const list = endpoint<EmptyRequest, ListResponse>('List', emptyRequest, onList, { Volumes: [] });
+
+/** Every path Docker posts to, and its endpoint. */
+export const ENDPOINTS: Record<string, Endpoint> = {
   '/Plugin.Activate': activate,
   '/VolumeDriver.Create': create,
   '/VolumeDriver.Remove': remove,
@@ -22,5 +66,3 @@ export const ENDPOINTS: Record<string, AnyHandler> = {
   '/VolumeDriver.List': list,
   '/VolumeDriver.Capabilities': capabilities,
 };
-
-export { activate, capabilities, create, get, list, mount, path, remove, unmount };

@@ -5,7 +5,7 @@
 // the volume is unmounted.
 import { describe } from './errors.js';
 import type { Deps } from './types.js';
-import { unmountSshfs } from './unmount.js';
+import { unmountUnused } from './lifecycle.js';
 import { mountCount, referenceCount } from './volume.js';
 
 /** How often a volume holding inherited references is looked at (and the least time a reference is given). */
@@ -53,14 +53,8 @@ export async function releaseUnusedInherited(name: string, deps: Deps): Promise<
         `volume ${name}: no container holds its mount any more; dropped ${held.length} reference(s) from before the ` +
           `plugin restarted whose Unmount never came${referenceCount(record) === 0 ? '; unmounting' : ''}`,
       );
-      if (referenceCount(record) === 0) {
-        delete record.mountedAt;
-        delete record.idleUntil;
-        await deps.store.put(record);
-        if (state !== 'absent') await unmountSshfs(record, deps);
-      } else {
-        await deps.store.put(record);
-      }
+      if (referenceCount(record) === 0) await unmountUnused(record, deps);
+      else await deps.store.put(record);
     });
   } catch (error) {
     deps.log.error(`volume ${name}: releasing references from before the restart failed: ${describe(error)}`);

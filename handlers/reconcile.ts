@@ -3,7 +3,7 @@
 import { describe } from './errors.js';
 import { watchInherited } from './inherited.js';
 import type { Deps } from './types.js';
-import { scheduleIdleUnmount, unmountSshfs } from './unmount.js';
+import { detach, scheduleIdleUnmount, unmountVolume } from './lifecycle.js';
 import { referenceCount } from './volume.js';
 
 export interface ReconcileReport {
@@ -21,7 +21,7 @@ export async function reconcile(deps: Deps): Promise<ReconcileReport> {
   // sshfs mounts under our root that belong to no volume (e.g. removed while the plugin was down).
   for (const orphan of await deps.mounts.sshfsMountsUnder(deps.config.mountRoot)) {
     if (known.has(orphan)) continue;
-    await deps.runner.run('fusermount3', ['-u', '-z', orphan], { timeoutMs: 10_000 });
+    await detach(orphan, deps);
     await deps.fs.removeEmptyDir(orphan);
     report.unmounted.push(orphan);
   }
@@ -51,13 +51,13 @@ export async function reconcile(deps: Deps): Promise<ReconcileReport> {
             // its bind of the dead mount, which no new mount on the mountpoint can revive (it must be restarted), so
             // they hold nothing: dropped, or a lost Unmount would keep a fresh mount up for good. Their Unmounts, if
             // they still come, are for unknown IDs and answered OK; the next Mount mounts the volume.
-            if (state === 'stale') await unmountSshfs(record, deps);
+            if (state === 'stale') await unmountVolume(record, deps);
             record.mounts = {};
             delete record.mountedAt;
             await deps.store.put(record);
             report.released.push(record.name);
           } else if (state !== 'absent') {
-            await unmountSshfs(record, deps);
+            await unmountVolume(record, deps);
             report.unmounted.push(record.mountpoint);
           } else {
             await deps.fs.removeEmptyDir(record.mountpoint);

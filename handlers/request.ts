@@ -1,6 +1,8 @@
-// Validates request bodies: Docker sends well-formed JSON, but the socket accepts anything.
+// Validates request bodies into the protocol's request types: Docker sends well-formed JSON, but the socket accepts
+// anything.
 import { UserError } from './errors.js';
 import { printable } from './options.js';
+import type { CreateRequest, EmptyRequest, MountRequest, NameRequest } from './protocol.js';
 
 const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
 
@@ -11,7 +13,7 @@ function asObject(body: unknown): Record<string, unknown> {
   return body as Record<string, unknown>;
 }
 
-export function requireName(body: unknown): string {
+function volumeName(body: unknown): string {
   const name = asObject(body).Name;
   if (typeof name !== 'string' || name === '') throw new UserError('request needs a Name (a string)');
   if (!VOLUME_NAME.test(name)) {
@@ -22,22 +24,31 @@ export function requireName(body: unknown): string {
   return name;
 }
 
-export function requireMount(body: unknown): { name: string; id: string } {
-  const name = requireName(body);
-  const id = asObject(body).ID;
-  if (typeof id !== 'string' || id === '' || id.length > 256) throw new UserError('request needs an ID (a string of 1 to 256 characters)');
-  return { name, id };
+export function nameRequest(body: unknown): NameRequest {
+  return { Name: volumeName(body) };
 }
 
-export function requireCreate(body: unknown): { name: string; opts: Record<string, string> } {
-  const name = requireName(body);
+export function mountRequest(body: unknown): MountRequest {
+  const name = volumeName(body);
+  const id = asObject(body).ID;
+  if (typeof id !== 'string' || id === '' || id.length > 256) throw new UserError('request needs an ID (a string of 1 to 256 characters)');
+  return { Name: name, ID: id };
+}
+
+export function createRequest(body: unknown): CreateRequest {
+  const name = volumeName(body);
   const opts = asObject(body).Opts;
-  if (opts === undefined || opts === null) return { name, opts: {} };
+  if (opts === undefined || opts === null) return { Name: name, Opts: {} };
   if (typeof opts !== 'object' || Array.isArray(opts)) throw new UserError('Opts must be an object of strings');
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(opts as Record<string, unknown>)) {
     if (typeof v !== 'string') throw new UserError(`option ${printable(k)} must be a string`);
     out[k] = v;
   }
-  return { name, opts: out };
+  return { Name: name, Opts: out };
+}
+
+/** Activate, Capabilities and List read nothing from their body. */
+export function emptyRequest(_body: unknown): EmptyRequest {
+  return {};
 }

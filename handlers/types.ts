@@ -1,43 +1,5 @@
-// The Docker VolumeDriver protocol and the dependencies every handler receives, in one place.
-// Field casing is Docker's own (Name, Opts, ID, Mountpoint, Err...).
-
-/** Every response may carry Err; a non-empty Err is what the docker CLI prints. */
-export interface ErrResponse {
-  Err: string;
-}
-
-export interface CreateRequest {
-  Name: string;
-  Opts?: Record<string, string> | null;
-}
-export interface NameRequest {
-  Name: string;
-}
-export interface MountRequest {
-  Name: string;
-  ID: string;
-}
-export interface MountResponse extends ErrResponse {
-  Mountpoint: string;
-}
-export interface VolumeInfo {
-  Name: string;
-  Mountpoint: string;
-  CreatedAt?: string;
-  Status?: Record<string, unknown>;
-}
-export interface GetResponse extends ErrResponse {
-  Volume: VolumeInfo | null;
-}
-export interface ListResponse extends ErrResponse {
-  Volumes: { Name: string; Mountpoint: string }[];
-}
-export interface CapabilitiesResponse {
-  Capabilities: { Scope: 'local' | 'global' };
-}
-export interface ActivateResponse {
-  Implements: string[];
-}
+// What handlers work on (the volume record) and the dependencies every handler receives, in one place; the
+// protocol's own types are in protocol.ts.
 
 /** What the plugin keeps per volume. Secrets live only here and in 0600 key files. */
 export interface VolumeRecord {
@@ -212,5 +174,3 @@ export interface Deps {
   now: () => Date;
   log: Logger;
 }
-
-export type Handler<Res> = (request: unknown, deps: Deps) => Promise<Res>;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { create, get, list, mount, path, remove, unmount, capabilities, activate } from '../../handlers/index.js';
 import type { SshConnection } from '../../handlers/types.js';
-import { unmountIdle } from '../../handlers/unmount.js';
+import { unmountIdle } from '../../handlers/lifecycle.js';
 import { makeDeps, TEST_KEY, type TestDeps } from './fixtures.js';
 
 type FakeRunnerLike = TestDeps['mounts'];

@@ -2,7 +2,7 @@
 // options today's rules refuse still answer Get and List.
 import { describe, expect, it } from 'vitest';
 import { create, get, list, mount, unmount } from '../../handlers/index.js';
-import { unmountIdle } from '../../handlers/unmount.js';
+import { unmountIdle } from '../../handlers/lifecycle.js';
 import { DEFAULT_KEY, makeDeps, type TestDeps } from './fixtures.js';
 
 const SSHCMD = 'alice@files.example.com:/srv/data';

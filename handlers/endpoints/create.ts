@@ -1,0 +1,80 @@
+import { resolveKnownHosts, resolveLogin } from '../credentials.js';
+import { meaningfulLines } from '../diagnose.js';
+import { UserError } from '../errors.js';
+import { parseOptions, type VolumeOptions } from '../options.js';
+import type { Answer, CreateRequest, ErrResponse } from '../protocol.js';
+import type { Deps, VolumeRecord } from '../types.js';
+import { keyFileFor, knownHostsFile, mountpointFor, sameOptions, storedOptions } from '../volume.js';
+
+/**
+ * Longest name Create accepts: 255 (a file name's limit) less what the longest file named after a volume adds
+ * (`<name>.ssh.log.tmp-<pid>`: 20 characters with a 7-digit pid), with room to spare.
+ */
+export const MAX_NEW_NAME_LENGTH = 200;
+
+export async function create({ Name: name, Opts: opts }: CreateRequest, deps: Deps): Promise<Answer<ErrResponse>> {
+  if (name.length > MAX_NEW_NAME_LENGTH) {
+    // The plugin names files after the volume (its key, its ssh log, their temp files): longer names could never mount.
+    throw new UserError(`volume name is ${name.length} characters long; use at most ${MAX_NEW_NAME_LENGTH}`);
+  }
+  const parsed = parseOptions(opts, { keysDir: deps.config.keysDir });
+  const options = storedOptions(parsed.given, parsed.key);
+  return deps.locks.withLock(name, async () => {
+    const existing = await deps.store.get(name);
+    if (existing !== undefined) {
+      // Docker asks Get first, so this is a race or a direct call: same options is a no-op, others never overwrite.
+      if (sameOptions(existing.options, options)) return {};
+      throw new UserError(
+        `volume ${name} already exists with different options; remove it first (docker volume rm ${name}) or choose another name`,
+      );
+    }
+    await checkAlgorithmNames(parsed, deps);
+    // Files named in the options, or the operator's default key, must be usable now: say so at Create, not at Mount.
+    if (parsed.key === undefined) await resolveLogin(parsed, undefined, deps);
+    await resolveKnownHosts(parsed, knownHostsFile(deps.config), deps);
+    const record: VolumeRecord = {
+      name,
+      createdAt: deps.now().toISOString(),
+      options,
+      mountpoint: mountpointFor(deps.config, name),
+      mounts: {},
+    };
+    if (parsed.key !== undefined) {
+      record.keyFile = keyFileFor(deps.config, name);
+      await deps.fs.writeSecretFile(record.keyFile, parsed.key);
+    }
+    try {
+      await deps.store.put(record);
+    } catch (error) {
+      if (record.keyFile !== undefined) await deps.fs.removeFile(record.keyFile);
+      throw error;
+    }
+    deps.log.info(`created volume ${name} (${parsed.given.sshcmd})`);
+    deps.runner.prepare?.();
+    return {};
+  });
+}
+
+/** The algorithm options a user may set: ssh checks their names before it connects. */
+const ALGORITHM_OPTIONS = ['Ciphers', 'KexAlgorithms'] as const;
+
+/**
+ * ssh refuses a misspelt cipher or key exchange ("Bad SSH2 cipher spec") before it connects, on a stderr sshfs does
+ * not pass on, so a Mount would fail with no message at all. `ssh -G` (print the configuration, connect nowhere; no
+ * config file) reports it now, with ssh's own words. Only run when the user gave one: Create stays process-free.
+ */
+async function checkAlgorithmNames(parsed: VolumeOptions, deps: Deps): Promise<void> {
+  const given = ALGORITHM_OPTIONS.filter((k) => parsed.given[k] !== undefined);
+  if (given.length === 0) return;
+  const args = ['-G', '-F', '/dev/null'];
+  for (const k of given) args.push('-o', `${k}=${parsed.ssh[k]}`);
+  args.push('localhost');
+  const result = await deps.runner.run('ssh', args, { timeoutMs: 10_000 });
+  const said = meaningfulLines(result.stderr).at(-1);
+  if (result.exitCode !== 0 && !result.timedOut && said !== undefined) {
+    throw new UserError(
+      `ssh refuses ${given.map((k) => `-o ${k}=${parsed.given[k]}`).join(' ')}: ${said} ` +
+        '(ssh -Q cipher and ssh -Q kex list the names it knows)',
+    );
+  }
+}

@@ -1,0 +1,33 @@
+import { lastSshMessage } from '../diagnose.js';
+import type { Answer, GetResponse, NameRequest } from '../protocol.js';
+import { sharedConnectionLogFile, sharedConnectionStatus } from '../shared-ssh.js';
+import type { Deps } from '../types.js';
+import { getVolume, sshLogFileFor, statusOf } from '../volume.js';
+
+/** The volume and its Status (`docker volume inspect`): what an operator acts on, read live, never a secret. */
+export async function get({ Name: name }: NameRequest, deps: Deps): Promise<Answer<GetResponse>> {
+  const record = await getVolume(deps, name);
+  const state = await deps.mounts.state(record.mountpoint);
+  const logFile = sshLogFileFor(deps.config, record.name);
+  const sshLog = state === 'absent' && record.lastError === undefined ? '' : await deps.fs.readText(logFile, 4096);
+  // A mount over a shared login: why that login ended (e.g. keepalives unanswered) is in its master's log.
+  const masterLog =
+    record.sharedConnection !== undefined && state !== 'absent'
+      ? await deps.fs.readText(sharedConnectionLogFile(deps.config.stateDir, record.sharedConnection), 4096)
+      : '';
+  // sshfs reconnects silently: its current ssh process tells whether (and when) it reconnected.
+  const ssh = state === 'mounted' && deps.mounts.sshConnection ? ((await deps.mounts.sshConnection(logFile)) ?? null) : undefined;
+  // Read live from the kernel: what sequential reads get now, whether or not the plugin could set it.
+  const readAheadKb = state === 'mounted' ? await deps.mounts.readAheadKb?.(record.mountpoint) : undefined;
+  return {
+    Volume: {
+      Name: record.name,
+      Mountpoint: record.mountpoint,
+      CreatedAt: record.createdAt,
+      Status: {
+        ...statusOf(record, deps.config, state, lastSshMessage(sshLog) ?? lastSshMessage(masterLog), ssh, readAheadKb),
+        ...(await sharedConnectionStatus(record, state === 'mounted', deps)),
+      },
+    },
+  };
+}

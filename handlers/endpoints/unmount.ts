@@ -1,0 +1,24 @@
+import { unmountLater, unmountUnused } from '../lifecycle.js';
+import type { Answer, ErrResponse, MountRequest } from '../protocol.js';
+import type { Deps } from '../types.js';
+import { getVolume, mountCount, optionsOrProblem, referenceCount, setMountCount } from '../volume.js';
+
+/** Releases the container ID's reference; the last one unmounts the volume, at once or after its unmount_delay. */
+export async function unmount({ Name: name, ID: id }: MountRequest, deps: Deps): Promise<Answer<ErrResponse>> {
+  return deps.locks.withLock(name, async () => {
+    const record = await getVolume(deps, name);
+    const count = mountCount(record, id);
+    if (count === 0) {
+      // Docker only unmounts what it mounted; an unknown ID means our state already let go of it (e.g. after a restart).
+      deps.log.info(`volume ${name}: unmount of unknown mount ID ${id} ignored`);
+      return {};
+    }
+    setMountCount(record, id, count - 1);
+    const delay = optionsOrProblem(record, deps.config).opts?.unmountDelaySeconds ?? 0;
+    if (referenceCount(record) > 0) await deps.store.put(record);
+    else if (delay > 0 && (await deps.mounts.state(record.mountpoint)) === 'mounted') await unmountLater(record, delay, deps);
+    else await unmountUnused(record, deps);
+    deps.log.debug(`volume ${name} unmount ${id}: ${referenceCount(record)} reference(s) left`);
+    return {};
+  });
+}
