@@ -76,7 +76,12 @@ function dropConnection(env: unknown): boolean {
   return true;
 }
 
-export function createApp(deps: Deps): Hono {
+export interface AppOptions {
+  /** Log one line per request (route, volume, outcome, time); never option values. */
+  debug?: boolean;
+}
+
+export function createApp(deps: Deps, { debug = false }: AppOptions = {}): Hono {
   const app = new Hono();
   app.use('*', limitBody());
   for (const [route, handler] of Object.entries(ENDPOINTS)) {
@@ -91,7 +96,7 @@ export function createApp(deps: Deps): Hono {
       }
       const result = await handler(parsed.value, deps);
       const err = 'Err' in result && typeof result.Err === 'string' ? result.Err : '';
-      if (deps.config.debug) {
+      if (debug) {
         // Built only when wanted: this path runs for every `docker volume ls` and `inspect`.
         deps.log.debug(`${route} ${describeRequest(parsed.value)} -> ${err === '' ? 'ok' : `Err: ${err}`} (${(performance.now() - started).toFixed(1)} ms)`);
       }

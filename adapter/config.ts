@@ -13,7 +13,15 @@ function absolute(env: NodeJS.ProcessEnv, name: string, fallback: string): strin
   return value.replace(/\/+$/, '') || '/';
 }
 
-export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
+/** The whole configuration: what handlers read, plus what only the adapter uses. */
+export interface PluginConfig extends Config {
+  socketPath: string;
+  debug: boolean;
+  /** Run nothing and write nothing on the host: print the commands a real run would run (createDryRunDeps). */
+  dryRun: boolean;
+}
+
+export function readConfig(env: NodeJS.ProcessEnv = process.env): PluginConfig {
   const timeout = env.MOUNT_TIMEOUT === undefined || env.MOUNT_TIMEOUT === '' ? 20 : Number(env.MOUNT_TIMEOUT);
   if (!Number.isFinite(timeout) || timeout < 1 || timeout > 110) {
     throw new Error(`MOUNT_TIMEOUT must be a number of seconds from 1 to 110, not "${env.MOUNT_TIMEOUT}"`);

@@ -1,6 +1,8 @@
-// A runner that runs nothing: it records each command, keeps a simulated mount table and answers as scripted.
-// Unit tests use it directly; DRY_RUN=1 uses it to print the exact commands the plugin would run.
-import type { CommandRunner, MountState, MountTable, Program, RunOptions, RunResult } from '../handlers/types.js';
+// A runner that runs nothing: it records each command, answers as scripted (success by default) and applies what a
+// successful command would do to a simulated mount table. Unit tests use it directly; DRY_RUN=1 uses it to print the
+// exact commands the plugin would run.
+import type { CommandRunner, Program, RunOptions, RunResult } from '../handlers/types.js';
+import { FakeMountTable } from './fake-mount-table.js';
 
 export interface RecordedCall {
   program: Program;
@@ -15,20 +17,20 @@ export type Script = (call: RecordedCall) => Partial<RunResult> | undefined;
 
 const OK: RunResult = { exitCode: 0, stdout: '', stderr: '', timedOut: false };
 
-export class FakeRunner implements CommandRunner, MountTable {
+export class FakeRunner implements CommandRunner {
   readonly calls: RecordedCall[] = [];
-  readonly mounted = new Set<string>();
-  /** Mounts whose sshfs process is gone (tests add to it to simulate a crash). */
-  readonly stale = new Set<string>();
   script: Script = () => undefined;
   /** How often prepare() was called. */
   prepared = 0;
 
+  constructor(
+    readonly table: FakeMountTable = new FakeMountTable(),
+    private readonly print?: (line: string) => void,
+  ) {}
+
   prepare(): void {
     this.prepared += 1;
   }
-
-  constructor(private readonly print?: (line: string) => void) {}
 
   async run(program: Program, args: string[], options: RunOptions = {}): Promise<RunResult> {
     const call: RecordedCall = {
@@ -45,76 +47,25 @@ export class FakeRunner implements CommandRunner, MountTable {
     return result;
   }
 
-  async isMounted(path: string): Promise<boolean> {
-    return this.mounted.has(path);
-  }
-
-  /** Mounts of each mountpoint's filesystem elsewhere (containers' binds), as tests set them; unset: unknown. */
-  readonly users = new Map<string, number>();
-
-  async usersOf(path: string): Promise<number | undefined> {
-    return this.users.get(path);
-  }
-
-  async state(path: string): Promise<MountState> {
-    if (!this.mounted.has(path)) return 'absent';
-    return this.stale.has(path) ? 'stale' : 'mounted';
-  }
-
-  /** Read-ahead set per mountpoint (KiB); a dry run prints it as the sysfs write it stands for. */
-  readonly readAhead = new Map<string, number>();
-
-  async setReadAhead(path: string, kb: number): Promise<void> {
-    if (!this.mounted.has(path)) throw new Error(`${path} is not mounted`);
-    this.readAhead.set(path, kb);
-    this.print?.(`echo ${kb} > /sys/class/bdi/<device of ${path}>/read_ahead_kb`);
-  }
-
-  async readAheadKb(path: string): Promise<number | undefined> {
-    return this.mounted.has(path) ? (this.readAhead.get(path) ?? 128) : undefined;
-  }
-
-  /** Unmounted mounts whose sshfs and ssh were handed over to be ended if they linger: [mountpoint, ssh log file]. */
-  readonly retired: [string, string][] = [];
-
-  async retire(path: string, sshLogFile: string): Promise<void> {
-    this.retired.push([path, sshLogFile]);
-  }
-
-  async sshfsMountsUnder(dir: string): Promise<string[]> {
-    return [...this.mounted].filter((p) => p.startsWith(`${dir}/`));
-  }
-
-  /** Control paths of the shared ssh connections (masters) running in the simulation. */
-  readonly masters = new Set<string>();
-
-  async sshMaster(controlPath: string): Promise<{ startedAt: Date } | undefined> {
-    return this.masters.has(controlPath) ? { startedAt: new Date(0) } : undefined;
-  }
-
   /** `ssh -O check` answers from the simulation unless a script decides. */
   private defaultResult(program: Program, args: string[]): Partial<RunResult> | undefined {
     const o = args.indexOf('-O');
     if (program !== 'ssh' || o < 0) return undefined;
     const path = args.find((a) => a.startsWith('ControlPath='))?.slice('ControlPath='.length) ?? '';
-    return this.masters.has(path) ? undefined : { exitCode: 255, stderr: `Control socket connect(${path}): No such file or directory` };
+    return this.table.masters.has(path) ? undefined : { exitCode: 255, stderr: `Control socket connect(${path}): No such file or directory` };
   }
 
   private simulate(program: Program, args: string[]): void {
     if (program === 'ssh') {
       const path = args.find((a) => a.startsWith('ControlPath='))?.slice('ControlPath='.length);
       const command = args.includes('-O') ? args[args.indexOf('-O') + 1] : undefined;
-      if (path !== undefined && args.includes('ControlMaster=yes')) this.masters.add(path);
-      if (path !== undefined && (command === 'exit' || command === 'stop')) this.masters.delete(path);
+      if (path !== undefined && args.includes('ControlMaster=yes')) this.table.masters.add(path);
+      if (path !== undefined && (command === 'exit' || command === 'stop')) this.table.masters.delete(path);
     }
-    if (program === 'sshfs' && args[1] !== undefined) this.mounted.add(args[1]);
+    if (program === 'sshfs' && args[1] !== undefined) this.table.added(args[1]);
     if (program === 'fusermount3') {
       const target = args[args.length - 1];
-      if (target !== undefined) {
-        this.mounted.delete(target);
-        this.stale.delete(target);
-        this.readAhead.delete(target);
-      }
+      if (target !== undefined) this.table.removed(target);
     }
   }
 }

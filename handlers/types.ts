@@ -132,14 +132,12 @@ export interface Logger {
   error(message: string): void;
 }
 
+/** The plugin's settings handlers read (the adapter's own, such as the socket path, stay in adapter/config.ts). */
 export interface Config {
-  socketPath: string;
   stateDir: string;
   /** The one directory whose files volumes may name (IdentityFile, password_file, UserKnownHostsFile). */
   keysDir: string;
   mountRoot: string;
-  debug: boolean;
-  dryRun: boolean;
   /** How long sshfs may take to connect and mount before Mount fails (Docker cuts managed plugins at 30 s). */
   mountTimeoutMs: number;
   /** Plugin-side directory -> the same directory on the Docker host, for paths error messages tell users to edit. */

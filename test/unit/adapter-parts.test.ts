@@ -206,12 +206,12 @@ describe('KeyedLock', () => {
 describe('FakeRunner (dry run)', () => {
   it('prints the exact command with the password masked and simulates mounts', async () => {
     const printed: string[] = [];
-    const fake = new FakeRunner((l) => printed.push(l));
+    const fake = new FakeRunner(undefined, (l) => printed.push(l));
     await fake.run('sshfs', ['u@h:/a b', '/mnt/volumes/v', '-o', 'password_stdin'], { input: 'hunter2\n' });
     expect(printed).toEqual(["sshfs 'u@h:/a b' /mnt/volumes/v -o password_stdin <<< ********"]);
-    expect(await fake.isMounted('/mnt/volumes/v')).toBe(true);
+    expect(await fake.table.isMounted('/mnt/volumes/v')).toBe(true);
     await fake.run('fusermount3', ['-u', '/mnt/volumes/v']);
-    expect(await fake.isMounted('/mnt/volumes/v')).toBe(false);
+    expect(await fake.table.isMounted('/mnt/volumes/v')).toBe(false);
     expect(formatCall({ program: 'ssh', args: ["it's"] })).toBe(`ssh 'it'\\''s'`);
   });
 });

@@ -55,7 +55,7 @@ describe('Hono adapter', () => {
 
   it('logs one line per request at debug, never option values', async () => {
     const deps = makeDeps();
-    await post(createApp(deps), '/VolumeDriver.Create', JSON.stringify({ Name: 'v', Opts: { sshcmd: 'u@h:/p', password: 'hunter2' } }));
+    await post(createApp(deps, { debug: true }), '/VolumeDriver.Create', JSON.stringify({ Name: 'v', Opts: { sshcmd: 'u@h:/p', password: 'hunter2' } }));
     const lines = deps.logs.filter((l) => l.startsWith('debug /VolumeDriver.Create'));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/Name="v" Opts keys=\[sshcmd,password\] -> ok/);

@@ -1,4 +1,6 @@
-// Deps for handler tests: the fake runner (with its simulated mount table), a memory store and an in-memory filesystem.
+// Deps for handler tests: the fake runner and the simulated mount table it changes, a memory store and an in-memory
+// filesystem.
+import { FakeMountTable } from '../../adapter/fake-mount-table.js';
 import { FakeRunner } from '../../adapter/fake-runner.js';
 import { createKeyedLock } from '../../handlers/keyed-lock.js';
 import type { Config, Deps, HostFs, Timers } from '../../handlers/types.js';
@@ -40,12 +42,9 @@ export class MemoryFs implements HostFs {
 }
 
 export const CONFIG: Config = {
-  socketPath: '/run/docker/plugins/sshfs.sock',
   stateDir: '/state',
   keysDir: '/keys',
   mountRoot: '/mnt/volumes',
-  debug: true,
-  dryRun: false,
   mountTimeoutMs: 20_000,
 };
 
@@ -73,6 +72,7 @@ export class ManualTimers implements Timers {
 
 export interface TestDeps extends Deps {
   runner: FakeRunner;
+  mounts: FakeMountTable;
   timers: ManualTimers;
   store: MemoryStore;
   fs: MemoryFs;
@@ -92,7 +92,7 @@ export function makeDeps(overrides: Partial<Config> = {}, withDefaultKey = true)
   if (withDefaultKey) fs.files.set(DEFAULT_KEY, { content: 'k', mode: 0o600 });
   return {
     runner,
-    mounts: runner,
+    mounts: runner.table,
     store: new MemoryStore(),
     fs,
     config: { ...CONFIG, ...overrides },

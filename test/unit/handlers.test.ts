@@ -4,7 +4,7 @@ import type { SshConnection } from '../../handlers/types.js';
 import { unmountIdle } from '../../handlers/lifecycle.js';
 import { makeDeps, TEST_KEY, type TestDeps } from './fixtures.js';
 
-type FakeRunnerLike = TestDeps['mounts'];
+type FakeTable = TestDeps['mounts'];
 
 const SSHCMD = 'alice@files.example.com:/srv/data';
 const MP = '/mnt/volumes/vol1';
@@ -126,11 +126,11 @@ describe('Mount and Unmount', () => {
   it('sets the kernel read-ahead of a new mount: 1024 KiB, or read_ahead_kb', async () => {
     const deps = await created();
     await mount({ Name: 'vol1', ID: 'a' }, deps);
-    expect(deps.runner.readAhead.get(MP)).toBe(1024);
+    expect(deps.mounts.readAhead.get(MP)).toBe(1024);
     expect((await get({ Name: 'vol1' }, deps)).Volume?.Status).toMatchObject({ readAheadKb: 1024 });
     const tuned = await created({ read_ahead_kb: '4096' }, 'vol2');
     await mount({ Name: 'vol2', ID: 'a' }, tuned);
-    expect(tuned.runner.readAhead.get('/mnt/volumes/vol2')).toBe(4096);
+    expect(tuned.mounts.readAhead.get('/mnt/volumes/vol2')).toBe(4096);
     await mount({ Name: 'vol2', ID: 'b' }, tuned); // already mounted: nothing is run or set again
     expect(sshfsCalls(tuned)).toHaveLength(1);
   });
@@ -180,14 +180,14 @@ describe('Mount and Unmount', () => {
       expect(unmountCalls(deps)).toHaveLength(unmounts);
       const rec = await deps.store.get('vol1');
       expect(Object.values(rec?.mounts ?? {}).reduce((a, b) => a + b, 0)).toBe(refs);
-      expect(deps.runner.mounted.has(MP)).toBe(refs > 0);
+      expect(deps.mounts.mounted.has(MP)).toBe(refs > 0);
     }
   });
 
   it('replaces a stale mount whose sshfs died, keeping the references', async () => {
     const deps = await created();
     await mount({ Name: 'vol1', ID: 'a' }, deps);
-    deps.runner.stale.add(MP);
+    deps.mounts.stale.add(MP);
     expect((await mount({ Name: 'vol1', ID: 'b' }, deps)).Err).toBe('');
     expect(deps.runner.calls.map((c) => [c.program, ...c.args.slice(0, 2)])).toEqual([
       ['sshfs', SSHCMD, MP],
@@ -195,13 +195,13 @@ describe('Mount and Unmount', () => {
       ['sshfs', SSHCMD, MP],
     ]);
     expect((await deps.store.get('vol1'))?.mounts).toEqual({ a: 1, b: 1 });
-    expect(deps.runner.stale.has(MP)).toBe(false);
+    expect(deps.mounts.stale.has(MP)).toBe(false);
   });
 
   it('mounts again when references exist but the mount is gone (e.g. after a crash)', async () => {
     const deps = await created();
     await mount({ Name: 'vol1', ID: 'a' }, deps);
-    deps.runner.mounted.delete(MP);
+    deps.mounts.mounted.delete(MP);
     expect((await mount({ Name: 'vol1', ID: 'b' }, deps)).Err).toBe('');
     expect(sshfsCalls(deps)).toHaveLength(2);
   });
@@ -283,16 +283,16 @@ describe('Mount and Unmount', () => {
     deps.runner.script = (c) => (c.program === 'fusermount3' && !c.args.includes('-z') ? { exitCode: 1, stderr: 'Device or resource busy' } : undefined);
     expect((await unmount({ Name: 'vol1', ID: 'a' }, deps)).Err).toBe('');
     expect(unmountCalls(deps).map((c) => c.args)).toEqual([['-u', MP], ['-u', '-z', MP]]);
-    expect(deps.runner.mounted.has(MP)).toBe(false);
+    expect(deps.mounts.mounted.has(MP)).toBe(false);
     // What held the detached mount (a request hung on a stalled server) must not keep its sshfs and ssh alive.
-    expect(deps.runner.retired).toEqual([[MP, LOG]]);
+    expect(deps.mounts.retired).toEqual([[MP, LOG]]);
   });
 
   it('hands the sshfs and ssh of every unmounted volume over to be ended should they linger', async () => {
     const deps = await created();
     await mount({ Name: 'vol1', ID: 'a' }, deps);
     await unmount({ Name: 'vol1', ID: 'a' }, deps);
-    expect(deps.runner.retired).toEqual([[MP, LOG]]);
+    expect(deps.mounts.retired).toEqual([[MP, LOG]]);
   });
 
   it('refuses to mount a volume that does not exist', async () => {
@@ -377,7 +377,7 @@ describe('unmount_delay: keeping an idle volume mounted', () => {
   it('unmounts a mount whose sshfs died at once, delay or not', async () => {
     const deps = await created({ unmount_delay: '30' });
     await mount({ Name: 'vol1', ID: 'a' }, deps);
-    deps.runner.stale.add(MP);
+    deps.mounts.stale.add(MP);
     await unmount({ Name: 'vol1', ID: 'a' }, deps);
     expect(deps.timers.pending.has('vol1')).toBe(false);
     expect(await deps.mounts.state(MP)).toBe('absent');
@@ -414,7 +414,7 @@ describe('Remove', () => {
 
   it('detaches its own sshfs mount even with no reference (a Mount cut short by a crash)', async () => {
     const deps = await created();
-    deps.runner.mounted.add(MP);
+    deps.mounts.mounted.add(MP);
     expect(await remove({ Name: 'vol1' }, deps)).toEqual({ Err: '' });
     expect(await deps.mounts.state(MP)).toBe('absent');
   });
@@ -469,7 +469,7 @@ describe('Get, List, Path, Capabilities, Activate', () => {
     const deps = await created();
     await mount({ Name: 'vol1', ID: 'a' }, deps);
     const status = async (ssh: SshConnection | undefined) => {
-      deps.mounts = Object.assign(Object.create(deps.runner) as FakeRunnerLike, {
+      deps.mounts = Object.assign(Object.create(deps.mounts) as FakeTable, {
         sshConnection: async (file: string) => (file === LOG ? ssh : { startedAt: new Date(0), reconnected: false }),
       });
       return (await get({ Name: 'vol1' }, deps)).Volume?.Status;
@@ -523,7 +523,7 @@ describe('Get, List, Path, Capabilities, Activate', () => {
     await mount({ Name: 'vol2', ID: 'b' }, deps);
     expect(sshfsCalls(deps).map((c) => c.args[1])).toEqual([MP, '/mnt/volumes/vol2']);
     await unmount({ Name: 'vol2', ID: 'b' }, deps);
-    expect(deps.runner.mounted.has(MP)).toBe(true);
+    expect(deps.mounts.mounted.has(MP)).toBe(true);
   });
 
   it('Path returns the mountpoint', async () => {

@@ -151,9 +151,9 @@ describe('edges', () => {
     await unmount({ Name: 'v', ID: '__proto__' }, deps);
     rec = await deps.store.get('v');
     expect(JSON.stringify(rec?.mounts)).toBe('{"constructor":1}');
-    expect(deps.runner.mounted.size).toBe(1); // still in use by "constructor"
+    expect(deps.mounts.mounted.size).toBe(1); // still in use by "constructor"
     await unmount({ Name: 'v', ID: 'constructor' }, deps);
-    expect(deps.runner.mounted.size).toBe(0);
+    expect(deps.mounts.mounted.size).toBe(0);
   });
 
   it('lets only the current delayed-unmount timer unmount: an older one that fires late does nothing', async () => {
@@ -170,9 +170,9 @@ describe('edges', () => {
     const second = (await deps.store.get('v'))?.idleUntil;
     expect(second).not.toBe(first);
     await unmountIdle('v', first, deps); // the first arming, fired late
-    expect(deps.runner.mounted.size).toBe(1);
+    expect(deps.mounts.mounted.size).toBe(1);
     await unmountIdle('v', second ?? '', deps);
-    expect(deps.runner.mounted.size).toBe(0);
+    expect(deps.mounts.mounted.size).toBe(0);
   });
 });
 

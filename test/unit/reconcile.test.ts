@@ -12,10 +12,10 @@ async function world() {
     expect(await create({ Name: name, Opts: opts }, deps)).toEqual({ Err: '' });
   }
   for (const name of ['live', 'stale', 'gone']) await mount({ Name: name, ID: `${name}-id` }, deps);
-  deps.runner.stale.add('/mnt/volumes/stale'); // its sshfs was killed
-  deps.runner.mounted.delete('/mnt/volumes/gone'); // the plugin's namespace died with it
-  deps.runner.mounted.add('/mnt/volumes/orphan'); // mounted, but no reference survived
-  deps.runner.mounted.add('/mnt/volumes/removed-volume'); // no volume at all
+  deps.mounts.stale.add('/mnt/volumes/stale'); // its sshfs was killed
+  deps.mounts.mounted.delete('/mnt/volumes/gone'); // the plugin's namespace died with it
+  deps.mounts.mounted.add('/mnt/volumes/orphan'); // mounted, but no reference survived
+  deps.mounts.mounted.add('/mnt/volumes/removed-volume'); // no volume at all
   deps.runner.calls.length = 0;
   return deps;
 }
@@ -32,7 +32,7 @@ describe('reconcile at start', () => {
       failed: [],
     });
     // The dead mount is detached; nothing is mounted for a reference that may have been lost.
-    expect([...deps.runner.mounted].sort()).toEqual(['/mnt/volumes/live']);
+    expect([...deps.mounts.mounted].sort()).toEqual(['/mnt/volumes/live']);
     expect(deps.runner.calls.filter((c) => c.program === 'sshfs')).toEqual([]);
     expect((await deps.store.get('live'))?.mounts).toEqual({ 'live-id': 1 });
     for (const name of ['stale', 'gone']) expect((await deps.store.get(name))?.mounts).toEqual({});
@@ -48,7 +48,7 @@ describe('reconcile at start', () => {
     const deps = makeDeps();
     await create({ Name: 'lost', Opts: opts }, deps);
     await mount({ Name: 'lost', ID: 'exited-container' }, deps);
-    deps.runner.stale.add('/mnt/volumes/lost'); // the plugin and its sshfs died before the Unmount was recorded
+    deps.mounts.stale.add('/mnt/volumes/lost'); // the plugin and its sshfs died before the Unmount was recorded
     await reconcile(deps);
     expect(await deps.mounts.state('/mnt/volumes/lost')).toBe('absent');
     expect(await remove({ Name: 'lost' }, deps)).toEqual({ Err: '' });
@@ -61,7 +61,7 @@ describe('reconcile at start', () => {
       await create({ Name: 'v', Opts: opts }, deps);
       await mount({ Name: 'v', ID: 'running' }, deps);
       await mount({ Name: 'v', ID: 'lost' }, deps); // its Unmount reached the plugin as it was killed
-      deps.runner.users.set('/mnt/volumes/v', 1); // the running container's bind
+      deps.mounts.users.set('/mnt/volumes/v', 1); // the running container's bind
       const report = await reconcile(deps);
       expect(report.adopted).toEqual(['v']);
       return deps;
@@ -79,7 +79,7 @@ describe('reconcile at start', () => {
       const deps = await adopted();
       expect(await unmount({ Name: 'v', ID: 'running' }, deps)).toEqual({ Err: '' });
       expect(await deps.mounts.state('/mnt/volumes/v')).toBe('mounted'); // pinned by the lost one...
-      deps.runner.users.set('/mnt/volumes/v', 0); // ...the container is gone
+      deps.mounts.users.set('/mnt/volumes/v', 0); // ...the container is gone
       await releaseUnusedInherited('v', deps);
       expect((await deps.store.get('v'))?.mounts).toEqual({});
       expect(await deps.mounts.state('/mnt/volumes/v')).toBe('absent');
@@ -90,7 +90,7 @@ describe('reconcile at start', () => {
     it('never drops a reference taken after the restart', async () => {
       const deps = await adopted();
       await mount({ Name: 'v', ID: 'new' }, deps); // its container may not hold the mount yet
-      deps.runner.users.set('/mnt/volumes/v', 0);
+      deps.mounts.users.set('/mnt/volumes/v', 0);
       await releaseUnusedInherited('v', deps);
       expect((await deps.store.get('v'))?.mounts).toEqual({ new: 1 });
       expect(await deps.mounts.state('/mnt/volumes/v')).toBe('mounted');
@@ -127,7 +127,7 @@ describe('reconcile at start', () => {
     await mount({ Name: 'lingering', ID: 'x' }, deps);
     await unmount({ Name: 'lingering', ID: 'x' }, deps);
     deps.timers.pending.clear();
-    deps.runner.mounted.delete('/mnt/volumes/lingering'); // the plugin's namespace died with it
+    deps.mounts.mounted.delete('/mnt/volumes/lingering'); // the plugin's namespace died with it
     await reconcile(deps);
     expect((await deps.store.get('lingering'))?.idleUntil).toBeUndefined();
     expect(deps.timers.pending.size).toBe(0);

@@ -15,7 +15,7 @@ function sharingDeps(overrides: Partial<Config> = {}): TestDeps {
   deps.fs.files.set('/keys/known_hosts', { content: 'files.example.com ssh-ed25519 AAAA', mode: 0o600 });
   // A running master's control socket exists (ssh creates it, and removes it when the master ends).
   const exists = deps.fs.exists.bind(deps.fs);
-  deps.fs.exists = async (path) => deps.runner.masters.has(path) || exists(path);
+  deps.fs.exists = async (path) => deps.mounts.masters.has(path) || exists(path);
   return deps;
 }
 
@@ -67,7 +67,7 @@ describe('shared ssh connections', () => {
     for (const call of sshfsCalls(deps)) expect(call.args.slice(-4)).toEqual(['-o', `ControlPath=${path}`, '-o', 'ControlMaster=no']);
     expect(controlCalls(deps, 'check')).toHaveLength(0); // the master was looked up among the processes
     expect(masterCalls(deps)).toHaveLength(1);
-    expect(deps.runner.masters.has(path)).toBe(true);
+    expect(deps.mounts.masters.has(path)).toBe(true);
     expect((await get({ Name: 'b' }, deps)).Volume?.Status).toMatchObject({ sharedConnection: 'up', sharedConnectionId: id });
   });
 
@@ -89,7 +89,7 @@ describe('shared ssh connections', () => {
   it('asks ssh -O check whether a master runs when processes cannot be seen', async () => {
     const deps = sharingDeps();
     // The same simulated table, without the process lookup.
-    deps.mounts = Object.assign(Object.create(deps.runner) as object, { sshMaster: undefined }) as TestDeps['mounts'];
+    deps.mounts = Object.assign(Object.create(deps.mounts) as object, { sshMaster: undefined }) as unknown as TestDeps['mounts'];
     await createVol(deps, 'a');
     await createVol(deps, 'b');
     await mount({ Name: 'a', ID: '1' }, deps);
@@ -189,12 +189,12 @@ describe('shared ssh connections', () => {
     expect(await idOf(deps, 'b')).toBe(await idOf(deps, 'a'));
     expect(await remove({ Name: 'a' }, deps)).toEqual({ Err: '' });
     expect(controlCalls(deps, 'exit')).toHaveLength(0);
-    expect(deps.runner.masters.has(path)).toBe(true);
+    expect(deps.mounts.masters.has(path)).toBe(true);
     await unmount({ Name: 'b', ID: '1' }, deps);
     expect((await get({ Name: 'b' }, deps)).Volume?.Status).toMatchObject({ sharedConnection: 'up' }); // idle, still open
     expect(await remove({ Name: 'b' }, deps)).toEqual({ Err: '' });
     expect(controlCalls(deps, 'exit').map((c) => controlPathOf(c.args))).toEqual([path]);
-    expect(deps.runner.masters.has(path)).toBe(false);
+    expect(deps.mounts.masters.has(path)).toBe(false);
   });
 
   it('replaces a master that is gone (idle timeout, killed) at the next Mount', async () => {
@@ -202,7 +202,7 @@ describe('shared ssh connections', () => {
     await createVol(deps, 'a');
     await mount({ Name: 'a', ID: '1' }, deps);
     await unmount({ Name: 'a', ID: '1' }, deps);
-    deps.runner.masters.clear(); // it exited
+    deps.mounts.masters.clear(); // it exited
     expect((await get({ Name: 'a' }, deps)).Volume?.Status).toMatchObject({ sharedConnection: 'closed' });
     await mount({ Name: 'a', ID: '2' }, deps);
     expect(masterCalls(deps)).toHaveLength(2);
@@ -241,7 +241,7 @@ describe('shared ssh connections', () => {
     await createVol(deps, 'a', { ServerAliveInterval: '1', ServerAliveCountMax: '2' });
     await mount({ Name: 'a', ID: '1' }, deps);
     const id = await idOf(deps, 'a');
-    deps.runner.masters.clear(); // its keepalives went unanswered
+    deps.mounts.masters.clear(); // its keepalives went unanswered
     deps.fs.files.set(`/state/cm/${id}.log`, { content: 'Timeout, server files.example.com not responding.\n', mode: 0o600 });
     // sshfs reconnected with a login of its own: its ssh found no socket first.
     deps.fs.files.set('/state/logs/a.ssh.log', { content: 'Control socket connect(/state/cm/x): No such file or directory\n', mode: 0o600 });
@@ -261,6 +261,6 @@ describe('shared ssh connections', () => {
     await mount({ Name: 'b', ID: '1' }, deps);
     await stopSharedConnections(deps);
     expect(controlCalls(deps, 'stop')).toHaveLength(2);
-    expect(deps.runner.masters.size).toBe(0);
+    expect(deps.mounts.masters.size).toBe(0);
   });
 });
