@@ -25,7 +25,7 @@ function parseBody(text: string): { ok: true; value: unknown } | { ok: false } {
 /**
  * Refuses bodies over MAX_BODY_BYTES. A declared Content-Length (dockerd always sends one) is checked from the header
  * alone: hono's bodyLimit would first read `c.req.raw.body`, which turns @hono/node-server's lightweight request into
- * a full web Request and stream (about 0.15 ms on every call). Bodies of unknown length still go through bodyLimit.
+ * a full web Request and stream, on every call. Bodies of unknown length still go through bodyLimit.
  */
 function limitBody(): MiddlewareHandler {
   const tooLarge = () => reply({ Err: `request body is larger than ${MAX_BODY_BYTES} bytes` }, 413);

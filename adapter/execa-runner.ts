@@ -3,8 +3,8 @@ import type { CommandRunner, Program, RunOptions, RunResult } from '../handlers/
 
 const PROGRAMS: Record<Program, string> = { sshfs: 'sshfs', fusermount3: 'fusermount3', ssh: 'ssh' };
 
-// Not loaded at start: execa costs ~7 MB of resident memory and ~90 ms to load, and a plugin without volumes runs
-// nothing. prepare() loads it in the background once a volume exists, so the first Mount does not pay the 90 ms.
+// Not loaded at start: execa costs resident memory and load time, and a plugin without volumes runs nothing.
+// prepare() loads it in the background once a volume exists, so the first Mount does not pay for the load.
 let execaModule: Promise<typeof import('execa')> | undefined;
 
 function loadExeca(): Promise<typeof import('execa')> {

@@ -49,8 +49,8 @@ class ProcessFinder {
   constructor(private readonly procDir: string) {}
 
   /**
-   * Read synchronously: a procfs read takes microseconds, while a thread-pool round trip per process made the scan
-   * that follows each new mount (dockerd's Get before Unmount) take 30-50 ms instead of about 1 ms.
+   * Read synchronously: a procfs read is quick, while a thread-pool round trip per process made the scan that follows
+   * each new mount (dockerd's Get before Unmount) many times slower.
    */
   private argv(pid: string): string[] | undefined {
     try {

@@ -15,7 +15,6 @@ interface OptionSpec {
   target: Target;
   /** Validates the raw value and returns the value to pass on (flags return '' when set, undefined when unset). */
   parse: (value: string, key: string, context: ParseContext) => string | undefined;
-  help: string;
 }
 
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
@@ -114,79 +113,46 @@ export function printable(value: string): string {
 
 const UID = integer(0, 4_294_967_294);
 
-/** The allow-list. Keys are matched case-insensitively and stored in this spelling. */
+/**
+ * The allow-list. Keys are matched case-insensitively and stored in this spelling. What each option means is the
+ * README's options table (test/unit/readme.test.ts keeps the two in step).
+ */
 export const OPTION_SPECS: Record<string, OptionSpec> = {
-  sshcmd: { target: 'plugin', parse: (v) => v, help: '[user@]host:[path] of the remote directory (required)' },
-  port: { target: 'plugin', parse: integer(1, 65535), help: 'ssh port (default 22)' },
-  password: { target: 'plugin', parse: (v) => v, help: 'password, given to sshfs on stdin (prefer a key)' },
-  password_file: { target: 'plugin', parse: keysDirFile, help: 'a file in the keys directory holding the password (kept out of docker volume inspect)' },
-  IdentityFile: { target: 'plugin', parse: keysDirFile, help: 'a private key file in the keys directory, e.g. id_ed25519 or /keys/id_ed25519' },
-  key: { target: 'plugin', parse: (v) => v, help: 'the private key itself (OpenSSH/PEM text, or that text in base64)' },
-  unmount_delay: {
-    target: 'plugin',
-    parse: integer(0, 86_400),
-    help: 'seconds to keep the volume mounted after its last container stops (default 0), so the next run starts warm',
-  },
-  read_ahead_kb: {
-    target: 'plugin',
-    parse: integer(0, 65_536),
-    help: "kernel read-ahead of the mount in KiB (default 1024; the kernel's own is 128): more is faster sequential reads",
-  },
+  sshcmd: { target: 'plugin', parse: (v) => v },
+  port: { target: 'plugin', parse: integer(1, 65535) },
+  password: { target: 'plugin', parse: (v) => v },
+  password_file: { target: 'plugin', parse: keysDirFile },
+  IdentityFile: { target: 'plugin', parse: keysDirFile },
+  key: { target: 'plugin', parse: (v) => v },
+  unmount_delay: { target: 'plugin', parse: integer(0, 86_400) },
+  read_ahead_kb: { target: 'plugin', parse: integer(0, 65_536) },
   // sshfs and FUSE options
-  allow_other: { target: 'sshfs', parse: flag, help: 'let every user in the container access the mount (default on)' },
-  default_permissions: { target: 'sshfs', parse: flag, help: "let the kernel check permissions from the shown mode bits (the server's, or mode)" },
-  uid: { target: 'sshfs', parse: UID, help: 'owner uid to show for files (with idmap=user or alone)' },
-  gid: { target: 'sshfs', parse: UID, help: 'owner gid to show for files' },
-  mode: {
-    target: 'sshfs',
-    parse: mode,
-    help: "e.g. 755: show these permission bits on every file and directory instead of the server's modes",
-  },
-  ro: { target: 'sshfs', parse: flag, help: 'mount read-only' },
-  reconnect: { target: 'sshfs', parse: flag, help: 'reconnect after the connection drops (default on)' },
-  idmap: { target: 'sshfs', parse: oneOf('none', 'user'), help: 'user (default: the ssh user\'s files show as root\'s) or none' },
-  follow_symlinks: { target: 'sshfs', parse: flag, help: 'follow symlinks on the server' },
-  transform_symlinks: { target: 'sshfs', parse: flag, help: 'make absolute symlinks relative (needs contain_symlinks=false)' },
-  contain_symlinks: {
-    target: 'sshfs',
-    parse: flag,
-    help: 'default on: symlinks to absolute paths or with .. fail (a hostile server cannot point outside the volume); false allows them',
-  },
-  cache: { target: 'sshfs', parse: oneOf('yes', 'no'), help: 'yes or no: the same sshfs setting as dir_cache' },
-  dir_cache: { target: 'sshfs', parse: oneOf('yes', 'no'), help: 'yes or no: cache names, attributes and symlink targets (default yes)' },
-  cache_timeout: { target: 'sshfs', parse: integer(0, 86_400), help: 'seconds cached entries stay valid' },
-  kernel_cache: { target: 'sshfs', parse: flag, help: 'keep file data in the kernel page cache across opens' },
-  max_conns: { target: 'sshfs', parse: integer(1, 32), help: 'number of parallel ssh connections (default 1)' },
+  allow_other: { target: 'sshfs', parse: flag },
+  default_permissions: { target: 'sshfs', parse: flag },
+  uid: { target: 'sshfs', parse: UID },
+  gid: { target: 'sshfs', parse: UID },
+  mode: { target: 'sshfs', parse: mode },
+  ro: { target: 'sshfs', parse: flag },
+  reconnect: { target: 'sshfs', parse: flag },
+  idmap: { target: 'sshfs', parse: oneOf('none', 'user') },
+  follow_symlinks: { target: 'sshfs', parse: flag },
+  transform_symlinks: { target: 'sshfs', parse: flag },
+  contain_symlinks: { target: 'sshfs', parse: flag },
+  cache: { target: 'sshfs', parse: oneOf('yes', 'no') },
+  dir_cache: { target: 'sshfs', parse: oneOf('yes', 'no') },
+  cache_timeout: { target: 'sshfs', parse: integer(0, 86_400) },
+  kernel_cache: { target: 'sshfs', parse: flag },
+  max_conns: { target: 'sshfs', parse: integer(1, 32) },
   // ssh options, passed as -o Name=Value
-  ServerAliveInterval: { target: 'ssh', parse: integer(0, 3600), help: 'seconds between keepalives (default 15)' },
-  ServerAliveCountMax: { target: 'ssh', parse: integer(1, 100), help: 'missed keepalives before the link counts as dead (default 3)' },
-  ConnectTimeout: {
-    target: 'ssh',
-    parse: integer(1, 60),
-    help: "seconds to wait for the TCP connection and the server's SSH banner (default 10)",
-  },
-  Compression: { target: 'ssh', parse: oneOf('yes', 'no'), help: 'yes or no: compress the ssh stream' },
-  Ciphers: {
-    target: 'ssh',
-    parse: cipher,
-    help: 'one ssh cipher, e.g. chacha20-poly1305@openssh.com; ^name prefers it, +name adds it, -name removes it (default ^aes128-gcm@openssh.com)',
-  },
-  KexAlgorithms: {
-    target: 'ssh',
-    parse: cipher,
-    help: "one key exchange, e.g. ^curve25519-sha256 (about 80 ms faster connects than ssh's post-quantum default, without its protection)",
-  },
-  GSSAPIAuthentication: { target: 'ssh', parse: oneOf('yes', 'no'), help: 'yes or no (default no: the plugin has no Kerberos tickets)' },
-  StrictHostKeyChecking: {
-    target: 'ssh',
-    parse: oneOf('yes', 'accept-new'),
-    help: 'accept-new (default: pin the host key on first use) or yes (the key must already be known)',
-  },
-  UserKnownHostsFile: {
-    target: 'plugin',
-    parse: keysDirFile,
-    help: 'a known_hosts file in the keys directory: host keys are checked against it (read only, StrictHostKeyChecking=yes)',
-  },
+  ServerAliveInterval: { target: 'ssh', parse: integer(0, 3600) },
+  ServerAliveCountMax: { target: 'ssh', parse: integer(1, 100) },
+  ConnectTimeout: { target: 'ssh', parse: integer(1, 60) },
+  Compression: { target: 'ssh', parse: oneOf('yes', 'no') },
+  Ciphers: { target: 'ssh', parse: cipher },
+  KexAlgorithms: { target: 'ssh', parse: cipher },
+  GSSAPIAuthentication: { target: 'ssh', parse: oneOf('yes', 'no') },
+  StrictHostKeyChecking: { target: 'ssh', parse: oneOf('yes', 'accept-new') },
+  UserKnownHostsFile: { target: 'plugin', parse: keysDirFile },
 };
 
 const CANONICAL = new Map(Object.keys(OPTION_SPECS).map((k) => [k.toLowerCase(), k]));
@@ -274,9 +240,9 @@ export function normalizeKey(value: string): string {
 /** Defaults users of other sshfs plugins asked for: survive drops, notice dead links, never hang a Mount. */
 // idmap=user shows the ssh user's files as root's, so Docker's chown to root (copy-up, docker cp) succeeds.
 export const DEFAULT_SSHFS: Record<string, string> = { reconnect: '', allow_other: '', idmap: 'user' };
-// Chosen from `npm run bench` (see bench-results.md): aes128-gcm (AES-NI) moves random data through sshfs ~1.5x faster
-// than ssh's default chacha20-poly1305; the ^ only puts it first, so servers without it still negotiate another
-// cipher. Compression=no: random or already-compressed data only gets slower, whatever ssh_config on the host says.
+// Chosen from `npm run bench` (figures in bench-results.md): aes128-gcm (AES-NI) moves data through sshfs faster than
+// ssh's default chacha20-poly1305; the ^ only puts it first, so servers without it still negotiate another cipher.
+// Compression=no: random or already-compressed data only gets slower, whatever ssh_config on the host says.
 // Not defaults (no gain or a loss in the sweep): max_conns (slower small files), kernel_cache, larger max_read/max_write.
 export const DEFAULT_SSH: Record<string, string> = {
   ServerAliveInterval: '15',
@@ -289,11 +255,11 @@ export const DEFAULT_SSH: Record<string, string> = {
   // offer it the attempt (with its DNS lookups) only delays the login.
   GSSAPIAuthentication: 'no',
 };
-// Kept at ssh's default on purpose: OpenSSH 9.x negotiates a post-quantum hybrid key exchange (sntrup761x25519),
-// which costs ~80 ms per connect here; -o KexAlgorithms=^curve25519-sha256 trades that protection for speed.
+// Kept at ssh's default on purpose: OpenSSH 9.x negotiates a post-quantum hybrid key exchange (sntrup761x25519), which
+// makes each connect slower (bench-results.md); -o KexAlgorithms=^curve25519-sha256 trades that protection for speed.
 
 // The kernel gives a FUSE mount 128 KiB of read-ahead: one SFTP round trip's worth of data in flight at a time.
-// 1024 KiB keeps enough reads in flight to roughly double sequential reads over sshfs (measured by `npm run bench`).
+// 1024 KiB keeps enough reads in flight to speed up sequential reads over sshfs (`npm run bench`, bench-results.md).
 export const DEFAULT_READ_AHEAD_KB = 1024;
 
 /** The options that say how a volume logs in; at most one may be given (none: the operator's default key). */

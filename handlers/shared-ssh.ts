@@ -15,8 +15,8 @@ import type { Deps, RunResult, VolumeRecord } from './types.js';
 
 /**
  * Logins kept per server and credentials. A login carries the session of one mounted volume at a time: sessions
- * multiplexed over one TCP stream and one ssh process were measured 10-15 % slower, together, than separate logins
- * when several volumes of a server are busy at once (`npm run bench`). So a Mount joins a login no mounted volume
+ * multiplexed over one TCP stream and one ssh process measured slower, together, than separate logins when several
+ * volumes of a server are busy at once (`npm run bench`, bench-results.md). So a Mount joins a login no mounted volume
  * uses, or opens another one (its own ssh process, as without sharing) that later Mounts reuse in turn. Beyond this
  * many mounted at once, a volume logs in by itself.
  */
@@ -91,7 +91,7 @@ export async function sharedLoginDigest(
 /** Whether the master of a shared connection runs. */
 async function masterRunning(shared: SharedConnection, deps: Deps): Promise<boolean> {
   // A master that ended normally took its socket with it: then no process lookup is needed. Looking the master up
-  // among the plugin's processes costs microseconds; `ssh -O check` (a process) about 10 ms.
+  // among the plugin's processes reads a few procfs files; `ssh -O check` starts a process.
   if (!(await deps.fs.exists(shared.controlPath))) return false;
   return deps.mounts.sshMaster !== undefined
     ? (await deps.mounts.sshMaster(shared.controlPath)) !== undefined
@@ -151,7 +151,6 @@ export async function ensureMaster(
   deps: Deps,
 ): Promise<MasterOutcome> {
   return deps.locks.withLock(`shared-ssh/${shared.id}`, async () => {
-    // Looking the master up among the plugin's processes costs microseconds; `ssh -O check` (a process) about 10 ms.
     if (await masterRunning(shared, deps)) return { ok: true, started: false };
     // A socket left by a master that died would make the new one run without sharing (ssh does not replace it).
     await deps.fs.removeFile(shared.controlPath);

@@ -37,33 +37,55 @@ export function sameOptions(a: Record<string, string>, b: Record<string, string>
   return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a[k] === b[k]);
 }
 
+/** A stored volume's options as the plugin uses them, or why this version refuses them. */
+export type ParsedOptions = { opts: VolumeOptions; problem?: undefined } | { opts?: undefined; problem: string };
+
 /**
- * Re-reads a stored record's options (the key is replaced by its key file). Throws a UserError for a volume created
- * by an older version whose options today's rules refuse: it says what to change.
+ * Each volume's options, parsed once and kept with its name (per configuration: the keys directory is part of the
+ * parse) until the stored options change (a volume removed and created again with others).
  */
-export function optionsOf(record: VolumeRecord, config: Config): VolumeOptions {
+const parsedByConfig = new WeakMap<Config, Map<string, { stored: Record<string, string>; parsed: ParsedOptions }>>();
+
+function parseStored(record: Readonly<VolumeRecord>, config: Config): ParsedOptions {
   const { key: _digest, umask, ...rest } = record.options;
   // Volumes created before `mode` replaced `umask` keep working: mode is exactly 0777 minus that umask.
   if (umask !== undefined && rest.mode === undefined) rest.mode = (0o777 & ~parseInt(umask, 8)).toString(8).padStart(3, '0');
   try {
-    return parseOptions(rest, { keysDir: config.keysDir });
+    return { opts: parseOptions(rest, { keysDir: config.keysDir }) };
   } catch (error) {
     if (!(error instanceof UserError)) throw error;
-    throw new UserError(
-      `volume ${record.name} was created with options this version refuses: ${error.message}. ` +
+    return {
+      problem:
+        `volume ${record.name} was created with options this version refuses: ${error.message}. ` +
         `Remove it and create it again with allowed options (docker volume rm ${record.name})`,
-    );
+    };
   }
 }
 
-/** Like optionsOf, but for Get: a volume with refused options still answers, and Status says why it cannot mount. */
-export function optionsOrProblem(record: VolumeRecord, config: Config): { opts?: VolumeOptions; problem?: string } {
-  try {
-    return { opts: optionsOf(record, config) };
-  } catch (error) {
-    if (error instanceof UserError) return { problem: error.message };
-    throw error;
-  }
+/**
+ * The volume's options (the key is replaced by its key file). For Get, a volume created by an older version whose
+ * options today's rules refuse still answers: `problem` says what to change.
+ */
+export function optionsOrProblem(record: Readonly<VolumeRecord>, config: Config): ParsedOptions {
+  let cache = parsedByConfig.get(config);
+  if (cache === undefined) parsedByConfig.set(config, (cache = new Map()));
+  const kept = cache.get(record.name);
+  if (kept !== undefined && sameOptions(kept.stored, record.options)) return kept.parsed;
+  const parsed = parseStored(record, config);
+  cache.set(record.name, { stored: { ...record.options }, parsed });
+  return parsed;
+}
+
+/** Like optionsOrProblem, for a Mount: refused options throw a UserError that says what to change. */
+export function optionsOf(record: Readonly<VolumeRecord>, config: Config): VolumeOptions {
+  const { opts, problem } = optionsOrProblem(record, config);
+  if (opts === undefined) throw new UserError(problem);
+  return opts;
+}
+
+/** A removed volume's parsed options are not kept. */
+export function forgetOptions(name: string, config: Config): void {
+  parsedByConfig.get(config)?.delete(name);
 }
 
 /** How often Docker mounted the volume with this ID; own properties only, so an ID like "toString" counts 0. */

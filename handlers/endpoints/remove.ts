@@ -3,7 +3,7 @@ import { cancelIdleUnmount, unmountUnused } from '../lifecycle.js';
 import type { Answer, ErrResponse, NameRequest } from '../protocol.js';
 import { releaseSharedConnection } from '../shared-ssh.js';
 import type { Deps } from '../types.js';
-import { getVolume, referenceCount, sshLogFileFor } from '../volume.js';
+import { forgetOptions, getVolume, referenceCount, sshLogFileFor } from '../volume.js';
 
 /**
  * dockerd sends Remove only after its own in-use check (no container, running or stopped, refers to the volume; `-f`
@@ -42,6 +42,7 @@ export async function remove({ Name: name }: NameRequest, deps: Deps): Promise<A
       );
     }
     await deps.store.delete(name);
+    forgetOptions(name, deps.config);
     if (record.keyFile !== undefined) await deps.fs.removeFile(record.keyFile);
     await deps.fs.removeFile(sshLogFileFor(deps.config, name));
     await releaseSharedConnection(record, deps);

@@ -3,7 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { UserError } from '../../handlers/errors.js';
 import { normalizeKey, OPTION_SPECS, parseOptions, parseSshcmd } from '../../handlers/options.js';
 import { buildSshfsArgs } from '../../handlers/sshfs-args.js';
-import { TEST_KEY } from './fixtures.js';
+import { forgetOptions, optionsOrProblem } from '../../handlers/volume.js';
+import type { VolumeRecord } from '../../handlers/types.js';
+import { CONFIG, TEST_KEY } from './fixtures.js';
 
 // A fixed seed keeps CI deterministic; FC_SEED=<n> explores other inputs (a failure prints the seed to rerun).
 const FC_SEED = Number(process.env.FC_SEED ?? 20261128);
@@ -223,5 +225,35 @@ describe('hostile option values never reach sshfs as extra options', () => {
       }),
       { numRuns: 2000, seed: FC_SEED },
     );
+  });
+});
+
+describe('stored options', () => {
+  const record = (options: Record<string, string>): VolumeRecord => ({
+    name: 'kept',
+    createdAt: '2026-01-01T00:00:00.000Z',
+    options,
+    mountpoint: '/mnt/volumes/kept',
+    mounts: {},
+  });
+
+  it('are parsed once per volume and kept until they change or the volume is forgotten', () => {
+    const config = { ...CONFIG };
+    const first = optionsOrProblem(record({ sshcmd: 'u@h:/p', port: '2222' }), config);
+    expect(first.opts?.port).toBe(2222);
+    // A fresh copy of the same record (as the store hands out) gets the kept value, not a new parse.
+    expect(optionsOrProblem(record({ sshcmd: 'u@h:/p', port: '2222' }), config)).toBe(first);
+    // Other options under the same name (removed and created again): parsed anew.
+    const changed = optionsOrProblem(record({ sshcmd: 'u@h:/p', port: '2200' }), config);
+    expect(changed).not.toBe(first);
+    expect(changed.opts?.port).toBe(2200);
+    forgetOptions('kept', config);
+    expect(optionsOrProblem(record({ sshcmd: 'u@h:/p', port: '2200' }), config)).not.toBe(changed);
+  });
+
+  it('that this version refuses give the problem, kept like options', () => {
+    const parsed = optionsOrProblem(record({ sshcmd: 'u@h:/p', nonsense: 'x' }), { ...CONFIG });
+    expect(parsed.opts).toBeUndefined();
+    expect(parsed.problem).toMatch(/created with options this version refuses: option "nonsense" is not supported/);
   });
 });
