@@ -1,7 +1,8 @@
 // A mount table that is only a simulation: what is mounted, which mounts lost their sshfs, the shared-login masters
 // running, read-ahead values. FakeRunner changes it as the commands it pretends to run would change the real one.
-// Unit tests set its state directly; dry runs use it so that nothing on the host is looked at or changed.
-import type { MountState, MountTable } from '../handlers/types.js';
+// Unit tests set its state directly; dry runs use it so that nothing on the host is looked at or changed. Its
+// `processes` and `readAheadControl` are the matching simulated process table and read-ahead.
+import type { MountState, MountTable, ProcessTable, ReadAheadControl } from '../handlers/types.js';
 
 export class FakeMountTable implements MountTable {
   readonly mounted = new Set<string>();
@@ -36,23 +37,22 @@ export class FakeMountTable implements MountTable {
     return this.users.get(path);
   }
 
-  async setReadAhead(path: string, kb: number): Promise<void> {
-    if (!this.mounted.has(path)) throw new Error(`${path} is not mounted`);
-    this.readAhead.set(path, kb);
-    this.print?.(`echo ${kb} > /sys/class/bdi/<device of ${path}>/read_ahead_kb`);
-  }
+  /** The simulated processes: the masters in `masters`, every volume's ssh up, retired mounts listed in `retired`. */
+  readonly processes: ProcessTable = {
+    sshConnection: async () => ({ startedAt: new Date(0), reconnected: false }),
+    sshMaster: async (controlPath) => (this.masters.has(controlPath) ? { startedAt: new Date(0) } : undefined),
+    retire: async (path, sshLogFile) => void this.retired.push([path, sshLogFile]),
+  };
 
-  async readAheadKb(path: string): Promise<number | undefined> {
-    return this.mounted.has(path) ? (this.readAhead.get(path) ?? 128) : undefined;
-  }
-
-  async retire(path: string, sshLogFile: string): Promise<void> {
-    this.retired.push([path, sshLogFile]);
-  }
-
-  async sshMaster(controlPath: string): Promise<{ startedAt: Date } | undefined> {
-    return this.masters.has(controlPath) ? { startedAt: new Date(0) } : undefined;
-  }
+  /** The simulated read-ahead: values in `readAhead`, the kernel's 128 KiB where none was set. */
+  readonly readAheadControl: ReadAheadControl = {
+    set: async (path, kb) => {
+      if (!this.mounted.has(path)) throw new Error(`${path} is not mounted`);
+      this.readAhead.set(path, kb);
+      this.print?.(`echo ${kb} > /sys/class/bdi/<device of ${path}>/read_ahead_kb`);
+    },
+    get: async (path) => (this.mounted.has(path) ? (this.readAhead.get(path) ?? 128) : undefined),
+  };
 
   /** A mount made (sshfs succeeded). */
   added(mountpoint: string): void {

@@ -132,7 +132,7 @@ async function sharedLogin(
 /** Read-ahead only changes speed: when it cannot be set, the mount is still good, and the log says why. */
 async function setReadAhead(record: VolumeRecord, kb: number, deps: Deps): Promise<void> {
   try {
-    await deps.mounts.setReadAhead(record.mountpoint, kb);
+    await deps.readAhead.set(record.mountpoint, kb);
   } catch (error) {
     deps.log.info(`volume ${record.name}: read_ahead_kb=${kb} not set, sequential reads will be slower (${describe(error)})`);
   }
@@ -156,7 +156,7 @@ export async function unmountVolume(record: VolumeRecord, deps: Deps): Promise<v
     }
     // sshfs and its ssh normally exit once unmounted; against a server that stopped answering they can wait forever
     // (on a hung request that held the mount, or on sshfs's own last requests): make sure they end.
-    await deps.mounts.retire?.(record.mountpoint, sshLogFileFor(deps.config, record.name));
+    await deps.processes?.retire(record.mountpoint, sshLogFileFor(deps.config, record.name));
     deps.log.info(`unmounted volume ${record.name}${lazy ? ' (detached lazily: it was busy)' : ''}`);
   }
   await deps.fs.removeEmptyDir(record.mountpoint);

@@ -93,8 +93,8 @@ async function masterRunning(shared: SharedConnection, deps: Deps): Promise<bool
   // A master that ended normally took its socket with it: then no process lookup is needed. Looking the master up
   // among the plugin's processes reads a few procfs files; `ssh -O check` starts a process.
   if (!(await deps.fs.exists(shared.controlPath))) return false;
-  return deps.mounts.sshMaster !== undefined
-    ? (await deps.mounts.sshMaster(shared.controlPath)) !== undefined
+  return deps.processes !== undefined
+    ? (await deps.processes.sshMaster(shared.controlPath)) !== undefined
     : (await control('check', shared.controlPath, deps)).exitCode === 0;
 }
 
@@ -214,9 +214,9 @@ export async function stopSharedConnections(deps: Deps): Promise<void> {
 export async function sharedConnectionStatus(record: VolumeRecord, mounted: boolean, deps: Deps): Promise<Record<string, unknown>> {
   if (record.sharedConnection === undefined) return mounted ? { sharedConnection: 'none' } : {};
   const shared = connectionFor(deps.config.stateDir, record.sharedConnection);
-  if (deps.mounts.sshMaster === undefined) return { sharedConnectionId: shared.id };
+  if (deps.processes === undefined) return { sharedConnectionId: shared.id };
   // No socket, no master (it removes its socket when it ends): Get then costs no process lookup.
-  const master = (await deps.fs.exists(shared.controlPath)) ? await deps.mounts.sshMaster(shared.controlPath) : undefined;
+  const master = (await deps.fs.exists(shared.controlPath)) ? await deps.processes.sshMaster(shared.controlPath) : undefined;
   return master === undefined
     ? { sharedConnection: 'closed', sharedConnectionId: shared.id }
     : { sharedConnection: 'up', sharedConnectionId: shared.id, sharedConnectionSince: master.startedAt.toISOString() };

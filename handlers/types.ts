@@ -60,39 +60,49 @@ export interface SshConnection {
   reconnected: boolean;
 }
 
+/** What is mounted right now: the kernel's mount table, or a simulated one. */
 export interface MountTable {
   isMounted(path: string): Promise<boolean>;
   state(path: string): Promise<MountState>;
   /** Mount points of sshfs mounts below a directory. */
   sshfsMountsUnder(dir: string): Promise<string[]>;
   /**
-   * The ssh connection sshfs runs for a volume (its ssh is recognized by the `-E <sshLogFile>` argument), or undefined
-   * when none runs (the link dropped and sshfs has not reconnected yet). `reconnected` is true when that ssh started
-   * after the sshfs daemon did: sshfs forks its first ssh before it daemonizes, every later one is a reconnect.
-   * sshfs reconnects silently and ssh logs nothing when the server end dies, so this is how Status tells.
-   * Optional: a table that cannot see processes leaves it out.
-   */
-  sshConnection?(sshLogFile: string): Promise<SshConnection | undefined>;
-  /**
-   * Sets the kernel read-ahead (KiB) of the filesystem mounted at path (its /sys/class/bdi entry). Throws when /sys
-   * cannot be written (a managed plugin without the bdi mount), which costs read speed, never correctness.
-   */
-  setReadAhead(path: string, kb: number): Promise<void>;
-  /**
-   * After path was unmounted or detached: the sshfs that served it and the ssh writing to sshLogFile, as they are now,
-   * are killed if still running after a grace period. Returns at once. Optional: a table that cannot see processes
-   * leaves it out.
-   */
-  retire?(path: string, sshLogFile: string): Promise<void>;
-  /** The kernel read-ahead (KiB) in force for the mount at path now; undefined when it cannot be read. */
-  readAheadKb?(path: string): Promise<number | undefined>;
-  /**
    * How many mounts of the filesystem at path exist elsewhere (containers' binds, in any mount namespace); undefined
    * when that cannot be seen (a managed plugin sees only its own processes). Optional.
    */
   usersOf?(path: string): Promise<number | undefined>;
-  /** The plugin's shared ssh connection (master) listening on controlPath, if one runs. Optional, like sshConnection. */
-  sshMaster?(controlPath: string): Promise<{ startedAt: Date } | undefined>;
+}
+
+/**
+ * The sshfs and ssh processes behind the mounts, and the shared logins' masters. A host whose processes cannot be
+ * seen has none (Deps.processes undefined): Status then says less, and lingering processes are not ended.
+ */
+export interface ProcessTable {
+  /**
+   * The ssh connection sshfs runs for a volume (its ssh is recognized by the `-E <sshLogFile>` argument), or undefined
+   * when none runs (the link dropped and sshfs has not reconnected yet). `reconnected` is true when that ssh started
+   * after the sshfs daemon did: sshfs forks its first ssh before it daemonizes, every later one is a reconnect.
+   * sshfs reconnects silently and ssh logs nothing when the server end dies, so this is how Status tells.
+   */
+  sshConnection(sshLogFile: string): Promise<SshConnection | undefined>;
+  /** The plugin's shared ssh connection (master) listening on controlPath, if one runs. */
+  sshMaster(controlPath: string): Promise<{ startedAt: Date } | undefined>;
+  /**
+   * After path was unmounted or detached: the sshfs that served it and the ssh writing to sshLogFile, as they are now,
+   * are killed if still running after a grace period. Returns at once.
+   */
+  retire(path: string, sshLogFile: string): Promise<void>;
+}
+
+/** The kernel read-ahead of a mount (its /sys/class/bdi entry), in KiB. */
+export interface ReadAheadControl {
+  /**
+   * Sets it once the new mount answers. Throws when /sys cannot be written (a managed plugin without the bdi mount),
+   * which costs read speed, never correctness.
+   */
+  set(path: string, kb: number): Promise<void>;
+  /** The value in force now; undefined when it cannot be read. */
+  get(path: string): Promise<number | undefined>;
 }
 
 /** The filesystem work handlers need, kept behind an interface so handlers stay pure. */
@@ -165,6 +175,8 @@ export interface Deps {
   store: VolumeStore;
   runner: CommandRunner;
   mounts: MountTable;
+  processes?: ProcessTable;
+  readAhead: ReadAheadControl;
   fs: HostFs;
   config: Config;
   locks: KeyedLock;

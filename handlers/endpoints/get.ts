@@ -16,9 +16,9 @@ export async function get({ Name: name }: NameRequest, deps: Deps): Promise<Answ
       ? await deps.fs.readText(sharedConnectionLogFile(deps.config.stateDir, record.sharedConnection), 4096)
       : '';
   // sshfs reconnects silently: its current ssh process tells whether (and when) it reconnected.
-  const ssh = state === 'mounted' && deps.mounts.sshConnection ? ((await deps.mounts.sshConnection(logFile)) ?? null) : undefined;
+  const ssh = state === 'mounted' && deps.processes ? ((await deps.processes.sshConnection(logFile)) ?? null) : undefined;
   // Read live from the kernel: what sequential reads get now, whether or not the plugin could set it.
-  const readAheadKb = state === 'mounted' ? await deps.mounts.readAheadKb?.(record.mountpoint) : undefined;
+  const readAheadKb = state === 'mounted' ? await deps.readAhead.get(record.mountpoint) : undefined;
   return {
     Volume: {
       Name: record.name,

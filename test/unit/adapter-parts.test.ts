@@ -6,7 +6,10 @@ import { readConfig } from '../../adapter/config.js';
 import { createExecaRunner } from '../../adapter/execa-runner.js';
 import { FakeRunner, formatCall } from '../../adapter/fake-runner.js';
 import { createHostFs } from '../../adapter/host-fs.js';
-import { bootTimeSeconds, createProcMountTable, parseMountInfo, startSecondsAfterBoot, statInChild } from '../../adapter/proc-mounts.js';
+import { createHostView } from '../../adapter/deps.js';
+import { bootTimeSeconds, startSecondsAfterBoot } from '../../adapter/processes.js';
+import { parseMountInfo } from '../../adapter/proc-mounts.js';
+import { statInChild } from '../../adapter/read-ahead.js';
 import { bindSourceOf, hostDirsFor } from '../../adapter/host-paths.js';
 import { createKeyedLock } from '../../handlers/keyed-lock.js';
 import type { Program } from '../../handlers/types.js';
@@ -67,19 +70,19 @@ describe('read-ahead through /sys', () => {
       await mkdir(join(sys, 'class', 'bdi', dev), { recursive: true });
       await writeFile(join(sys, 'class', 'bdi', dev, 'read_ahead_kb'), '128\n');
     }
-    const table = createProcMountTable(proc, sys);
-    await table.setReadAhead(mp, 1024);
+    const table = createHostView(proc, sys).readAhead;
+    await table.set(mp, 1024);
     expect(await readFile(join(sys, 'class', 'bdi', '0:50', 'read_ahead_kb'), 'utf8')).toBe('1024\n');
     expect(await readFile(join(sys, 'class', 'bdi', '0:21', 'read_ahead_kb'), 'utf8')).toBe('128\n');
-    expect(await table.readAheadKb?.(mp)).toBe(1024);
-    expect(await table.readAheadKb?.('/')).toBe(128);
-    expect(await table.readAheadKb?.('/mnt/volumes/other')).toBeUndefined();
-    await expect(table.setReadAhead('/mnt/volumes/other', 1024)).rejects.toThrow(/not mounted/);
+    expect(await table.get(mp)).toBe(1024);
+    expect(await table.get('/')).toBe(128);
+    expect(await table.get('/mnt/volumes/other')).toBeUndefined();
+    await expect(table.set('/mnt/volumes/other', 1024)).rejects.toThrow(/not mounted/);
     await writeFile(join(proc, 'self', 'mountinfo'), `99 22 0:51 / ${mp} rw - fuse.sshfs u@h:/p rw\n`);
-    await expect(table.setReadAhead(mp, 1024)).rejects.toThrow(/ENOENT/);
+    await expect(table.set(mp, 1024)).rejects.toThrow(/ENOENT/);
     // A mountpoint that does not answer (here: does not exist) is never written to.
     await writeFile(join(proc, 'self', 'mountinfo'), '99 22 0:50 / /mnt/volumes/gone rw - fuse.sshfs u@h:/p rw\n');
-    await expect(table.setReadAhead('/mnt/volumes/gone', 4096)).rejects.toThrow(/did not answer/);
+    await expect(table.set('/mnt/volumes/gone', 4096)).rejects.toThrow(/did not answer/);
     expect(await readFile(join(sys, 'class', 'bdi', '0:50', 'read_ahead_kb'), 'utf8')).toBe('1024\n');
     expect(await readdir(join(sys, 'class', 'bdi'))).toEqual(['0:21', '0:50']);
   });
@@ -120,9 +123,9 @@ describe('ssh start time from /proc', () => {
     await add(11, ['sshfs', 'h:/p', '/mnt/v', '-o', 'ssh_command=ssh -E /state/logs/v.ssh.log -F none'], 1_020);
     await add(12, ['ssh', '-E', '/state/logs/other.ssh.log', 'host'], 9_000);
     await add(13, ['sshfs', 'h:/q', '/mnt/w', '-o', 'ssh_command=ssh -E /state/logs/w.ssh.log -F none'], 9_000);
-    const table = createProcMountTable(proc);
+    const table = createHostView(proc).processes;
     const at = async () => {
-      const c = await table.sshConnection?.('/state/logs/v.ssh.log');
+      const c = await table.sshConnection('/state/logs/v.ssh.log');
       return { seconds: Math.round((c?.startedAt.getTime() ?? 0) / 1000), reconnected: c?.reconnected };
     };
     expect(await at()).toEqual({ seconds: 1_700_000_000 + 10, reconnected: false });
@@ -130,7 +133,7 @@ describe('ssh start time from /proc', () => {
     await rm(join(proc, '10'), { recursive: true });
     await add(14, ['ssh', '-E', '/state/logs/v.ssh.log', '-x', 'host'], 3_000);
     expect(await at()).toEqual({ seconds: 1_700_000_000 + 30, reconnected: true });
-    expect(await table.sshConnection?.('/state/logs/none.ssh.log')).toBeUndefined();
+    expect(await table.sshConnection('/state/logs/none.ssh.log')).toBeUndefined();
   });
 });
 
@@ -143,7 +146,7 @@ describe('mount state from /proc', () => {
       await mkdir(join(proc, String(pid)));
       await writeFile(join(proc, String(pid), 'cmdline'), ['sshfs', 'u@h:/p', '/mnt/volumes/v', ''].join('\0'));
     };
-    const table = createProcMountTable(proc);
+    const table = createHostView(proc).mounts;
     await sshfs(40);
     expect(await table.state('/mnt/volumes/v')).toBe('mounted');
     expect(await table.state('/mnt/volumes/v')).toBe('mounted'); // from the cached pid
@@ -169,7 +172,7 @@ describe('mount state from /proc', () => {
     };
     for (let pid = 1000; pid < 1300; pid++) await add(pid, ['sleep', '1000']); // several batches of other processes
     await add(7, ['sshfs', 'u@h:/p', '/mnt/volumes/v']); // the oldest: scanned last
-    const table = createProcMountTable(proc);
+    const table = createHostView(proc).mounts;
     expect(await table.state('/mnt/volumes/v')).toBe('mounted');
     await add(9, ['sshfs', 'u@h:/p', '/mnt/volumes/v']);
     await rm(join(proc, '7'), { recursive: true });

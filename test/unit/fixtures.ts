@@ -93,6 +93,8 @@ export function makeDeps(overrides: Partial<Config> = {}, withDefaultKey = true)
   return {
     runner,
     mounts: runner.table,
+    processes: runner.table.processes,
+    readAhead: runner.table.readAheadControl,
     store: new MemoryStore(),
     fs,
     config: { ...CONFIG, ...overrides },

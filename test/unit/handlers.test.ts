@@ -4,7 +4,6 @@ import type { SshConnection } from '../../handlers/types.js';
 import { unmountIdle } from '../../handlers/lifecycle.js';
 import { makeDeps, TEST_KEY, type TestDeps } from './fixtures.js';
 
-type FakeTable = TestDeps['mounts'];
 
 const SSHCMD = 'alice@files.example.com:/srv/data';
 const MP = '/mnt/volumes/vol1';
@@ -137,7 +136,7 @@ describe('Mount and Unmount', () => {
 
   it('mounts all the same when read-ahead cannot be set, and logs why', async () => {
     const deps = await created();
-    deps.mounts.setReadAhead = async () => {
+    deps.readAhead.set = async () => {
       throw new Error("EROFS: read-only file system, open '/sys/class/bdi/0:50/read_ahead_kb'");
     };
     expect(await mount({ Name: 'vol1', ID: 'a' }, deps)).toEqual({ Mountpoint: MP, Err: '' });
@@ -469,9 +468,10 @@ describe('Get, List, Path, Capabilities, Activate', () => {
     const deps = await created();
     await mount({ Name: 'vol1', ID: 'a' }, deps);
     const status = async (ssh: SshConnection | undefined) => {
-      deps.mounts = Object.assign(Object.create(deps.mounts) as FakeTable, {
+      deps.processes = {
+        ...deps.mounts.processes,
         sshConnection: async (file: string) => (file === LOG ? ssh : { startedAt: new Date(0), reconnected: false }),
-      });
+      };
       return (await get({ Name: 'vol1' }, deps)).Volume?.Status;
     };
     expect(await status({ startedAt: new Date('2026-01-02T03:04:04.500Z'), reconnected: false })).toMatchObject({ connection: 'up' });
