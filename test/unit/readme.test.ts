@@ -1,6 +1,6 @@
 // The README is the users' map: its options table, defaults and Status fields are checked against the code, so
 // neither can change without the other.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -9,7 +9,8 @@ import type { VolumeRecord } from '../../handlers/types.js';
 import { statusOf } from '../../handlers/volume.js';
 import { CONFIG } from './fixtures.js';
 
-const README = readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'README.md'), 'utf8');
+const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const README = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
 
 function section(title: string): string {
   const start = README.indexOf(`\n## ${title}`);
@@ -74,5 +75,34 @@ describe('README Status fields', () => {
     const paragraph = /\*\*Status\*\* in `docker volume inspect`[\s\S]*?\n\n/.exec(README)?.[0] ?? '';
     expect(paragraph).not.toBe('');
     for (const key of keys) expect(paragraph, `Status field ${key}`).toContain(`\`${key}\``);
+  });
+});
+
+describe('README layout', () => {
+  /** Source files of a top-level directory, relative to it (dist, node_modules and tests' own files aside). */
+  function sources(dir: string): string[] {
+    return (readdirSync(path.join(ROOT, dir), { recursive: true, encoding: 'utf8' }) as string[])
+      .filter((f) => /\.(ts|sh)$/.test(f))
+      .map((f) => f.split(path.sep).join('/'));
+  }
+  const layout = () => section('Layout');
+
+  it('names every source file of handlers/, adapter/, state/ and scripts/', () => {
+    const text = layout();
+    for (const dir of ['handlers', 'adapter', 'state', 'scripts']) {
+      for (const file of sources(dir)) {
+        if (dir === 'scripts' && file.startsWith('bench/')) continue; // listed as bench/
+        // As `name.ts` or as a path ending in it (`lib/name.sh`).
+        const named = text.includes(`\`${path.posix.basename(file)}\``) || text.includes(`/${path.posix.basename(file)}\``);
+        expect(named, `${dir}/${file} in the layout table`).toBe(true);
+      }
+    }
+  });
+
+  it('names no file that does not exist', () => {
+    const all = new Set(['handlers', 'adapter', 'state', 'scripts', 'test'].flatMap((d) => sources(d).map((f) => path.posix.basename(f))));
+    for (const m of layout().matchAll(/`([A-Za-z0-9_./-]+\.(?:ts|sh))`/g)) {
+      expect(all.has(path.posix.basename(m[1] ?? '')), `${m[1]} exists`).toBe(true);
+    }
   });
 });
