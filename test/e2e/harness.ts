@@ -1,17 +1,17 @@
 // Helpers for the end-to-end tests: the environment written by scripts/e2e-env.sh, the docker CLI against the
 // isolated dockerd, the plugin started in host ("legacy") mode, and checks on the sshd side and on the kernel's mounts.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { inject } from 'vitest';
-import { parseMountInfo } from '../../adapter/proc-mounts.js';
+import { parseMountInfo, unescape as unescapeMountField } from '../../adapter/proc-mounts.js';
+import { dockerCliEnv, keyUserSshArgs, parseEnvFile, randomId, readE2EEnv, uniq, type E2EEnv } from '../../scripts/lib/e2e-env.js';
 import { pluginRequest, type PluginHttpResponse } from '../../scripts/lib/plugin-request.js';
 
-export { pluginRequest, type PluginHttpResponse };
+export { parseEnvFile, pluginRequest, randomId, uniq, type E2EEnv, type PluginHttpResponse };
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -28,30 +28,6 @@ export const PLUGIN_SOCKET_DIR = '/run/docker/plugins';
 // ---------------------------------------------------------------------------------------------------------------
 // Environment
 
-export interface E2EEnv {
-  dir: string;
-  dockerHost: string;
-  sshHost: string;
-  sshPort: number;
-  keyUser: string;
-  /** Private key of keyUser (authorized on the test sshd). */
-  keyFile: string;
-  pwUser: string;
-  /** pwUser's password: contains a space, a comma, '$', quotes... */
-  password: string;
-  keyRemoteDir: string;
-  pwRemoteDir: string;
-  /** The test sshd's public host key (one line, "ssh-ed25519 AAAA... comment"). */
-  hostKeyFile: string;
-  /** A known_hosts file with the test sshd's host key for [127.0.0.1]:port. */
-  knownHostsFile: string;
-  /** The plugin's keys directory (KEYS_DIR): holds keyFile and knownHostsFile. */
-  keysDir: string;
-  image: string;
-  execRoot: string;
-  raw: Record<string, string>;
-}
-
 /** The e2e work dir: provided by the global setup, else $E2E_DIR, else <repo>/.e2e. */
 export function e2eDir(): string {
   let provided: string | undefined;
@@ -63,56 +39,12 @@ export function e2eDir(): string {
   return provided || process.env.E2E_DIR || path.join(REPO_ROOT, '.e2e');
 }
 
-/** Parses DIR/env: literal KEY=VALUE lines (values are not shell-quoted), '#' lines are comments. */
-export function parseEnvFile(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const eq = line.indexOf('=');
-    if (eq <= 0) continue;
-    out[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  return out;
-}
-
 let cachedEnv: E2EEnv | undefined;
 
+/** The environment of DIR (default: e2eDir()), read once. */
 export function loadEnv(dir: string = e2eDir()): E2EEnv {
-  if (cachedEnv && cachedEnv.dir === dir) return cachedEnv;
-  const file = path.join(dir, 'env');
-  if (!existsSync(file)) {
-    throw new Error(`${file} is missing: run "scripts/e2e-env.sh up ${dir}" (the e2e global setup does it)`);
-  }
-  const raw = parseEnvFile(readFileSync(file, 'utf8'));
-  const need = (key: string): string => {
-    const value = raw[key];
-    if (value === undefined || value === '') throw new Error(`${file} has no ${key}`);
-    return value;
-  };
-  cachedEnv = {
-    dir,
-    dockerHost: need('DOCKER_HOST'),
-    sshHost: need('SSH_HOST'),
-    sshPort: Number(need('SSH_PORT')),
-    keyUser: need('SSH_KEY_USER'),
-    keyFile: need('SSH_KEY_FILE'),
-    pwUser: need('SSH_PW_USER'),
-    password: need('SSH_PW'),
-    keyRemoteDir: need('SSH_KEY_REMOTE_DIR'),
-    pwRemoteDir: need('SSH_PW_REMOTE_DIR'),
-    hostKeyFile: need('SSH_KNOWN_HOST_KEY'),
-    knownHostsFile: need('SSH_KNOWN_HOSTS_FILE'),
-    keysDir: need('KEYS_DIR'),
-    image: need('E2E_IMAGE'),
-    execRoot: need('EXEC_ROOT'),
-    raw,
-  };
+  if (cachedEnv?.dir !== dir) cachedEnv = readE2EEnv(dir);
   return cachedEnv;
-}
-
-/** A short random suffix for names that must be unique across runs and machines' shared dirs. */
-export function randomId(bytes = 4): string {
-  return randomBytes(bytes).toString('hex');
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -134,7 +66,7 @@ export interface DockerOptions {
 export async function docker(args: string[], opts: DockerOptions = {}): Promise<CmdResult> {
   const env = loadEnv();
   const result = await execa('docker', args, {
-    env: { DOCKER_HOST: env.dockerHost, DOCKER_CONTEXT: '', DOCKER_CLI_HINTS: 'false' },
+    env: dockerCliEnv(env),
     reject: false,
     timeout: opts.timeoutMs ?? 150_000,
     input: opts.input ?? '',
@@ -441,11 +373,6 @@ export interface MountEntry {
   options: string;
 }
 
-/** /proc/mounts escapes space, tab, newline and backslash as octal. */
-function unescapeMountField(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-}
-
 export async function readMounts(): Promise<MountEntry[]> {
   const text = await readFile('/proc/self/mounts', 'utf8');
   return text
@@ -517,22 +444,7 @@ export async function runAsUser(user: string, command: string): Promise<CmdResul
 /** Runs COMMAND over a real ssh login as the key user (checks the sshd itself). */
 export async function sshAsKeyUser(command: string): Promise<CmdResult> {
   const env = loadEnv();
-  const r = await execa(
-    'ssh',
-    [
-      '-F', '/dev/null',
-      '-p', String(env.sshPort),
-      '-i', env.keyFile,
-      '-o', 'BatchMode=yes',
-      '-o', 'IdentitiesOnly=yes',
-      '-o', `UserKnownHostsFile=${env.knownHostsFile}`,
-      '-o', 'StrictHostKeyChecking=yes',
-      '-o', 'ConnectTimeout=10',
-      `${env.keyUser}@${env.sshHost}`,
-      command,
-    ],
-    { reject: false, timeout: 30_000, input: '' },
-  );
+  const r = await execa('ssh', [...keyUserSshArgs(env, ['-o', 'ConnectTimeout=10']), command], { reject: false, timeout: 30_000, input: '' });
   return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 

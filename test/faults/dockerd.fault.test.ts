@@ -2,42 +2,26 @@
 // every volume must still be listed and mountable, counts must be right (dockerd asks Get for every volume at start).
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
+import { dockerOk, isSshfsMounted, listVolumes, makeRemoteSubdir, mountCountAt, sshfsMountsUnder, startDockerd, stopDockerd, waitFor } from '../e2e/harness.js';
 import {
-  docker,
-  dockerOk,
-  isSshfsMounted,
-  listVolumes,
-  loadEnv,
-  makeRemoteSubdir,
-  mountCountAt,
-  Resources,
-  sshfsMountsUnder,
-  startDockerd,
-  startLegacyPlugin,
-  stopDockerd,
-  waitFor,
-  type LegacyPlugin,
-} from '../e2e/harness.js';
-import { createVolume, describeRun, keyOpts, measured, pwOpts, removeContainers, runWith, secondsSince, startContainer, statusOver, uniq } from './lib.js';
+  createVolume,
+  describeRun,
+  ensureDockerd,
+  keyOpts,
+  measured,
+  pwOpts,
+  removeContainers,
+  runWith,
+  secondsSince,
+  startContainer,
+  statusOver,
+  uniq,
+  useFaultPlugin,
+} from './lib.js';
 
-const env = loadEnv();
-const res = new Resources();
-let plugin: LegacyPlugin;
-
-beforeAll(async () => {
-  plugin = await startLegacyPlugin();
-});
-
-afterAll(async () => {
-  // Whatever happened, leave dockerd running for the next files.
-  if ((await docker(['info'], { timeoutMs: 10_000 })).exitCode !== 0) await startDockerd();
-  const errors = await res.cleanup();
-  const left = await sshfsMountsUnder(plugin.mountRoot);
-  await plugin.stop();
-  expect(errors).toEqual([]);
-  expect(left.map((m) => m.mountpoint)).toEqual([]);
-});
+// Whatever happened, leave dockerd running for the next files.
+const { plugin, res, env } = useFaultPlugin({ beforeCleanup: ensureDockerd });
 
 const count = (text: string, needle: string): number => text.split(needle).length - 1;
 

@@ -3,27 +3,14 @@
 // The plugin must not freeze, must leave no process behind, and must say in one line what happened.
 import { readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import {
-  docker,
-  loadEnv,
-  makeRemoteSubdir,
-  Resources,
-  sleep,
-  sshfsMountsUnder,
-  sshProcessesMentioning,
-  startLegacyPlugin,
-  uniquePluginName,
-  waitFor,
-  type LegacyPlugin,
-} from '../e2e/harness.js';
-import { abortSshfsOf, startBannerServer, startTestSshd, type BannerServer, type TestSshd } from './hostile-servers.js';
-import { call, createVolume, keyOpts, measured, round, runWith, secondsSince, startContainer, removeContainers, statusOver, uniq } from './lib.js';
+import { beforeAll, expect, it } from 'vitest';
+import { docker, loadEnv, makeRemoteSubdir, sleep, sshfsMountsUnder, sshProcessesMentioning, waitFor } from '../e2e/harness.js';
+import type { SilentHost } from '../../scripts/lib/tcp.js';
+import { abortSshfsOf, startBannerServer, startTestSshd, type TestSshd } from './hostile-servers.js';
+import { call, createVolume, keyOpts, measured, round, runWith, secondsSince, startContainer, removeContainers, statusOver, uniq, useFaultPlugin } from './lib.js';
 
 const env = loadEnv();
-const res = new Resources();
 const MOUNT_TIMEOUT_S = 4;
-const PLUGIN_OPTS = { env: { MOUNT_TIMEOUT: String(MOUNT_TIMEOUT_S) } };
 /** Stalled volumes: more than libuv's 4 pool threads, and than the 8 the issue names. */
 const STALLED = 10;
 /** sshfs's INIT and its check of the remote dir pass, so sshfs mounts; the first request on the mount never returns. */
@@ -31,34 +18,30 @@ const STALL_AFTER_PACKETS = 2;
 /** Generous bound for "answers in its usual time" on a noisy 2-core machine (figures show the real numbers). */
 const PROMPT_MS = 5_000;
 
-let plugin: LegacyPlugin;
 let sshd: TestSshd;
-let banner: BannerServer;
-const pluginName = uniquePluginName();
+let banner: SilentHost;
 /** The env's key, passed as text (-o key=...): explicit credentials that do not depend on a keys directory. */
 const keyText = readFileSync(env.keyFile, 'utf8');
 
-beforeAll(async () => {
-  plugin = await startLegacyPlugin(pluginName, PLUGIN_OPTS);
-  sshd = await startTestSshd();
-  banner = await startBannerServer();
+const { plugin, res, start } = useFaultPlugin({
+  env: { MOUNT_TIMEOUT: String(MOUNT_TIMEOUT_S) },
+  // Unblock whatever still waits on a stalled server before anything else, then remove what the tests made.
+  beforeCleanup: async () => {
+    sshd?.stallAfter(undefined);
+    await abortSshfsOf(plugin.mountRoot, plugin.stateDir);
+  },
+  afterCleanup: () => abortSshfsOf(plugin.mountRoot, plugin.stateDir),
+  afterStop: async () => {
+    const procs = await sshProcessesMentioning(plugin.stateDir);
+    await sshd?.stop();
+    await banner?.close();
+    expect(procs.map((p) => `${p.pid} ${p.comm}`)).toEqual([]);
+  },
 });
 
-afterAll(async () => {
-  // Unblock whatever still waits on a stalled server before anything else, then remove what the tests made.
-  sshd?.stallAfter(undefined);
-  if (plugin !== undefined) await abortSshfsOf(plugin.mountRoot, plugin.stateDir);
-  if (plugin !== undefined && !plugin.running()) plugin = await startLegacyPlugin(pluginName, PLUGIN_OPTS);
-  const errors = await res.cleanup();
-  await abortSshfsOf(plugin.mountRoot, plugin.stateDir);
-  const left = await sshfsMountsUnder(plugin.mountRoot);
-  await plugin.stop();
-  const procs = await sshProcessesMentioning(plugin.stateDir);
-  await sshd?.stop();
-  await banner?.close();
-  expect(errors).toEqual([]);
-  expect(left.map((m) => m.mountpoint)).toEqual([]);
-  expect(procs.map((p) => `${p.pid} ${p.comm}`)).toEqual([]);
+beforeAll(async () => {
+  sshd = await startTestSshd();
+  banner = await startBannerServer();
 });
 
 /** Options for a volume on the test sshd, key given as text. */
@@ -227,7 +210,7 @@ it(`stays responsive with ${STALLED} volumes whose SFTP stalled after the mount,
     sshd.stallAfter(undefined);
     if (plugin.running()) await plugin.kill().catch(() => undefined);
     await abortSshfsOf(plugin.mountRoot, plugin.stateDir);
-    plugin = await startLegacyPlugin(pluginName, PLUGIN_OPTS);
+    await start();
   });
 }, 240_000);
 

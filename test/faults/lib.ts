@@ -1,19 +1,103 @@
-// Shared pieces of the fault suite: recording each property's figures, the docker calls the tests repeat, and a
-// "silent host" (a TCP listener that accepts connections and never says a word).
+// Shared pieces of the fault suite: each file's plugin with its setup and teardown (useFaultPlugin), recording each
+// property's figures, and the docker calls and plugin requests the tests repeat.
 import { appendFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import {
   docker,
   e2eDir,
   loadEnv,
   pluginRequest,
-  randomId,
+  Resources,
+  sshfsMountsUnder,
+  startDockerd,
+  startLegacyPlugin,
+  uniq,
+  uniquePluginName,
   type CmdResult,
+  type E2EEnv,
   type LegacyPlugin,
-  type Resources,
+  type StartPluginOptions,
 } from '../e2e/harness.js';
+
+export { uniq };
+
+export interface FaultPluginOptions extends StartPluginOptions {
+  /** The plugin's name (default: a fresh one). Every start uses it, and with it the same state dir and mount root. */
+  name?: string;
+  /** First in afterAll: put back what the file's faults may have left broken (a stopped daemon, a stalled server). */
+  beforeCleanup?: () => Promise<unknown>;
+  /** After the tracked containers and volumes are removed, while the plugin still runs. */
+  afterCleanup?: () => Promise<unknown>;
+  /** After the plugin stopped: the file's own last checks, and the servers it started. */
+  afterStop?: () => Promise<unknown>;
+}
+
+export interface FaultPlugin {
+  /** The file's plugin: always the process running now (start() replaces it), so it may be kept in a variable. */
+  plugin: LegacyPlugin;
+  /** What the file's tests create (containers, volumes); removed in afterAll. */
+  res: Resources;
+  env: E2EEnv;
+  /** Starts the plugin again (same name, options and state) after a test stopped or killed it; resolves once it answers. */
+  start(): Promise<LegacyPlugin>;
+}
+
+/**
+ * The setup and teardown every fault-test file shares: beforeAll starts the plugin in host mode; afterAll starts it
+ * again if a test left it dead, removes what `res` tracks, stops the plugin, and checks that removing went without
+ * errors and that no sshfs mount is left under its mount root. Call once, at the top of a file.
+ */
+export function useFaultPlugin(options: FaultPluginOptions = {}): FaultPlugin {
+  const { name = uniquePluginName(), beforeCleanup, afterCleanup, afterStop, ...startOptions } = options;
+  const res = new Resources();
+  let current: LegacyPlugin | undefined;
+  const now = (): LegacyPlugin => {
+    if (current === undefined) throw new Error(`plugin ${name} has not started`);
+    return current;
+  };
+  const start = async (): Promise<LegacyPlugin> => {
+    current = await startLegacyPlugin(name, startOptions);
+    return current;
+  };
+  const plugin: LegacyPlugin = {
+    name,
+    get readyMs() { return now().readyMs; },
+    get socketPath() { return now().socketPath; },
+    get stateDir() { return now().stateDir; },
+    get mountRoot() { return now().mountRoot; },
+    get baseDir() { return now().baseDir; },
+    get pid() { return now().pid; },
+    logs: () => now().logs(),
+    running: () => now().running(),
+    stop: () => now().stop(),
+    kill: () => now().kill(),
+  };
+
+  beforeAll(async () => {
+    await start();
+  });
+
+  afterAll(async () => {
+    await beforeCleanup?.();
+    if (current === undefined) return;
+    if (!current.running()) await start();
+    const errors = await res.cleanup();
+    await afterCleanup?.();
+    const left = await sshfsMountsUnder(plugin.mountRoot);
+    await plugin.stop();
+    await afterStop?.();
+    expect(errors).toEqual([]);
+    expect(left.map((m) => m.mountpoint)).toEqual([]);
+  });
+
+  return { plugin, res, env: loadEnv(), start };
+}
+
+/** Starts the test dockerd again if a test left it stopped (the next files need it). */
+export async function ensureDockerd(): Promise<void> {
+  if ((await docker(['info'], { timeoutMs: 10_000 })).exitCode !== 0) await startDockerd();
+}
 
 export const RESULTS_FILE_NAME = 'fault-results.jsonl';
 
@@ -71,8 +155,6 @@ export function stats(values: number[]): string {
   const median = sorted[Math.floor(sorted.length / 2)] ?? 0;
   return `median ${round(median)} / max ${round(sorted[sorted.length - 1] ?? 0)}`;
 }
-
-export const uniq = (prefix: string): string => `${prefix}-${randomId()}`;
 
 export function describeRun(r: CmdResult, plugin?: LegacyPlugin): string {
   return `exit ${r.exitCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}\n--- plugin log (tail) ---\n${plugin?.logs().slice(-3000) ?? ''}`;
@@ -150,38 +232,4 @@ export async function call(
   const r = await pluginRequest(plugin.socketPath, endpoint, body, timeoutMs);
   const parsed = JSON.parse(r.body) as { Err?: string };
   return { ...parsed, Err: parsed.Err ?? '', ms: performance.now() - started };
-}
-
-export interface SilentHost {
-  port: number;
-  /** Connections accepted so far. */
-  accepted(): number;
-  close(): Promise<void>;
-}
-
-/** A TCP listener on 127.0.0.1 that accepts every connection and never sends a byte: an ssh server that hangs. */
-export async function startSilentHost(): Promise<SilentHost> {
-  const sockets = new Set<net.Socket>();
-  let accepted = 0;
-  const server = net.createServer((socket) => {
-    accepted += 1;
-    sockets.add(socket);
-    socket.on('error', () => undefined);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return {
-    port: address.port,
-    accepted: () => accepted,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
 }

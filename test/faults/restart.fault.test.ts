@@ -3,35 +3,16 @@
 // use the volume, and never stack two mounts on one mountpoint.
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import {
-  docker,
-  dockerOk,
-  isSshfsMounted,
-  listProcesses,
-  loadEnv,
-  makeRemoteSubdir,
-  mountCountAt,
-  Resources,
-  sshfsMountsUnder,
-  sshProcessesMentioning,
-  startLegacyPlugin,
-  uniquePluginName,
-  waitFor,
-  type LegacyPlugin,
-} from '../e2e/harness.js';
-import { call, createVolume, describeRun, keyOpts, measured, removeContainers, round, runWith, secondsSince, startContainer, stats, statusOver, uniq } from './lib.js';
+import { expect, it } from 'vitest';
+import { docker, dockerOk, isSshfsMounted, listProcesses, makeRemoteSubdir, mountCountAt, sshProcessesMentioning, waitFor, type LegacyPlugin } from '../e2e/harness.js';
+import { call, createVolume, describeRun, keyOpts, measured, removeContainers, round, runWith, secondsSince, startContainer, stats, statusOver, uniq, useFaultPlugin } from './lib.js';
 
-const env = loadEnv();
-const res = new Resources();
-const name = uniquePluginName();
-let plugin: LegacyPlugin;
+const { plugin, res, env, start } = useFaultPlugin();
 
 /** Kills the plugin and starts it again with the same state; returns the new process once it answers. */
 async function killAndRestart(): Promise<LegacyPlugin> {
   await plugin.kill();
-  plugin = await startLegacyPlugin(name);
-  return plugin;
+  return start();
 }
 
 async function waitReconciled(p: LegacyPlugin): Promise<string> {
@@ -46,18 +27,6 @@ async function waitReconciled(p: LegacyPlugin): Promise<string> {
 async function zombieChildren(p: LegacyPlugin): Promise<number> {
   return (await listProcesses()).filter((x) => x.ppid === p.pid && x.state === 'Z').length;
 }
-
-beforeAll(async () => {
-  plugin = await startLegacyPlugin(name);
-});
-
-afterAll(async () => {
-  const errors = await res.cleanup();
-  const left = await sshfsMountsUnder(plugin.mountRoot);
-  await plugin.stop();
-  expect(errors).toEqual([]);
-  expect(left.map((m) => m.mountpoint)).toEqual([]);
-});
 
 it('SIGKILL with mounted volumes: serves at once, adopts the live mount, keeps per-ID counts, never stacks mounts', async () => {
   await measured('plugin SIGKILL + restart, live sshfs adopted (3 kills)', import.meta.url, async (row) => {
@@ -127,7 +96,7 @@ it('SIGKILL of the plugin and of its sshfs: the dead mount is detached at restar
     await waitFor('sshfs to be gone', async () => (await sshProcessesMentioning(mountpoint)).every((p) => p.comm !== 'sshfs'), 10_000);
     // The kernel still lists the mount, but nothing serves it.
     expect(await mountCountAt(mountpoint)).toBe(1);
-    plugin = await startLegacyPlugin(name);
+    await start();
     const report = await waitReconciled(plugin);
     // Not mounted again at start: the old container cannot use a new mount, and its reference (which may be one
     // whose Unmount was lost) holds nothing, so it is released.
@@ -193,7 +162,7 @@ it('SIGTERM in the middle of a burst of docker runs: requests in flight finish, 
       const t0 = performance.now();
       await plugin.stop(); // SIGTERM
       stopS.push(secondsSince(t0));
-      plugin = await startLegacyPlugin(name);
+      await start();
       const results = await Promise.all(burst);
       runs += results.length;
       const bad = results.filter((r) => r.exitCode !== 0);
