@@ -6,7 +6,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
 import { parseMountInfo, unescape as unescapeMountField } from '../../adapter/proc-mounts.js';
 import { dockerCliEnv, keyUserSshArgs, parseEnvFile, randomId, readE2EEnv, uniq, type E2EEnv } from '../../scripts/lib/e2e-env.js';
 import { pluginRequest, type PluginHttpResponse } from '../../scripts/lib/plugin-request.js';
@@ -361,6 +361,75 @@ export async function startLegacyPlugin(name: string = uniquePluginName(), opts:
     }
     await sleep(25);
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Volumes and containers through the docker CLI (shared with the fault suite)
+
+/** What a docker command said, and the tail of the plugin's log: the message of a failed assertion. */
+export function describeRun(r: CmdResult, plugin?: LegacyPlugin): string {
+  return `exit ${r.exitCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}\n--- plugin log (tail) ---\n${plugin?.logs().slice(-4000) ?? ''}`;
+}
+
+/** Expects the command to have exited 0 (the message says why not); returns its stdout. */
+export function expectOk(r: CmdResult, plugin?: LegacyPlugin): string {
+  expect(r.exitCode, describeRun(r, plugin)).toBe(0);
+  return r.stdout;
+}
+
+/** Options for a volume on the test sshd as the key user, with the key in the keys directory (or KEYFILE). */
+export function keyOpts(remoteDir: string, keyFile = loadEnv().keyFile): Record<string, string> {
+  const env = loadEnv();
+  return { sshcmd: `${env.keyUser}@${env.sshHost}:${remoteDir}`, port: String(env.sshPort), IdentityFile: keyFile };
+}
+
+/** Options for a volume on the test sshd as the password user (its password, or PASSWORD). */
+export function pwOpts(remoteDir: string, password = loadEnv().password): Record<string, string> {
+  const env = loadEnv();
+  return { sshcmd: `${env.pwUser}@${env.sshHost}:${remoteDir}`, port: String(env.sshPort), password };
+}
+
+/** docker volume create -d PLUGIN -o k=v... NAME, tracked in RES for cleanup; the CLI's result (never throws). */
+export function tryCreateVolume(res: Resources, plugin: LegacyPlugin, name: string, opts: Record<string, string>): Promise<CmdResult> {
+  res.volume(name);
+  const args = ['volume', 'create', '-d', plugin.name];
+  for (const [k, v] of Object.entries(opts)) args.push('-o', `${k}=${v}`);
+  return docker([...args, name]);
+}
+
+/** docker volume create as tryCreateVolume, expected to succeed; returns NAME. */
+export async function createVolume(res: Resources, plugin: LegacyPlugin, name: string, opts: Record<string, string>): Promise<string> {
+  expectOk(await tryCreateVolume(res, plugin, name, opts), plugin);
+  return name;
+}
+
+/** docker volume rm NAME, expected to succeed; no longer tracked in RES. */
+export async function removeVolume(res: Resources, name: string, plugin?: LegacyPlugin): Promise<void> {
+  expectOk(await docker(['volume', 'rm', name]), plugin);
+  res.volumes.delete(name);
+}
+
+/** docker run --rm --network none -v VOLUME:/data busybox sh -c SCRIPT */
+export function runWith(volume: string, script: string, extra: string[] = []): Promise<CmdResult> {
+  return docker(['run', '--rm', '--network', 'none', ...extra, '-v', `${volume}:/data`, loadEnv().image, 'sh', '-c', script]);
+}
+
+/** A detached container on VOLUME running SCRIPT (default: sleep), tracked in RES; returns its name. */
+export async function startContainer(res: Resources, volume: string, script = 'exec sleep 600', extra: string[] = []): Promise<string> {
+  const name = res.container(uniq('fault'));
+  const r = await docker([
+    'run', '-d', '--name', name, '--network', 'none', ...extra, '-v', `${volume}:/data`, loadEnv().image, 'sh', '-c', script,
+  ]);
+  if (r.exitCode !== 0) throw new Error(`docker run -d on ${volume} failed: ${r.stderr}`);
+  return name;
+}
+
+/** docker rm -f NAMES; no longer tracked in RES. */
+export async function removeContainers(res: Resources, names: string[]): Promise<void> {
+  if (names.length === 0) return;
+  const r = await docker(['rm', '-f', ...names], { timeoutMs: 120_000 });
+  if (r.exitCode !== 0) throw new Error(`docker rm -f failed: ${r.stderr}`);
+  for (const n of names) res.containers.delete(n);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

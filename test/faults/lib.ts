@@ -4,23 +4,30 @@ import { appendFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import {
+  createVolume,
+  describeRun,
   docker,
   e2eDir,
+  keyOpts,
   loadEnv,
   pluginRequest,
+  pwOpts,
+  removeContainers,
   Resources,
+  runWith,
   sshfsMountsUnder,
+  startContainer,
   startDockerd,
   startLegacyPlugin,
   uniq,
   uniquePluginName,
-  type CmdResult,
   type E2EEnv,
   type LegacyPlugin,
   type StartPluginOptions,
 } from '../e2e/harness.js';
 
-export { uniq };
+// The docker calls the fault tests share with the end-to-end tests (defined in the harness).
+export { createVolume, describeRun, keyOpts, pwOpts, removeContainers, runWith, startContainer, uniq };
 
 export interface FaultPluginOptions extends StartPluginOptions {
   /** The plugin's name (default: a fresh one). Every start uses it, and with it the same state dir and mount root. */
@@ -154,53 +161,6 @@ export function stats(values: number[]): string {
   const sorted = [...values].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)] ?? 0;
   return `median ${round(median)} / max ${round(sorted[sorted.length - 1] ?? 0)}`;
-}
-
-export function describeRun(r: CmdResult, plugin?: LegacyPlugin): string {
-  return `exit ${r.exitCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}\n--- plugin log (tail) ---\n${plugin?.logs().slice(-3000) ?? ''}`;
-}
-
-export function keyOpts(remoteDir: string): Record<string, string> {
-  const env = loadEnv();
-  return { sshcmd: `${env.keyUser}@${env.sshHost}:${remoteDir}`, port: String(env.sshPort), IdentityFile: env.keyFile };
-}
-
-export function pwOpts(remoteDir: string): Record<string, string> {
-  const env = loadEnv();
-  return { sshcmd: `${env.pwUser}@${env.sshHost}:${remoteDir}`, port: String(env.sshPort), password: env.password };
-}
-
-/** docker volume create -d PLUGIN -o k=v... NAME; tracked for cleanup; throws on failure. */
-export async function createVolume(res: Resources, plugin: LegacyPlugin, name: string, opts: Record<string, string>): Promise<string> {
-  res.volume(name);
-  const args = ['volume', 'create', '-d', plugin.name];
-  for (const [k, v] of Object.entries(opts)) args.push('-o', `${k}=${v}`);
-  args.push(name);
-  const r = await docker(args);
-  expect(r.exitCode, describeRun(r, plugin)).toBe(0);
-  return name;
-}
-
-/** docker run --rm --network none -v VOLUME:/data busybox sh -c SCRIPT */
-export function runWith(volume: string, script: string, extra: string[] = []): Promise<CmdResult> {
-  return docker(['run', '--rm', '--network', 'none', ...extra, '-v', `${volume}:/data`, loadEnv().image, 'sh', '-c', script]);
-}
-
-/** A detached container on VOLUME running SCRIPT (default: sleep); returns its name. */
-export async function startContainer(res: Resources, volume: string, script = 'exec sleep 600', extra: string[] = []): Promise<string> {
-  const name = res.container(uniq('fault'));
-  const r = await docker([
-    'run', '-d', '--name', name, '--network', 'none', ...extra, '-v', `${volume}:/data`, loadEnv().image, 'sh', '-c', script,
-  ]);
-  if (r.exitCode !== 0) throw new Error(`docker run -d on ${volume} failed: ${r.stderr}`);
-  return name;
-}
-
-export async function removeContainers(res: Resources, names: string[]): Promise<void> {
-  if (names.length === 0) return;
-  const r = await docker(['rm', '-f', ...names], { timeoutMs: 120_000 });
-  if (r.exitCode !== 0) throw new Error(`docker rm -f failed: ${r.stderr}`);
-  for (const n of names) res.containers.delete(n);
 }
 
 export interface VolumeStatus {
