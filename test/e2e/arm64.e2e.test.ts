@@ -25,9 +25,8 @@ function elfMachine(file: string): number {
 
 describe('arm64 plugin built offline, run under emulation', () => {
   const env = loadEnv();
-  const name = `sshfs-arm64-${randomId()}`;
-  const ref = `${name}:latest`;
-  const dirs = pluginDirs('arm64', name);
+  const dirs = pluginDirs('arm64', 'sshfs-arm64');
+  const { name, ref } = dirs;
   const res = new Resources();
   const vol = res.volume(`a64-${randomId()}`);
   let unregister: (() => Promise<void>) | undefined;

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { expect } from 'vitest';
 import { dockerCliEnv } from '../../scripts/lib/e2e-env.js';
-import { docker, dockerOk, loadEnv, readRemote, REPO_ROOT, type CmdResult } from './harness.js';
+import { docker, dockerOk, loadEnv, readRemote, REPO_ROOT, uniq, type CmdResult } from './harness.js';
 
 const PLUGIN_SCRIPT = path.join(REPO_ROOT, 'scripts', 'plugin.sh');
 
@@ -22,6 +22,10 @@ export async function pluginScript(step: string, extraEnv: Record<string, string
 }
 
 export interface PluginDirs {
+  /** A fresh plugin name. */
+  name: string;
+  /** NAME:latest, as docker plugin commands want it. */
+  ref: string;
   /** DIR/AREA/NAME: everything of this plugin on the host. */
   baseDir: string;
   /** PLUGIN_DIR: the plugin's config.json and rootfs. */
@@ -32,10 +36,11 @@ export interface PluginDirs {
   keysSource: string;
 }
 
-/** Where the plugin NAME of a test AREA (managed, release, arm64...) keeps its files. */
-export function pluginDirs(area: string, name: string): PluginDirs {
+/** A fresh name PREFIX-<id> for a plugin of a test AREA (managed, release, arm64...), and where it keeps its files. */
+export function pluginDirs(area: string, prefix: string): PluginDirs {
+  const name = uniq(prefix);
   const baseDir = path.join(loadEnv().dir, area, name);
-  return { baseDir, pluginDir: path.join(baseDir, 'plugin'), stateSource: path.join(baseDir, 'state'), keysSource: path.join(baseDir, 'keys') };
+  return { name, ref: `${name}:latest`, baseDir, pluginDir: path.join(baseDir, 'plugin'), stateSource: path.join(baseDir, 'state'), keysSource: path.join(baseDir, 'keys') };
 }
 
 /** Empties DIRS.baseDir and puts the environment's key into the keys source as id_ed25519 (0600). */
@@ -53,19 +58,25 @@ export async function removeManagedPlugin(ref: string): Promise<void> {
   await docker(['plugin', 'rm', '-f', ref]);
 }
 
-/**
- * Creates VOL on the managed plugin REF as the key user on REMOTE, with the keys mount's id_ed25519, writes TEXT to
- * FILE through one container, and expects it back through another and on the sshd side.
- */
-export async function keyVolumeRoundTrip(ref: string, vol: string, remote: string, file: string, text: string): Promise<void> {
+/** Creates VOL on the managed plugin REF as the key user on REMOTE, with the key IDENTITYFILE names (keys mount). */
+export async function createKeyVolume(ref: string, vol: string, remote: string, identityFile = 'id_ed25519'): Promise<void> {
   const env = loadEnv();
   await dockerOk([
     'volume', 'create', '-d', ref,
     '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${remote}`,
     '-o', `port=${env.sshPort}`,
-    '-o', 'IdentityFile=id_ed25519',
+    '-o', `IdentityFile=${identityFile}`,
     vol,
   ]);
+}
+
+/**
+ * Creates VOL as createKeyVolume does, writes TEXT to FILE through one container, and expects it back through another
+ * and on the sshd side.
+ */
+export async function keyVolumeRoundTrip(ref: string, vol: string, remote: string, file: string, text: string): Promise<void> {
+  const env = loadEnv();
+  await createKeyVolume(ref, vol, remote);
   await dockerOk(['run', '--rm', '-i', '-v', `${vol}:/remote`, env.image, 'sh', '-c', `cat > /remote/${file}`], { input: text });
   expect(`${await dockerOk(['run', '--rm', '-v', `${vol}:/remote`, env.image, 'cat', `/remote/${file}`])}\n`).toBe(text);
   expect(await readRemote(remote, file)).toBe(text);

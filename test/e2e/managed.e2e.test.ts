@@ -27,7 +27,7 @@ import {
   sshfsMountsUnder,
   waitFor,
 } from './harness.js';
-import { freshPluginDirs, pluginDirs, pluginScript, removeManagedPlugin } from './managed-plugin.js';
+import { createKeyVolume, freshPluginDirs, pluginDirs, pluginScript, removeManagedPlugin } from './managed-plugin.js';
 
 interface Proc {
   pid: number;
@@ -60,10 +60,8 @@ const sha256 = (data: Buffer): string => createHash('sha256').update(data).diges
 
 describe('managed plugin (docker plugin create/enable from the offline rootfs)', () => {
   const env = loadEnv();
-  const name = `sshfs-managed-${randomId()}`;
-  const ref = `${name}:latest`;
-  const dirs = pluginDirs('managed', name);
-  const { baseDir, pluginDir, stateSource, keysSource } = dirs;
+  const dirs = pluginDirs('managed', 'sshfs-managed');
+  const { name, ref, baseDir, pluginDir, stateSource, keysSource } = dirs;
   const res = new Resources();
   const keyVol = res.volume(`mk-${randomId()}`);
   const pwVol = res.volume(`mp-${randomId()}`);
@@ -147,13 +145,7 @@ describe('managed plugin (docker plugin create/enable from the offline rootfs)',
   });
 
   it('creates a key-auth volume (key from the keys mount); data written in one container is read in the next and on the sshd', async () => {
-    await dockerOk([
-      'volume', 'create', '-d', ref,
-      '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${keyRemote}`,
-      '-o', `port=${env.sshPort}`,
-      '-o', 'IdentityFile=/keys/id_ed25519',
-      keyVol,
-    ]);
+    await createKeyVolume(ref, keyVol, keyRemote, '/keys/id_ed25519');
     // Mounted at a path the image does not have: for an empty volume over a path the image has, Docker copies the
     // image dir's owner onto the volume root, which an sshfs mount refuses (the remote user cannot chown to root).
     const write = await dockerOk(

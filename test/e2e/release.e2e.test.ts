@@ -17,9 +17,8 @@ const builtSize = (stderr: string): string => /built .* with the (\w+) builder \
 
 describe('Dockerfile build (stand-in node:20-slim made offline), enabled, mounting a volume', () => {
   const env = loadEnv();
-  const name = `sshfs-df-${randomId()}`;
-  const ref = `${name}:latest`;
-  const dirs = pluginDirs('release', name);
+  const dirs = pluginDirs('release', 'sshfs-df');
+  const { name, ref } = dirs;
   const res = new Resources();
   const vol = res.volume(`df-${randomId()}`);
   let buildLog = '';
