@@ -278,6 +278,15 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
     log('raw sshfs mount was gone (its ssh session ended): mounting it again');
     await mountRaw(env, remoteRaw, mnt);
   };
+  /** 7 rounds of a `docker run` on each volume in turn (a bind of the raw mount first); each volume's times. */
+  const interleaved7 = async (vols: string[]): Promise<number[][]> => {
+    const times = vols.map((): number[] => []);
+    for (let i = 0; i < 7; i++) {
+      await ensureRaw();
+      for (const [j, v] of vols.entries()) times[j]?.push(await dockerRunMs(env, ['-v', `${v}:/data`, img, 'true']));
+    }
+    return times;
+  };
 
   // --- mount wall time
   const M = 'mount';
@@ -315,15 +324,7 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
   const rcHolder = `bench-rcholder-${randomId()}`;
   containers.add(rcHolder);
   await dockerOk(env, ['run', '-d', '--name', rcHolder, '--network', 'none', '-v', `${rcVol}:/data`, img, 'sleep', '900']);
-  const bind2: number[] = [];
-  const warm: number[] = [];
-  const warmRc: number[] = [];
-  for (let i = 0; i < 7; i++) {
-    await ensureRaw();
-    bind2.push(await dockerRunMs(env, ['-v', `${rawMnt}:/data`, img, 'true']));
-    warm.push(await dockerRunMs(env, ['-v', `${vol}:/data`, img, 'true']));
-    warmRc.push(await dockerRunMs(env, ['-v', `${rcVol}:/data`, img, 'true']));
-  }
+  const [bind2 = [], warm = [], warmRc = []] = await interleaved7([rawMnt, vol, rcVol]);
   await dockerOk(env, ['rm', '-f', rcHolder]);
   containers.delete(rcHolder);
   // Get on a mounted volume (the path that checks sshfs is still running), while the holder keeps it mounted.
@@ -380,13 +381,7 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
   await dockerOk(env, ['volume', 'create', '-d', pluginName, '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${remotePlugin}`,
     '-o', `port=${env.sshPort}`, '-o', `IdentityFile=${env.keyFile}`, '-o', 'unmount_delay=600', lingerVol]);
   await dockerRunMs(env, ['-v', `${lingerVol}:/data`, img, 'true']); // the first run mounts
-  const bind3: number[] = [];
-  const linger: number[] = [];
-  for (let i = 0; i < 7; i++) {
-    await ensureRaw();
-    bind3.push(await dockerRunMs(env, ['-v', `${rawMnt}:/data`, img, 'true']));
-    linger.push(await dockerRunMs(env, ['-v', `${lingerVol}:/data`, img, 'true']));
-  }
+  const [bind3 = [], linger = []] = await interleaved7([rawMnt, lingerVol]);
   await dockerOk(env, ['volume', 'rm', lingerVol]); // unmounts it at once
   const mb3 = median(bind3);
 
