@@ -8,7 +8,7 @@ import {
   createVolume,
   describeRun,
   ensureDockerd,
-  keyOpts,
+  markedVolume,
   measured,
   pwOpts,
   removeContainers,
@@ -29,11 +29,7 @@ it('keeps every volume listed and mountable across a dockerd restart, with runni
   await measured('dockerd restarted with volumes in use', import.meta.url, async (row) => {
     row.trials = 1;
     const vols: string[] = [];
-    for (let i = 0; i < 5; i++) {
-      const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-      writeFileSync(path.join(remote, 'marker'), `volume ${i}\n`);
-      vols.push(await createVolume(res, plugin, uniq(`dockerd-${i}`), keyOpts(remote)));
-    }
+    for (let i = 0; i < 5; i++) vols.push((await markedVolume(res, plugin, `dockerd-${i}`, `volume ${i}\n`)).vol);
     const pwRemote = await makeRemoteSubdir(env.pwRemoteDir, env.pwUser);
     writeFileSync(path.join(pwRemote, 'marker'), 'volume pw\n');
     vols.push(await createVolume(res, plugin, uniq('dockerd-pw'), pwOpts(pwRemote)));

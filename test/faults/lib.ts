@@ -1,6 +1,6 @@
 // Shared pieces of the fault suite: each file's plugin with its setup and teardown (useFaultPlugin), recording each
 // property's figures, and the docker calls and plugin requests the tests repeat.
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import {
@@ -10,6 +10,7 @@ import {
   e2eDir,
   keyOpts,
   loadEnv,
+  makeRemoteSubdir,
   pluginRequest,
   pwOpts,
   removeContainers,
@@ -99,6 +100,23 @@ export function useFaultPlugin(options: FaultPluginOptions = {}): FaultPlugin {
   });
 
   return { plugin, res, env: loadEnv(), start };
+}
+
+/**
+ * A fresh remote dir of the key user holding the file `marker` with TEXT, and a volume PREFIX-<id> on it; returns
+ * both and the volume's mountpoint.
+ */
+export async function markedVolume(
+  res: Resources,
+  plugin: LegacyPlugin,
+  prefix: string,
+  text: string,
+): Promise<{ remote: string; vol: string; mountpoint: string }> {
+  const env = loadEnv();
+  const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+  writeFileSync(path.join(remote, 'marker'), text);
+  const vol = await createVolume(res, plugin, uniq(prefix), keyOpts(remote));
+  return { remote, vol, mountpoint: path.join(plugin.mountRoot, vol) };
 }
 
 /** Starts the test dockerd again if a test left it stopped (the next files need it). */
