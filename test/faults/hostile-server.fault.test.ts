@@ -44,9 +44,11 @@ beforeAll(async () => {
   banner = await startBannerServer();
 });
 
-/** Options for a volume on the test sshd, key given as text. */
-function testSshdOpts(remote: string, extra: Record<string, string> = {}): Record<string, string> {
-  return { sshcmd: `${env.keyUser}@127.0.0.1:${remote}`, port: String(sshd.port), key: keyText, ...extra };
+/** A fresh remote dir and a volume PREFIX-<id> on it through the test sshd, key given as text, plus EXTRA options. */
+async function testSshdVolume(prefix: string, extra: Record<string, string> = {}): Promise<{ remote: string; vol: string }> {
+  const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+  const opts = { sshcmd: `${env.keyUser}@127.0.0.1:${remote}`, port: String(sshd.port), key: keyText, ...extra };
+  return { remote, vol: await createVolume(res, plugin, uniq(prefix), opts) };
 }
 
 /** Options for a volume on the environment's own (healthy) sshd, key given as text. */
@@ -107,9 +109,8 @@ it(`stays responsive with ${STALLED} volumes whose SFTP stalled after the mount,
   await measured(`SFTP stalls after mount (${STALLED} volumes): no freeze`, import.meta.url, async (row) => {
     const stalled: string[] = [];
     for (let i = 0; i < STALLED; i++) {
-      const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
       // Keepalives every second: the ssh still running seconds after the stall shows the server answers them.
-      stalled.push(await createVolume(res, plugin, uniq('stall'), testSshdOpts(remote, { ServerAliveInterval: '1', ServerAliveCountMax: '2' })));
+      stalled.push((await testSshdVolume('stall', { ServerAliveInterval: '1', ServerAliveCountMax: '2' })).vol);
     }
     const healthyRemote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
     const healthy = await createVolume(res, plugin, uniq('healthy'), healthyOpts(healthyRemote));
@@ -257,8 +258,7 @@ it('recovers a volume whose server dropped the connection mid-transfer, and Get 
   await measured('connection dropped mid-transfer: volume recovers', import.meta.url, async (row) => {
     row.trials += 1;
     sshd.stallAfter(undefined);
-    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolume(res, plugin, uniq('drop'), testSshdOpts(remote));
+    const { remote, vol } = await testSshdVolume('drop');
     const holder = await startContainer(res, vol); // keeps the mount (and its sshfs) across the fault
     const big = path.join(remote, 'big');
     const size = () => {
@@ -309,8 +309,7 @@ it('says in one line which host key changed and how to fix it', async () => {
   await measured('server host key changed: one-line error with the fix', import.meta.url, async (row) => {
     row.trials += 1;
     sshd.stallAfter(undefined);
-    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolume(res, plugin, uniq('rekey'), testSshdOpts(remote));
+    const { vol } = await testSshdVolume('rekey');
     const first = await runWith(vol, 'true');
     expect(first.exitCode, first.stderr).toBe(0); // pins the host key
     await sshd.restart({ newHostKey: true });
