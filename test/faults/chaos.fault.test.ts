@@ -3,7 +3,7 @@
 // of a burst), sshfs killed, sshd and dockerd restarted — with every invariant checked after every step.
 //
 //   CHAOS_SEED=<n>      another sequence (the seed is printed; default fixed, so `npm test` is deterministic in its steps)
-//   CHAOS_SECONDS=<n>   how long to keep taking steps (default 150; the checks and cleanup add about a minute)
+//   CHAOS_SECONDS=<n>   how long to keep taking steps (default 150; the checks and cleanup come on top: the fault table's secs column has the whole)
 import { writeFileSync } from 'node:fs';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -31,7 +31,7 @@ const SEED = Number(process.env.CHAOS_SEED || 1515);
 const SECONDS = Number(process.env.CHAOS_SECONDS || 150);
 const MAX_VOLUMES = 4;
 const MAX_SLEEPERS = 3;
-/** An unused volume must be unmounted, its sshfs and ssh gone, within this (a lost reference is noticed in 15-30 s). */
+/** An unused volume must be unmounted, its sshfs and ssh gone, within this (lost references are looked for every INHERITED_CHECK_MS, handlers/inherited.ts). */
 const UNMOUNT_GRACE_MS = 60_000;
 /** Generous: List is answered from memory, but this machine is shared and slow at times. */
 const LIST_LIMIT_MS = 5_000;

@@ -122,7 +122,8 @@ it('resumes I/O by itself after ssh connections drop and after an sshd restart, 
 it('notices a server that goes silent mid-session by its keepalives, reconnects, and I/O resumes', async () => {
   await measured('server silent mid-session (its sshd frozen), keepalive 1 s × 2', import.meta.url, async (row) => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    // The defaults (15 s × 3) notice a dead link within 45 s; shorter ones show the same mechanism in a few seconds.
+    // The defaults (ServerAliveInterval × ServerAliveCountMax in handlers/options.ts) take longer to notice a dead link;
+    // shorter ones show the same mechanism in a few seconds.
     const vol = await createVolume(res, plugin, uniq('silent'), { ...keyOpts(remote), ServerAliveInterval: '1', ServerAliveCountMax: '2' });
     const mountpoint = path.join(plugin.mountRoot, vol);
     const writer = await startContainer(res, vol, WRITER);
