@@ -329,23 +329,16 @@ describe('sharing and lifecycle', () => {
 
   // Mounting an empty volume over a directory that exists in the image makes Docker copy that directory (its
   // content, mode and owner, root) into the volume: the chown must not fail just because the ssh user is not root.
-  it('mounts an empty volume over a directory that exists in the image (Docker copy-up), default options', async () => {
+  // With -o idmap=user the ssh user's files show as the mounting user's (root): what the container's root expects.
+  it.each([
+    ['default options', {}, 'cat /tmp/up.txt', 'up'],
+    ['-o idmap=user', { idmap: 'user' }, 'stat -c %u /tmp/up.txt', '0'],
+  ])('mounts an empty volume over a directory that exists in the image (Docker copy-up), %s', async (_label, extra, check, expected) => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolume(res, plugin, uniq('copyup'), keyOpts(remote));
-    const r = await docker(['run', '--rm', '--network', 'none', '-v', `${vol}:/tmp`, env.image, 'sh', '-c', 'echo up > /tmp/up.txt && cat /tmp/up.txt']);
+    const vol = await createVolume(res, plugin, uniq('copyup'), { ...keyOpts(remote), ...extra });
+    const r = await docker(['run', '--rm', '--network', 'none', '-v', `${vol}:/tmp`, env.image, 'sh', '-c', `echo up > /tmp/up.txt && ${check}`]);
     expect(r.exitCode, describeRun(r, plugin)).toBe(0);
-    expect(r.stdout).toBe('up');
-    expect(await readRemote(remote, 'up.txt')).toBe('up\n');
-    await expectUnmounted(vol);
-  });
-
-  it('mounts an empty volume over a directory that exists in the image with -o idmap=user', async () => {
-    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolume(res, plugin, uniq('copyup-idmap'), { ...keyOpts(remote), idmap: 'user' });
-    const r = await docker(['run', '--rm', '--network', 'none', '-v', `${vol}:/tmp`, env.image, 'sh', '-c', 'echo up > /tmp/up.txt && stat -c %u /tmp/up.txt']);
-    expect(r.exitCode, describeRun(r, plugin)).toBe(0);
-    // idmap=user shows the ssh user's files as the mounting user's (root): what the container's root expects.
-    expect(r.stdout).toBe('0');
+    expect(r.stdout).toBe(expected);
     expect(await readRemote(remote, 'up.txt')).toBe('up\n');
     await expectUnmounted(vol);
   });
