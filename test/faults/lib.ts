@@ -31,8 +31,6 @@ import {
 export { createVolume, describeRun, keyOpts, pwOpts, removeContainers, runWith, startContainer, uniq };
 
 export interface FaultPluginOptions extends StartPluginOptions {
-  /** The plugin's name (default: a fresh one). Every start uses it, and with it the same state dir and mount root. */
-  name?: string;
   /** First in afterAll: put back what the file's faults may have left broken (a stopped daemon, a stalled server). */
   beforeCleanup?: () => Promise<unknown>;
   /** After the tracked containers and volumes are removed, while the plugin still runs. */
@@ -57,7 +55,9 @@ export interface FaultPlugin {
  * errors and that no sshfs mount is left under its mount root. Call once, at the top of a file.
  */
 export function useFaultPlugin(options: FaultPluginOptions = {}): FaultPlugin {
-  const { name = uniquePluginName(), beforeCleanup, afterCleanup, afterStop, ...startOptions } = options;
+  const { beforeCleanup, afterCleanup, afterStop, ...startOptions } = options;
+  // One name for every start: the same state dir and mount root, as a restarted plugin has.
+  const name = uniquePluginName();
   const res = new Resources();
   let current: LegacyPlugin | undefined;
   const now = (): LegacyPlugin => {
