@@ -10,10 +10,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_READ_AHEAD_KB, DEFAULT_SSH, DEFAULT_SSHFS } from '../../handlers/options.js';
 import { DATA_BYTES, elapsedOf, mbps, mountRaw, scripts, SMALL_FILES, sshPipe, unmountRaw } from './data.js';
+import { keyUserSshArgs, randomId, readE2EEnv, type E2EEnv } from '../lib/e2e-env.js';
+import { startSilentHost } from '../lib/tcp.js';
 import {
-  type BenchEnv, docker, dockerOk, fmt, loadEnv, log, median, percentile, type PeerPlugin, type Plugin, randomId, REPO_ROOT, rssMiB,
-  rssParts, rssWithHelpers, run, runOk, sh, silentListener, sshArgs, SocketClient, sleep, spawnPlugin, spawnRclone, timeMany,
-  waitActivate, waitServing,
+  docker, dockerOk, fmt, log, median, percentile, type PeerPlugin, type Plugin, REPO_ROOT, rssMiB, rssParts, rssWithHelpers, run,
+  runOk, sh, SocketClient, sleep, spawnPlugin, spawnRclone, timeMany, waitActivate, waitServing,
 } from './lib.js';
 import { sweep } from './sweep.js';
 
@@ -55,7 +56,7 @@ let envUp = false;
 async function cleanup(): Promise<void> {
   for (const c of closers.splice(0)) await c().catch(() => undefined);
   if (envUp) {
-    const env = loadEnv(DIR);
+    const env = readE2EEnv(DIR);
     for (const c of containers) await docker(env, ['rm', '-f', c], 60_000).catch(() => undefined);
   }
   for (const m of rawMounts) await unmountRaw(m).catch(() => undefined);
@@ -93,7 +94,7 @@ async function measureGetList(client: SocketClient, names: string[]): Promise<{ 
   return { get, list };
 }
 
-function createBody(env: BenchEnv, name: string, port = env.sshPort): unknown {
+function createBody(env: E2EEnv, name: string, port = env.sshPort): unknown {
   return {
     Name: name,
     Opts: { sshcmd: `${env.keyUser}@${env.sshHost}:${env.keyRemoteDir}/cp`, port: String(port), IdentityFile: env.keyFile },
@@ -108,7 +109,7 @@ async function settleRss(pid: number): Promise<{ rss: number; text: string }> {
 
 const RSS_METHOD = 'VmRSS; "own" is RssAnon, "mapped files" RssFile (mostly pages of the node binary, shared)';
 
-async function controlPlane(env: BenchEnv, pluginName: string): Promise<Plugin> {
+async function controlPlane(env: E2EEnv, pluginName: string): Promise<Plugin> {
   const S = 'control plane';
   let p = spawnPlugin(DIR, pluginName, NODE_FLAGS);
   plugins.push(p);
@@ -182,7 +183,7 @@ async function controlPlane(env: BenchEnv, pluginName: string): Promise<Plugin> 
 
   // Head-of-line: Mount of a volume whose server accepts TCP and never speaks, while we List.
   const H = 'head-of-line';
-  const silent = await silentListener();
+  const silent = await startSilentHost();
   closers.push(() => silent.close());
   await c2.ok('/VolumeDriver.Create', createBody(env, 'bench-hang', silent.port));
   const mountClient = new SocketClient(p.socketPath);
@@ -220,12 +221,12 @@ async function plainPlugin(pluginName: string): Promise<Plugin> {
   return p;
 }
 
-async function dockerRunMs(env: BenchEnv, args: string[]): Promise<number> {
+async function dockerRunMs(env: E2EEnv, args: string[]): Promise<number> {
   const r = await dockerOk(env, ['run', '--rm', '--network', 'none', ...args]);
   return r.ms;
 }
 
-async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promise<void> {
+async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise<void> {
   const work = path.join(DIR, 'work');
   const rawMnt = path.join(work, 'raw-mnt');
   const srcDir = path.join(work, 'src');
@@ -277,6 +278,15 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
     log('raw sshfs mount was gone (its ssh session ended): mounting it again');
     await mountRaw(env, remoteRaw, mnt);
   };
+  /** 7 rounds of a `docker run` on each volume in turn (a bind of the raw mount first); each volume's times. */
+  const interleaved7 = async (vols: string[]): Promise<number[][]> => {
+    const times = vols.map((): number[] => []);
+    for (let i = 0; i < 7; i++) {
+      await ensureRaw();
+      for (const [j, v] of vols.entries()) times[j]?.push(await dockerRunMs(env, ['-v', `${v}:/data`, img, 'true']));
+    }
+    return times;
+  };
 
   // --- mount wall time
   const M = 'mount';
@@ -314,15 +324,7 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
   const rcHolder = `bench-rcholder-${randomId()}`;
   containers.add(rcHolder);
   await dockerOk(env, ['run', '-d', '--name', rcHolder, '--network', 'none', '-v', `${rcVol}:/data`, img, 'sleep', '900']);
-  const bind2: number[] = [];
-  const warm: number[] = [];
-  const warmRc: number[] = [];
-  for (let i = 0; i < 7; i++) {
-    await ensureRaw();
-    bind2.push(await dockerRunMs(env, ['-v', `${rawMnt}:/data`, img, 'true']));
-    warm.push(await dockerRunMs(env, ['-v', `${vol}:/data`, img, 'true']));
-    warmRc.push(await dockerRunMs(env, ['-v', `${rcVol}:/data`, img, 'true']));
-  }
+  const [bind2 = [], warm = [], warmRc = []] = await interleaved7([rawMnt, vol, rcVol]);
   await dockerOk(env, ['rm', '-f', rcHolder]);
   containers.delete(rcHolder);
   // Get on a mounted volume (the path that checks sshfs is still running), while the holder keeps it mounted.
@@ -379,13 +381,7 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
   await dockerOk(env, ['volume', 'create', '-d', pluginName, '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${remotePlugin}`,
     '-o', `port=${env.sshPort}`, '-o', `IdentityFile=${env.keyFile}`, '-o', 'unmount_delay=600', lingerVol]);
   await dockerRunMs(env, ['-v', `${lingerVol}:/data`, img, 'true']); // the first run mounts
-  const bind3: number[] = [];
-  const linger: number[] = [];
-  for (let i = 0; i < 7; i++) {
-    await ensureRaw();
-    bind3.push(await dockerRunMs(env, ['-v', `${rawMnt}:/data`, img, 'true']));
-    linger.push(await dockerRunMs(env, ['-v', `${lingerVol}:/data`, img, 'true']));
-  }
+  const [bind3 = [], linger = []] = await interleaved7([rawMnt, lingerVol]);
   await dockerOk(env, ['volume', 'rm', lingerVol]); // unmounts it at once
   const mb3 = median(bind3);
 
@@ -393,8 +389,8 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
   const kexDefault: number[] = [];
   const kexCurve: number[] = [];
   for (let i = 0; i < 7; i++) {
-    kexDefault.push((await runOk('ssh', [...sshArgs(env, []), 'true'])).ms);
-    kexCurve.push((await runOk('ssh', [...sshArgs(env, ['-o', 'KexAlgorithms=^curve25519-sha256']), 'true'])).ms);
+    kexDefault.push((await runOk('ssh', [...keyUserSshArgs(env, []), 'true'])).ms);
+    kexCurve.push((await runOk('ssh', [...keyUserSshArgs(env, ['-o', 'KexAlgorithms=^curve25519-sha256']), 'true'])).ms);
   }
   row(M, 'docker run, plugin volume with -o unmount_delay=600, run again', `${fmt(median(linger), 0)} ms (${signed((median(linger) / mb3 - 1) * 100)} % vs ${fmt(mb3, 0)} ms bind)`,
     'median of 7 after a first run, each run after the previous container ended: the volume stays mounted between them; interleaved with 7 bind runs',
@@ -512,7 +508,7 @@ async function mountAndData(env: BenchEnv, p: Plugin, pluginName: string): Promi
  * Several busy volumes of one server: 3 containers reading (then writing) 256 MiB at once through 3 volumes with the
  * same credentials: sharing one login (one TCP stream, one ssh process) against separate logins (SHARED_CONNECTION_IDLE=0).
  */
-async function busyVolumes(env: BenchEnv, pluginName: string, offName: string, remote: string, srcDir: string, img: string): Promise<void> {
+async function busyVolumes(env: E2EEnv, pluginName: string, offName: string, remote: string, srcDir: string, img: string): Promise<void> {
   const N = 3;
   const make = async (driver: string, tag: string) => {
     const names: string[] = [];
@@ -594,7 +590,7 @@ async function main(): Promise<void> {
     await runOk('bash', [E2E_ENV, 'up', DIR], { timeoutMs: 300_000 });
     // rclone's Docker plugin (`rclone serve docker`) is measured side by side.
     await runOk('bash', [path.join(REPO_ROOT, 'scripts', 'install-system-deps.sh'), 'rclone'], { timeoutMs: 300_000 });
-    const env = loadEnv(DIR);
+    const env = readE2EEnv(DIR);
     if (process.argv.includes('--sweep')) {
       mkdirSync(path.join(DIR, 'work', 'src'), { recursive: true });
       await sh(`head -c ${DATA_BYTES} /dev/urandom > ${path.join(DIR, 'work', 'src', 'rand')}`);

@@ -1,13 +1,14 @@
 // Data-path measurements shared by the benchmark and the option sweep: raw sshfs mounts on the host,
 // 256 MiB sequential write/read and 2000 small files, and the ssh-pipe ceiling.
 import { mkdirSync } from 'node:fs';
-import { type BenchEnv, median, run, runOk, sh, sshArgs } from './lib.js';
+import { keyUserSshArgs, type E2EEnv } from '../lib/e2e-env.js';
+import { median, run, runOk, sh } from './lib.js';
 
 export const DATA_BYTES = 256 * 1024 * 1024;
 export const SMALL_FILES = 2000;
 
 /** Mounts REMOTE (a path on the test sshd) at MNT with raw sshfs: auth options only, plus EXTRA (-o values). */
-export async function mountRaw(env: BenchEnv, remote: string, mnt: string, extra: string[] = []): Promise<void> {
+export async function mountRaw(env: E2EEnv, remote: string, mnt: string, extra: string[] = []): Promise<void> {
   mkdirSync(mnt, { recursive: true });
   const args = [
     `${env.keyUser}@${env.sshHost}:${remote}`, mnt, '-p', String(env.sshPort),
@@ -56,16 +57,16 @@ export function mbps(seconds: number): number {
 }
 
 /** The ceiling: the same bytes through one ssh connection (handshake time subtracted). Returns seconds. */
-export async function sshPipe(env: BenchEnv, srcFile: string, remoteFile: string, cipher: string | undefined, reps: number) {
+export async function sshPipe(env: E2EEnv, srcFile: string, remoteFile: string, cipher: string | undefined, reps: number) {
   const extra = cipher === undefined ? [] : ['-o', `Ciphers=${cipher}`];
   const q = (a: string[]) => a.map((x) => `'${x}'`).join(' ');
   const handshake: number[] = [];
   const write: number[] = [];
   const read: number[] = [];
   for (let i = 0; i < reps; i++) {
-    handshake.push((await runOk('ssh', [...sshArgs(env, extra), 'true'])).ms / 1000);
-    write.push((await sh(`cat ${srcFile} | ssh ${q(sshArgs(env, extra))} 'cat > /dev/null'`)).ms / 1000);
-    read.push((await sh(`ssh ${q(sshArgs(env, extra))} 'cat ${remoteFile}' > /dev/null`)).ms / 1000);
+    handshake.push((await runOk('ssh', [...keyUserSshArgs(env, extra), 'true'])).ms / 1000);
+    write.push((await sh(`cat ${srcFile} | ssh ${q(keyUserSshArgs(env, extra))} 'cat > /dev/null'`)).ms / 1000);
+    read.push((await sh(`ssh ${q(keyUserSshArgs(env, extra))} 'cat ${remoteFile}' > /dev/null`)).ms / 1000);
   }
   const hs = median(handshake);
   return { handshake: hs, write: Math.max(0.001, median(write) - hs), read: Math.max(0.001, median(read) - hs) };

@@ -1,14 +1,13 @@
 // Helpers for the benchmark: commands, the plugin in host mode, requests over its Unix socket, statistics.
 // Loopback only, bounded waits only. Nothing here asserts: it measures and reports.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { pluginRequest, type PluginHttpResponse } from '../lib/plugin-request.js';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { dockerCliEnv, type E2EEnv } from '../lib/e2e-env.js';
+import { pluginRequest, type PluginHttpResponse } from '../lib/plugin-request.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const PLUGIN_ENTRY = path.join(REPO_ROOT, 'dist', 'adapter', 'main.js');
@@ -20,10 +19,6 @@ export function log(message: string): void {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-export function randomId(bytes = 4): string {
-  return randomBytes(bytes).toString('hex');
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -61,61 +56,16 @@ export function sh(script: string, timeoutMs = 120_000): Promise<CmdResult> {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The e2e environment (scripts/e2e-env.sh)
+// docker against the environment's dockerd (scripts/lib/e2e-env.ts reads the environment)
 
-export interface BenchEnv {
-  dir: string;
-  dockerHost: string;
-  sshHost: string;
-  sshPort: number;
-  keyUser: string;
-  keyFile: string;
-  keyRemoteDir: string;
-  knownHostsFile: string;
-  image: string;
+export function docker(env: E2EEnv, args: string[], timeoutMs = 150_000): Promise<CmdResult> {
+  return run('docker', args, { env: dockerCliEnv(env), timeoutMs });
 }
 
-export function loadEnv(dir: string): BenchEnv {
-  const raw: Record<string, string> = {};
-  for (const line of readFileSync(path.join(dir, 'env'), 'utf8').split('\n')) {
-    const eq = line.indexOf('=');
-    if (eq > 0 && !line.startsWith('#')) raw[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  const need = (k: string): string => {
-    const v = raw[k];
-    if (v === undefined || v === '') throw new Error(`${dir}/env has no ${k}`);
-    return v;
-  };
-  return {
-    dir,
-    dockerHost: need('DOCKER_HOST'),
-    sshHost: need('SSH_HOST'),
-    sshPort: Number(need('SSH_PORT')),
-    keyUser: need('SSH_KEY_USER'),
-    keyFile: need('SSH_KEY_FILE'),
-    keyRemoteDir: need('SSH_KEY_REMOTE_DIR'),
-    knownHostsFile: need('SSH_KNOWN_HOSTS_FILE'),
-    image: need('E2E_IMAGE'),
-  };
-}
-
-export function docker(env: BenchEnv, args: string[], timeoutMs = 150_000): Promise<CmdResult> {
-  return run('docker', args, { env: { DOCKER_HOST: env.dockerHost, DOCKER_CONTEXT: '', DOCKER_CLI_HINTS: 'false' }, timeoutMs });
-}
-
-export async function dockerOk(env: BenchEnv, args: string[], timeoutMs = 150_000): Promise<CmdResult> {
+export async function dockerOk(env: E2EEnv, args: string[], timeoutMs = 150_000): Promise<CmdResult> {
   const r = await docker(env, args, timeoutMs);
   if (r.exitCode !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.exitCode}: ${r.stderr.slice(-2000)}`);
   return r;
-}
-
-/** ssh to the test sshd as the key user, the way the ceiling measurements use it. */
-export function sshArgs(env: BenchEnv, extra: string[] = []): string[] {
-  return [
-    '-F', '/dev/null', '-p', String(env.sshPort), '-i', env.keyFile,
-    '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${env.knownHostsFile}`,
-    '-o', 'StrictHostKeyChecking=yes', ...extra, `${env.keyUser}@${env.sshHost}`,
-  ];
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -273,31 +223,6 @@ export class SocketClient {
   close(): void {
     this.agent.destroy();
   }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// A TCP listener that accepts connections and never says a word (an ssh server that hangs)
-
-export async function silentListener(): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((s) => {
-    sockets.add(s);
-    s.on('error', () => undefined);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------

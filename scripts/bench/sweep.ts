@@ -2,7 +2,8 @@
 // remount, and 2000 small files, each the median of REPS runs. Used to choose DEFAULT_SSHFS / DEFAULT_SSH.
 import path from 'node:path';
 import { DATA_BYTES, elapsedOf, mbps, mountRaw, scripts, sshPipe, unmountRaw } from './data.js';
-import { type BenchEnv, fmt, log, median, runOk, sh } from './lib.js';
+import type { E2EEnv } from '../lib/e2e-env.js';
+import { fmt, log, median, runOk, sh } from './lib.js';
 
 export const CANDIDATES: Array<{ name: string; opts: string[] }> = [
   { name: 'sshfs defaults', opts: [] },
@@ -17,7 +18,7 @@ export const CANDIDATES: Array<{ name: string; opts: string[] }> = [
   { name: 'aes128-gcm Compression=no cache_timeout=60', opts: ['Ciphers=aes128-gcm@openssh.com', 'Compression=no', 'dcache_timeout=60'] },
 ];
 
-export async function sweep(env: BenchEnv, work: string, reps: number, candidates = CANDIDATES): Promise<string> {
+export async function sweep(env: E2EEnv, work: string, reps: number, candidates = CANDIDATES): Promise<string> {
   const src = path.join(work, 'src', 'rand');
   const remote = path.join(env.keyRemoteDir, 'sweep');
   const mnt = path.join(work, 'sweep-mnt');

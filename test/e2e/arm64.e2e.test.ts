@@ -1,11 +1,11 @@
 // The plugin for another architecture: `PLUGIN_ARCH=arm64 npm run plugin:install` builds an arm64 rootfs offline
 // (Debian's arm64 packages, node from npm) on this amd64 machine; Docker runs it under qemu user emulation
 // (binfmt_misc, registered here and unregistered after); a volume mounts through it end to end.
-import { chmodSync, copyFileSync, mkdirSync, openSync, readFileSync, readSync, closeSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { openSync, readFileSync, readSync, closeSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, Resources, docker, dockerOk, loadEnv, makeRemoteSubdir, randomId, readRemote, sshfsMountsUnder } from './harness.js';
+import { Resources, dockerOk, loadEnv, makeRemoteSubdir, randomId, sshfsMountsUnder } from './harness.js';
+import { freshPluginDirs, keyVolumeRoundTrip, pluginDirs, pluginScript, removeManagedPlugin } from './managed-plugin.js';
 import { registerQemu } from './release-env.js';
 
 const EM_AARCH64 = 0xb7;
@@ -25,60 +25,43 @@ function elfMachine(file: string): number {
 
 describe('arm64 plugin built offline, run under emulation', () => {
   const env = loadEnv();
-  const name = `sshfs-arm64-${randomId()}`;
-  const ref = `${name}:latest`;
-  const baseDir = path.join(env.dir, 'arm64', name);
-  const pluginDir = path.join(baseDir, 'plugin');
-  const keysSource = path.join(baseDir, 'keys');
+  const dirs = pluginDirs('arm64', 'sshfs-arm64');
+  const { name, ref } = dirs;
   const res = new Resources();
   const vol = res.volume(`a64-${randomId()}`);
   let unregister: (() => Promise<void>) | undefined;
   let buildLog = '';
 
   beforeAll(async () => {
-    rmSync(baseDir, { recursive: true, force: true });
-    mkdirSync(keysSource, { recursive: true, mode: 0o700 });
-    copyFileSync(env.keyFile, path.join(keysSource, 'id_ed25519'));
-    chmodSync(path.join(keysSource, 'id_ed25519'), 0o600);
+    freshPluginDirs(dirs);
     unregister = await registerQemu('aarch64');
-    const r = await execa('bash', [path.join(REPO_ROOT, 'scripts', 'plugin.sh'), 'install'], {
-      cwd: REPO_ROOT,
-      env: {
-        DOCKER_HOST: env.dockerHost,
-        DOCKER_CONTEXT: '',
-        PLUGIN_ARCH: 'arm64',
-        PLUGIN_NAME: name,
-        PLUGIN_DIR: pluginDir,
-        PLUGIN_SKIP_APP_BUILD: '1',
-        PLUGIN_STATE_SOURCE: path.join(baseDir, 'state'),
-        PLUGIN_KEYS_SOURCE: keysSource,
-        PLUGIN_ENABLE_TIMEOUT: '90', // node starts slower under emulation
-        BUILD_CACHE: '/var/cache/sshfs-e2e', // Debian's arm64 packages and node, kept between runs
-      },
-      reject: false,
-      timeout: 900_000,
-      input: '',
-    });
-    buildLog = String(r.stderr);
+    const r = await pluginScript('install', {
+      PLUGIN_ARCH: 'arm64',
+      PLUGIN_NAME: name,
+      PLUGIN_DIR: dirs.pluginDir,
+      PLUGIN_SKIP_APP_BUILD: '1',
+      PLUGIN_STATE_SOURCE: dirs.stateSource,
+      PLUGIN_KEYS_SOURCE: dirs.keysSource,
+      PLUGIN_ENABLE_TIMEOUT: '90', // node starts slower under emulation
+      BUILD_CACHE: '/var/cache/sshfs-e2e', // Debian's arm64 packages and node, kept between runs
+    }, 900_000);
+    buildLog = r.stderr;
     if (r.exitCode !== 0) throw new Error(`PLUGIN_ARCH=arm64 plugin.sh install failed (${r.exitCode}):\n${r.stderr}\n${r.stdout}`);
     console.log(`[arm64] ${/built .* \((\d+ MiB)/.exec(buildLog)?.[1] ?? '?'} rootfs`);
   }, 1_200_000);
 
   afterAll(async () => {
     const errors = await res.cleanup();
-    if ((await docker(['plugin', 'inspect', ref])).exitCode === 0) {
-      await docker(['plugin', 'disable', '-f', ref]);
-      await docker(['plugin', 'rm', '-f', ref]);
-    }
+    await removeManagedPlugin(ref);
     await unregister?.();
-    if ((await sshfsMountsUnder(baseDir)).length === 0) rmSync(baseDir, { recursive: true, force: true });
+    if ((await sshfsMountsUnder(dirs.baseDir)).length === 0) rmSync(dirs.baseDir, { recursive: true, force: true });
     if (errors.length > 0) console.warn(`[arm64] cleanup: ${errors.join('; ')}`);
   }, 300_000);
 
   it('the rootfs holds arm64 programs, built offline', () => {
     expect(buildLog).toMatch(/with the offline builder/);
     for (const f of ['usr/local/bin/node', 'usr/bin/sshfs', 'usr/bin/ssh', 'usr/bin/fusermount3', 'usr/bin/tini']) {
-      expect(elfMachine(path.join(pluginDir, 'rootfs', f)), f).toBe(EM_AARCH64);
+      expect(elfMachine(path.join(dirs.pluginDir, 'rootfs', f)), f).toBe(EM_AARCH64);
     }
   });
 
@@ -108,16 +91,6 @@ describe('arm64 plugin built offline, run under emulation', () => {
 
   it('mounts a key-auth volume; data round-trips through containers and reaches the sshd', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'arm64');
-    await dockerOk([
-      'volume', 'create', '-d', ref,
-      '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${remote}`,
-      '-o', `port=${env.sshPort}`,
-      '-o', 'IdentityFile=id_ed25519',
-      vol,
-    ]);
-    const text = `through the arm64 plugin: ${randomId(8)}\n`;
-    await dockerOk(['run', '--rm', '-i', '-v', `${vol}:/remote`, env.image, 'sh', '-c', 'cat > /remote/a64.txt'], { input: text });
-    expect(`${await dockerOk(['run', '--rm', '-v', `${vol}:/remote`, env.image, 'cat', '/remote/a64.txt'])}\n`).toBe(text);
-    expect(await readRemote(remote, 'a64.txt')).toBe(text);
+    await keyVolumeRoundTrip(ref, vol, remote, 'a64.txt', `through the arm64 plugin: ${randomId(8)}\n`);
   });
 });

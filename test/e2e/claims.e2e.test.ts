@@ -6,69 +6,27 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  closeSharedLogins,
-  docker,
-  inspectVolume,
-  isSshfsMounted,
-  loadEnv,
-  makeRemoteSubdir,
-  pluginRequest,
-  randomId,
-  readRemote,
-  REPO_ROOT,
-  Resources,
-  startLegacyPlugin,
-  type CmdResult,
-  type LegacyPlugin,
+  closeSharedLogins, createVolume, describeRun, docker, expectOk, inspectVolume, isSshfsMounted, keyOpts, loadEnv,
+  makeRemoteSubdir, pluginRequest, randomId, readRemote, REPO_ROOT, Resources, runWith, startLegacyPlugin,
+  tryCreateVolume, uniq, type LegacyPlugin,
 } from './harness.js';
 
 const env = loadEnv();
 const res = new Resources();
 let plugin: LegacyPlugin;
-const uniq = (prefix: string): string => `${prefix}-${randomId()}`;
 
-function describeRun(r: CmdResult): string {
-  return `exit ${r.exitCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}\n--- plugin log (tail) ---\n${plugin?.logs().slice(-3000)}`;
-}
-
-async function createVolume(name: string, opts: Record<string, string>): Promise<CmdResult> {
-  res.volume(name);
-  const args = ['volume', 'create', '-d', plugin.name];
-  for (const [k, v] of Object.entries(opts)) args.push('-o', `${k}=${v}`);
-  return docker([...args, name]);
-}
-
-async function createVolumeOk(name: string, opts: Record<string, string>): Promise<string> {
-  const r = await createVolume(name, opts);
-  expect(r.exitCode, describeRun(r)).toBe(0);
-  return name;
-}
-
-async function runWith(volume: string, script: string): Promise<CmdResult> {
-  return docker(['run', '--rm', '--network', 'none', '-v', `${volume}:/data`, env.image, 'sh', '-c', script]);
-}
-
-async function runWithOk(volume: string, script: string): Promise<string> {
-  const r = await runWith(volume, script);
-  expect(r.exitCode, describeRun(r)).toBe(0);
-  return r.stdout;
-}
+const runWithOk = async (volume: string, script: string): Promise<string> => expectOk(await runWith(volume, script), plugin);
 
 /** The plugin's own error for a failed mount (what `docker run` prints after "VolumeDriver.Mount: "). */
 async function mountError(volume: string): Promise<string> {
   const r = await runWith(volume, 'true');
-  expect(r.exitCode, describeRun(r)).not.toBe(0);
+  expect(r.exitCode, describeRun(r, plugin)).not.toBe(0);
   expect(await isSshfsMounted(path.join(plugin.mountRoot, volume))).toBe(false);
   const lastError = String((await inspectVolume(volume)).Status?.lastError ?? '');
   expect(r.stderr).toContain(lastError.slice(0, 60));
   return lastError;
 }
 
-const keyOpts = (remoteDir: string): Record<string, string> => ({
-  sshcmd: `${env.keyUser}@${env.sshHost}:${remoteDir}`,
-  port: String(env.sshPort),
-  IdentityFile: env.keyFile,
-});
 const hostPort = (): string => `[${env.sshHost}]:${env.sshPort}`;
 
 beforeAll(async () => {
@@ -85,9 +43,9 @@ describe('re-creating a volume', () => {
   it('through Docker: exit 0 and the old options stay (dockerd sends no Create for a name it knows); rm then create changes them', async () => {
     const first = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
     const second = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolumeOk(uniq('recreate'), keyOpts(first));
-    const again = await createVolume(vol, { ...keyOpts(second), read_ahead_kb: '256' });
-    expect(again.exitCode, describeRun(again)).toBe(0);
+    const vol = await createVolume(res, plugin, uniq('recreate'), keyOpts(first));
+    const again = await tryCreateVolume(res, plugin, vol, { ...keyOpts(second), read_ahead_kb: '256' });
+    expect(again.exitCode, describeRun(again, plugin)).toBe(0);
     const info = await inspectVolume(vol);
     expect(info.Options?.sshcmd).toBe(keyOpts(first).sshcmd);
     expect(info.Options).not.toHaveProperty('read_ahead_kb');
@@ -101,7 +59,7 @@ describe('re-creating a volume', () => {
 
     // The way to change options: remove, then create.
     expect((await docker(['volume', 'rm', vol])).exitCode).toBe(0);
-    await createVolumeOk(vol, keyOpts(second));
+    await createVolume(res, plugin, vol, keyOpts(second));
     await runWithOk(vol, 'echo moved > /data/where.txt');
     expect(await readRemote(second, 'where.txt')).toBe('moved\n');
   });
@@ -111,8 +69,8 @@ describe('docker volume inspect', () => {
   it('shows every -o value under Options, the key and the password included; the plugin\'s Status shows neither', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
     const keyText = readFileSync(env.keyFile, 'utf8');
-    const withKey = await createVolumeOk(uniq('shown-key'), { sshcmd: `${env.keyUser}@${env.sshHost}:${remote}`, port: String(env.sshPort), key: keyText });
-    const withPassword = await createVolumeOk(uniq('shown-pw'), { sshcmd: `${env.pwUser}@${env.sshHost}:/tmp`, port: String(env.sshPort), password: env.password });
+    const withKey = await createVolume(res, plugin, uniq('shown-key'), { sshcmd: `${env.keyUser}@${env.sshHost}:${remote}`, port: String(env.sshPort), key: keyText });
+    const withPassword = await createVolume(res, plugin, uniq('shown-pw'), { sshcmd: `${env.pwUser}@${env.sshHost}:/tmp`, port: String(env.sshPort), password: env.password });
     const keyInfo = await inspectVolume(withKey);
     const pwInfo = await inspectVolume(withPassword);
     expect(keyInfo.Options?.key).toBe(keyText);
@@ -138,23 +96,23 @@ describe('modes and symlinks', () => {
 
   it('shows the server\'s modes by default; -o mode=750 shows 750 on every file and directory; -o umask is refused with why', async () => {
     const remote = await remoteTree();
-    const plain = await createVolumeOk(uniq('modes'), keyOpts(remote));
+    const plain = await createVolume(res, plugin, uniq('modes'), keyOpts(remote));
     expect(await runWithOk(plain, 'stat -c %a /data/f /data/sub')).toBe('640\n750');
-    const moded = await createVolumeOk(uniq('mode750'), { ...keyOpts(remote), mode: '750' });
+    const moded = await createVolume(res, plugin, uniq('mode750'), { ...keyOpts(remote), mode: '750' });
     expect(await runWithOk(moded, 'stat -c %a /data/f /data/sub')).toBe('750\n750');
-    const r = await createVolume(uniq('umask'), { ...keyOpts(remote), umask: '022' });
+    const r = await tryCreateVolume(res, plugin, uniq('umask'), { ...keyOpts(remote), umask: '022' });
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toMatch(/replaces every mode with 0777 minus the mask.*-o mode=755/);
   });
 
   it('refuses absolute and .. symlinks by default (sshfs contain_symlinks); -o contain_symlinks=false allows them', async () => {
     const remote = await remoteTree();
-    const contained = await createVolumeOk(uniq('contained'), keyOpts(remote));
+    const contained = await createVolume(res, plugin, uniq('contained'), keyOpts(remote));
     const script = 'for l in rel abs dotdot; do readlink /data/$l || echo "$l: refused"; done; cat /data/abs 2>&1; true';
     const out = await runWithOk(contained, script);
     expect(out).toContain('f\nabs: refused\ndotdot: refused');
     expect(out).toMatch(/Operation not permitted/);
-    const open = await createVolumeOk(uniq('open'), { ...keyOpts(remote), contain_symlinks: 'false' });
+    const open = await createVolume(res, plugin, uniq('open'), { ...keyOpts(remote), contain_symlinks: 'false' });
     expect(await runWithOk(open, 'for l in rel abs dotdot; do readlink /data/$l; done')).toBe(`f\n/etc/hostname\n../${path.basename(remote)}/f`);
   });
 });
@@ -162,7 +120,7 @@ describe('modes and symlinks', () => {
 describe('error messages', () => {
   it('a changed host key: one line naming the host, with a command that fixes it', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolumeOk(uniq('changed'), keyOpts(remote));
+    const vol = await createVolume(res, plugin, uniq('changed'), keyOpts(remote));
     // Pin another key for the server in the plugin's own known_hosts, as if the server had been reinstalled.
     const other = path.join(plugin.baseDir, `other_host_key_${randomId()}`);
     await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other]);
@@ -185,7 +143,7 @@ describe('error messages', () => {
   it('an unknown host with StrictHostKeyChecking=yes is not reported as a changed key', async () => {
     const empty = path.join(env.keysDir, `empty_known_hosts_${randomId()}`);
     writeFileSync(empty, '', { mode: 0o600 });
-    const vol = await createVolumeOk(uniq('unknown-host'), { ...keyOpts(env.keyRemoteDir), StrictHostKeyChecking: 'yes', UserKnownHostsFile: empty });
+    const vol = await createVolume(res, plugin, uniq('unknown-host'), { ...keyOpts(env.keyRemoteDir), StrictHostKeyChecking: 'yes', UserKnownHostsFile: empty });
     const message = await mountError(vol);
     expect(message).toContain(`No ED25519 host key is known for ${hostPort()} and you have requested strict checking`);
     expect(message).toContain(`StrictHostKeyChecking=yes connects only to servers already listed in ${empty}`);
@@ -193,7 +151,7 @@ describe('error messages', () => {
   });
 
   it('a key exchange the server does not offer points at KexAlgorithms, with the server\'s offer', async () => {
-    const vol = await createVolumeOk(uniq('kex'), { ...keyOpts(env.keyRemoteDir), KexAlgorithms: 'diffie-hellman-group1-sha1' });
+    const vol = await createVolume(res, plugin, uniq('kex'), { ...keyOpts(env.keyRemoteDir), KexAlgorithms: 'diffie-hellman-group1-sha1' });
     const message = await mountError(vol);
     expect(message).toMatch(/no matching key exchange method found\. Their offer: \S*curve25519-sha256/);
     expect(message).toMatch(/with -o KexAlgorithms/);
@@ -203,7 +161,7 @@ describe('error messages', () => {
   it('a mistyped cipher is refused at create with ssh\'s own line', async () => {
     for (const cipher of ['aes999-gcm', '^aes999-gcm']) {
       const vol = uniq('cipher-typo');
-      const r = await createVolume(vol, { ...keyOpts(env.keyRemoteDir), Ciphers: cipher });
+      const r = await tryCreateVolume(res, plugin, vol, { ...keyOpts(env.keyRemoteDir), Ciphers: cipher });
       expect(r.exitCode).not.toBe(0);
       expect(r.stderr).toContain(`Bad SSH2 cipher spec '${cipher}'`);
       expect((await docker(['volume', 'inspect', vol])).exitCode).not.toBe(0);
@@ -215,7 +173,7 @@ describe('error messages', () => {
     copyFileSync(env.keyFile, encrypted);
     chmodSync(encrypted, 0o600);
     await execa('ssh-keygen', ['-q', '-p', '-P', '', '-N', `pass-${randomId()}`, '-f', encrypted]);
-    const vol = await createVolumeOk(uniq('passphrase'), {
+    const vol = await createVolume(res, plugin, uniq('passphrase'), {
       sshcmd: `${env.keyUser}@${env.sshHost}:${env.keyRemoteDir}`,
       port: String(env.sshPort),
       key: readFileSync(encrypted, 'utf8'),
@@ -226,7 +184,7 @@ describe('error messages', () => {
   });
 
   it('sshcmd without a user logs in as root, the plugin\'s own user, and the message says so', async () => {
-    const vol = await createVolumeOk(uniq('no-user'), {
+    const vol = await createVolume(res, plugin, uniq('no-user'), {
       sshcmd: `${env.sshHost}:${env.keyRemoteDir}`,
       port: String(env.sshPort),
       key: readFileSync(env.keyFile, 'utf8'),
@@ -242,7 +200,7 @@ describe('error messages', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as { port: number }).port;
     try {
-      const vol = await createVolumeOk(uniq('silent'), { ...keyOpts(env.keyRemoteDir), port: String(port), ConnectTimeout: '2' });
+      const vol = await createVolume(res, plugin, uniq('silent'), { ...keyOpts(env.keyRemoteDir), port: String(port), ConnectTimeout: '2' });
       const started = performance.now();
       const message = await mountError(vol);
       console.log(`[claims] mount against a silent port failed after ${((performance.now() - started) / 1000).toFixed(1)} s (ConnectTimeout=2)`);
@@ -256,7 +214,7 @@ describe('error messages', () => {
 
 describe('the log', () => {
   it('docker volume create logs no error for dockerd\'s Get before Create', async () => {
-    const vol = await createVolumeOk(uniq('quiet'), keyOpts(env.keyRemoteDir));
+    const vol = await createVolume(res, plugin, uniq('quiet'), keyOpts(env.keyRemoteDir));
     const lines = plugin.logs().split('\n').filter((l) => l.includes(`no such volume: ${vol}`));
     expect(lines.length, plugin.logs().slice(-2000)).toBeGreaterThan(0); // dockerd did ask (DEBUG=1 logs it)
     expect(lines.filter((l) => / error /.test(l))).toEqual([]);

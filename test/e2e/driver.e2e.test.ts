@@ -3,24 +3,9 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, w
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  docker,
-  dockerOk,
-  inspectVolume,
-  isSshfsMounted,
-  readAheadKbAt,
-  listVolumes,
-  loadEnv,
-  makeRemoteSubdir,
-  pluginRequest,
-  randomId,
-  readRemote,
-  remoteExists,
-  Resources,
-  sshfsMountsUnder,
-  startLegacyPlugin,
-  waitFor,
-  type CmdResult,
-  type LegacyPlugin,
+  createVolume, describeRun, docker, dockerOk, expectOk, inspectVolume, isSshfsMounted, keyOpts, listVolumes, loadEnv,
+  makeRemoteSubdir, pluginRequest, pwOpts, randomId, readAheadKbAt, readRemote, remoteExists, removeVolume, Resources,
+  runWith, sshfsMountsUnder, startLegacyPlugin, tryCreateVolume, uniq, waitFor, type LegacyPlugin,
 } from './harness.js';
 
 const env = loadEnv();
@@ -32,42 +17,13 @@ const CANARY = `/tmp/pwned-${randomId()}`;
 const LEGACY_CANARY = '/tmp/pwned';
 const legacyCanaryExisted = existsSync(LEGACY_CANARY);
 
-const uniq = (prefix: string): string => `${prefix}-${randomId()}`;
-
-function describeRun(r: CmdResult): string {
-  return `exit ${r.exitCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}\n--- plugin log (tail) ---\n${plugin?.logs().slice(-4000)}`;
-}
-
-async function createVolume(name: string, opts: Record<string, string>): Promise<CmdResult> {
-  res.volume(name);
-  const args = ['volume', 'create', '-d', plugin.name];
-  for (const [k, v] of Object.entries(opts)) args.push('-o', `${k}=${v}`);
-  args.push(name);
-  return docker(args);
-}
-
-async function createVolumeOk(name: string, opts: Record<string, string>): Promise<string> {
-  const r = await createVolume(name, opts);
-  expect(r.exitCode, describeRun(r)).toBe(0);
-  return name;
-}
-
-/** `docker run --rm --network none -v VOLUME:/data busybox sh -c SCRIPT`. */
-async function runWith(volume: string, script: string, extra: string[] = []): Promise<CmdResult> {
-  return docker(['run', '--rm', '--network', 'none', ...extra, '-v', `${volume}:/data`, env.image, 'sh', '-c', script]);
-}
-
-async function runWithOk(volume: string, script: string, extra: string[] = []): Promise<string> {
-  const r = await runWith(volume, script, extra);
-  expect(r.exitCode, describeRun(r)).toBe(0);
-  return r.stdout;
-}
+const runWithOk = async (volume: string, script: string, extra: string[] = []): Promise<string> => expectOk(await runWith(volume, script, extra), plugin);
 
 /** Starts a long-running container using VOLUME; returns its name once it runs. */
 async function startSleeper(volume: string): Promise<string> {
   const name = res.container(uniq('e2e-sleeper'));
   const r = await docker(['run', '-d', '--name', name, '--network', 'none', '-v', `${volume}:/data`, env.image, 'sleep', '600']);
-  expect(r.exitCode, describeRun(r)).toBe(0);
+  expect(r.exitCode, describeRun(r, plugin)).toBe(0);
   return name;
 }
 
@@ -75,20 +31,6 @@ async function stopAndRemove(container: string): Promise<void> {
   await dockerOk(['stop', '-t', '1', container]);
   await dockerOk(['rm', container]);
   res.containers.delete(container);
-}
-
-async function removeVolume(name: string): Promise<void> {
-  const r = await docker(['volume', 'rm', name]);
-  expect(r.exitCode, describeRun(r)).toBe(0);
-  res.volumes.delete(name);
-}
-
-function keyOpts(remoteDir: string): Record<string, string> {
-  return { sshcmd: `${env.keyUser}@${env.sshHost}:${remoteDir}`, port: String(env.sshPort), IdentityFile: env.keyFile };
-}
-
-function pwOpts(remoteDir: string, password = env.password): Record<string, string> {
-  return { sshcmd: `${env.pwUser}@${env.sshHost}:${remoteDir}`, port: String(env.sshPort), password };
 }
 
 /** After the last container using it is gone, the volume must be unmounted (Docker's Unmount may trail the CLI). */
@@ -118,7 +60,7 @@ afterAll(async () => {
 describe('authentication', () => {
   it('mounts with a key file (-o IdentityFile): one container writes, the next reads', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolumeOk(uniq('key-file'), keyOpts(remote));
+    const vol = await createVolume(res, plugin, uniq('key-file'), keyOpts(remote));
 
     const info = await inspectVolume(vol);
     expect(info.Driver).toBe(plugin.name);
@@ -136,7 +78,7 @@ describe('authentication', () => {
   it('pins the server host key on first use (StrictHostKeyChecking=accept-new by default)', async () => {
     const knownHosts = path.join(plugin.stateDir, 'known_hosts');
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolumeOk(uniq('pin'), keyOpts(remote));
+    const vol = await createVolume(res, plugin, uniq('pin'), keyOpts(remote));
     await runWithOk(vol, 'true');
     // After one mount the server's key is pinned in the plugin's own known_hosts.
     expect(existsSync(knownHosts), `${knownHosts} missing`).toBe(true);
@@ -147,7 +89,7 @@ describe('authentication', () => {
   it('mounts with the key text itself (-o key="$(cat keyfile)") and with it base64-encoded', async () => {
     const keyText = readFileSync(env.keyFile, 'utf8');
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolumeOk(uniq('key-text'), {
+    const vol = await createVolume(res, plugin, uniq('key-text'), {
       sshcmd: `${env.keyUser}@${env.sshHost}:${remote}`,
       port: String(env.sshPort),
       key: keyText.trimEnd(), // as "$(cat keyfile)" gives it: no trailing newline
@@ -160,7 +102,7 @@ describe('authentication', () => {
     const keyBody = keyText.split('\n')[1] ?? '<no key body>';
     expect(status).not.toContain(keyBody);
 
-    const vol64 = await createVolumeOk(uniq('key-b64'), {
+    const vol64 = await createVolume(res, plugin, uniq('key-b64'), {
       sshcmd: `${env.keyUser}@${env.sshHost}:${remote}`,
       port: String(env.sshPort),
       key: Buffer.from(keyText).toString('base64'),
@@ -173,7 +115,7 @@ describe('authentication', () => {
   it('mounts with a password full of special characters (-o password=...), never showing it', async () => {
     expect(env.password).toMatch(/[ ,$]/);
     const remote = await makeRemoteSubdir(env.pwRemoteDir, env.pwUser);
-    const vol = await createVolumeOk(uniq('pw'), pwOpts(remote));
+    const vol = await createVolume(res, plugin, uniq('pw'), pwOpts(remote));
     await runWithOk(vol, 'echo "hello via password" > /data/p.txt');
     expect(await runWithOk(vol, 'cat /data/p.txt')).toBe('hello via password');
     expect(await readRemote(remote, 'p.txt')).toBe('hello via password\n');
@@ -189,10 +131,10 @@ describe('authentication', () => {
   it('reports a wrong password with ssh\'s "Permission denied" and leaves nothing mounted', async () => {
     const remote = await makeRemoteSubdir(env.pwRemoteDir, env.pwUser);
     const wrong = `wrong ${randomId()}, $x`;
-    const vol = await createVolumeOk(uniq('pw-wrong'), pwOpts(remote, wrong));
+    const vol = await createVolume(res, plugin, uniq('pw-wrong'), pwOpts(remote, wrong));
     const r = await runWith(vol, 'echo must-not-be-written > /data/x.txt');
-    expect(r.exitCode, describeRun(r)).not.toBe(0);
-    expect(r.stderr, describeRun(r)).toMatch(/Permission denied/);
+    expect(r.exitCode, describeRun(r, plugin)).not.toBe(0);
+    expect(r.stderr, describeRun(r, plugin)).toMatch(/Permission denied/);
     expect(r.stderr).not.toContain(wrong);
     expect(remoteExists(remote, 'x.txt')).toBe(false);
     expect(await isSshfsMounted(path.join(plugin.mountRoot, vol))).toBe(false);
@@ -207,20 +149,20 @@ describe('authentication', () => {
   it('reports a key the server does not accept with "Permission denied"', async () => {
     const remote = await makeRemoteSubdir(env.pwRemoteDir, env.pwUser);
     // The key is authorized for the key user only.
-    const vol = await createVolumeOk(uniq('key-refused'), {
+    const vol = await createVolume(res, plugin, uniq('key-refused'), {
       sshcmd: `${env.pwUser}@${env.sshHost}:${remote}`,
       port: String(env.sshPort),
       IdentityFile: env.keyFile,
     });
     const r = await runWith(vol, 'true');
-    expect(r.exitCode, describeRun(r)).not.toBe(0);
-    expect(r.stderr, describeRun(r)).toMatch(/Permission denied/);
+    expect(r.exitCode, describeRun(r, plugin)).not.toBe(0);
+    expect(r.stderr, describeRun(r, plugin)).toMatch(/Permission denied/);
     expect(await isSshfsMounted(path.join(plugin.mountRoot, vol))).toBe(false);
   });
 
   it('checks the host key strictly with StrictHostKeyChecking=yes and a UserKnownHostsFile', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const good = await createVolumeOk(uniq('hostkey-ok'), {
+    const good = await createVolume(res, plugin, uniq('hostkey-ok'), {
       ...keyOpts(remote),
       StrictHostKeyChecking: 'yes',
       UserKnownHostsFile: env.knownHostsFile,
@@ -230,14 +172,14 @@ describe('authentication', () => {
 
     const emptyKnownHosts = path.join(env.keysDir, `empty_known_hosts_${randomId()}`);
     writeFileSync(emptyKnownHosts, '', { mode: 0o600 });
-    const bad = await createVolumeOk(uniq('hostkey-unknown'), {
+    const bad = await createVolume(res, plugin, uniq('hostkey-unknown'), {
       ...keyOpts(remote),
       StrictHostKeyChecking: 'yes',
       UserKnownHostsFile: emptyKnownHosts,
     });
     const r = await runWith(bad, 'true');
-    expect(r.exitCode, describeRun(r)).not.toBe(0);
-    expect(r.stderr, describeRun(r)).toMatch(/Host key verification failed|host key/i);
+    expect(r.exitCode, describeRun(r, plugin)).not.toBe(0);
+    expect(r.stderr, describeRun(r, plugin)).toMatch(/Host key verification failed|host key/i);
     expect(await isSshfsMounted(path.join(plugin.mountRoot, bad))).toBe(false);
     // The user's known_hosts is only read: ssh never pinned the key into it.
     expect(readFileSync(emptyKnownHosts, 'utf8')).toBe('');
@@ -259,13 +201,13 @@ describe('authentication', () => {
         ['IdentityFile', `${env.keysDir}/missing_${randomId()}`, /is not a readable file of at most 64 KiB in the plugin's keys directory/],
       ] as const) {
         const name = uniq('confined');
-        const r = await createVolume(name, { ...base, [option]: value });
-        expect(r.exitCode, describeRun(r)).not.toBe(0);
+        const r = await tryCreateVolume(res, plugin, name, { ...base, [option]: value });
+        expect(r.exitCode, describeRun(r, plugin)).not.toBe(0);
         expect(r.stderr).toMatch(message);
         expect(await listVolumes(plugin.name)).not.toContain(name);
       }
       // By its name inside the keys directory, a key there works.
-      const byName = await createVolumeOk(uniq('key-by-name'), { ...base, IdentityFile: path.basename(env.keyFile) });
+      const byName = await createVolume(res, plugin, uniq('key-by-name'), { ...base, IdentityFile: path.basename(env.keyFile) });
       await runWithOk(byName, 'echo named > /data/named.txt');
       expect(await readRemote(remote, 'named.txt')).toBe('named\n');
     } finally {
@@ -276,10 +218,10 @@ describe('authentication', () => {
 
   it('reports a remote directory that does not exist and leaves nothing mounted', async () => {
     const missing = path.join(env.keyRemoteDir, `missing-${randomId()}`);
-    const vol = await createVolumeOk(uniq('no-dir'), keyOpts(missing));
+    const vol = await createVolume(res, plugin, uniq('no-dir'), keyOpts(missing));
     const r = await runWith(vol, 'true');
-    expect(r.exitCode, describeRun(r)).not.toBe(0);
-    expect(r.stderr, describeRun(r)).toMatch(/No such file|does not exist/i);
+    expect(r.exitCode, describeRun(r, plugin)).not.toBe(0);
+    expect(r.stderr, describeRun(r, plugin)).toMatch(/No such file|does not exist/i);
     expect(await isSshfsMounted(path.join(plugin.mountRoot, vol))).toBe(false);
     expect(existsSync(missing)).toBe(false);
   });
@@ -288,7 +230,7 @@ describe('authentication', () => {
 describe('sharing and lifecycle', () => {
   it('serves two containers at once on one volume, and shows mounted/references while in use', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolumeOk(uniq('shared'), keyOpts(remote));
+    const vol = await createVolume(res, plugin, uniq('shared'), keyOpts(remote));
     const sleeper = await startSleeper(vol);
 
     const mountpoint = path.join(plugin.mountRoot, vol);
@@ -318,13 +260,13 @@ describe('sharing and lifecycle', () => {
     { what: 'idmap=user', extra: { idmap: 'user' } as Record<string, string> },
   ])('handles docker cp into a running container, and unmounts when the container stops ($what)', async ({ extra }) => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolumeOk(uniq('cp'), { ...keyOpts(remote), ...extra });
+    const vol = await createVolume(res, plugin, uniq('cp'), { ...keyOpts(remote), ...extra });
     const sleeper = await startSleeper(vol);
 
     const local = path.join(plugin.baseDir, `cp-src-${randomId()}.txt`);
     writeFileSync(local, 'copied in with docker cp\n');
     const cp = await docker(['cp', local, `${sleeper}:/data/copied.txt`]);
-    expect(cp.exitCode, describeRun(cp)).toBe(0);
+    expect(cp.exitCode, describeRun(cp, plugin)).toBe(0);
     rmSync(local, { force: true });
 
     expect(await readRemote(remote, 'copied.txt')).toBe('copied in with docker cp\n');
@@ -339,7 +281,7 @@ describe('sharing and lifecycle', () => {
     // docker cp out of it as well.
     const outDir = path.join(plugin.baseDir, `cp-out-${randomId()}`);
     const cpOut = await docker(['cp', `${sleeper}:/data/copied.txt`, outDir]);
-    expect(cpOut.exitCode, describeRun(cpOut)).toBe(0);
+    expect(cpOut.exitCode, describeRun(cpOut, plugin)).toBe(0);
     expect(readFileSync(outDir, 'utf8')).toBe('copied in with docker cp\n');
     rmSync(outDir, { force: true });
     expect(await isSshfsMounted(mountpoint)).toBe(true);
@@ -353,8 +295,8 @@ describe('sharing and lifecycle', () => {
 
   it('keeps two volumes on the same remote path independent', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const a = await createVolumeOk(uniq('same-a'), keyOpts(remote));
-    const b = await createVolumeOk(uniq('same-b'), keyOpts(remote));
+    const a = await createVolume(res, plugin, uniq('same-a'), keyOpts(remote));
+    const b = await createVolume(res, plugin, uniq('same-b'), keyOpts(remote));
     const ia = await inspectVolume(a);
     const ib = await inspectVolume(b);
     expect(ia.Mountpoint).not.toBe(ib.Mountpoint);
@@ -374,7 +316,7 @@ describe('sharing and lifecycle', () => {
     expect(await dockerOk(['exec', sb, 'cat', '/data/ab.txt'])).toBe('written-through-a');
 
     // Removing A leaves B (and the files) working.
-    await removeVolume(a);
+    await removeVolume(res, a, plugin);
     expect(await listVolumes(plugin.name)).not.toContain(a);
     expect(await dockerOk(['exec', sb, 'sh', '-c', 'echo still-b >> /data/ab.txt && cat /data/ab.txt'])).toBe(
       'written-through-a\nstill-b',
@@ -387,30 +329,23 @@ describe('sharing and lifecycle', () => {
 
   // Mounting an empty volume over a directory that exists in the image makes Docker copy that directory (its
   // content, mode and owner, root) into the volume: the chown must not fail just because the ssh user is not root.
-  it('mounts an empty volume over a directory that exists in the image (Docker copy-up), default options', async () => {
+  // With -o idmap=user the ssh user's files show as the mounting user's (root): what the container's root expects.
+  it.each([
+    ['default options', {}, 'cat /tmp/up.txt', 'up'],
+    ['-o idmap=user', { idmap: 'user' }, 'stat -c %u /tmp/up.txt', '0'],
+  ])('mounts an empty volume over a directory that exists in the image (Docker copy-up), %s', async (_label, extra, check, expected) => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolumeOk(uniq('copyup'), keyOpts(remote));
-    const r = await docker(['run', '--rm', '--network', 'none', '-v', `${vol}:/tmp`, env.image, 'sh', '-c', 'echo up > /tmp/up.txt && cat /tmp/up.txt']);
-    expect(r.exitCode, describeRun(r)).toBe(0);
-    expect(r.stdout).toBe('up');
-    expect(await readRemote(remote, 'up.txt')).toBe('up\n');
-    await expectUnmounted(vol);
-  });
-
-  it('mounts an empty volume over a directory that exists in the image with -o idmap=user', async () => {
-    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolumeOk(uniq('copyup-idmap'), { ...keyOpts(remote), idmap: 'user' });
-    const r = await docker(['run', '--rm', '--network', 'none', '-v', `${vol}:/tmp`, env.image, 'sh', '-c', 'echo up > /tmp/up.txt && stat -c %u /tmp/up.txt']);
-    expect(r.exitCode, describeRun(r)).toBe(0);
-    // idmap=user shows the ssh user's files as the mounting user's (root): what the container's root expects.
-    expect(r.stdout).toBe('0');
+    const vol = await createVolume(res, plugin, uniq('copyup'), { ...keyOpts(remote), ...extra });
+    const r = await docker(['run', '--rm', '--network', 'none', '-v', `${vol}:/tmp`, env.image, 'sh', '-c', `echo up > /tmp/up.txt && ${check}`]);
+    expect(r.exitCode, describeRun(r, plugin)).toBe(0);
+    expect(r.stdout).toBe(expected);
     expect(await readRemote(remote, 'up.txt')).toBe('up\n');
     await expectUnmounted(vol);
   });
 
   it('keeps an idle volume mounted for unmount_delay: the next container finds it mounted; docker volume rm ends it', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolumeOk(uniq('linger'), { ...keyOpts(remote), unmount_delay: '600' });
+    const vol = await createVolume(res, plugin, uniq('linger'), { ...keyOpts(remote), unmount_delay: '600' });
     const mountpoint = path.join(plugin.mountRoot, vol);
     const sshfsStarts = () => plugin.logs().split('\n').filter((l) => l.includes(` for volume ${vol} at `)).length;
     await runWithOk(vol, 'echo one > /data/one.txt');
@@ -422,14 +357,14 @@ describe('sharing and lifecycle', () => {
     expect(sshfsStarts()).toBe(1);
     expect(await runWithOk(vol, 'cat /data/one.txt')).toBe('one');
     expect(sshfsStarts()).toBe(1); // the second container used the same sshfs
-    await removeVolume(vol);
+    await removeVolume(res, vol, plugin);
     expect(await isSshfsMounted(mountpoint)).toBe(false);
     expect(await readRemote(remote, 'one.txt')).toBe('one\n');
   });
 
   it('unmounts an idle volume once unmount_delay has passed', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolumeOk(uniq('linger-short'), { ...keyOpts(remote), unmount_delay: '1' });
+    const vol = await createVolume(res, plugin, uniq('linger-short'), { ...keyOpts(remote), unmount_delay: '1' });
     await runWithOk(vol, 'true');
     await expectUnmounted(vol);
     expect(((await inspectVolume(vol)).Status ?? {}).unmountsAt).toBeUndefined();
@@ -437,12 +372,12 @@ describe('sharing and lifecycle', () => {
 
   it('leaves the remote files intact on docker volume rm', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolumeOk(uniq('rm'), keyOpts(remote));
+    const vol = await createVolume(res, plugin, uniq('rm'), keyOpts(remote));
     await runWithOk(vol, 'mkdir -p /data/sub && echo keep-me > /data/sub/keep.txt && echo top > /data/top.txt');
     await expectUnmounted(vol);
     const mountpoint = path.join(plugin.mountRoot, vol);
 
-    await removeVolume(vol);
+    await removeVolume(res, vol, plugin);
     expect(await readRemote(remote, 'sub/keep.txt')).toBe('keep-me\n');
     expect(await readRemote(remote, 'top.txt')).toBe('top\n');
     expect(existsSync(mountpoint) ? readdirSync(mountpoint) : []).toEqual([]);
@@ -452,10 +387,10 @@ describe('sharing and lifecycle', () => {
 
   it('refuses to remove a volume in use, without unmounting it', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolumeOk(uniq('busy'), keyOpts(remote));
+    const vol = await createVolume(res, plugin, uniq('busy'), keyOpts(remote));
     const sleeper = await startSleeper(vol);
     const r = await docker(['volume', 'rm', vol]);
-    expect(r.exitCode, describeRun(r)).not.toBe(0);
+    expect(r.exitCode, describeRun(r, plugin)).not.toBe(0);
     expect(r.stderr).toMatch(/in use/i);
     expect(await isSshfsMounted(path.join(plugin.mountRoot, vol))).toBe(true);
     expect(await dockerOk(['exec', sleeper, 'sh', '-c', 'echo ok > /data/ok.txt && cat /data/ok.txt'])).toBe('ok');
@@ -465,11 +400,11 @@ describe('sharing and lifecycle', () => {
 
   it('lists volumes with docker volume ls, and forgets removed ones', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const one = await createVolumeOk(uniq('ls-1'), keyOpts(remote));
-    const two = await createVolumeOk(uniq('ls-2'), keyOpts(remote));
+    const one = await createVolume(res, plugin, uniq('ls-1'), keyOpts(remote));
+    const two = await createVolume(res, plugin, uniq('ls-2'), keyOpts(remote));
     const listed = await listVolumes(plugin.name);
     expect(listed).toEqual(expect.arrayContaining([one, two]));
-    await removeVolume(one);
+    await removeVolume(res, one, plugin);
     const after = await listVolumes(plugin.name);
     expect(after).toContain(two);
     expect(after).not.toContain(one);
@@ -477,7 +412,7 @@ describe('sharing and lifecycle', () => {
 
   it('shows Status in docker volume inspect: mounted, remote, references, no secrets', async () => {
     const remote = await makeRemoteSubdir(env.pwRemoteDir, env.pwUser);
-    const vol = await createVolumeOk(uniq('inspect'), pwOpts(remote));
+    const vol = await createVolume(res, plugin, uniq('inspect'), pwOpts(remote));
     const before = await inspectVolume(vol);
     expect(before.Status, JSON.stringify(before)).toMatchObject({ mounted: false, references: 0 });
     expect(String(before.Status?.remote)).toContain(`${env.pwUser}@${env.sshHost}:${remote}`);
@@ -542,9 +477,9 @@ describe('option validation', () => {
 
   it.each(refused)('refuses $what with a clear error and creates nothing', async ({ opts, message }) => {
     const vol = uniq('refused');
-    const r = await createVolume(vol, opts());
-    expect(r.exitCode, describeRun(r)).not.toBe(0);
-    expect(r.stderr, describeRun(r)).toMatch(message);
+    const r = await tryCreateVolume(res, plugin, vol, opts());
+    expect(r.exitCode, describeRun(r, plugin)).not.toBe(0);
+    expect(r.stderr, describeRun(r, plugin)).toMatch(message);
     expect(r.stderr).toMatch(/VolumeDriver\.Create/);
     expect(await listVolumes()).not.toContain(vol);
     expect((await docker(['volume', 'inspect', vol])).exitCode).not.toBe(0);
@@ -556,7 +491,7 @@ describe('option validation', () => {
   });
 
   it('lists the allowed options when one is unknown', async () => {
-    const r = await createVolume(uniq('unknown'), { ...base(), NoSuchOption: '1' });
+    const r = await tryCreateVolume(res, plugin, uniq('unknown'), { ...base(), NoSuchOption: '1' });
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toMatch(/NoSuchOption/);
     expect(r.stderr).toMatch(/sshcmd/);
@@ -565,7 +500,7 @@ describe('option validation', () => {
 
   it('accepts the documented allow-listed options', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolumeOk(uniq('allowed'), {
+    const vol = await createVolume(res, plugin, uniq('allowed'), {
       ...keyOpts(remote),
       allow_other: '',
       reconnect: 'yes',
@@ -591,9 +526,9 @@ describe('option validation', () => {
 
   it('mounts read-only with -o ro', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolumeOk(uniq('ro'), { ...keyOpts(remote), ro: '' });
+    const vol = await createVolume(res, plugin, uniq('ro'), { ...keyOpts(remote), ro: '' });
     const r = await runWith(vol, 'echo nope > /data/nope.txt');
-    expect(r.exitCode, describeRun(r)).not.toBe(0);
+    expect(r.exitCode, describeRun(r, plugin)).not.toBe(0);
     expect(remoteExists(remote, 'nope.txt')).toBe(false);
     await expectUnmounted(vol);
   });

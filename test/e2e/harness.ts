@@ -1,17 +1,17 @@
 // Helpers for the end-to-end tests: the environment written by scripts/e2e-env.sh, the docker CLI against the
 // isolated dockerd, the plugin started in host ("legacy") mode, and checks on the sshd side and on the kernel's mounts.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { inject } from 'vitest';
-import { parseMountInfo } from '../../adapter/proc-mounts.js';
+import { expect, inject } from 'vitest';
+import { parseMountInfo, unescape as unescapeMountField } from '../../adapter/proc-mounts.js';
+import { dockerCliEnv, keyUserSshArgs, parseEnvFile, randomId, readE2EEnv, uniq, type E2EEnv } from '../../scripts/lib/e2e-env.js';
 import { pluginRequest, type PluginHttpResponse } from '../../scripts/lib/plugin-request.js';
 
-export { pluginRequest, type PluginHttpResponse };
+export { parseEnvFile, pluginRequest, randomId, uniq, type E2EEnv, type PluginHttpResponse };
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -28,30 +28,6 @@ export const PLUGIN_SOCKET_DIR = '/run/docker/plugins';
 // ---------------------------------------------------------------------------------------------------------------
 // Environment
 
-export interface E2EEnv {
-  dir: string;
-  dockerHost: string;
-  sshHost: string;
-  sshPort: number;
-  keyUser: string;
-  /** Private key of keyUser (authorized on the test sshd). */
-  keyFile: string;
-  pwUser: string;
-  /** pwUser's password: contains a space, a comma, '$', quotes... */
-  password: string;
-  keyRemoteDir: string;
-  pwRemoteDir: string;
-  /** The test sshd's public host key (one line, "ssh-ed25519 AAAA... comment"). */
-  hostKeyFile: string;
-  /** A known_hosts file with the test sshd's host key for [127.0.0.1]:port. */
-  knownHostsFile: string;
-  /** The plugin's keys directory (KEYS_DIR): holds keyFile and knownHostsFile. */
-  keysDir: string;
-  image: string;
-  execRoot: string;
-  raw: Record<string, string>;
-}
-
 /** The e2e work dir: provided by the global setup, else $E2E_DIR, else <repo>/.e2e. */
 export function e2eDir(): string {
   let provided: string | undefined;
@@ -63,56 +39,12 @@ export function e2eDir(): string {
   return provided || process.env.E2E_DIR || path.join(REPO_ROOT, '.e2e');
 }
 
-/** Parses DIR/env: literal KEY=VALUE lines (values are not shell-quoted), '#' lines are comments. */
-export function parseEnvFile(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const eq = line.indexOf('=');
-    if (eq <= 0) continue;
-    out[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  return out;
-}
-
 let cachedEnv: E2EEnv | undefined;
 
+/** The environment of DIR (default: e2eDir()), read once. */
 export function loadEnv(dir: string = e2eDir()): E2EEnv {
-  if (cachedEnv && cachedEnv.dir === dir) return cachedEnv;
-  const file = path.join(dir, 'env');
-  if (!existsSync(file)) {
-    throw new Error(`${file} is missing: run "scripts/e2e-env.sh up ${dir}" (the e2e global setup does it)`);
-  }
-  const raw = parseEnvFile(readFileSync(file, 'utf8'));
-  const need = (key: string): string => {
-    const value = raw[key];
-    if (value === undefined || value === '') throw new Error(`${file} has no ${key}`);
-    return value;
-  };
-  cachedEnv = {
-    dir,
-    dockerHost: need('DOCKER_HOST'),
-    sshHost: need('SSH_HOST'),
-    sshPort: Number(need('SSH_PORT')),
-    keyUser: need('SSH_KEY_USER'),
-    keyFile: need('SSH_KEY_FILE'),
-    pwUser: need('SSH_PW_USER'),
-    password: need('SSH_PW'),
-    keyRemoteDir: need('SSH_KEY_REMOTE_DIR'),
-    pwRemoteDir: need('SSH_PW_REMOTE_DIR'),
-    hostKeyFile: need('SSH_KNOWN_HOST_KEY'),
-    knownHostsFile: need('SSH_KNOWN_HOSTS_FILE'),
-    keysDir: need('KEYS_DIR'),
-    image: need('E2E_IMAGE'),
-    execRoot: need('EXEC_ROOT'),
-    raw,
-  };
+  if (cachedEnv?.dir !== dir) cachedEnv = readE2EEnv(dir);
   return cachedEnv;
-}
-
-/** A short random suffix for names that must be unique across runs and machines' shared dirs. */
-export function randomId(bytes = 4): string {
-  return randomBytes(bytes).toString('hex');
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -134,7 +66,7 @@ export interface DockerOptions {
 export async function docker(args: string[], opts: DockerOptions = {}): Promise<CmdResult> {
   const env = loadEnv();
   const result = await execa('docker', args, {
-    env: { DOCKER_HOST: env.dockerHost, DOCKER_CONTEXT: '', DOCKER_CLI_HINTS: 'false' },
+    env: dockerCliEnv(env),
     reject: false,
     timeout: opts.timeoutMs ?? 150_000,
     input: opts.input ?? '',
@@ -432,6 +364,75 @@ export async function startLegacyPlugin(name: string = uniquePluginName(), opts:
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Volumes and containers through the docker CLI (shared with the fault suite)
+
+/** What a docker command said, and the tail of the plugin's log: the message of a failed assertion. */
+export function describeRun(r: CmdResult, plugin?: LegacyPlugin): string {
+  return `exit ${r.exitCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}\n--- plugin log (tail) ---\n${plugin?.logs().slice(-4000) ?? ''}`;
+}
+
+/** Expects the command to have exited 0 (the message says why not); returns its stdout. */
+export function expectOk(r: CmdResult, plugin?: LegacyPlugin): string {
+  expect(r.exitCode, describeRun(r, plugin)).toBe(0);
+  return r.stdout;
+}
+
+/** Options for a volume on the test sshd as the key user, with the key in the keys directory (or KEYFILE). */
+export function keyOpts(remoteDir: string, keyFile = loadEnv().keyFile): Record<string, string> {
+  const env = loadEnv();
+  return { sshcmd: `${env.keyUser}@${env.sshHost}:${remoteDir}`, port: String(env.sshPort), IdentityFile: keyFile };
+}
+
+/** Options for a volume on the test sshd as the password user (its password, or PASSWORD). */
+export function pwOpts(remoteDir: string, password = loadEnv().password): Record<string, string> {
+  const env = loadEnv();
+  return { sshcmd: `${env.pwUser}@${env.sshHost}:${remoteDir}`, port: String(env.sshPort), password };
+}
+
+/** docker volume create -d PLUGIN -o k=v... NAME, tracked in RES for cleanup; the CLI's result (never throws). */
+export function tryCreateVolume(res: Resources, plugin: LegacyPlugin, name: string, opts: Record<string, string>): Promise<CmdResult> {
+  res.volume(name);
+  const args = ['volume', 'create', '-d', plugin.name];
+  for (const [k, v] of Object.entries(opts)) args.push('-o', `${k}=${v}`);
+  return docker([...args, name]);
+}
+
+/** docker volume create as tryCreateVolume, expected to succeed; returns NAME. */
+export async function createVolume(res: Resources, plugin: LegacyPlugin, name: string, opts: Record<string, string>): Promise<string> {
+  expectOk(await tryCreateVolume(res, plugin, name, opts), plugin);
+  return name;
+}
+
+/** docker volume rm NAME, expected to succeed; no longer tracked in RES. */
+export async function removeVolume(res: Resources, name: string, plugin?: LegacyPlugin): Promise<void> {
+  expectOk(await docker(['volume', 'rm', name]), plugin);
+  res.volumes.delete(name);
+}
+
+/** docker run --rm --network none -v VOLUME:/data busybox sh -c SCRIPT */
+export function runWith(volume: string, script: string, extra: string[] = []): Promise<CmdResult> {
+  return docker(['run', '--rm', '--network', 'none', ...extra, '-v', `${volume}:/data`, loadEnv().image, 'sh', '-c', script]);
+}
+
+/** A detached container on VOLUME running SCRIPT (default: sleep), tracked in RES; returns its name. */
+export async function startContainer(res: Resources, volume: string, script = 'exec sleep 600', extra: string[] = []): Promise<string> {
+  const name = res.container(uniq('fault'));
+  const r = await docker([
+    'run', '-d', '--name', name, '--network', 'none', ...extra, '-v', `${volume}:/data`, loadEnv().image, 'sh', '-c', script,
+  ]);
+  if (r.exitCode !== 0) throw new Error(`docker run -d on ${volume} failed: ${r.stderr}`);
+  return name;
+}
+
+/** docker rm -f NAMES; no longer tracked in RES. */
+export async function removeContainers(res: Resources, names: string[]): Promise<void> {
+  if (names.length === 0) return;
+  const r = await docker(['rm', '-f', ...names], { timeoutMs: 120_000 });
+  if (r.exitCode !== 0) throw new Error(`docker rm -f failed: ${r.stderr}`);
+  for (const n of names) res.containers.delete(n);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Mounts (the kernel's view)
 
 export interface MountEntry {
@@ -439,11 +440,6 @@ export interface MountEntry {
   mountpoint: string;
   fstype: string;
   options: string;
-}
-
-/** /proc/mounts escapes space, tab, newline and backslash as octal. */
-function unescapeMountField(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
 
 export async function readMounts(): Promise<MountEntry[]> {
@@ -517,22 +513,7 @@ export async function runAsUser(user: string, command: string): Promise<CmdResul
 /** Runs COMMAND over a real ssh login as the key user (checks the sshd itself). */
 export async function sshAsKeyUser(command: string): Promise<CmdResult> {
   const env = loadEnv();
-  const r = await execa(
-    'ssh',
-    [
-      '-F', '/dev/null',
-      '-p', String(env.sshPort),
-      '-i', env.keyFile,
-      '-o', 'BatchMode=yes',
-      '-o', 'IdentitiesOnly=yes',
-      '-o', `UserKnownHostsFile=${env.knownHostsFile}`,
-      '-o', 'StrictHostKeyChecking=yes',
-      '-o', 'ConnectTimeout=10',
-      `${env.keyUser}@${env.sshHost}`,
-      command,
-    ],
-    { reject: false, timeout: 30_000, input: '' },
-  );
+  const r = await execa('ssh', [...keyUserSshArgs(env, ['-o', 'ConnectTimeout=10']), command], { reject: false, timeout: 30_000, input: '' });
   return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 

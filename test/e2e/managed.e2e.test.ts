@@ -5,7 +5,7 @@
 // teardown that must leave no mount and no process behind. Also: `plugin.sh push` explains a registry's refusals
 // (a fake registry on 127.0.0.1 answers the way real ones refuse).
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -27,27 +27,7 @@ import {
   sshfsMountsUnder,
   waitFor,
 } from './harness.js';
-
-const PLUGIN_SCRIPT = path.join(REPO_ROOT, 'scripts', 'plugin.sh');
-
-interface ScriptResult {
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs scripts/plugin.sh STEP against the test dockerd. */
-async function pluginScript(step: string, extraEnv: Record<string, string>, timeoutMs = 300_000): Promise<ScriptResult> {
-  const env = loadEnv();
-  const r = await execa('bash', [PLUGIN_SCRIPT, step], {
-    cwd: REPO_ROOT,
-    env: { DOCKER_HOST: env.dockerHost, DOCKER_CONTEXT: '', DOCKER_CLI_HINTS: 'false', ...extraEnv },
-    reject: false,
-    timeout: timeoutMs,
-    input: '',
-  });
-  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
-}
+import { createKeyVolume, freshPluginDirs, pluginDirs, pluginScript, removeManagedPlugin } from './managed-plugin.js';
 
 interface Proc {
   pid: number;
@@ -80,12 +60,8 @@ const sha256 = (data: Buffer): string => createHash('sha256').update(data).diges
 
 describe('managed plugin (docker plugin create/enable from the offline rootfs)', () => {
   const env = loadEnv();
-  const name = `sshfs-managed-${randomId()}`;
-  const ref = `${name}:latest`;
-  const baseDir = path.join(env.dir, 'managed', name);
-  const pluginDir = path.join(baseDir, 'plugin');
-  const stateSource = path.join(baseDir, 'state');
-  const keysSource = path.join(baseDir, 'keys');
+  const dirs = pluginDirs('managed', 'sshfs-managed');
+  const { name, ref, baseDir, pluginDir, stateSource, keysSource } = dirs;
   const res = new Resources();
   const keyVol = res.volume(`mk-${randomId()}`);
   const pwVol = res.volume(`mp-${randomId()}`);
@@ -102,10 +78,7 @@ describe('managed plugin (docker plugin create/enable from the offline rootfs)',
       .filter((line) => pluginId !== '' && line.includes(`plugin=${pluginId}`));
 
   beforeAll(async () => {
-    rmSync(baseDir, { recursive: true, force: true });
-    mkdirSync(keysSource, { recursive: true, mode: 0o700 });
-    copyFileSync(env.keyFile, path.join(keysSource, 'id_ed25519'));
-    chmodSync(path.join(keysSource, 'id_ed25519'), 0o600);
+    freshPluginDirs(dirs);
     // `npm run plugin:install`, offline, under a unique name, with the key directory as the keys mount's source.
     const r = await pluginScript('install', {
       PLUGIN_NAME: name,
@@ -123,10 +96,7 @@ describe('managed plugin (docker plugin create/enable from the offline rootfs)',
 
   afterAll(async () => {
     const errors = await res.cleanup();
-    if ((await docker(['plugin', 'inspect', ref])).exitCode === 0) {
-      await docker(['plugin', 'disable', '-f', ref]);
-      await docker(['plugin', 'rm', '-f', ref]);
-    }
+    await removeManagedPlugin(ref);
     if ((await sshfsMountsUnder(baseDir)).length === 0) rmSync(baseDir, { recursive: true, force: true });
     if (errors.length > 0) console.warn(`[managed] cleanup: ${errors.join('; ')}`);
   }, 300_000);
@@ -175,13 +145,7 @@ describe('managed plugin (docker plugin create/enable from the offline rootfs)',
   });
 
   it('creates a key-auth volume (key from the keys mount); data written in one container is read in the next and on the sshd', async () => {
-    await dockerOk([
-      'volume', 'create', '-d', ref,
-      '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${keyRemote}`,
-      '-o', `port=${env.sshPort}`,
-      '-o', 'IdentityFile=/keys/id_ed25519',
-      keyVol,
-    ]);
+    await createKeyVolume(ref, keyVol, keyRemote, '/keys/id_ed25519');
     // Mounted at a path the image does not have: for an empty volume over a path the image has, Docker copies the
     // image dir's owner onto the volume root, which an sshfs mount refuses (the remote user cannot chown to root).
     const write = await dockerOk(

@@ -4,9 +4,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
-import net from 'node:net';
 import path from 'node:path';
 import { execa } from 'execa';
+import { freePort } from '../../scripts/lib/tcp.js';
 import { REPO_ROOT, readMounts, sleep } from './harness.js';
 
 /** Installs Debian packages the release tests use (through the project's script, which skips installed ones). */
@@ -17,18 +17,6 @@ export async function ensurePackages(...packages: string[]): Promise<void> {
     input: '',
   });
   if (r.exitCode !== 0) throw new Error(`installing ${packages.join(' ')} failed:\n${r.all ?? ''}`);
-}
-
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {

@@ -10,47 +10,21 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, Resources, docker, dockerOk, loadEnv, makeRemoteSubdir, randomId, readRemote, sshfsMountsUnder, waitFor } from './harness.js';
+import { freshPluginDirs, keyVolumeRoundTrip, pluginDirs, pluginScript, removeManagedPlugin } from './managed-plugin.js';
 import { startDockerd, startRegistry, type Dockerd, type Registry } from './release-env.js';
-
-const PLUGIN_SCRIPT = path.join(REPO_ROOT, 'scripts', 'plugin.sh');
-
-interface ScriptResult {
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs scripts/plugin.sh STEP (what `npm run plugin:STEP` runs) against the test dockerd. */
-async function pluginScript(step: string, extraEnv: Record<string, string>, timeoutMs = 600_000): Promise<ScriptResult> {
-  const env = loadEnv();
-  const r = await execa('bash', [PLUGIN_SCRIPT, step], {
-    cwd: REPO_ROOT,
-    env: { DOCKER_HOST: env.dockerHost, DOCKER_CONTEXT: '', DOCKER_CLI_HINTS: 'false', ...extraEnv },
-    reject: false,
-    timeout: timeoutMs,
-    input: '',
-  });
-  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
-}
 
 const builtSize = (stderr: string): string => /built .* with the (\w+) builder \((\d+) MiB/.exec(stderr)?.slice(1, 3).join(': ') ?? '?';
 
 describe('Dockerfile build (stand-in node:20-slim made offline), enabled, mounting a volume', () => {
   const env = loadEnv();
-  const name = `sshfs-df-${randomId()}`;
-  const ref = `${name}:latest`;
-  const baseDir = path.join(env.dir, 'release', name);
-  const pluginDir = path.join(baseDir, 'plugin');
-  const keysSource = path.join(baseDir, 'keys');
+  const dirs = pluginDirs('release', 'sshfs-df');
+  const { name, ref } = dirs;
   const res = new Resources();
   const vol = res.volume(`df-${randomId()}`);
   let buildLog = '';
 
   beforeAll(async () => {
-    rmSync(baseDir, { recursive: true, force: true });
-    mkdirSync(keysSource, { recursive: true, mode: 0o700 });
-    copyFileSync(env.keyFile, path.join(keysSource, 'id_ed25519'));
-    chmodSync(path.join(keysSource, 'id_ed25519'), 0o600);
+    freshPluginDirs(dirs);
     // The test dockerd cannot pull: give it the stand-in base image (made once, then imported from the cache).
     const base = await execa('bash', [path.join(REPO_ROOT, 'scripts', 'stand-in-base.sh'), 'node:20-slim'], {
       env: { DOCKER_HOST: env.dockerHost, DOCKER_CONTEXT: '' },
@@ -63,11 +37,11 @@ describe('Dockerfile build (stand-in node:20-slim made offline), enabled, mounti
     // `npm run plugin:install` with the Dockerfile builder; the test dockerd has no bridge, so RUN steps use the host's.
     const r = await pluginScript('install', {
       PLUGIN_NAME: name,
-      PLUGIN_DIR: pluginDir,
+      PLUGIN_DIR: dirs.pluginDir,
       PLUGIN_BUILDER: 'dockerfile',
       PLUGIN_BUILD_NETWORK: 'host',
-      PLUGIN_STATE_SOURCE: path.join(baseDir, 'state'),
-      PLUGIN_KEYS_SOURCE: keysSource,
+      PLUGIN_STATE_SOURCE: dirs.stateSource,
+      PLUGIN_KEYS_SOURCE: dirs.keysSource,
     });
     buildLog = r.stderr;
     if (r.exitCode !== 0) throw new Error(`plugin.sh install (dockerfile) failed (${r.exitCode}):\n${r.stderr}\n${r.stdout}`);
@@ -76,18 +50,15 @@ describe('Dockerfile build (stand-in node:20-slim made offline), enabled, mounti
 
   afterAll(async () => {
     const errors = await res.cleanup();
-    if ((await docker(['plugin', 'inspect', ref])).exitCode === 0) {
-      await docker(['plugin', 'disable', '-f', ref]);
-      await docker(['plugin', 'rm', '-f', ref]);
-    }
+    await removeManagedPlugin(ref);
     await docker(['image', 'rm', '-f', 'docker-volume-sshfs-rootfs:build']);
-    if ((await sshfsMountsUnder(baseDir)).length === 0) rmSync(baseDir, { recursive: true, force: true });
+    if ((await sshfsMountsUnder(dirs.baseDir)).length === 0) rmSync(dirs.baseDir, { recursive: true, force: true });
     if (errors.length > 0) console.warn(`[release] cleanup: ${errors.join('; ')}`);
   }, 300_000);
 
   it('was built from the Dockerfile, holds what the plugin runs and not the tooling it does not', () => {
     expect(buildLog).toMatch(/with the dockerfile builder/);
-    const rootfs = path.join(pluginDir, 'rootfs');
+    const rootfs = path.join(dirs.pluginDir, 'rootfs');
     for (const f of ['usr/local/bin/node', 'usr/bin/sshfs', 'usr/bin/ssh', 'usr/bin/fusermount3', 'usr/bin/tini', 'app/dist/adapter/main.js']) {
       expect(existsSync(path.join(rootfs, f)), f).toBe(true);
     }
@@ -103,18 +74,7 @@ describe('Dockerfile build (stand-in node:20-slim made offline), enabled, mounti
   it('is enabled and mounts a key-auth volume; data reaches the sshd', async () => {
     expect((await dockerOk(['plugin', 'inspect', '-f', '{{.Enabled}}', ref])).trim()).toBe('true');
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'dockerfile');
-    await dockerOk([
-      'volume', 'create', '-d', ref,
-      '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${remote}`,
-      '-o', `port=${env.sshPort}`,
-      '-o', 'IdentityFile=id_ed25519',
-      vol,
-    ]);
-    const text = `built from the Dockerfile: ${randomId(8)}\n`;
-    await dockerOk(['run', '--rm', '-i', '-v', `${vol}:/remote`, env.image, 'sh', '-c', 'cat > /remote/df.txt'], { input: text });
-    const read = await dockerOk(['run', '--rm', '-v', `${vol}:/remote`, env.image, 'cat', '/remote/df.txt']);
-    expect(`${read}\n`).toBe(text);
-    expect(await readRemote(remote, 'df.txt')).toBe(text);
+    await keyVolumeRoundTrip(ref, vol, remote, 'df.txt', `built from the Dockerfile: ${randomId(8)}\n`);
   });
 });
 

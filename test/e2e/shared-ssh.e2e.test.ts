@@ -6,18 +6,8 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  docker,
-  inspectVolume,
-  loadEnv,
-  makeRemoteSubdir,
-  pluginRequest,
-  randomId,
-  readRemote,
-  Resources,
-  sshfsMountsUnder,
-  startLegacyPlugin,
-  waitFor,
-  type CmdResult,
+  createVolume, describeRun, docker, expectOk, inspectVolume, keyOpts, loadEnv, makeRemoteSubdir, pluginRequest,
+  randomId, readRemote, removeVolume, Resources, runWith, sshfsMountsUnder, startLegacyPlugin, uniq, waitFor,
   type LegacyPlugin,
 } from './harness.js';
 
@@ -26,41 +16,7 @@ const res = new Resources();
 let plugin: LegacyPlugin;
 const WRONG_KEY = path.join(env.keysDir, `wrong-${randomId()}`);
 
-const uniq = (prefix: string): string => `${prefix}-${randomId()}`;
-
-function describeRun(r: CmdResult): string {
-  return `exit ${r.exitCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}\n--- plugin log (tail) ---\n${plugin?.logs().slice(-4000)}`;
-}
-
-async function createVolumeOk(p: LegacyPlugin, name: string, opts: Record<string, string>): Promise<string> {
-  res.volume(name);
-  const args = ['volume', 'create', '-d', p.name];
-  for (const [k, v] of Object.entries(opts)) args.push('-o', `${k}=${v}`);
-  const r = await docker([...args, name]);
-  expect(r.exitCode, describeRun(r)).toBe(0);
-  return name;
-}
-
-const runWith = (volume: string, script: string, extra: string[] = []) =>
-  docker(['run', '--rm', '--network', 'none', ...extra, '-v', `${volume}:/data`, env.image, 'sh', '-c', script]);
-
-async function runWithOk(volume: string, script: string): Promise<string> {
-  const r = await runWith(volume, script);
-  expect(r.exitCode, describeRun(r)).toBe(0);
-  return r.stdout;
-}
-
-async function removeVolume(name: string): Promise<void> {
-  const r = await docker(['volume', 'rm', name]);
-  expect(r.exitCode, describeRun(r)).toBe(0);
-  res.volumes.delete(name);
-}
-
-const keyOpts = (remote: string, keyFile = env.keyFile) => ({
-  sshcmd: `${env.keyUser}@${env.sshHost}:${remote}`,
-  port: String(env.sshPort),
-  IdentityFile: keyFile,
-});
+const runWithOk = async (volume: string, script: string): Promise<string> => expectOk(await runWith(volume, script), plugin);
 
 /** Key logins of the test user that sshd accepted so far (sshd logs at VERBOSE, one line per login). */
 function sshdLogins(): number {
@@ -108,8 +64,8 @@ afterAll(async () => {
 describe('shared ssh connections', () => {
   it('two volumes with the same credentials log in once; a wrong key still fails; the last Remove closes the login', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const a = await createVolumeOk(plugin, uniq('share-a'), keyOpts(remote));
-    const b = await createVolumeOk(plugin, uniq('share-b'), keyOpts(remote));
+    const a = await createVolume(res, plugin, uniq('share-a'), keyOpts(remote));
+    const b = await createVolume(res, plugin, uniq('share-b'), keyOpts(remote));
     const before = sshdLogins();
     // One after another, each unmounted before the next starts (a login carries one mounted volume at a time, and
     // Docker's Unmount may trail the CLI).
@@ -127,26 +83,26 @@ describe('shared ssh connections', () => {
     const socket = path.join(plugin.stateDir, 'cm', String(sa.sharedConnectionId));
 
     // Same server and user, a key the server refuses: its own login fails although a's connection is up.
-    const wrong = await createVolumeOk(plugin, uniq('share-wrong'), keyOpts(remote, WRONG_KEY));
+    const wrong = await createVolume(res, plugin, uniq('share-wrong'), keyOpts(remote, WRONG_KEY));
     const r = await runWith(wrong, 'true');
-    expect(r.exitCode, describeRun(r)).not.toBe(0);
+    expect(r.exitCode, describeRun(r, plugin)).not.toBe(0);
     expect(r.stderr).toMatch(/Permission denied/);
     expect(masters(plugin)).toHaveLength(1);
-    await removeVolume(wrong);
+    await removeVolume(res, wrong, plugin);
 
-    await removeVolume(a);
+    await removeVolume(res, a, plugin);
     expect(masters(plugin), 'b still uses the login').toHaveLength(1);
-    await removeVolume(b);
+    await removeVolume(res, b, plugin);
     await waitFor('the master to exit after its last volume was removed', () => masters(plugin).length === 0, 10_000);
     expect(() => readFileSync(socket)).toThrow(/ENOENT/);
   });
 
   it('a killed master is confined to its volumes: a running container reads on, the next mount logs in anew', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const a = await createVolumeOk(plugin, uniq('share-kill'), keyOpts(remote));
+    const a = await createVolume(res, plugin, uniq('share-kill'), keyOpts(remote));
     const holder = res.container(uniq('share-holder'));
     const started = await docker(['run', '-d', '--name', holder, '--network', 'none', '-v', `${a}:/data`, env.image, 'sleep', '600']);
-    expect(started.exitCode, describeRun(started)).toBe(0);
+    expect(started.exitCode, describeRun(started, plugin)).toBe(0);
     const [master] = masters(plugin);
     expect(master).toBeDefined();
     process.kill(master ?? 0, 'SIGKILL');
@@ -157,14 +113,14 @@ describe('shared ssh connections', () => {
       30_000,
       500,
     );
-    const b = await createVolumeOk(plugin, uniq('share-after-kill'), keyOpts(remote));
+    const b = await createVolume(res, plugin, uniq('share-after-kill'), keyOpts(remote));
     await runWithOk(b, 'cat /data/healed');
     expect(masters(plugin)).toHaveLength(1);
     expect(masters(plugin)[0]).not.toBe(master);
     await docker(['rm', '-f', holder]);
     res.containers.delete(holder);
-    await removeVolume(a);
-    await removeVolume(b);
+    await removeVolume(res, a, plugin);
+    await removeVolume(res, b, plugin);
   });
 
   it('the plugin stopping (SIGTERM) leaves no master behind', async () => {

@@ -3,51 +3,45 @@
 // of a burst), sshfs killed, sshd and dockerd restarted — with every invariant checked after every step.
 //
 //   CHAOS_SEED=<n>      another sequence (the seed is printed; default fixed, so `npm test` is deterministic in its steps)
-//   CHAOS_SECONDS=<n>   how long to keep taking steps (default 150; the checks and cleanup add about a minute)
+//   CHAOS_SECONDS=<n>   how long to keep taking steps (default 150; the checks and cleanup come on top: the fault table's secs column has the whole)
 import { writeFileSync } from 'node:fs';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import {
   docker,
   listProcesses,
   listVolumes,
-  loadEnv,
   makeRemoteSubdir,
   randomId,
   readMounts,
-  Resources,
   sleep,
   sshProcessesMentioning,
   startDockerd,
-  startLegacyPlugin,
   startSshd,
   stopDockerd,
   stopSshd,
-  uniquePluginName,
   waitFor,
   type CmdResult,
-  type LegacyPlugin,
 } from '../e2e/harness.js';
-import { call, keyOpts, measured, pwOpts, round, stats } from './lib.js';
+import { call, ensureDockerd, keyOpts, measured, pwOpts, round, stats, useFaultPlugin } from './lib.js';
 
 const SEED = Number(process.env.CHAOS_SEED || 1515);
 const SECONDS = Number(process.env.CHAOS_SECONDS || 150);
 const MAX_VOLUMES = 4;
 const MAX_SLEEPERS = 3;
-/** An unused volume must be unmounted, its sshfs and ssh gone, within this (a lost reference is noticed in 15-30 s). */
+/** An unused volume must be unmounted, its sshfs and ssh gone, within this (lost references are looked for every INHERITED_CHECK_MS, handlers/inherited.ts). */
 const UNMOUNT_GRACE_MS = 60_000;
 /** Generous: List is answered from memory, but this machine is shared and slow at times. */
 const LIST_LIMIT_MS = 5_000;
 
-const env = loadEnv();
-const res = new Resources();
-const pluginName = uniquePluginName();
+// Plain node, so that SIGKILL ends the plugin itself (tini puts its child in a process group of its own, where a
+// kill of tini's group would miss it and leave a second plugin serving old connections).
+const { plugin, res, env, start } = useFaultPlugin({ beforeCleanup: ensureDockerd });
 /** In volume and container names: a dockerd's data root outlives a run, and a name it still knows from an earlier
  * run (of a plugin long gone) makes it wait for that plugin. The seed alone decides the steps. */
 const RUN = randomId(2);
-let plugin: LegacyPlugin;
 
 /** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
 function prng(seed: number): () => number {
@@ -82,12 +76,8 @@ const fig = {
   steps: 0,
   runsOk: 0,
   runsFailed: 0,
-  termBurstRuns: 0,
-  termBurstFailed: 0,
-  killBurstRuns: 0,
-  killBurstFailed: 0,
-  kills: 0,
-  terms: 0,
+  bursts: { SIGKILL: { runs: 0, failed: 0 }, SIGTERM: { runs: 0, failed: 0 } },
+  stops: { SIGKILL: 0, SIGTERM: 0 },
   sshfsKills: 0,
   sshdRestarts: 0,
   dockerdRestarts: 0,
@@ -101,12 +91,6 @@ const fig = {
 
 function note(line: string): void {
   history.push(`#${fig.steps} ${line}`);
-}
-
-async function startPlugin(): Promise<void> {
-  // Plain node, so that SIGKILL ends the plugin itself (tini puts its child in a process group of its own, where a
-  // kill of tini's group would miss it and leave a second plugin serving old connections).
-  plugin = await startLegacyPlugin(pluginName);
 }
 
 /** A container writes one new file; when it says it did (exit 0), the file is recorded as written. */
@@ -137,7 +121,7 @@ async function createVol(): Promise<void> {
   const remote = password ? await makeRemoteSubdir(env.pwRemoteDir, env.pwUser) : await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
   const opts = password ? pwOpts(remote) : keyOpts(remote);
   res.volume(name);
-  const args = ['volume', 'create', '-d', pluginName];
+  const args = ['volume', 'create', '-d', plugin.name];
   for (const [k, v] of Object.entries(opts)) args.push('-o', `${k}=${v}`);
   const r = await docker([...args, name]);
   note(`create ${name}${password ? ' (password)' : ''}: exit ${r.exitCode}`);
@@ -198,46 +182,32 @@ async function copyInto(): Promise<void> {
   if (r.exitCode === 0 && vol !== undefined) written.set(path.join(vol.remote, file), content.trimEnd());
 }
 
-async function killPlugin(during: boolean): Promise<void> {
-  fig.kills += 1;
+/**
+ * The plugin stopped and started again: SIGKILL (a crash) or SIGTERM (requests in flight finish first), while idle or
+ * some random milliseconds into a burst of docker runs. No run may fail because of a SIGTERM.
+ */
+async function stopPlugin(signal: 'SIGKILL' | 'SIGTERM', during: boolean): Promise<void> {
+  const kill = signal === 'SIGKILL';
+  const stop = (): Promise<void> => (kill ? plugin.kill() : plugin.stop());
+  fig.stops[signal] += 1;
   if (!during) {
-    await plugin.kill();
-    note('plugin SIGKILL (idle)');
-    await startPlugin();
+    await stop();
+    note(`plugin ${signal} (idle)`);
+    await start();
     return;
   }
-  const n = int(2, 6);
+  const n = kill ? int(2, 6) : int(3, 8);
   const runs = burst(n);
-  const delay = int(100, 900);
+  const delay = kill ? int(100, 900) : int(200, 400);
   await sleep(delay);
-  await plugin.kill();
-  await startPlugin();
-  const results = await runs;
-  fig.killBurstRuns += results.length;
-  fig.killBurstFailed += results.filter((r) => r.exitCode !== 0).length;
-  note(`plugin SIGKILL ${delay} ms into a burst of ${n}: ${results.filter((r) => r.exitCode !== 0).length} failed`);
-}
-
-async function termPlugin(during: boolean): Promise<void> {
-  fig.terms += 1;
-  if (!during) {
-    await plugin.stop();
-    note('plugin SIGTERM (idle)');
-    await startPlugin();
-    return;
-  }
-  const n = int(3, 8);
-  const runs = burst(n);
-  const delay = int(200, 400);
-  await sleep(delay);
-  await plugin.stop(); // SIGTERM; requests in flight finish first
-  await startPlugin();
+  await stop();
+  await start();
   const results = await runs;
   const failed = results.filter((r) => r.exitCode !== 0);
-  fig.termBurstRuns += results.length;
-  fig.termBurstFailed += failed.length;
-  note(`plugin SIGTERM ${delay} ms into a burst of ${n}: ${failed.length} failed`);
-  expect(failed.map((r) => r.stderr), 'no docker run may fail because the plugin was stopped with SIGTERM').toEqual([]);
+  fig.bursts[signal].runs += results.length;
+  fig.bursts[signal].failed += failed.length;
+  note(`plugin ${signal} ${delay} ms into a burst of ${n}: ${failed.length} failed`);
+  if (!kill) expect(failed.map((r) => r.stderr), 'no docker run may fail because the plugin was stopped with SIGTERM').toEqual([]);
 }
 
 async function killSshfs(): Promise<void> {
@@ -277,10 +247,10 @@ async function step(): Promise<string> {
     ['sleeper', vols.size > 0 && sleepers.size < MAX_SLEEPERS ? 3 : 0, startSleeper],
     ['stop sleeper', sleepers.size > 0 ? 3 : 0, () => stopSleeper()],
     ['cp', sleepers.size > 0 ? 2 : 0, copyInto],
-    ['kill plugin', 1, () => killPlugin(false)],
-    ['kill plugin in burst', vols.size > 0 ? 2 : 0, () => killPlugin(true)],
-    ['term plugin', 1, () => termPlugin(false)],
-    ['term plugin in burst', vols.size > 0 ? 2 : 0, () => termPlugin(true)],
+    ['kill plugin', 1, () => stopPlugin('SIGKILL', false)],
+    ['kill plugin in burst', vols.size > 0 ? 2 : 0, () => stopPlugin('SIGKILL', true)],
+    ['term plugin', 1, () => stopPlugin('SIGTERM', false)],
+    ['term plugin in burst', vols.size > 0 ? 2 : 0, () => stopPlugin('SIGTERM', true)],
     ['kill sshfs', 1, killSshfs],
     ['restart sshd', 1, restartSshd],
     ['restart dockerd', fig.dockerdRestarts < 2 ? 0.5 : 0, restartDockerd],
@@ -310,7 +280,7 @@ async function check(): Promise<void> {
   // Docker and the plugin list the same volumes (Docker may take a moment after a restart).
   await waitFor('docker volume ls to match the plugin', async () => {
     const now = ((await call(plugin, '/VolumeDriver.List', {})).Volumes as Array<{ Name: string }>).map((v) => v.Name).sort();
-    return JSON.stringify((await listVolumes(pluginName)).sort()) === JSON.stringify(now);
+    return JSON.stringify((await listVolumes(plugin.name)).sort()) === JSON.stringify(now);
   }, 30_000, 500);
   // At most one mount per mountpoint.
   const mounts = (await readMounts()).filter((m) => m.mountpoint.startsWith(`${plugin.mountRoot}/`));
@@ -355,16 +325,6 @@ async function check(): Promise<void> {
   expect(zombies, 'zombies under the plugin').toBe(0);
 }
 
-beforeAll(async () => {
-  await startPlugin();
-});
-
-afterAll(async () => {
-  if ((await docker(['info'], { timeoutMs: 10_000 })).exitCode !== 0) await startDockerd();
-  await res.cleanup();
-  await plugin.stop();
-});
-
 it(`chaos: seeded random faults for ${SECONDS} s, every invariant checked after every step (seed ${SEED})`, async () => {
   process.stdout.write(`[chaos] seed ${SEED} (CHAOS_SEED to change), ${SECONDS} s of steps (CHAOS_SECONDS)\n`);
   await measured(`chaos: random faults, invariants after each step (seed ${SEED})`, import.meta.url, async (row) => {
@@ -396,8 +356,8 @@ it(`chaos: seeded random faults for ${SECONDS} s, every invariant checked after 
       row.figures.seed = `${SEED} (CHAOS_SEED=${SEED} CHAOS_SECONDS=${SECONDS} to replay)`;
       row.figures.steps = `${fig.steps}: ${[...counts].map(([k, v]) => `${k} ${v}`).join(', ')}`;
       row.figures['docker runs ok / failed'] = `${fig.runsOk} / ${fig.runsFailed}`;
-      row.figures['runs failed in SIGTERM bursts'] = `${fig.termBurstFailed} of ${fig.termBurstRuns}`;
-      row.figures['runs failed in SIGKILL bursts'] = `${fig.killBurstFailed} of ${fig.killBurstRuns}`;
+      row.figures['runs failed in SIGTERM bursts'] = `${fig.bursts.SIGTERM.failed} of ${fig.bursts.SIGTERM.runs}`;
+      row.figures['runs failed in SIGKILL bursts'] = `${fig.bursts.SIGKILL.failed} of ${fig.bursts.SIGKILL.runs}`;
       row.figures['volume rm done / refused (in use)'] = `${fig.removes} / ${fig.removesRefused}`;
       row.figures['files written and found on the server'] = written.size;
       row.figures['List ms'] = stats(fig.listMs);

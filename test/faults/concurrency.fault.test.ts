@@ -2,22 +2,9 @@
 // the socket (serialized per volume); a hanging mount of one volume must not delay List, Get or another volume's Mount.
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import {
-  docker,
-  isSshfsMounted,
-  listVolumes,
-  loadEnv,
-  makeRemoteSubdir,
-  mountCountAt,
-  randomId,
-  Resources,
-  sshfsMountsUnder,
-  sshProcessesMentioning,
-  startLegacyPlugin,
-  waitFor,
-  type LegacyPlugin,
-} from '../e2e/harness.js';
+import { expect, it } from 'vitest';
+import { startSilentHost, type SilentHost } from '../../scripts/lib/tcp.js';
+import { docker, isSshfsMounted, listVolumes, makeRemoteSubdir, mountCountAt, randomId, sshProcessesMentioning, waitFor } from '../e2e/harness.js';
 import {
   call,
   createVolume,
@@ -28,30 +15,14 @@ import {
   round,
   runWith,
   secondsSince,
-  startSilentHost,
   stats,
   statusOver,
   uniq,
-  type SilentHost,
+  useFaultPlugin,
 } from './lib.js';
 
-const env = loadEnv();
-const res = new Resources();
-let plugin: LegacyPlugin;
 let silent: SilentHost | undefined;
-
-beforeAll(async () => {
-  plugin = await startLegacyPlugin();
-});
-
-afterAll(async () => {
-  await silent?.close();
-  const errors = await res.cleanup();
-  const left = await sshfsMountsUnder(plugin.mountRoot);
-  await plugin.stop();
-  expect(errors).toEqual([]);
-  expect(left.map((m) => m.mountpoint)).toEqual([]);
-});
+const { plugin, res, env } = useFaultPlugin({ beforeCleanup: async () => silent?.close() });
 
 const sshfsCount = async (mountpoint: string) => (await sshProcessesMentioning(mountpoint)).filter((p) => p.comm === 'sshfs').length;
 

@@ -2,42 +2,26 @@
 // every volume must still be listed and mountable, counts must be right (dockerd asks Get for every volume at start).
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
+import { dockerOk, isSshfsMounted, listVolumes, makeRemoteSubdir, mountCountAt, sshfsMountsUnder, startDockerd, stopDockerd, waitFor } from '../e2e/harness.js';
 import {
-  docker,
-  dockerOk,
-  isSshfsMounted,
-  listVolumes,
-  loadEnv,
-  makeRemoteSubdir,
-  mountCountAt,
-  Resources,
-  sshfsMountsUnder,
-  startDockerd,
-  startLegacyPlugin,
-  stopDockerd,
-  waitFor,
-  type LegacyPlugin,
-} from '../e2e/harness.js';
-import { createVolume, describeRun, keyOpts, measured, pwOpts, removeContainers, runWith, secondsSince, startContainer, statusOver, uniq } from './lib.js';
+  createVolume,
+  describeRun,
+  ensureDockerd,
+  markedVolume,
+  measured,
+  pwOpts,
+  removeContainers,
+  runWith,
+  secondsSince,
+  startContainer,
+  statusOver,
+  uniq,
+  useFaultPlugin,
+} from './lib.js';
 
-const env = loadEnv();
-const res = new Resources();
-let plugin: LegacyPlugin;
-
-beforeAll(async () => {
-  plugin = await startLegacyPlugin();
-});
-
-afterAll(async () => {
-  // Whatever happened, leave dockerd running for the next files.
-  if ((await docker(['info'], { timeoutMs: 10_000 })).exitCode !== 0) await startDockerd();
-  const errors = await res.cleanup();
-  const left = await sshfsMountsUnder(plugin.mountRoot);
-  await plugin.stop();
-  expect(errors).toEqual([]);
-  expect(left.map((m) => m.mountpoint)).toEqual([]);
-});
+// Whatever happened, leave dockerd running for the next files.
+const { plugin, res, env } = useFaultPlugin({ beforeCleanup: ensureDockerd });
 
 const count = (text: string, needle: string): number => text.split(needle).length - 1;
 
@@ -45,11 +29,7 @@ it('keeps every volume listed and mountable across a dockerd restart, with runni
   await measured('dockerd restarted with volumes in use', import.meta.url, async (row) => {
     row.trials = 1;
     const vols: string[] = [];
-    for (let i = 0; i < 5; i++) {
-      const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-      writeFileSync(path.join(remote, 'marker'), `volume ${i}\n`);
-      vols.push(await createVolume(res, plugin, uniq(`dockerd-${i}`), keyOpts(remote)));
-    }
+    for (let i = 0; i < 5; i++) vols.push((await markedVolume(res, plugin, `dockerd-${i}`, `volume ${i}\n`)).vol);
     const pwRemote = await makeRemoteSubdir(env.pwRemoteDir, env.pwUser);
     writeFileSync(path.join(pwRemote, 'marker'), 'volume pw\n');
     vols.push(await createVolume(res, plugin, uniq('dockerd-pw'), pwOpts(pwRemote)));

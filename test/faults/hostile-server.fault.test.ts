@@ -3,27 +3,14 @@
 // The plugin must not freeze, must leave no process behind, and must say in one line what happened.
 import { readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import {
-  docker,
-  loadEnv,
-  makeRemoteSubdir,
-  Resources,
-  sleep,
-  sshfsMountsUnder,
-  sshProcessesMentioning,
-  startLegacyPlugin,
-  uniquePluginName,
-  waitFor,
-  type LegacyPlugin,
-} from '../e2e/harness.js';
-import { abortSshfsOf, startBannerServer, startTestSshd, type BannerServer, type TestSshd } from './hostile-servers.js';
-import { call, createVolume, keyOpts, measured, round, runWith, secondsSince, startContainer, removeContainers, statusOver, uniq } from './lib.js';
+import { beforeAll, expect, it } from 'vitest';
+import { docker, loadEnv, makeRemoteSubdir, sleep, sshfsMountsUnder, sshProcessesMentioning, waitFor } from '../e2e/harness.js';
+import type { SilentHost } from '../../scripts/lib/tcp.js';
+import { abortSshfsOf, startBannerServer, startTestSshd, type TestSshd } from './hostile-servers.js';
+import { call, createVolume, keyOpts, measured, round, runWith, secondsSince, startContainer, removeContainers, statusOver, uniq, useFaultPlugin } from './lib.js';
 
 const env = loadEnv();
-const res = new Resources();
 const MOUNT_TIMEOUT_S = 4;
-const PLUGIN_OPTS = { env: { MOUNT_TIMEOUT: String(MOUNT_TIMEOUT_S) } };
 /** Stalled volumes: more than libuv's 4 pool threads, and than the 8 the issue names. */
 const STALLED = 10;
 /** sshfs's INIT and its check of the remote dir pass, so sshfs mounts; the first request on the mount never returns. */
@@ -31,39 +18,37 @@ const STALL_AFTER_PACKETS = 2;
 /** Generous bound for "answers in its usual time" on a noisy 2-core machine (figures show the real numbers). */
 const PROMPT_MS = 5_000;
 
-let plugin: LegacyPlugin;
 let sshd: TestSshd;
-let banner: BannerServer;
-const pluginName = uniquePluginName();
+let banner: SilentHost;
 /** The env's key, passed as text (-o key=...): explicit credentials that do not depend on a keys directory. */
 const keyText = readFileSync(env.keyFile, 'utf8');
 
+const { plugin, res, start } = useFaultPlugin({
+  env: { MOUNT_TIMEOUT: String(MOUNT_TIMEOUT_S) },
+  // Unblock whatever still waits on a stalled server before anything else, then remove what the tests made.
+  beforeCleanup: async () => {
+    sshd?.stallAfter(undefined);
+    await abortSshfsOf(plugin.mountRoot, plugin.stateDir);
+  },
+  afterCleanup: () => abortSshfsOf(plugin.mountRoot, plugin.stateDir),
+  afterStop: async () => {
+    const procs = await sshProcessesMentioning(plugin.stateDir);
+    await sshd?.stop();
+    await banner?.close();
+    expect(procs.map((p) => `${p.pid} ${p.comm}`)).toEqual([]);
+  },
+});
+
 beforeAll(async () => {
-  plugin = await startLegacyPlugin(pluginName, PLUGIN_OPTS);
   sshd = await startTestSshd();
   banner = await startBannerServer();
 });
 
-afterAll(async () => {
-  // Unblock whatever still waits on a stalled server before anything else, then remove what the tests made.
-  sshd?.stallAfter(undefined);
-  if (plugin !== undefined) await abortSshfsOf(plugin.mountRoot, plugin.stateDir);
-  if (plugin !== undefined && !plugin.running()) plugin = await startLegacyPlugin(pluginName, PLUGIN_OPTS);
-  const errors = await res.cleanup();
-  await abortSshfsOf(plugin.mountRoot, plugin.stateDir);
-  const left = await sshfsMountsUnder(plugin.mountRoot);
-  await plugin.stop();
-  const procs = await sshProcessesMentioning(plugin.stateDir);
-  await sshd?.stop();
-  await banner?.close();
-  expect(errors).toEqual([]);
-  expect(left.map((m) => m.mountpoint)).toEqual([]);
-  expect(procs.map((p) => `${p.pid} ${p.comm}`)).toEqual([]);
-});
-
-/** Options for a volume on the test sshd, key given as text. */
-function testSshdOpts(remote: string, extra: Record<string, string> = {}): Record<string, string> {
-  return { sshcmd: `${env.keyUser}@127.0.0.1:${remote}`, port: String(sshd.port), key: keyText, ...extra };
+/** A fresh remote dir and a volume PREFIX-<id> on it through the test sshd, key given as text, plus EXTRA options. */
+async function testSshdVolume(prefix: string, extra: Record<string, string> = {}): Promise<{ remote: string; vol: string }> {
+  const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+  const opts = { sshcmd: `${env.keyUser}@127.0.0.1:${remote}`, port: String(sshd.port), key: keyText, ...extra };
+  return { remote, vol: await createVolume(res, plugin, uniq(prefix), opts) };
 }
 
 /** Options for a volume on the environment's own (healthy) sshd, key given as text. */
@@ -124,9 +109,8 @@ it(`stays responsive with ${STALLED} volumes whose SFTP stalled after the mount,
   await measured(`SFTP stalls after mount (${STALLED} volumes): no freeze`, import.meta.url, async (row) => {
     const stalled: string[] = [];
     for (let i = 0; i < STALLED; i++) {
-      const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
       // Keepalives every second: the ssh still running seconds after the stall shows the server answers them.
-      stalled.push(await createVolume(res, plugin, uniq('stall'), testSshdOpts(remote, { ServerAliveInterval: '1', ServerAliveCountMax: '2' })));
+      stalled.push((await testSshdVolume('stall', { ServerAliveInterval: '1', ServerAliveCountMax: '2' })).vol);
     }
     const healthyRemote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
     const healthy = await createVolume(res, plugin, uniq('healthy'), healthyOpts(healthyRemote));
@@ -227,7 +211,7 @@ it(`stays responsive with ${STALLED} volumes whose SFTP stalled after the mount,
     sshd.stallAfter(undefined);
     if (plugin.running()) await plugin.kill().catch(() => undefined);
     await abortSshfsOf(plugin.mountRoot, plugin.stateDir);
-    plugin = await startLegacyPlugin(pluginName, PLUGIN_OPTS);
+    await start();
   });
 }, 240_000);
 
@@ -274,8 +258,7 @@ it('recovers a volume whose server dropped the connection mid-transfer, and Get 
   await measured('connection dropped mid-transfer: volume recovers', import.meta.url, async (row) => {
     row.trials += 1;
     sshd.stallAfter(undefined);
-    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolume(res, plugin, uniq('drop'), testSshdOpts(remote));
+    const { remote, vol } = await testSshdVolume('drop');
     const holder = await startContainer(res, vol); // keeps the mount (and its sshfs) across the fault
     const big = path.join(remote, 'big');
     const size = () => {
@@ -326,8 +309,7 @@ it('says in one line which host key changed and how to fix it', async () => {
   await measured('server host key changed: one-line error with the fix', import.meta.url, async (row) => {
     row.trials += 1;
     sshd.stallAfter(undefined);
-    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    const vol = await createVolume(res, plugin, uniq('rekey'), testSshdOpts(remote));
+    const { vol } = await testSshdVolume('rekey');
     const first = await runWith(vol, 'true');
     expect(first.exitCode, first.stderr).toBe(0); // pins the host key
     await sshd.restart({ newHostKey: true });

@@ -5,6 +5,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort, startSilentHost, type SilentHost } from '../../scripts/lib/tcp.js';
 import {
   descendantsOf,
   e2eDir,
@@ -35,15 +36,6 @@ export interface TestSshd {
   restart(opts: { newHostKey: boolean }): Promise<void>;
   /** Stops the listener and every connection, and removes its directory; idempotent. */
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
 }
 
 function accepts(port: number): Promise<boolean> {
@@ -165,40 +157,8 @@ export async function startTestSshd(): Promise<TestSshd> {
   };
 }
 
-export interface BannerServer {
-  port: number;
-  accepted(): number;
-  close(): Promise<void>;
-}
-
 /** A TCP server on 127.0.0.1 that greets like OpenSSH and then never sends another byte. */
-export async function startBannerServer(): Promise<BannerServer> {
-  const sockets = new Set<net.Socket>();
-  let accepted = 0;
-  const server = net.createServer((socket) => {
-    accepted += 1;
-    sockets.add(socket);
-    socket.on('error', () => undefined);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('data', () => undefined); // read and ignore the client's banner and KEXINIT
-    socket.write('SSH-2.0-OpenSSH_9.2p1\r\n');
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return {
-    port: address.port,
-    accepted: () => accepted,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
+export const startBannerServer = (): Promise<SilentHost> => startSilentHost('SSH-2.0-OpenSSH_9.2p1\r\n');
 
 /**
  * Ends every sshfs and ssh process of a plugin (by its mount root and state dir in their argv) with SIGKILL, which also

@@ -6,14 +6,12 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import fc from 'fast-check';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { pluginRequest, startLegacyPlugin, type LegacyPlugin } from '../e2e/harness.js';
-import { measured } from './lib.js';
+import { beforeAll, expect, it } from 'vitest';
+import { pluginRequest } from '../e2e/harness.js';
+import { measured, useFaultPlugin } from './lib.js';
 
 // A fixed seed keeps CI deterministic; FC_SEED=<n> explores other inputs (a failure prints the seed to rerun).
 const FC_SEED = Number(process.env.FC_SEED ?? 20261128);
-
-let plugin: LegacyPlugin;
 
 const NAME_ENDPOINTS = ['Create', 'Remove', 'Mount', 'Unmount', 'Path', 'Get'].map((e) => `/VolumeDriver.${e}`);
 const FREE_ENDPOINTS = ['/VolumeDriver.List', '/VolumeDriver.Capabilities', '/Plugin.Activate'];
@@ -120,15 +118,13 @@ function chunkedPost(urlPath: string, bytes: number): Promise<{ status: number; 
   });
 }
 
-beforeAll(async () => {
-  plugin = await startLegacyPlugin();
-  const r = JSON.parse((await pluginRequest(plugin.socketPath, '/VolumeDriver.Create', { Name: EXISTING, Opts: { sshcmd: 'u@127.0.0.1:/srv' } })).body) as { Err: string };
-  expect(r.Err).toBe('');
+const { plugin } = useFaultPlugin({
+  afterCleanup: () => pluginRequest(plugin.socketPath, '/VolumeDriver.Remove', { Name: EXISTING }).catch(() => undefined),
 });
 
-afterAll(async () => {
-  await pluginRequest(plugin.socketPath, '/VolumeDriver.Remove', { Name: EXISTING }).catch(() => undefined);
-  await plugin.stop();
+beforeAll(async () => {
+  const r = JSON.parse((await pluginRequest(plugin.socketPath, '/VolumeDriver.Create', { Name: EXISTING, Opts: { sshcmd: 'u@127.0.0.1:/srv' } })).body) as { Err: string };
+  expect(r.Err).toBe('');
 });
 
 it('answers every hostile request with a JSON Err, stays up, and leaves its state unchanged', async () => {

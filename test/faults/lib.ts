@@ -1,19 +1,128 @@
-// Shared pieces of the fault suite: recording each property's figures, the docker calls the tests repeat, and a
-// "silent host" (a TCP listener that accepts connections and never says a word).
-import { appendFileSync } from 'node:fs';
-import net from 'node:net';
+// Shared pieces of the fault suite: each file's plugin with its setup and teardown (useFaultPlugin), recording each
+// property's figures, and the docker calls and plugin requests the tests repeat.
+import { appendFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import {
+  createVolume,
+  describeRun,
   docker,
   e2eDir,
+  keyOpts,
   loadEnv,
+  makeRemoteSubdir,
   pluginRequest,
-  randomId,
-  type CmdResult,
+  pwOpts,
+  removeContainers,
+  Resources,
+  runWith,
+  sshfsMountsUnder,
+  startContainer,
+  startDockerd,
+  startLegacyPlugin,
+  uniq,
+  uniquePluginName,
+  type E2EEnv,
   type LegacyPlugin,
-  type Resources,
+  type StartPluginOptions,
 } from '../e2e/harness.js';
+
+// The docker calls the fault tests share with the end-to-end tests (defined in the harness).
+export { createVolume, describeRun, keyOpts, pwOpts, removeContainers, runWith, startContainer, uniq };
+
+export interface FaultPluginOptions extends StartPluginOptions {
+  /** First in afterAll: put back what the file's faults may have left broken (a stopped daemon, a stalled server). */
+  beforeCleanup?: () => Promise<unknown>;
+  /** After the tracked containers and volumes are removed, while the plugin still runs. */
+  afterCleanup?: () => Promise<unknown>;
+  /** After the plugin stopped: the file's own last checks, and the servers it started. */
+  afterStop?: () => Promise<unknown>;
+}
+
+export interface FaultPlugin {
+  /** The file's plugin: always the process running now (start() replaces it), so it may be kept in a variable. */
+  plugin: LegacyPlugin;
+  /** What the file's tests create (containers, volumes); removed in afterAll. */
+  res: Resources;
+  env: E2EEnv;
+  /** Starts the plugin again (same name, options and state) after a test stopped or killed it; resolves once it answers. */
+  start(): Promise<LegacyPlugin>;
+}
+
+/**
+ * The setup and teardown every fault-test file shares: beforeAll starts the plugin in host mode; afterAll starts it
+ * again if a test left it dead, removes what `res` tracks, stops the plugin, and checks that removing went without
+ * errors and that no sshfs mount is left under its mount root. Call once, at the top of a file.
+ */
+export function useFaultPlugin(options: FaultPluginOptions = {}): FaultPlugin {
+  const { beforeCleanup, afterCleanup, afterStop, ...startOptions } = options;
+  // One name for every start: the same state dir and mount root, as a restarted plugin has.
+  const name = uniquePluginName();
+  const res = new Resources();
+  let current: LegacyPlugin | undefined;
+  const now = (): LegacyPlugin => {
+    if (current === undefined) throw new Error(`plugin ${name} has not started`);
+    return current;
+  };
+  const start = async (): Promise<LegacyPlugin> => {
+    current = await startLegacyPlugin(name, startOptions);
+    return current;
+  };
+  const plugin: LegacyPlugin = {
+    name,
+    get readyMs() { return now().readyMs; },
+    get socketPath() { return now().socketPath; },
+    get stateDir() { return now().stateDir; },
+    get mountRoot() { return now().mountRoot; },
+    get baseDir() { return now().baseDir; },
+    get pid() { return now().pid; },
+    logs: () => now().logs(),
+    running: () => now().running(),
+    stop: () => now().stop(),
+    kill: () => now().kill(),
+  };
+
+  beforeAll(async () => {
+    await start();
+  });
+
+  afterAll(async () => {
+    await beforeCleanup?.();
+    if (current === undefined) return;
+    if (!current.running()) await start();
+    const errors = await res.cleanup();
+    await afterCleanup?.();
+    const left = await sshfsMountsUnder(plugin.mountRoot);
+    await plugin.stop();
+    await afterStop?.();
+    expect(errors).toEqual([]);
+    expect(left.map((m) => m.mountpoint)).toEqual([]);
+  });
+
+  return { plugin, res, env: loadEnv(), start };
+}
+
+/**
+ * A fresh remote dir of the key user holding the file `marker` with TEXT, and a volume PREFIX-<id> on it; returns
+ * both and the volume's mountpoint.
+ */
+export async function markedVolume(
+  res: Resources,
+  plugin: LegacyPlugin,
+  prefix: string,
+  text: string,
+): Promise<{ remote: string; vol: string; mountpoint: string }> {
+  const env = loadEnv();
+  const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+  writeFileSync(path.join(remote, 'marker'), text);
+  const vol = await createVolume(res, plugin, uniq(prefix), keyOpts(remote));
+  return { remote, vol, mountpoint: path.join(plugin.mountRoot, vol) };
+}
+
+/** Starts the test dockerd again if a test left it stopped (the next files need it). */
+export async function ensureDockerd(): Promise<void> {
+  if ((await docker(['info'], { timeoutMs: 10_000 })).exitCode !== 0) await startDockerd();
+}
 
 export const RESULTS_FILE_NAME = 'fault-results.jsonl';
 
@@ -72,55 +181,6 @@ export function stats(values: number[]): string {
   return `median ${round(median)} / max ${round(sorted[sorted.length - 1] ?? 0)}`;
 }
 
-export const uniq = (prefix: string): string => `${prefix}-${randomId()}`;
-
-export function describeRun(r: CmdResult, plugin?: LegacyPlugin): string {
-  return `exit ${r.exitCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}\n--- plugin log (tail) ---\n${plugin?.logs().slice(-3000) ?? ''}`;
-}
-
-export function keyOpts(remoteDir: string): Record<string, string> {
-  const env = loadEnv();
-  return { sshcmd: `${env.keyUser}@${env.sshHost}:${remoteDir}`, port: String(env.sshPort), IdentityFile: env.keyFile };
-}
-
-export function pwOpts(remoteDir: string): Record<string, string> {
-  const env = loadEnv();
-  return { sshcmd: `${env.pwUser}@${env.sshHost}:${remoteDir}`, port: String(env.sshPort), password: env.password };
-}
-
-/** docker volume create -d PLUGIN -o k=v... NAME; tracked for cleanup; throws on failure. */
-export async function createVolume(res: Resources, plugin: LegacyPlugin, name: string, opts: Record<string, string>): Promise<string> {
-  res.volume(name);
-  const args = ['volume', 'create', '-d', plugin.name];
-  for (const [k, v] of Object.entries(opts)) args.push('-o', `${k}=${v}`);
-  args.push(name);
-  const r = await docker(args);
-  expect(r.exitCode, describeRun(r, plugin)).toBe(0);
-  return name;
-}
-
-/** docker run --rm --network none -v VOLUME:/data busybox sh -c SCRIPT */
-export function runWith(volume: string, script: string, extra: string[] = []): Promise<CmdResult> {
-  return docker(['run', '--rm', '--network', 'none', ...extra, '-v', `${volume}:/data`, loadEnv().image, 'sh', '-c', script]);
-}
-
-/** A detached container on VOLUME running SCRIPT (default: sleep); returns its name. */
-export async function startContainer(res: Resources, volume: string, script = 'exec sleep 600', extra: string[] = []): Promise<string> {
-  const name = res.container(uniq('fault'));
-  const r = await docker([
-    'run', '-d', '--name', name, '--network', 'none', ...extra, '-v', `${volume}:/data`, loadEnv().image, 'sh', '-c', script,
-  ]);
-  if (r.exitCode !== 0) throw new Error(`docker run -d on ${volume} failed: ${r.stderr}`);
-  return name;
-}
-
-export async function removeContainers(res: Resources, names: string[]): Promise<void> {
-  if (names.length === 0) return;
-  const r = await docker(['rm', '-f', ...names], { timeoutMs: 120_000 });
-  if (r.exitCode !== 0) throw new Error(`docker rm -f failed: ${r.stderr}`);
-  for (const n of names) res.containers.delete(n);
-}
-
 export interface VolumeStatus {
   mounted?: boolean;
   stale?: string;
@@ -150,38 +210,4 @@ export async function call(
   const r = await pluginRequest(plugin.socketPath, endpoint, body, timeoutMs);
   const parsed = JSON.parse(r.body) as { Err?: string };
   return { ...parsed, Err: parsed.Err ?? '', ms: performance.now() - started };
-}
-
-export interface SilentHost {
-  port: number;
-  /** Connections accepted so far. */
-  accepted(): number;
-  close(): Promise<void>;
-}
-
-/** A TCP listener on 127.0.0.1 that accepts every connection and never sends a byte: an ssh server that hangs. */
-export async function startSilentHost(): Promise<SilentHost> {
-  const sockets = new Set<net.Socket>();
-  let accepted = 0;
-  const server = net.createServer((socket) => {
-    accepted += 1;
-    sockets.add(socket);
-    socket.on('error', () => undefined);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return {
-    port: address.port,
-    accepted: () => accepted,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
 }

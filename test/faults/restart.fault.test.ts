@@ -1,37 +1,18 @@
 // Plugin killed (SIGKILL) and restarted while volumes are mounted, in host mode: its sshfs processes survive it.
 // On restart it must serve at once, adopt live mounts (or replace stale ones), keep per-ID counts, let a new container
 // use the volume, and never stack two mounts on one mountpoint.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import {
-  docker,
-  dockerOk,
-  isSshfsMounted,
-  listProcesses,
-  loadEnv,
-  makeRemoteSubdir,
-  mountCountAt,
-  Resources,
-  sshfsMountsUnder,
-  sshProcessesMentioning,
-  startLegacyPlugin,
-  uniquePluginName,
-  waitFor,
-  type LegacyPlugin,
-} from '../e2e/harness.js';
-import { call, createVolume, describeRun, keyOpts, measured, removeContainers, round, runWith, secondsSince, startContainer, stats, statusOver, uniq } from './lib.js';
+import { expect, it } from 'vitest';
+import { docker, dockerOk, isSshfsMounted, listProcesses, makeRemoteSubdir, mountCountAt, sshProcessesMentioning, waitFor, type LegacyPlugin } from '../e2e/harness.js';
+import { call, createVolume, describeRun, keyOpts, markedVolume, measured, removeContainers, round, runWith, secondsSince, startContainer, stats, statusOver, uniq, useFaultPlugin } from './lib.js';
 
-const env = loadEnv();
-const res = new Resources();
-const name = uniquePluginName();
-let plugin: LegacyPlugin;
+const { plugin, res, env, start } = useFaultPlugin();
 
 /** Kills the plugin and starts it again with the same state; returns the new process once it answers. */
 async function killAndRestart(): Promise<LegacyPlugin> {
   await plugin.kill();
-  plugin = await startLegacyPlugin(name);
-  return plugin;
+  return start();
 }
 
 async function waitReconciled(p: LegacyPlugin): Promise<string> {
@@ -47,24 +28,9 @@ async function zombieChildren(p: LegacyPlugin): Promise<number> {
   return (await listProcesses()).filter((x) => x.ppid === p.pid && x.state === 'Z').length;
 }
 
-beforeAll(async () => {
-  plugin = await startLegacyPlugin(name);
-});
-
-afterAll(async () => {
-  const errors = await res.cleanup();
-  const left = await sshfsMountsUnder(plugin.mountRoot);
-  await plugin.stop();
-  expect(errors).toEqual([]);
-  expect(left.map((m) => m.mountpoint)).toEqual([]);
-});
-
 it('SIGKILL with mounted volumes: serves at once, adopts the live mount, keeps per-ID counts, never stacks mounts', async () => {
   await measured('plugin SIGKILL + restart, live sshfs adopted (3 kills)', import.meta.url, async (row) => {
-    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    writeFileSync(path.join(remote, 'marker'), 'before the crash\n');
-    const vol = await createVolume(res, plugin, uniq('restart'), keyOpts(remote));
-    const mountpoint = path.join(plugin.mountRoot, vol);
+    const { vol, mountpoint } = await markedVolume(res, plugin, 'restart', 'before the crash\n');
     // Two containers: two mount IDs.
     const sleepers = [await startContainer(res, vol), await startContainer(res, vol)];
     const before = await statusOver(plugin, vol);
@@ -114,10 +80,7 @@ it('SIGKILL with mounted volumes: serves at once, adopts the live mount, keeps p
 it('SIGKILL of the plugin and of its sshfs: the dead mount is detached at restart, the next Mount mounts it, never stacked', async () => {
   await measured('plugin + sshfs SIGKILLed: dead mount released, next Mount mounts afresh', import.meta.url, async (row) => {
     row.trials = 1;
-    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    writeFileSync(path.join(remote, 'marker'), 'still here\n');
-    const vol = await createVolume(res, plugin, uniq('stale'), keyOpts(remote));
-    const mountpoint = path.join(plugin.mountRoot, vol);
+    const { vol, mountpoint } = await markedVolume(res, plugin, 'stale', 'still here\n');
     const sleeper = await startContainer(res, vol);
     const sshfs = (await sshProcessesMentioning(mountpoint)).filter((p) => p.comm === 'sshfs');
     expect(sshfs).toHaveLength(1);
@@ -127,7 +90,7 @@ it('SIGKILL of the plugin and of its sshfs: the dead mount is detached at restar
     await waitFor('sshfs to be gone', async () => (await sshProcessesMentioning(mountpoint)).every((p) => p.comm !== 'sshfs'), 10_000);
     // The kernel still lists the mount, but nothing serves it.
     expect(await mountCountAt(mountpoint)).toBe(1);
-    plugin = await startLegacyPlugin(name);
+    await start();
     const report = await waitReconciled(plugin);
     // Not mounted again at start: the old container cannot use a new mount, and its reference (which may be one
     // whose Unmount was lost) holds nothing, so it is released.
@@ -158,10 +121,7 @@ it('SIGKILL of the plugin and of its sshfs: the dead mount is detached at restar
 it('sshfs killed while the plugin runs: Status says stale, and the next Mount replaces the mount', async () => {
   await measured('sshfs killed under a live plugin: next Mount replaces it', import.meta.url, async (row) => {
     row.trials = 1;
-    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    writeFileSync(path.join(remote, 'marker'), 'ok\n');
-    const vol = await createVolume(res, plugin, uniq('stale-live'), keyOpts(remote));
-    const mountpoint = path.join(plugin.mountRoot, vol);
+    const { vol, mountpoint } = await markedVolume(res, plugin, 'stale-live', 'ok\n');
     const sleeper = await startContainer(res, vol);
     for (const p of await sshProcessesMentioning(mountpoint)) if (p.comm === 'sshfs') process.kill(p.pid, 'SIGKILL');
     await waitFor('the mount to be stale', async () => (await statusOver(plugin, vol)).stale !== undefined, 10_000);
@@ -193,7 +153,7 @@ it('SIGTERM in the middle of a burst of docker runs: requests in flight finish, 
       const t0 = performance.now();
       await plugin.stop(); // SIGTERM
       stopS.push(secondsSince(t0));
-      plugin = await startLegacyPlugin(name);
+      await start();
       const results = await Promise.all(burst);
       runs += results.length;
       const bad = results.filter((r) => r.exitCode !== 0);
@@ -211,11 +171,8 @@ it('SIGTERM in the middle of a burst of docker runs: requests in flight finish, 
 it('a reference whose Unmount was lost pins nothing: unmounted once no container holds it, and removable', async () => {
   await measured('lost Unmount: volume released, then removable', import.meta.url, async (row) => {
     row.trials = 2;
-    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    writeFileSync(path.join(remote, 'marker'), 'kept\n');
     // 1. Across a restart (host mode, sshfs survives): the state after dockerd's Unmount hit a dying plugin.
-    const vol = await createVolume(res, plugin, uniq('lost'), keyOpts(remote));
-    const mountpoint = path.join(plugin.mountRoot, vol);
+    const { remote, vol, mountpoint } = await markedVolume(res, plugin, 'lost', 'kept\n');
     const sleeper = await startContainer(res, vol);
     expect((await call(plugin, '/VolumeDriver.Mount', { Name: vol, ID: 'unmount-never-came' })).Err).toBe('');
     await killAndRestart();

@@ -3,28 +3,14 @@
 // every file the plugin keeps is 0600 and every directory 0700.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { e2eDir, listProcesses, loadEnv, makeRemoteSubdir, Resources, sshfsMountsUnder, startLegacyPlugin, type LegacyPlugin } from '../e2e/harness.js';
-import { createVolume, keyOpts, measured, pwOpts, removeContainers, runWith, startContainer, uniq } from './lib.js';
+import { expect, it } from 'vitest';
+import { e2eDir, listProcesses, makeRemoteSubdir } from '../e2e/harness.js';
+import { createVolume, keyOpts, measured, pwOpts, removeContainers, runWith, startContainer, uniq, useFaultPlugin } from './lib.js';
 
-const env = loadEnv();
-const res = new Resources();
 const AGENT_MARKER = `/tmp/sshfs-e2e-agent-${process.pid}.sock`;
-let plugin: LegacyPlugin;
-
-beforeAll(async () => {
-  // The harness starts the plugin with DEBUG=1: the most verbose log there is. An agent socket in the plugin's
-  // environment must not reach ssh (a volume logs in only with what it was given).
-  plugin = await startLegacyPlugin(undefined, { env: { SSH_AUTH_SOCK: AGENT_MARKER } });
-});
-
-afterAll(async () => {
-  const errors = await res.cleanup();
-  const left = await sshfsMountsUnder(plugin.mountRoot);
-  await plugin.stop();
-  expect(errors).toEqual([]);
-  expect(left.map((m) => m.mountpoint)).toEqual([]);
-});
+// The harness starts the plugin with DEBUG=1: the most verbose log there is. An agent socket in the plugin's
+// environment must not reach ssh (a volume logs in only with what it was given).
+const { plugin, res, env } = useFaultPlugin({ env: { SSH_AUTH_SOCK: AGENT_MARKER } });
 
 function filesUnder(dir: string): string[] {
   const out: string[] = [dir];

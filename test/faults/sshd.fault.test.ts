@@ -2,7 +2,7 @@
 // while a container writes to the volume: writes must resume without anyone doing anything (sshfs -o reconnect), and Status must say what happened.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import {
   descendantsOf,
   docker,
@@ -10,39 +10,19 @@ import {
   inspectVolume,
   isSshfsMounted,
   listProcesses,
-  loadEnv,
   makeRemoteSubdir,
   mountCountAt,
-  Resources,
   sleep,
-  sshfsMountsUnder,
   sshdPid,
   sshProcessesMentioning,
-  startLegacyPlugin,
   startSshd,
   stopSshd,
   waitFor,
-  type LegacyPlugin,
 } from '../e2e/harness.js';
-import { createVolume, keyOpts, measured, removeContainers, secondsSince, startContainer, stats, uniq } from './lib.js';
+import { createVolume, keyOpts, measured, removeContainers, secondsSince, startContainer, stats, uniq, useFaultPlugin } from './lib.js';
 
-const env = loadEnv();
-const res = new Resources();
-let plugin: LegacyPlugin;
-
-beforeAll(async () => {
-  plugin = await startLegacyPlugin();
-});
-
-afterAll(async () => {
-  // Whatever happened, leave sshd running for the next files.
-  await startSshd().catch(() => undefined);
-  const errors = await res.cleanup();
-  const left = await sshfsMountsUnder(plugin.mountRoot);
-  await plugin.stop();
-  expect(errors).toEqual([]);
-  expect(left.map((m) => m.mountpoint)).toEqual([]);
-});
+// Whatever happened, leave sshd running for the next files.
+const { plugin, res, env } = useFaultPlugin({ beforeCleanup: () => startSshd().catch(() => undefined) });
 
 /** A container appending a numbered line to /data/io.log every 0.2 s, reporting each failed write on stderr. */
 const WRITER = 'i=0; while true; do i=$((i+1)); echo $i >> /data/io.log 2>/dev/null || echo "write $i failed" >&2; sleep 0.2; done';
@@ -142,7 +122,8 @@ it('resumes I/O by itself after ssh connections drop and after an sshd restart, 
 it('notices a server that goes silent mid-session by its keepalives, reconnects, and I/O resumes', async () => {
   await measured('server silent mid-session (its sshd frozen), keepalive 1 s × 2', import.meta.url, async (row) => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-    // The defaults (15 s × 3) notice a dead link within 45 s; shorter ones show the same mechanism in a few seconds.
+    // The defaults (ServerAliveInterval × ServerAliveCountMax in handlers/options.ts) take longer to notice a dead link;
+    // shorter ones show the same mechanism in a few seconds.
     const vol = await createVolume(res, plugin, uniq('silent'), { ...keyOpts(remote), ServerAliveInterval: '1', ServerAliveCountMax: '2' });
     const mountpoint = path.join(plugin.mountRoot, vol);
     const writer = await startContainer(res, vol, WRITER);

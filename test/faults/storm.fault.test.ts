@@ -3,27 +3,19 @@
 // there after the restart.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { pluginRequest, sleep, startLegacyPlugin, uniquePluginName, type LegacyPlugin } from '../e2e/harness.js';
-import { measured, stats } from './lib.js';
+import { expect, it } from 'vitest';
+import { pluginRequest, sleep } from '../e2e/harness.js';
+import { measured, stats, useFaultPlugin } from './lib.js';
 
-const name = uniquePluginName();
-let plugin: LegacyPlugin;
-const TRIALS = 5;
-const WORKERS = 16;
-
-beforeAll(async () => {
-  plugin = await startLegacyPlugin(name);
-});
-
-afterAll(async () => {
+const { plugin, start } = useFaultPlugin({
   // Remove what the storms left (nothing is mounted: Create never mounts).
-  if (plugin.running()) {
+  afterCleanup: async () => {
     const list = JSON.parse((await pluginRequest(plugin.socketPath, '/VolumeDriver.List', {})).body) as { Volumes: { Name: string }[] };
     for (const v of list.Volumes) await pluginRequest(plugin.socketPath, '/VolumeDriver.Remove', { Name: v.Name });
-    await plugin.stop();
-  }
+  },
 });
+const TRIALS = 5;
+const WORKERS = 16;
 
 type Outcome = 'created' | 'removed' | 'unknown';
 
@@ -104,7 +96,7 @@ it('keeps a parseable state file and every acknowledged Create through SIGKILL d
       JSON.parse(readFileSync(stateFile, 'utf8'));
       expect(completeLinesParse(readFileSync(journalFile, 'utf8'))).toBe(true);
 
-      plugin = await startLegacyPlugin(name);
+      await start();
       const listed = new Set(
         (JSON.parse((await pluginRequest(plugin.socketPath, '/VolumeDriver.List', {})).body) as { Volumes: { Name: string }[] }).Volumes.map(
           (v) => v.Name,

@@ -1,40 +1,18 @@
 // A silent host (accepts TCP, never answers), an unroutable address and a closed port: docker run must fail with a
 // clear error well inside Docker's 30 s, leaving no sshfs/ssh process, no mount and no mountpoint directory behind.
 import { existsSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { loadEnv, mountCountAt, Resources, sshfsMountsUnder, sshProcessesMentioning, startLegacyPlugin, waitFor, type LegacyPlugin } from '../e2e/harness.js';
-import { createVolume, measured, runWith, secondsSince, startSilentHost, statusOver, uniq, type SilentHost } from './lib.js';
+import { beforeAll, expect, it } from 'vitest';
+import { freePort, startSilentHost, type SilentHost } from '../../scripts/lib/tcp.js';
+import { mountCountAt, sshProcessesMentioning, waitFor } from '../e2e/harness.js';
+import { createVolume, measured, runWith, secondsSince, statusOver, uniq, useFaultPlugin } from './lib.js';
 
-const env = loadEnv();
-const res = new Resources();
-let plugin: LegacyPlugin;
 let silent: SilentHost;
+const { plugin, res, env } = useFaultPlugin({ beforeCleanup: async () => silent?.close() });
 
 beforeAll(async () => {
-  plugin = await startLegacyPlugin();
   silent = await startSilentHost();
 });
-
-afterAll(async () => {
-  await silent.close();
-  const errors = await res.cleanup();
-  const left = await sshfsMountsUnder(plugin.mountRoot);
-  await plugin.stop();
-  expect(errors).toEqual([]);
-  expect(left.map((m) => m.mountpoint)).toEqual([]);
-});
-
-/** A port nothing listens on (bound, then closed). */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 it('fails Mount of an unreachable or silent host with a clear error well inside 30 s, leaving nothing behind', async () => {
   await measured('silent/unreachable host: Mount fails fast and clean', import.meta.url, async (row) => {
@@ -42,7 +20,7 @@ it('fails Mount of an unreachable or silent host with a clear error well inside 
       { label: 'silent host (accepts, never answers)', host: '127.0.0.1', port: silent.port, expect: /timed out|could not be reached|within/i },
       // TEST-NET-2 (RFC 5737): never routed to a real host; packets vanish or the network says unreachable.
       { label: 'TEST-NET address 198.51.100.1', host: '198.51.100.1', port: 22, expect: /timed out|unreachable|could not be reached|within/i },
-      { label: 'closed port', host: '127.0.0.1', port: await closedPort(), expect: /Connection refused/i },
+      { label: 'closed port', host: '127.0.0.1', port: await freePort(), expect: /Connection refused/i },
     ];
     for (const c of cases) {
       row.trials += 1;

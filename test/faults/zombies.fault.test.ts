@@ -5,34 +5,12 @@
 // machine's PID 1 does not reap at all, so the cycles run under `tini -s` (a child subreaper, as in the managed
 // plugin): then every process the plugin caused stays in its tree, and none may be defunct.
 import { readdirSync } from 'node:fs';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import {
-  descendantsOf,
-  listProcesses,
-  loadEnv,
-  makeRemoteSubdir,
-  sleep,
-  sshfsMountsUnder,
-  sshProcessesMentioning,
-  startLegacyPlugin,
-  waitFor,
-  type LegacyPlugin,
-} from '../e2e/harness.js';
-import { call, keyOpts, measured, pwOpts, secondsSince, uniq } from './lib.js';
+import { expect, it } from 'vitest';
+import { descendantsOf, listProcesses, makeRemoteSubdir, sleep, sshfsMountsUnder, sshProcessesMentioning, waitFor } from '../e2e/harness.js';
+import { call, keyOpts, measured, pwOpts, secondsSince, uniq, useFaultPlugin } from './lib.js';
 
-const env = loadEnv();
-let plugin: LegacyPlugin;
+const { plugin, env } = useFaultPlugin({ wrapper: ['tini', '-s', '--'] });
 const CYCLES = 100;
-
-beforeAll(async () => {
-  plugin = await startLegacyPlugin(undefined, { wrapper: ['tini', '-s', '--'] });
-});
-
-afterAll(async () => {
-  const left = await sshfsMountsUnder(plugin.mountRoot);
-  await plugin.stop();
-  expect(left.map((m) => m.mountpoint)).toEqual([]);
-});
 
 it(`leaves no zombie and no process after ${CYCLES} mount/unmount cycles`, async () => {
   await measured(`${CYCLES} mount/unmount cycles (key + password)`, import.meta.url, async (row) => {
