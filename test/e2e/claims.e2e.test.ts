@@ -35,7 +35,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   const errors = await res.cleanup();
-  if (plugin) await plugin.stop();
+  if (plugin) await plugin.end();
   expect(errors, 'cleanup errors').toEqual([]);
 });
 

@@ -48,7 +48,7 @@ beforeAll(async () => {
 afterAll(async () => {
   const errors = await res.cleanup();
   const leftover = plugin ? await sshfsMountsUnder(plugin.mountRoot) : [];
-  if (plugin) await plugin.stop();
+  if (plugin) await plugin.end();
   const leftoverAfterStop = plugin ? await sshfsMountsUnder(plugin.mountRoot) : [];
   expect(errors, 'cleanup errors').toEqual([]);
   expect(leftover.map((m) => m.mountpoint), 'sshfs mounts left under the mount root after removing everything').toEqual([]);

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import type { TestProject } from 'vitest/node';
+import { endStandIns } from './ended-plugins.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const E2E_DIR = path.join(REPO_ROOT, '.e2e');
@@ -39,6 +40,7 @@ export async function setupEnvironment(project: TestProject, dir: string): Promi
       console.log(`[e2e] E2E_KEEP is set: environment left running; stop it with: scripts/e2e-env.sh down ${dir}`);
       return;
     }
+    endStandIns(dir);
     await run('bash', [ENV_SCRIPT, 'down', dir], `scripts/e2e-env.sh down ${dir}`, 300_000);
   };
 }

@@ -10,6 +10,7 @@ import { expect, inject } from 'vitest';
 import { parseMountInfo, unescapeMountField } from '../../adapter/proc-mounts.js';
 import { dockerCliEnv, keyUserSshArgs, parseEnvFile, randomId, readE2EEnv, uniq, type E2EEnv } from '../../scripts/lib/e2e-env.js';
 import { pluginRequest, type PluginHttpResponse } from '../../scripts/lib/plugin-request.js';
+import { endedPluginStandIn } from './ended-plugins.js';
 
 export { parseEnvFile, pluginRequest, randomId, uniq, type E2EEnv, type PluginHttpResponse };
 
@@ -169,6 +170,8 @@ export interface LegacyPlugin {
   stop(): Promise<void>;
   /** SIGKILL, as a crash would; leaves the socket file behind. Resolves once the process is gone. */
   kill(): Promise<void>;
+  /** stop(), for good: an ended plugin's stand-in answers dockerd on its socket from then on (see endedPluginStandIn). */
+  end(): Promise<void>;
   /** Milliseconds from spawning the process to its first answer to /Plugin.Activate (polled every 25 ms). */
   readyMs: number;
 }
@@ -332,6 +335,10 @@ export async function startLegacyPlugin(name: string = uniquePluginName(), opts:
         if (!(await waitExit(5_000))) throw new Error(`plugin ${name} (pid ${pid}) survived SIGKILL`);
       }
       rmSync(pidFile, { force: true });
+    },
+    async end() {
+      await plugin.stop();
+      await endedPluginStandIn(socketPath, e2eDir());
     },
   };
 

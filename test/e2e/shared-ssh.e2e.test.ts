@@ -53,7 +53,7 @@ beforeAll(async () => {
 afterAll(async () => {
   const errors = await res.cleanup();
   const leftover = plugin ? await sshfsMountsUnder(plugin.mountRoot) : [];
-  if (plugin) await plugin.stop();
+  if (plugin) await plugin.end();
   rmSync(WRONG_KEY, { force: true });
   rmSync(`${WRONG_KEY}.pub`, { force: true });
   expect(errors, 'cleanup errors').toEqual([]);

@@ -80,6 +80,7 @@ export function useFaultPlugin(options: FaultPluginOptions = {}): FaultPlugin {
     running: () => now().running(),
     stop: () => now().stop(),
     kill: () => now().kill(),
+    end: () => now().end(),
   };
 
   beforeAll(async () => {
@@ -93,7 +94,7 @@ export function useFaultPlugin(options: FaultPluginOptions = {}): FaultPlugin {
     const errors = await res.cleanup();
     await afterCleanup?.();
     const left = await sshfsMountsUnder(plugin.mountRoot);
-    await plugin.stop();
+    await plugin.end();
     await afterStop?.();
     expect(errors).toEqual([]);
     expect(left.map((m) => m.mountpoint)).toEqual([]);
