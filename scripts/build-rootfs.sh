@@ -22,6 +22,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 APP_DIR=${APP_DIR:-$REPO}
 CONFIG=${CONFIG:-$REPO/config.json}
 start=$(date +%s)
+# shellcheck source=lib/apt.sh
+. "$REPO/scripts/lib/apt.sh"
 # Debian's architecture names; uname -m's and Docker's are accepted too.
 norm_arch() {
   case "$1" in
@@ -55,13 +57,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$prog" = node ] && die "node is not installed (the plugin ships this machine's node binary; install Node.js 20)"
     pkgs+=("${PKG[$prog]}")
   done
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing missing host packages: ${pkgs[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
-  else
-    die "missing programs: ${missing[*]} (install the packages: ${pkgs[*]})"
-  fi
+  install_or_die "missing programs: ${missing[*]} (install the packages: ${pkgs[*]})" "${pkgs[@]}"
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')
