@@ -186,6 +186,9 @@ else
 fi
 
 # --- smoke test: every program starts inside the rootfs (chroot needs root) -----------------------------------------
+# Each program of the rootfs, with arguments that make it start and exit 0.
+SMOKE_CHECKS=("/usr/local/bin/node -e process.exit(0)" "/usr/bin/ssh -V" "/usr/bin/sshfs --version"
+  "/usr/bin/fusermount3 --version" "/usr/bin/tini --version")
 # Docker gives the plugin a populated /dev; ssh needs /dev/null, so lend one for the check and take it away after.
 if [ -n "$FOREIGN" ]; then
   foreign_smoke
@@ -193,8 +196,7 @@ elif [ "$(id -u)" = 0 ] && command -v chroot >/dev/null 2>&1 && mknod -m 0666 "$
   chroot_bin=$(command -v chroot)
   smoke() { env -i PATH=/usr/local/bin:/usr/bin:/bin "$chroot_bin" "$ROOTFS" "$@" >/dev/null 2>"$tmp/smoke.err"; }
   failed=""
-  for check in "/usr/local/bin/node -e process.exit(0)" "/usr/bin/ssh -V" "/usr/bin/sshfs --version" \
-    "/usr/bin/fusermount3 --version" "/usr/bin/tini --version"; do
+  for check in "${SMOKE_CHECKS[@]}"; do
     # shellcheck disable=SC2086 # each check is a command line
     smoke $check || { failed=${check%% *}; break; }
   done
