@@ -85,7 +85,7 @@ stop_dockerd() {
   if [[ $signal == KILL ]]; then
     log "killing dockerd of node $i (pid $pid)"
     kill -KILL "$pid"
-    while kill -0 "$pid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; do sleep 0.1; done
+    until pid_gone "$pid"; do sleep 0.1; done
   else
     log "stopping dockerd of node $i (pid $pid)"
     stop_pid "$pid" 40
