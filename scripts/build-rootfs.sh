@@ -22,6 +22,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 APP_DIR=${APP_DIR:-$REPO}
 CONFIG=${CONFIG:-$REPO/config.json}
 start=$(date +%s)
+# shellcheck source=lib/apt.sh
+. "$REPO/scripts/lib/apt.sh"
 # Debian's architecture names; uname -m's and Docker's are accepted too.
 norm_arch() {
   case "$1" in
@@ -55,13 +57,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$prog" = node ] && die "node is not installed (the plugin ships this machine's node binary; install Node.js 20)"
     pkgs+=("${PKG[$prog]}")
   done
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing missing host packages: ${pkgs[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
-  else
-    die "missing programs: ${missing[*]} (install the packages: ${pkgs[*]})"
-  fi
+  install_or_die "missing programs: ${missing[*]} (install the packages: ${pkgs[*]})" "${pkgs[@]}"
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')
@@ -190,6 +186,9 @@ else
 fi
 
 # --- smoke test: every program starts inside the rootfs (chroot needs root) -----------------------------------------
+# Each program of the rootfs, with arguments that make it start and exit 0.
+SMOKE_CHECKS=("/usr/local/bin/node -e process.exit(0)" "/usr/bin/ssh -V" "/usr/bin/sshfs --version"
+  "/usr/bin/fusermount3 --version" "/usr/bin/tini --version")
 # Docker gives the plugin a populated /dev; ssh needs /dev/null, so lend one for the check and take it away after.
 if [ -n "$FOREIGN" ]; then
   foreign_smoke
@@ -197,8 +196,7 @@ elif [ "$(id -u)" = 0 ] && command -v chroot >/dev/null 2>&1 && mknod -m 0666 "$
   chroot_bin=$(command -v chroot)
   smoke() { env -i PATH=/usr/local/bin:/usr/bin:/bin "$chroot_bin" "$ROOTFS" "$@" >/dev/null 2>"$tmp/smoke.err"; }
   failed=""
-  for check in "/usr/local/bin/node -e process.exit(0)" "/usr/bin/ssh -V" "/usr/bin/sshfs --version" \
-    "/usr/bin/fusermount3 --version" "/usr/bin/tini --version"; do
+  for check in "${SMOKE_CHECKS[@]}"; do
     # shellcheck disable=SC2086 # each check is a command line
     smoke $check || { failed=${check%% *}; break; }
   done

@@ -41,97 +41,12 @@ PASSWORD_FILE=/var/lib/sshfs-e2e/password
 # ---------------------------------------------------------------------------------------------------------------
 # helpers
 
-# True when PID is alive and its command line contains NEEDLE (guards against recycled PIDs).
-pid_matches() {
-  local pid=$1 needle=$2 cmdline
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  [[ -r /proc/$pid/cmdline ]] || return 1
-  cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
-  [[ $cmdline == *"$needle"* ]]
-}
-
-# stop_pid PID TIMEOUT_SECONDS: SIGTERM, bounded wait, then SIGKILL.
-stop_pid() {
-  local pid=$1 timeout=$2 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < timeout * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    # A zombie child of ours counts as gone.
-    [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && return 0
-    sleep 0.1
-  done
-  log "pid $pid did not stop after ${timeout}s; sending SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && return 0
-    sleep 0.1
-  done
-  log "WARNING: pid $pid still alive after SIGKILL"
-}
-
-# All descendants of PID (children first... then theirs), one per line.
-descendants() {
-  local child
-  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
-    echo "$child"
-    descendants "$child"
-  done
-  return 0
-}
-
-# PIDs whose command line contains NEEDLE (excluding this shell and its children).
-pids_with_cmdline() {
-  local needle=$1 p pid
-  for p in /proc/[0-9]*; do
-    pid=${p#/proc/}
-    [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
-    pid_matches "$pid" "$needle" && echo "$pid"
-  done
-  return 0
-}
-
-# PIDs whose environment contains the exact entry NAME=VALUE-prefix.
-pids_with_env_prefix() {
-  local prefix=$1 p pid
-  for p in /proc/[0-9]*; do
-    pid=${p#/proc/}
-    [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
-    if tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -qF -- "$prefix"; then
-      echo "$pid"
-    fi
-  done
-  return 0
-}
-
-# Mount points (decoded) under any of the given prefixes, deepest first. Optional fstype filter via $MOUNT_TYPE.
-mounts_under() {
-  local prefix fstype mp
-  # mountinfo: id parent maj:min root mountpoint options [optional...] - fstype source superopts
-  awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { print $(i + 1), $5; break } }' /proc/self/mountinfo |
-    while read -r fstype mp; do
-      if [[ -n ${MOUNT_TYPE:-} && $fstype != "$MOUNT_TYPE" ]]; then continue; fi
-      mp=$(printf '%b' "${mp//\\/\\0}")
-      for prefix in "$@"; do
-        [[ -z $prefix ]] && continue
-        if [[ $mp == "$prefix" || $mp == "$prefix"/* ]]; then
-          echo "$mp"
-          break
-        fi
-      done
-    done | sort -u | awk '{ print length($0) "\t" $0 }' | sort -rn | cut -f2-
-}
-
-unmount_under() {
-  local mp
-  while IFS= read -r mp; do
-    [[ -z $mp ]] && continue
-    log "unmounting $mp"
-    umount -l -- "$mp" 2>/dev/null || fusermount3 -uz -- "$mp" 2>/dev/null || fusermount -uz -- "$mp" 2>/dev/null ||
-      log "WARNING: could not unmount $mp"
-  done < <(mounts_under "$@")
-}
+# shellcheck source=lib/procs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
+# shellcheck source=lib/test-env.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/test-env.sh"
+# shellcheck source=lib/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 exec_root_of() {
   local f="$DIR/exec-root"
@@ -170,7 +85,7 @@ do_down() {
       name=$(basename "$d")
       if [[ -f $d/plugin.pid ]]; then
         pid=$(cat "$d/plugin.pid" 2>/dev/null || true)
-        if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | grep -qF "STATE_DIR=$DIR/plugins/"; then
+        if [[ $pid =~ ^[0-9]+$ ]] && env_has "$pid" "STATE_DIR=$DIR/plugins/"; then
           log "stopping plugin $name (pid $pid)"
           stop_pid "$pid" 10
         fi
@@ -246,26 +161,10 @@ ensure_packages() {
   command -v sshfs >/dev/null 2>&1 || missing+=(sshfs)
   [[ -x /usr/sbin/sshd ]] && command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-server)
   command -v fusermount3 >/dev/null 2>&1 || command -v fusermount >/dev/null 2>&1 || missing+=(sshfs)
-  if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed'; then
-    missing+=(busybox-static)
-  fi
+  [[ -z $(missing_packages busybox-static) ]] || missing+=(busybox-static)
   command -v tini >/dev/null 2>&1 || missing+=(tini)
   [[ ${#missing[@]} -eq 0 ]] && return 0
-  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-    die "missing packages: ${missing[*]} (install them, as root, with apt-get)"
-  fi
-  log "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-
-busybox_binary() {
-  local b
-  for b in /bin/busybox /usr/bin/busybox; do
-    if [[ -x $b ]] && ! ldd "$b" >/dev/null 2>&1; then echo "$b"; return 0; fi
-  done
-  die "no statically linked busybox found (install busybox-static)"
+  install_or_die "missing packages: ${missing[*]} (install them, as root, with apt-get)" "${missing[@]}"
 }
 
 free_port() {
@@ -278,32 +177,6 @@ free_port() {
     fi
   done
   die "no free TCP port found"
-}
-
-ensure_user() {
-  local user=$1
-  if ! id -u "$user" >/dev/null 2>&1; then
-    log "creating user $user"
-    useradd --create-home --shell /bin/sh --user-group "$user"
-  fi
-  local home
-  home=$(getent passwd "$user" | cut -d: -f6)
-  [[ -d $home ]] || { mkdir -p "$home"; chown "$user:" "$home"; }
-  # StrictModes: home and ~/.ssh not writable by group/others, owned by the user.
-  chown "$user:" "$home"
-  chmod 0755 "$home"
-  install -d -m 0700 -o "$user" -g "$(id -gn "$user")" "$home/.ssh"
-}
-
-# A fresh, empty remote directory owned by USER; prints its path.
-fresh_remote_dir() {
-  local user=$1 home
-  home=$(getent passwd "$user" | cut -d: -f6)
-  local d="$home/data-$ENV_ID"
-  if [[ -n $(MOUNT_TYPE= mounts_under "$d") ]]; then die "$d has mounts under it; run down first"; fi
-  rm -rf --one-file-system -- "$d"
-  install -d -m 0755 -o "$user" -g "$(id -gn "$user")" "$d"
-  echo "$d"
 }
 
 start_dockerd() {
@@ -322,21 +195,8 @@ start_dockerd() {
   echo '{}' >"$DIR/daemon.json"
   log "starting dockerd (data-root $DIR/docker-data, exec-root $exec_root)"
   setsid dockerd "${args[@]}" >"$DIR/dockerd.log" 2>&1 </dev/null &
-  local dpid=$!
-  local wait_s=${E2E_DOCKERD_WAIT:-60} i
-  for ((i = 0; i < wait_s * 4; i++)); do
-    if DOCKER_HOST="unix://$DIR/docker.sock" docker info >/dev/null 2>&1; then
-      log "dockerd is up ($(DOCKER_HOST="unix://$DIR/docker.sock" docker info --format '{{.ServerVersion}}, {{.Driver}}'))"
-      return 0
-    fi
-    if ! kill -0 "$dpid" 2>/dev/null; then
-      tail -n 30 "$DIR/dockerd.log" >&2 || true
-      die "dockerd exited during startup (log: $DIR/dockerd.log)"
-    fi
-    sleep 0.25
-  done
-  tail -n 30 "$DIR/dockerd.log" >&2 || true
-  die "dockerd did not answer within ${wait_s}s (log: $DIR/dockerd.log)"
+  wait_dockerd "$DIR/docker.sock" $! "${E2E_DOCKERD_WAIT:-60}" "$DIR/dockerd.log" dockerd
+  log "dockerd is up ($(DOCKER_HOST="unix://$DIR/docker.sock" docker info --format '{{.ServerVersion}}, {{.Driver}}'))"
 }
 
 start_sshd() {
@@ -447,9 +307,8 @@ do_up() {
   log "sshd listening on 127.0.0.1:$port"
 
   # Sanity check: key login works (password login is checked by the tests through sshfs).
-  if ! ssh -F /dev/null -p "$port" -i "$DIR/keys/id_ed25519" -o BatchMode=yes -o IdentitiesOnly=yes \
-    -o UserKnownHostsFile="$DIR/keys/known_hosts" -o StrictHostKeyChecking=yes -o ConnectTimeout=10 \
-    "$KEY_USER@127.0.0.1" true </dev/null 2>"$DIR/ssh-check.log"; then
+  if ! ssh_check "$DIR/keys/id_ed25519" "$DIR/keys/known_hosts" "$DIR/ssh-check.log" -p "$port" -o ConnectTimeout=10 \
+    "$KEY_USER@127.0.0.1"; then
     cat "$DIR/ssh-check.log" >&2
     tail -n 20 "$DIR/sshd.log" >&2
     die "key login to the test sshd failed"
@@ -462,17 +321,7 @@ do_up() {
   start_dockerd "$exec_root"
 
   # --- busybox image
-  local bb rootfs="$DIR/rootfs"
-  bb=$(busybox_binary)
-  # No /data in the image: a volume mounted there gets no copy-up (see the copy-up test for that case).
-  install -d "$rootfs/bin" "$rootfs/tmp" "$rootfs/etc" "$rootfs/proc" "$rootfs/sys" "$rootfs/dev"
-  chmod 1777 "$rootfs/tmp"
-  cp "$bb" "$rootfs/bin/busybox"
-  chroot "$rootfs" /bin/busybox --install -s /bin
-  echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
-  echo 'root:x:0:' >"$rootfs/etc/group"
-  tar -C "$rootfs" -c . | DOCKER_HOST="unix://$DIR/docker.sock" docker import -c 'CMD ["sh"]' - "$IMAGE" >/dev/null
-  rm -rf --one-file-system -- "$rootfs"
+  busybox_tar "$DIR/rootfs" | DOCKER_HOST="unix://$DIR/docker.sock" docker import -c 'CMD ["sh"]' - "$IMAGE" >/dev/null
   DOCKER_HOST="unix://$DIR/docker.sock" docker run --rm --network none "$IMAGE" true ||
     die "cannot run a container from $IMAGE (log: $DIR/dockerd.log)"
   log "imported $IMAGE"

@@ -43,18 +43,12 @@ log() { printf 'plugin: %s\n' "$*" >&2; }
 die() { printf 'plugin: ERROR: %s\n' "$*" >&2; exit 1; }
 
 # --- prerequisites --------------------------------------------------------------------------------------------------
-apt_install() {
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing $*"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-  else
-    die "missing: $* (install it, or run as root on Debian/Ubuntu to have it installed)"
-  fi
-}
+# shellcheck source=lib/apt.sh
+. "$REPO/scripts/lib/apt.sh"
 
 need_docker() {
-  command -v docker >/dev/null 2>&1 || apt_install docker.io
+  command -v docker >/dev/null 2>&1 ||
+    install_or_die "missing: docker.io (install it, or run as root on Debian/Ubuntu to have it installed)" docker.io
   local err
   if ! err=$(docker version --format '{{.Server.Version}}' 2>&1 >/dev/null); then
     die "cannot reach the Docker daemon${DOCKER_HOST:+ at $DOCKER_HOST}: $err (start Docker, e.g. systemctl start docker, or point DOCKER_HOST at a running daemon)"

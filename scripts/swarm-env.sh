@@ -39,70 +39,10 @@ node_dir() { echo "$DIR/node$1"; }
 node_sock() { echo "$DIR/node$1/docker.sock"; }
 ndocker() { local i=$1; shift; DOCKER_HOST="unix://$(node_sock "$i")" DOCKER_CLI_HINTS=false docker "$@"; }
 
-pid_matches() {
-  local pid=$1 needle=$2 cmdline
-  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
-  cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
-  [[ $cmdline == *"$needle"* ]]
-}
-
-stop_pid() {
-  local pid=$1 timeout=$2 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < timeout * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && return 0
-    sleep 0.1
-  done
-  log "pid $pid did not stop after ${timeout}s; sending SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-}
-
-descendants() {
-  local child
-  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
-    echo "$child"
-    descendants "$child"
-  done
-  return 0
-}
-
-pids_with_cmdline() {
-  local p pid
-  for p in /proc/[0-9]*; do
-    pid=${p#/proc/}
-    [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
-    pid_matches "$pid" "$1" && echo "$pid"
-  done
-  return 0
-}
-
-# Mount points under the given prefixes, deepest first ($MOUNT_TYPE filters by fstype).
-mounts_under() {
-  local prefix fstype mp
-  awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { print $(i + 1), $5; break } }' /proc/self/mountinfo |
-    while read -r fstype mp; do
-      if [[ -n ${MOUNT_TYPE:-} && $fstype != "$MOUNT_TYPE" ]]; then continue; fi
-      mp=$(printf '%b' "${mp//\\/\\0}")
-      for prefix in "$@"; do
-        [[ -n $prefix ]] || continue
-        if [[ $mp == "$prefix" || $mp == "$prefix"/* ]]; then echo "$mp"; break; fi
-      done
-    done | sort -u | awk '{ print length($0) "\t" $0 }' | sort -rn | cut -f2-
-}
-
-unmount_under() {
-  local mp
-  while IFS= read -r mp; do
-    [[ -n $mp ]] || continue
-    umount -l -- "$mp" 2>/dev/null || fusermount3 -uz -- "$mp" 2>/dev/null || log "WARNING: could not unmount $mp"
-  done < <(mounts_under "$@")
-}
+# shellcheck source=lib/procs.sh
+. "$REPO/scripts/lib/procs.sh"
+# shellcheck source=lib/test-env.sh
+. "$REPO/scripts/lib/test-env.sh"
 
 exec_base() { [[ -f $DIR/exec-root ]] && cat "$DIR/exec-root" || true; }
 
@@ -122,7 +62,7 @@ start_dockerd() {
     --pidfile "$nd/dockerd.pid" -H "unix://$(node_sock "$i")"
   )
   # Each node gets its own mount namespace with an empty /run/docker/plugins: the host's holds every legacy plugin
-  # socket of the machine, dead ones too, and dockerd probes them all when it looks a volume up (seconds each).
+  # socket of the machine, dead ones too, and dockerd probes them all (slowly the dead ones) when it looks a volume up.
   # A node restarted after a kill rejoins the namespace its containers (their shims) still live in.
   # nsenter, not `ip netns exec`: the latter remounts /sys and dockerd then finds no cgroups.
   local pid mntns=''
@@ -135,14 +75,7 @@ start_dockerd() {
       'mount -t tmpfs -o mode=0755 sshfs-swarm-plugins /run/docker/plugins && exec dockerd "$@"' dockerd "${args[@]}" \
       >>"$nd/dockerd.log" 2>&1 </dev/null &
   fi
-  local dpid=$! wait_s=${SWARM_DOCKERD_WAIT:-60} k
-  for ((k = 0; k < wait_s * 4; k++)); do
-    ndocker "$i" info >/dev/null 2>&1 && return 0
-    kill -0 "$dpid" 2>/dev/null || { tail -n 20 "$nd/dockerd.log" >&2; die "dockerd of node $i exited"; }
-    sleep 0.25
-  done
-  tail -n 20 "$nd/dockerd.log" >&2
-  die "dockerd of node $i did not answer within ${wait_s}s"
+  wait_dockerd "$(node_sock "$i")" $! "${SWARM_DOCKERD_WAIT:-60}" "$nd/dockerd.log" "dockerd of node $i"
 }
 
 stop_dockerd() {
@@ -152,7 +85,7 @@ stop_dockerd() {
   if [[ $signal == KILL ]]; then
     log "killing dockerd of node $i (pid $pid)"
     kill -KILL "$pid"
-    while kill -0 "$pid" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; do sleep 0.1; done
+    until pid_gone "$pid"; do sleep 0.1; done
   else
     log "stopping dockerd of node $i (pid $pid)"
     stop_pid "$pid" 40
@@ -198,7 +131,7 @@ do_down() {
   done
   if [[ -n $base && -d $base ]]; then rm -rf --one-file-system -- "$base" || log "WARNING: could not remove $base"; fi
   rm -f "$DIR/exec-root" "$DIR/env"
-  # Logs stay for a look after a failed run; the nodes' data and the plugin's rootfs (hundreds of MiB) go.
+  # Logs stay for a look after a failed run; the nodes' data and the plugin's rootfs go.
   local d
   for d in "$DIR"/node*/docker-data "$DIR/plugin"; do
     [[ -d $d && -z $(mounts_under "$d") ]] && rm -rf --one-file-system -- "$d"
@@ -209,18 +142,6 @@ do_down() {
 
 # ---------------------------------------------------------------------------------------------------------------
 # up
-
-ensure_user() {
-  local user=$1 home
-  id -u "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh --user-group "$user"
-  home=$(getent passwd "$user" | cut -d: -f6)
-  [[ -d $home ]] || mkdir -p "$home"
-  chown "$user:" "$home"
-  chmod 0755 "$home"
-  install -d -m 0700 -o "$user" -g "$(id -gn "$user")" "$home/.ssh"
-  # '*' = no password but not locked: sshd without PAM refuses a locked account even with a key.
-  usermod -p '*' "$user"
-}
 
 do_up() {
   [[ $(id -u) -eq 0 ]] || die "must run as root"
@@ -236,12 +157,11 @@ do_up() {
   ssh-keygen -q -t ed25519 -N '' -C sshfs-swarm-host -f "$DIR/ssh/ssh_host_ed25519_key"
   ssh-keygen -q -t ed25519 -N '' -C sshfs-swarm-client -f "$DIR/ssh/id_ed25519"
   ensure_user "$SSH_USER"
+  # '*' = no password but not locked: sshd without PAM refuses a locked account even with a key.
+  usermod -p '*' "$SSH_USER"
   home=$(getent passwd "$SSH_USER" | cut -d: -f6)
   install -m 0600 -o "$SSH_USER" -g "$(id -gn "$SSH_USER")" "$DIR/ssh/id_ed25519.pub" "$home/.ssh/authorized_keys.swarm-$ENV_ID"
-  remote="$home/data-$ENV_ID"
-  [[ -z $(mounts_under "$remote") ]] || die "$remote has mounts under it"
-  rm -rf --one-file-system -- "$remote"
-  install -d -m 0755 -o "$SSH_USER" -g "$(id -gn "$SSH_USER")" "$remote"
+  remote=$(fresh_remote_dir "$SSH_USER")
 
   # --- network: hub namespace with a bridge; one veth per node namespace
   ip netns add "$NS_HUB"
@@ -281,26 +201,17 @@ EOF
   nsenter --net="/run/netns/$NS_HUB" /usr/sbin/sshd -f "$DIR/ssh/sshd_config" -E "$DIR/sshd.log" ||
     die "sshd did not start (log: $DIR/sshd.log)"
   printf '%s %s\n' "$HUB_ADDR" "$(cut -d' ' -f1,2 "$DIR/ssh/ssh_host_ed25519_key.pub")" >"$DIR/ssh/known_hosts"
-  local ok=0
+  # shellcheck disable=SC2034 # ssh_check runs ssh under SSH_WRAP
+  local ok=0 SSH_WRAP=(nsenter --net="/run/netns/$(node_ns 1)")
   for ((i = 0; i < 50; i++)); do
-    if nsenter --net="/run/netns/$(node_ns 1)" ssh -F /dev/null -i "$DIR/ssh/id_ed25519" -o BatchMode=yes \
-      -o IdentitiesOnly=yes -o UserKnownHostsFile="$DIR/ssh/known_hosts" -o StrictHostKeyChecking=yes \
-      -o ConnectTimeout=5 "$SSH_USER@$HUB_ADDR" true </dev/null 2>"$DIR/ssh-check.log"; then ok=1; break; fi
+    if ssh_check "$DIR/ssh/id_ed25519" "$DIR/ssh/known_hosts" "$DIR/ssh-check.log" -o ConnectTimeout=5 \
+      "$SSH_USER@$HUB_ADDR"; then ok=1; break; fi
     sleep 0.2
   done
   [[ $ok -eq 1 ]] || { cat "$DIR/ssh-check.log" >&2; die "node 1 cannot log in to the sshd at $HUB_ADDR"; }
 
   # --- dockerd on every node, the busybox image on each
-  local rootfs="$DIR/rootfs" bb
-  for bb in /bin/busybox /usr/bin/busybox; do [[ -x $bb ]] && ! ldd "$bb" >/dev/null 2>&1 && break; done
-  install -d "$rootfs/bin" "$rootfs/tmp" "$rootfs/etc" "$rootfs/proc" "$rootfs/sys" "$rootfs/dev"
-  chmod 1777 "$rootfs/tmp"
-  cp "$bb" "$rootfs/bin/busybox"
-  chroot "$rootfs" /bin/busybox --install -s /bin
-  echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
-  echo 'root:x:0:' >"$rootfs/etc/group"
-  tar -C "$rootfs" -c . >"$DIR/busybox.tar"
-  rm -rf --one-file-system -- "$rootfs"
+  busybox_tar "$DIR/rootfs" >"$DIR/busybox.tar"
   for ((i = 1; i <= NODES; i++)); do
     log "starting dockerd of node $i in $(node_ns "$i") ($(node_addr "$i"))"
     start_dockerd "$i"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/build-rootfs.sh when PLUGIN_ARCH names another architecture than this machine's: the programs
 # come from Debian's packages for that architecture and node from npm, not from this machine.
 #
@@ -7,7 +8,8 @@
 #   tini + libraries        with a private apt state: the machine's dpkg/apt configuration is not touched), unpacked
 #                           with dpkg -x; the libraries each program loads are found with readelf (no emulation needed)
 #
-# Cached in BUILD_CACHE/<arch> (default /var/cache/docker-volume-sshfs). Uses: ROOTFS, log, die, copy_file.
+# Cached in BUILD_CACHE/<arch> (default /var/cache/docker-volume-sshfs).
+# Uses: ROOTFS, SMOKE_CHECKS, log, die, copy_file (scripts/build-rootfs.sh).
 
 foreign_setup() {
   case "$1" in
@@ -108,8 +110,7 @@ foreign_smoke() {
     return 0
   fi
   local check
-  for check in "/usr/local/bin/node -e process.exit(0)" "/usr/bin/ssh -V" "/usr/bin/sshfs --version" \
-    "/usr/bin/fusermount3 --version" "/usr/bin/tini --version"; do
+  for check in "${SMOKE_CHECKS[@]}"; do
     # shellcheck disable=SC2086 # each check is a command line
     set -- $check
     "$F_QEMU" -L "$ROOTFS" "$ROOTFS$1" "${@:2}" >/dev/null 2>&1 || die "$1 ($F_ARCH) does not start under $F_QEMU"
