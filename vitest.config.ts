@@ -22,6 +22,17 @@ export default defineConfig({
       },
       {
         test: {
+          // Docker Engine 26 and Podman 5 from a Debian 13 root in a private namespace (scripts/trixie-env.sh).
+          name: 'trixie',
+          include: ['test/trixie/**/*.trixie.test.ts'],
+          globalSetup: ['test/trixie/global-setup.ts'],
+          fileParallelism: false,
+          testTimeout: 180_000,
+          hookTimeout: 600_000,
+        },
+      },
+      {
+        test: {
           // Fault injection against the real dockerd/sshd/FUSE (its own environment in .e2e-faults); prints a table.
           name: 'faults',
           include: ['test/faults/**/*.fault.test.ts'],

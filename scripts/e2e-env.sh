@@ -14,6 +14,7 @@
 # Optional environment:
 #   E2E_STORAGE_DRIVER   force dockerd's --storage-driver (default: dockerd chooses, overlay2 where possible)
 #   E2E_DOCKERD_WAIT     seconds to wait for dockerd to answer (default 60)
+#   E2E_NO_DOCKERD=1     no dockerd and no image: the sshd side only (scripts/trixie-env.sh brings its own dockerd)
 set -euo pipefail
 
 KEY_USER=sshfse2ekey
@@ -314,17 +315,17 @@ do_up() {
     die "key login to the test sshd failed"
   fi
 
-  # --- dockerd
-  local exec_root
-  exec_root=$(mktemp -d /tmp/sshfs-e2e.XXXX)
-  echo "$exec_root" >"$DIR/exec-root"
-  start_dockerd "$exec_root"
-
-  # --- busybox image
-  busybox_tar "$DIR/rootfs" | DOCKER_HOST="unix://$DIR/docker.sock" docker import -c 'CMD ["sh"]' - "$IMAGE" >/dev/null
-  DOCKER_HOST="unix://$DIR/docker.sock" docker run --rm --network none "$IMAGE" true ||
-    die "cannot run a container from $IMAGE (log: $DIR/dockerd.log)"
-  log "imported $IMAGE"
+  # --- dockerd and the busybox image
+  local exec_root=''
+  if [[ ${E2E_NO_DOCKERD:-0} != 1 ]]; then
+    exec_root=$(mktemp -d /tmp/sshfs-e2e.XXXX)
+    echo "$exec_root" >"$DIR/exec-root"
+    start_dockerd "$exec_root"
+    busybox_tar "$DIR/rootfs" | DOCKER_HOST="unix://$DIR/docker.sock" docker import -c 'CMD ["sh"]' - "$IMAGE" >/dev/null
+    DOCKER_HOST="unix://$DIR/docker.sock" docker run --rm --network none "$IMAGE" true ||
+      die "cannot run a container from $IMAGE (log: $DIR/dockerd.log)"
+    log "imported $IMAGE"
+  fi
 
   # --- env file (literal values, not shell-quoted: parse each line at its first '=')
   local env_tmp="$DIR/env.tmp"

@@ -23,24 +23,28 @@ export default function setup(project: TestProject): Promise<() => Promise<void>
   return setupEnvironment(project, E2E_DIR);
 }
 
-/** Builds, brings up the environment in DIR (its own dockerd, sshd, users' dirs) and returns the teardown. */
-export async function setupEnvironment(project: TestProject, dir: string): Promise<() => Promise<void>> {
+/**
+ * Builds, brings up the environment in DIR (its own dockerd, sshd, users' dirs) with SCRIPT's `up` (default
+ * scripts/e2e-env.sh) and returns the teardown (its `down`).
+ */
+export async function setupEnvironment(project: TestProject, dir: string, script = ENV_SCRIPT): Promise<() => Promise<void>> {
   if (process.getuid?.() !== 0) {
     throw new Error('the e2e tests need root (dockerd, FUSE, local test users)');
   }
   if (!process.env.E2E_SKIP_BUILD) {
     await run('npm', ['run', 'build'], 'npm run build', 300_000);
   }
-  await run('bash', [ENV_SCRIPT, 'up', dir], `scripts/e2e-env.sh up ${dir}`, 600_000);
+  const name = path.relative(REPO_ROOT, script);
+  await run('bash', [script, 'up', dir], `${name} up ${dir}`, 900_000);
   process.env.E2E_DIR = dir;
   project.provide('e2eDir', dir);
 
   return async () => {
     if (process.env.E2E_KEEP) {
-      console.log(`[e2e] E2E_KEEP is set: environment left running; stop it with: scripts/e2e-env.sh down ${dir}`);
+      console.log(`[e2e] E2E_KEEP is set: environment left running; stop it with: ${name} down ${dir}`);
       return;
     }
     endStandIns(dir);
-    await run('bash', [ENV_SCRIPT, 'down', dir], `scripts/e2e-env.sh down ${dir}`, 300_000);
+    await run('bash', [script, 'down', dir], `${name} down ${dir}`, 300_000);
   };
 }

@@ -186,6 +186,11 @@ export interface StartPluginOptions {
    * then runs in its own process group, and kill() sends SIGKILL to that whole group (wrapper and plugin).
    */
   wrapper?: string[];
+  /**
+   * Where this process sees the plugin's PLUGIN_SOCKET_DIR (default: that directory itself): for a plugin that a
+   * wrapper starts in another mount namespace, whose /run/docker/plugins is this directory bound there.
+   */
+  socketDir?: string;
 }
 
 const livePlugins = new Set<ChildProcess>();
@@ -225,10 +230,10 @@ export async function startLegacyPlugin(name: string = uniquePluginName(), opts:
   const mountRoot = path.join(baseDir, 'mnt');
   const logFile = path.join(baseDir, 'plugin.log');
   const pidFile = path.join(baseDir, 'plugin.pid');
-  const socketPath = path.join(PLUGIN_SOCKET_DIR, `${name}.sock`);
+  const socketPath = path.join(opts.socketDir ?? PLUGIN_SOCKET_DIR, `${name}.sock`);
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   mkdirSync(mountRoot, { recursive: true, mode: 0o755 });
-  mkdirSync(PLUGIN_SOCKET_DIR, { recursive: true, mode: 0o755 });
+  mkdirSync(opts.socketDir ?? PLUGIN_SOCKET_DIR, { recursive: true, mode: 0o755 });
   rmSync(socketPath, { force: true });
 
   // The worker's environment minus what belongs to the test runner (loader hooks, vitest's own flags).
@@ -243,7 +248,7 @@ export async function startLegacyPlugin(name: string = uniquePluginName(), opts:
     detached: wrapper.length > 0,
     env: {
       ...baseEnv,
-      SOCKET_PATH: socketPath,
+      SOCKET_PATH: path.join(PLUGIN_SOCKET_DIR, `${name}.sock`),
       STATE_DIR: stateDir,
       MOUNT_ROOT: mountRoot,
       KEYS_DIR: loadEnv().keysDir,
@@ -449,8 +454,9 @@ export interface MountEntry {
   options: string;
 }
 
-export async function readMounts(): Promise<MountEntry[]> {
-  const text = await readFile('/proc/self/mounts', 'utf8');
+/** The mounts of this process's mount namespace, or of another's through FILE (/proc/<pid>/mounts of a process in it). */
+export async function readMounts(file = '/proc/self/mounts'): Promise<MountEntry[]> {
+  const text = await readFile(file, 'utf8');
   return text
     .split('\n')
     .filter((line) => line !== '')
@@ -465,10 +471,10 @@ export async function readMounts(): Promise<MountEntry[]> {
     });
 }
 
-/** fuse.sshfs mounts at or under DIR. */
-export async function sshfsMountsUnder(dir: string): Promise<MountEntry[]> {
+/** fuse.sshfs mounts at or under DIR (of another mount namespace: see readMounts). */
+export async function sshfsMountsUnder(dir: string, mountsFile?: string): Promise<MountEntry[]> {
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
-  return (await readMounts()).filter(
+  return (await readMounts(mountsFile)).filter(
     (m) => m.fstype === 'fuse.sshfs' && (m.mountpoint === dir || m.mountpoint.startsWith(prefix)),
   );
 }

@@ -1,0 +1,52 @@
+// The pieces of scripts/trixie-env.sh's environment the trixie tests use: commands run inside its namespace (the
+// trixie docker and podman CLIs), the plugin in host mode started there with the trixie root's node, and the mounts
+// as that namespace sees them. Everything else is test/e2e/harness.ts, pointed at this environment's dockerd 26.
+import { execa } from 'execa';
+import { type CmdResult, type LegacyPlugin, loadEnv, startLegacyPlugin, uniquePluginName } from '../e2e/harness.js';
+
+function need(key: string): string {
+  const value = loadEnv().raw[key];
+  if (value === undefined || value === '') throw new Error(`the trixie environment's env file has no ${key}: run scripts/trixie-env.sh up`);
+  return value;
+}
+
+export const trixie = {
+  /** DIR/bin/in-ns: runs its arguments inside the namespace. */
+  inNs: (): string => need('TRIXIE_IN_NS'),
+  /** The process that holds the namespace. */
+  holderPid: (): number => Number(need('TRIXIE_HOLDER_PID')),
+  /** /proc/<holder>/mounts: the namespace's mount table, for readMounts and sshfsMountsUnder. */
+  mountsFile: (): string => `/proc/${need('TRIXIE_HOLDER_PID')}/mounts`,
+  /** The address `docker swarm init` advertises (on a veth inside the namespace's own network). */
+  swarmAddr: (): string => need('TRIXIE_SWARM_ADDR'),
+  podmanVersion: (): string => need('TRIXIE_PODMAN_VERSION'),
+};
+
+/** Runs ARGS inside the namespace (e.g. the trixie docker CLI). Never throws; a timeout gives exitCode -1. */
+export async function inNs(args: string[], opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {}): Promise<CmdResult> {
+  const r = await execa(trixie.inNs(), args, {
+    env: opts.env,
+    reject: false,
+    timeout: opts.timeoutMs ?? 150_000,
+    input: opts.input ?? '',
+    stripFinalNewline: true,
+  });
+  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+/** The trixie docker CLI (26) against the environment's dockerd: for what the host's 20.10 CLI cannot say. */
+export function docker26(args: string[]): Promise<CmdResult> {
+  return inNs(['docker', ...args], { env: { DOCKER_HOST: loadEnv().dockerHost, DOCKER_CLI_HINTS: 'false' } });
+}
+
+/**
+ * The plugin in host mode inside the namespace: this repository's dist/ run by the trixie root's node (the namespace's
+ * PATH), its socket in the namespace's /run/docker/plugins (seen here in DIR/plugin-sockets).
+ */
+export function startTrixiePlugin(name: string = uniquePluginName()): Promise<LegacyPlugin> {
+  // The harness appends its own node and the entry point: drop the former, run the namespace's node.
+  return startLegacyPlugin(name, {
+    wrapper: [trixie.inNs(), 'sh', '-c', 'shift; exec node "$@"', 'trixie-node'],
+    socketDir: need('TRIXIE_SOCKET_DIR'),
+  });
+}
