@@ -201,8 +201,11 @@ describe('managed plugin (npm run plugin:install) on Docker 26, and a single-nod
       '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${env.keyRemoteDir}`, '-o', `port=${env.sshPort}`, vol,
     ]);
     expect(create.exitCode, create.stderr).toBe(0);
-    const status = async (): Promise<string> =>
-      (await docker26(['volume', 'ls', '--cluster', '--filter', `name=${vol}`, '--format', '{{.Name}} {{.Status}}'])).stdout;
+    // The line of VOL in `docker volume ls --cluster` (its --format is ignored there), '' once it is gone.
+    const status = async (): Promise<string> => {
+      const line = (await docker26(['volume', 'ls', '--cluster'])).stdout.split('\n').find((l) => l.split(/\s+/)[0] === vol);
+      return line === undefined ? '' : `${vol} ${line.trim().split(/\s{2,}/).at(-1)}`;
+    };
     // Swarm waits for a CSI plugin to create it; this plugin is none, so it never is.
     await new Promise((resolve) => setTimeout(resolve, 10_000));
     expect(await status()).toBe(`${vol} pending creation`);

@@ -19,7 +19,6 @@ export const trixie = {
   mountsFile: (): string => `/proc/${need('TRIXIE_HOLDER_PID')}/mounts`,
   /** The address `docker swarm init` advertises (on a veth inside the namespace's own network). */
   swarmAddr: (): string => need('TRIXIE_SWARM_ADDR'),
-  podmanVersion: (): string => need('TRIXIE_PODMAN_VERSION'),
 };
 
 /** Runs ARGS inside the namespace (e.g. the trixie docker CLI). Never throws; a timeout gives exitCode -1. */
