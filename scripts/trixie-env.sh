@@ -305,7 +305,7 @@ do_down() {
   done
   if [[ -n $(mounts_under "$DIR") ]]; then log "ERROR: mounts remain:"; mounts_under "$DIR" >&2; return 1; fi
   # Logs stay for a look after a failed run; data, sockets and the plugins' directories go.
-  rm -rf --one-file-system -- "$DIR/docker-data" "$DIR/plugins" "$DIR/podman" "$DIR/managed" "$DIR/rootfs" \
+  rm -rf --one-file-system -- "$DIR/docker-data" "$DIR/plugins" "$DIR"/podman-* "$DIR/managed" "$DIR/rootfs" \
     "$DIR/plugin-sockets" "$DIR/newroot" "$DIR/bin" "$DIR/env" "$DIR/docker.sock"
   log "down: nothing left running, mounted or namespaced for $DIR"
 }

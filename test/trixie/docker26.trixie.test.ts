@@ -142,6 +142,7 @@ describe('managed plugin (npm run plugin:install) on Docker 26, and a single-nod
       PLUGIN_SKIP_APP_BUILD: '1', // the global setup has just run `npm run build`
       PLUGIN_STATE_SOURCE: dirs.stateSource,
       PLUGIN_KEYS_SOURCE: dirs.keysSource,
+      PLUGIN_DEBUG: '1', // its requests in dockerd's log: the cluster-volume test reads them
     });
     if (r.exitCode !== 0) throw new Error(`plugin.sh install failed (${r.exitCode}):\n${r.stderr}\n${r.stdout}`);
   });
@@ -213,6 +214,13 @@ describe('managed plugin (npm run plugin:install) on Docker 26, and a single-nod
     expect(rm.exitCode, rm.stderr).toBe(0);
     await new Promise((resolve) => setTimeout(resolve, 5_000));
     expect(await status()).toBe(`${vol} pending creation`);
+    // The plugin is never asked to create it, only (Get) whether it knows the name: its DEBUG lines go to dockerd's
+    // log, which has the Create of the volume above. Swarm's CSI manager keeps retrying and says why.
+    const daemonLog = readFileSync(path.join(env.dir, 'dockerd.log'), 'utf8');
+    expect(daemonLog).toContain(`/VolumeDriver.Create Name=\\"${volumes[0]}\\"`);
+    expect(daemonLog).toContain(`/VolumeDriver.Get Name=\\"${vol}\\" -> Err: no such volume`);
+    expect(daemonLog).not.toMatch(new RegExp(`/VolumeDriver\\.(Create|Mount|Remove) Name=\\\\"${vol}`));
+    expect(daemonLog).toContain('volume creation failed: plugin does not provide \\"csicontroller\\" capability');
     const force = await docker26(['volume', 'rm', '-f', vol]);
     expect(force.exitCode, force.stderr).toBe(0);
     await waitFor('the cluster volume to be gone', async () => (await status()) === '', 30_000);
