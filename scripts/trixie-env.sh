@@ -73,7 +73,7 @@ build_root() {
     kill -0 "$(cat "$old.pid" 2>/dev/null || echo x)" 2>/dev/null && continue
     log "removing the partial build $old"
     MOUNT_TYPE='' unmount_under "$old"
-    rm -rf --one-file-system -- "$old" "$old.pid"
+    rm -rf --one-file-system -- "$old" "$old.pid" "$old.log"
   done
   partial=$(mktemp -d "$CACHE/$SUITE.partial.XXXXXX")
   echo $$ >"$partial.pid"
