@@ -6,7 +6,7 @@
 // Environment: BENCH_SKIP_CONTROL / BENCH_MOUNT_ONLY (=1: skip the control-plane / data sections), BENCH_DIR (default <repo>/.e2e-bench), BENCH_NODE_FLAGS (extra node flags for the plugin, e.g.
 // "--max-semi-space-size=1"), BENCH_OUT (default <repo>/bench-results.md), BENCH_REPS (data repetitions, default 3).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_READ_AHEAD_KB, DEFAULT_SSH, DEFAULT_SSHFS } from '../../handlers/options.js';
@@ -19,7 +19,7 @@ import {
   waitServing,
 } from './lib.js';
 import { tracedMount } from './phases.js';
-import { readFindings } from './reads.js';
+import { pipeOnce, readFindings } from './reads.js';
 import { sweep } from './sweep.js';
 
 const DIR = process.env.BENCH_DIR || path.join(REPO_ROOT, '.e2e-bench');
@@ -505,10 +505,15 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
     }
   };
   const dataLoad = [load1()];
+  // The ssh pipe, measured in every round right before the plugin's runs (a busy moment slows both of a pair).
+  const pipes: Array<{ toNull: number; toReader: number; write: number }> = [];
+  const remotePipe = `${env.keyRemoteDir}/pipe`;
+  await sh(`install -d -o ${env.keyUser} -g ${env.keyUser} ${remotePipe} && cp ${src} ${remotePipe}/big && chown ${env.keyUser}: ${remotePipe}/big`);
   const dataLoadText = () => `1-min load average ${dataLoad.map((l) => fmt(l, 1)).join(' → ')} over the runs`;
   for (let i = 0; i < REPS; i++) {
     // plugin volume: each container run mounts and unmounts it, so the read starts from a fresh mount
     await clean(remotePlugin);
+    pipes.push(await pipeOnce(env, `${remotePipe}/big`, src));
     res.plugin.w.push(elapsedOf(await inContainer(`${vol}:/data`, scripts.write('/src/rand', '/data'))));
     const [out, oursRss] = await sampled(() => rssWithHelpers(p.pid, [p.mountRoot, p.stateDir]), () => inContainer(`${vol}:/data`, scripts.read('/data')));
     loaded.ours = Math.max(loaded.ours, oursRss);
@@ -568,10 +573,12 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
     'largest VmRSS sampled every 250 ms during the reads: the plugin process plus every process naming its mount root or state dir (sshfs, its ssh, the shared master); rclone is one process');
   await busyVolumes(env, pluginName, offName, remotePlugin, srcDir, img);
   // Why reads trail the pipe: raw sshfs against read-ahead and SFTP request size, CPU per process, the pipe with a reader.
+  await sh(`rm -rf ${remotePipe}`);
   const reads = await readFindings(env, work, src, REPS);
-  row(D, 'plugin write / read as a share of the ssh pipe with a local reader (aes128-gcm)',
-    `${fmt(pw / reads.pipe.write, 2)}× / ${fmt(pr / reads.pipe.toReader, 2)}×`,
-    'plugin MB/s (rows above) divided by the `reads` section\'s pipe: `cat rand | ssh host \'cat > /dev/null\'` (a reader on the server, as sftp-server writes) and `ssh host \'cat big\' | dd of=/dev/null bs=1M` (a reader here, as dd reads in the container)');
+  const share = (plugin: number[], pipe: (p: (typeof pipes)[number]) => number) => pairedRatio(pipes.map(pipe), plugin);
+  row(D, 'plugin write / read as a share of the ssh pipe, measured in the same rounds (aes128-gcm)',
+    `write ${fmt(share(res.plugin.w, (x) => x.write), 2)}×; read ${fmt(share(res.plugin.r, (x) => x.toNull), 2)}× of the pipe to /dev/null, ${fmt(share(res.plugin.r, (x) => x.toReader), 2)}× of the pipe into dd (pipe ${fmt(mbps(median(pipes.map((x) => x.write))), 0)} / ${fmt(mbps(median(pipes.map((x) => x.toNull))), 0)} / ${fmt(mbps(median(pipes.map((x) => x.toReader))), 0)} MB/s)`,
+    `median over the ${REPS} rounds of pipe time / plugin time, the pipe measured right before the plugin's runs of that round: \`cat rand | ssh host 'cat > /dev/null'\`, \`ssh host 'cat big' > /dev/null\` (the issue's ceiling: nothing reads the bytes here) and \`ssh host 'cat big' | dd of=/dev/null bs=1M\` (a reader here, as dd reads in the container; the write pipe has its reader on the server); minus one \`ssh host true\` each; ${dataLoadText()}`);
   for (const r of reads.rows) row('reads', r.metric, r.value, r.method);
   if (rawRemounts > 0) row(M, 'raw sshfs mounts lost during the mount runs (re-mounted)', String(rawRemounts), 'its ssh session was ended from outside');
   const masterRss = rssWithHelpers(p.pid, [`ControlPath=${path.join(p.stateDir, 'cm')}`]) - rssMiB(p.pid);
@@ -658,6 +665,17 @@ async function header(): Promise<string> {
 
 const startLoad = load1();
 
+const BEGIN = '<!-- bench:begin (written by npm run bench) -->';
+const END = '<!-- bench:end -->';
+
+/** Writes the run into OUT between its markers, keeping the findings written around them; the whole file when it has none. */
+function writeResults(text: string): void {
+  const old = existsSync(OUT) ? readFileSync(OUT, 'utf8') : '';
+  const [b, e] = [old.indexOf(BEGIN), old.indexOf(END)];
+  if (b >= 0 && e > b) writeFileSync(OUT, `${old.slice(0, b + BEGIN.length)}\n${text}${old.slice(e)}`);
+  else writeFileSync(OUT, `# Benchmark results (\`npm run bench\`)\n\n${BEGIN}\n${text}${END}\n`);
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('run as root: dockerd, FUSE and the test users need it');
   const onSignal = (s: string) => {
@@ -700,13 +718,13 @@ async function main(): Promise<void> {
     await mountAndData(env, p, pluginName);
     const text = `${await header()}\n\n${table()}\n\nTotal benchmark time ${fmt((performance.now() - started) / 1000, 0)} s.\n`;
     process.stdout.write(`\n${text}`);
-    writeFileSync(OUT, `# Benchmark results (\`npm run bench\`)\n\n${text}`);
+    writeResults(text);
     log(`written to ${OUT}`);
   } catch (error) {
     // Keep what was measured: the table so far, marked incomplete.
     const text = `${await header()}\n\n${table()}\n\nINCOMPLETE RUN: ${error instanceof Error ? error.message.slice(0, 600) : String(error)}\n`;
     process.stdout.write(`\n${text}`);
-    writeFileSync(OUT, `# Benchmark results (\`npm run bench\`)\n\n${text}`);
+    writeResults(text);
     throw error;
   } finally {
     await cleanup();

@@ -109,7 +109,7 @@ async function readOnce(env: E2EEnv, remote: string, mnt: string, c: (typeof REA
 }
 
 /** The ssh pipe's read three ways (to /dev/null as the ceiling row does, into dd bs=1M as a container reads) and its write. */
-async function pipeOnce(env: E2EEnv, remoteFile: string, src: string): Promise<{ toNull: number; toReader: number; write: number }> {
+export async function pipeOnce(env: E2EEnv, remoteFile: string, src: string): Promise<{ toNull: number; toReader: number; write: number }> {
   const q = (a: string[]) => a.map((x) => `'${x}'`).join(' ');
   const ssh = q(keyUserSshArgs(env, ['-o', CIPHER[0] ?? '', '-o', CIPHER[1] ?? '']));
   const hs = (await sh(`ssh ${ssh} true`)).ms;
