@@ -8,6 +8,7 @@ import { remoteText, type VolumeOptions } from './options.js';
 import { ensureMaster, pickSharedConnection, sessionRefused, sharedLoginDigest, type SharedConnection } from './shared-ssh.js';
 import { buildSshfsArgs, type MountPaths } from './sshfs-args.js';
 import type { Deps, VolumeRecord } from './types.js';
+import { markStep, timeStep } from './mount-steps.js';
 import { knownHostsFile, optionsOf, referenceCount, sshLogFileFor } from './volume.js';
 
 /**
@@ -24,6 +25,7 @@ export async function detach(mountpoint: string, deps: Deps, timeoutMs = 10_000)
  */
 export async function ensureMounted(record: VolumeRecord, deps: Deps): Promise<void> {
   const state = await deps.mounts.state(record.mountpoint);
+  markStep(record, 'state');
   if (state === 'mounted') return;
   if (state === 'stale') {
     deps.log.info(`volume ${record.name}: mount at ${record.mountpoint} lost its sshfs process; mounting again`);
@@ -64,7 +66,9 @@ export async function mountVolume(record: VolumeRecord, deps: Deps): Promise<voi
   await deps.fs.ensureDir(record.mountpoint);
   // Each mount starts a fresh ssh log; a log need not survive a crash, so no fsync on the Mount's path.
   await deps.fs.writeSecretFile(paths.sshLogFile, '', { durable: false });
+  markStep(record, 'prepare');
   const shared = await sharedLogin(record, opts, paths, login, deps);
+  markStep(record, 'shared-login');
   const runSshfs = (controlPath?: string) =>
     deps.runner.run('sshfs', buildSshfsArgs(opts, paths, login, controlPath), {
       timeoutMs: deps.config.mountTimeoutMs,
@@ -73,6 +77,7 @@ export async function mountVolume(record: VolumeRecord, deps: Deps): Promise<voi
       ...('password' in login ? { input: `${login.password}\n` } : {}),
     });
   let result = await runSshfs(shared?.controlPath);
+  markStep(record, 'sshfs');
   let usedShared = shared;
   if (shared !== undefined && result.exitCode !== 0 && !result.timedOut && sessionRefused(await deps.fs.readText(paths.sshLogFile))) {
     // The server allows fewer sessions per connection than we counted on: this volume logs in by itself.
@@ -82,6 +87,7 @@ export async function mountVolume(record: VolumeRecord, deps: Deps): Promise<voi
     usedShared = undefined;
   }
   const mounted = await deps.mounts.isMounted(record.mountpoint);
+  markStep(record, 'check');
   if (result.exitCode === 0 && !result.timedOut && mounted) {
     record.mountedAt = deps.now().toISOString();
     if (usedShared !== undefined) record.sharedConnection = usedShared.id;
@@ -90,7 +96,7 @@ export async function mountVolume(record: VolumeRecord, deps: Deps): Promise<voi
     delete record.lastErrorAt;
     deps.log.info(`mounted ${remoteText(opts.remote)} for volume ${record.name} at ${record.mountpoint}`);
     // Not awaited: it waits for the new mount's first answer (in a child process), which the Mount need not pay for.
-    void setReadAhead(record, opts.readAheadKb, deps);
+    void timeStep(record, 'read-ahead', () => setReadAhead(record, opts.readAheadKb, deps), deps.log);
     return;
   }
   // Leave nothing behind: no half-made mount, no empty mountpoint.

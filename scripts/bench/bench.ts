@@ -1,11 +1,12 @@
 // `npm run bench`: measures the plugin in host mode against a real sshd on 127.0.0.1 and an isolated dockerd
 // (scripts/e2e-env.sh), prints one table (each figure with its method and target) and writes it to bench-results.md.
-// Not a test: it asserts nothing. Run as root. `npm run bench -- --sweep` runs the option sweep instead.
+// Not a test: it asserts nothing. Run as root. `npm run bench -- --sweep` runs the option sweep instead, `-- --reads`
+// the read findings alone (scripts/bench/reads.ts, about a minute).
 //
 // Environment: BENCH_SKIP_CONTROL / BENCH_MOUNT_ONLY (=1: skip the control-plane / data sections), BENCH_DIR (default <repo>/.e2e-bench), BENCH_NODE_FLAGS (extra node flags for the plugin, e.g.
 // "--max-semi-space-size=1"), BENCH_OUT (default <repo>/bench-results.md), BENCH_REPS (data repetitions, default 3).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_READ_AHEAD_KB, DEFAULT_SSH, DEFAULT_SSHFS } from '../../handlers/options.js';
@@ -13,9 +14,12 @@ import { DATA_BYTES, elapsedOf, mbps, mountRaw, scripts, SMALL_FILES, sshPipe, u
 import { keyUserSshArgs, randomId, readE2EEnv, type E2EEnv } from '../lib/e2e-env.js';
 import { startSilentHost } from '../lib/tcp.js';
 import {
-  docker, dockerOk, fmt, log, median, percentile, type PeerPlugin, type Plugin, REPO_ROOT, rssMiB, rssParts, rssWithHelpers, run,
-  runOk, sh, SocketClient, sleep, spawnPlugin, spawnRclone, timeMany, waitActivate, waitServing,
+  detachedStepSince, docker, dockerOk, fmt, formatSteps, load1, log, logSize, median, medianSteps, mountStepsSince, percentile, type PeerPlugin,
+  type Plugin, REPO_ROOT, rssMiB, rssParts, rssWithHelpers, run, runOk, sh, SocketClient, sleep, spawnPlugin, spawnRclone, timeMany, waitActivate,
+  waitServing,
 } from './lib.js';
+import { tracedMount } from './phases.js';
+import { pipeOnce, readFindings } from './reads.js';
 import { sweep } from './sweep.js';
 
 const DIR = process.env.BENCH_DIR || path.join(REPO_ROOT, '.e2e-bench');
@@ -214,8 +218,8 @@ async function controlPlane(env: E2EEnv, pluginName: string): Promise<Plugin> {
   return p;
 }
 
-async function plainPlugin(pluginName: string): Promise<Plugin> {
-  const p = spawnPlugin(DIR, pluginName, NODE_FLAGS);
+async function plainPlugin(pluginName: string, extraEnv: Record<string, string> = {}): Promise<Plugin> {
+  const p = spawnPlugin(DIR, pluginName, NODE_FLAGS, extraEnv);
   plugins.push(p);
   await waitServing(p, async (c) => (await c.request('/Plugin.Activate', undefined, 1_000)).status === 200);
   return p;
@@ -224,6 +228,43 @@ async function plainPlugin(pluginName: string): Promise<Plugin> {
 async function dockerRunMs(env: E2EEnv, args: string[]): Promise<number> {
   const r = await dockerOk(env, ['run', '--rm', '--network', 'none', ...args]);
   return r.ms;
+}
+
+/**
+ * Mount and Unmount straight on each plugin's socket, interleaved: the Mount's own cost without Docker's. Our volume's
+ * server is logged into (shared login) from the cold rows just before.
+ */
+async function directMounts(p: Plugin, vol: string, rc: PeerPlugin, rcVol: string) {
+  const ours: number[] = [];
+  const rcs: number[] = [];
+  const oursUnmount: number[] = [];
+  const rcUnmount: number[] = [];
+  const steps: Array<Record<string, number>> = [];
+  const oc = new SocketClient(p.socketPath);
+  const rcc = new SocketClient(rc.socketPath);
+  try {
+    for (let i = 0; i < 7; i++) {
+      const id = `bench-direct-${i}-${randomId()}`;
+      const mark = logSize(p);
+      let t = performance.now();
+      await oc.ok('/VolumeDriver.Mount', { Name: vol, ID: id }, 60_000);
+      ours.push(performance.now() - t);
+      t = performance.now();
+      await oc.ok('/VolumeDriver.Unmount', { Name: vol, ID: id }, 60_000);
+      oursUnmount.push(performance.now() - t);
+      steps.push(...mountStepsSince(p, vol, mark));
+      t = performance.now();
+      await rcc.ok('/VolumeDriver.Mount', { Name: rcVol, ID: id }, 60_000);
+      rcs.push(performance.now() - t);
+      t = performance.now();
+      await rcc.ok('/VolumeDriver.Unmount', { Name: rcVol, ID: id }, 60_000);
+      rcUnmount.push(performance.now() - t);
+    }
+  } finally {
+    oc.close();
+    rcc.close();
+  }
+  return { ours, rc: rcs, oursUnmount, rcUnmount, steps };
 }
 
 async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise<void> {
@@ -300,13 +341,22 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
   const handMnt = `${rawMnt}-by-hand`;
   await dockerRunMs(env, [img, 'true']); // warm-up
   for (const v of [vol, volOff, rcVol]) await dockerRunMs(env, ['-v', `${v}:/data`, img, 'true']);
+  // The plugin's own breakdown of each Mount (its DEBUG=1 lines, handlers/mount-steps.ts), per kind of cold run.
+  const stepsFirst: Array<Record<string, number>> = [];
+  const stepsShared: Array<Record<string, number>> = [];
+  const stepsMark = logSize(p);
+  const coldLoad = [load1()];
   for (let i = 0; i < COLD_RUNS; i++) {
     none.push(await dockerRunMs(env, [img, 'true']));
     await ensureRaw();
     bind.push(await dockerRunMs(env, ['-v', `${rawMnt}:/data`, img, 'true']));
     await closeShared();
+    let mark = logSize(p);
     coldFirst.push(await dockerRunMs(env, ['-v', `${vol}:/data`, img, 'true'])); // logs in, and keeps the login
+    stepsFirst.push(...mountStepsSince(p, vol, mark));
+    mark = logSize(p);
     cold.push(await dockerRunMs(env, ['-v', `${vol}:/data`, img, 'true'])); // joins that login
+    stepsShared.push(...mountStepsSince(p, vol, mark));
     coldOff.push(await dockerRunMs(env, ['-v', `${volOff}:/data`, img, 'true']));
     coldRc.push(await dockerRunMs(env, ['-v', `${rcVol}:/data`, img, 'true']));
     // What an operator without the plugin pays per run: mount, run on a bind of it, unmount.
@@ -318,6 +368,10 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
     rawMounts.delete(handMnt);
     byHand.push(performance.now() - t);
   }
+  coldLoad.push(load1());
+  const readAheadMs = detachedStepSince(p, vol, 'read-ahead', stepsMark);
+  const direct = await directMounts(p, vol, rc, rcVol);
+  const traced = await tracedMount(p, vol, `bench-traced-${randomId()}`);
   const holder = `bench-holder-${randomId()}`;
   containers.add(holder);
   await dockerOk(env, ['run', '-d', '--name', holder, '--network', 'none', '-v', `${vol}:/data`, img, 'sleep', '900']);
@@ -365,6 +419,24 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
     `median of ${COLD_RUNS}, the shared login closed (\`ssh -O exit\`) before each run: the Mount starts the master, then sshfs joins it; ${paired}`, 'no slower than sharing off (≤ 1.05×)', firstVsOff <= 1.05);
   row(M, 'docker run, plugin volume cold, sharing off (SHARED_CONNECTION_IDLE=0: every Mount logs in, as before)', `${fmt(median(coldOff), 0)} ms (${fmt(pairedRatio(coldOff, coldRc), 2)}× rclone)`,
     `median of ${COLD_RUNS}, a second plugin process with SHARED_CONNECTION_IDLE=0; interleaved; ${paired}`);
+  const loadText = `1-min load average ${fmt(coldLoad[0] ?? NaN, 1)} before the cold rows, ${fmt(coldLoad[1] ?? NaN, 1)} after`;
+  row(M, 'cold docker run: no volume / rclone / plugin (login shared) / plugin (first login)',
+    `${fmt(median(none), 0)} / ${fmt(mrc, 0)} / ${fmt(mc, 0)} / ${fmt(median(coldFirst), 0)} ms (plugin / rclone ${fmt(vsRc, 2)}×; load ${fmt(coldLoad[0] ?? NaN, 1)} → ${fmt(coldLoad[1] ?? NaN, 1)})`,
+    `the rows above side by side: medians of ${COLD_RUNS} interleaved rounds after a first login; ${loadText}`, '≤ 1.0× rclone', vsRc <= 1.0);
+  row(M, 'Mount breakdown, login shared (plugin\'s own timing, ms)', formatSteps(medianSteps(stepsShared)),
+    `median per step over the ${stepsShared.length} Mounts of the \`login shared\` row, from the plugin's debug line (handlers/mount-steps.ts): lock = wait for the volume's lock, store = read the record, state = is it mounted (mountinfo), prepare = options, credentials, mountpoint and ssh log, shared-login = find (or start) the shared ssh login, sshfs = sshfs until it exits (ssh session, SFTP init, mount), check = mountinfo, journal = write the reference`);
+  row(M, 'Mount breakdown, first login (plugin\'s own timing, ms)', formatSteps(medianSteps(stepsFirst)),
+    `same, over the ${stepsFirst.length} Mounts of the \`first login\` row (shared-login includes the master's ssh login)`);
+  row(M, 'read-ahead after a Mount (not awaited by the Mount), ms', `${fmt(median(readAheadMs), 1)} (p90 ${fmt(percentile(readAheadMs, 90), 1)})`,
+    `median of the ${readAheadMs.length} cold Mounts' "read-ahead" debug lines: waits for FUSE's INIT with one stat of the mountpoint (adapter/read-ahead.ts), then writes read_ahead_kb; runs beside the container's start`);
+  row(M, 'Mount request alone: plugin (login shared) / rclone', `${fmt(median(direct.ours), 1)} / ${fmt(median(direct.rc), 1)} ms (${fmt(pairedRatio(direct.ours, direct.rc), 2)}×)`,
+    `median of ${direct.ours.length} interleaved POST /VolumeDriver.Mount on each plugin's socket (as dockerd sends it) of a volume not mounted, each followed by its Unmount; the plugin's login to the server shared; plugin steps: ${formatSteps(medianSteps(direct.steps))}`);
+  if (traced !== undefined) {
+    row(M, 'inside the Mount\'s sshfs step, login shared (one Mount under strace -f, ms)', formatSteps(traced.phases),
+      'strace -f -tt on the plugin during one Mount on its socket (strace slows every call: read the shares): exec ssh = sshfs starts ssh; ssh session = until ssh reads the SFTP INIT from sshfs (the session is open over the shared login); SFTP init = until sshfs reads SSH_FXP_VERSION; sshfs root check = until fusermount3 starts; fusermount3 mount; sshfs exit = until the foreground sshfs exits (the Mount\'s sshfs step ends); FUSE INIT reaches the daemon = after that exit, the daemon reads the kernel\'s INIT; first request after INIT = the read-ahead\'s stat (or Docker\'s first access)');
+  }
+  row(M, 'Unmount request alone (the last reference): plugin / rclone', `${fmt(median(direct.oursUnmount), 1)} / ${fmt(median(direct.rcUnmount), 1)} ms`,
+    'the Unmounts of the row above (a `docker run --rm` waits for it too): the plugin runs fusermount3 -u and waits for sshfs to end; rclone unmounts in its own process');
   row(M, 'sshfs mount + docker run on a bind of it + fusermount -u, by hand', `${fmt(median(byHand), 0)} ms (plugin cold: ${signed((median(cold) / median(byHand) - 1) * 100)} %)`,
     `median of ${COLD_RUNS} (interleaved), timed around the three commands: the cold run without the plugin, so the difference is the plugin's own cost`);
   row(M, 'docker run, plugin volume warm (held by another container)', `${fmt(median(warm), 0)} ms (${signed((median(warm) / mb2 - 1) * 100)} % vs ${fmt(mb2, 0)} ms bind)`,
@@ -432,9 +504,16 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
       clearInterval(timer);
     }
   };
+  const dataLoad = [load1()];
+  // The ssh pipe, measured in every round right before the plugin's runs (a busy moment slows both of a pair).
+  const pipes: Array<{ toNull: number; toReader: number; write: number }> = [];
+  const remotePipe = `${env.keyRemoteDir}/pipe`;
+  await sh(`install -d -o ${env.keyUser} -g ${env.keyUser} ${remotePipe} && cp ${src} ${remotePipe}/big && chown ${env.keyUser}: ${remotePipe}/big`);
+  const dataLoadText = () => `1-min load average ${dataLoad.map((l) => fmt(l, 1)).join(' → ')} over the runs`;
   for (let i = 0; i < REPS; i++) {
     // plugin volume: each container run mounts and unmounts it, so the read starts from a fresh mount
     await clean(remotePlugin);
+    pipes.push(await pipeOnce(env, `${remotePipe}/big`, src));
     res.plugin.w.push(elapsedOf(await inContainer(`${vol}:/data`, scripts.write('/src/rand', '/data'))));
     const [out, oursRss] = await sampled(() => rssWithHelpers(p.pid, [p.mountRoot, p.stateDir]), () => inContainer(`${vol}:/data`, scripts.read('/data')));
     loaded.ours = Math.max(loaded.ours, oursRss);
@@ -454,6 +533,7 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
     if (!outRc.includes(String(DATA_BYTES))) throw new Error(`rclone read returned the wrong size: ${outRc}`);
     res.rc.r.push(elapsedOf(outRc));
     res.rc.s.push(elapsedOf(await inContainer(`${rcVol}:/data`, scripts.small('/data'))));
+    dataLoad.push(load1());
   }
   const cw = mbps(median(res.rc.w));
   const cr = mbps(median(res.rc.r));
@@ -478,7 +558,7 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
     row(D, `ssh-pipe ceiling write / read (-o Ciphers=${chosenCipher})`, `${fmt(mbps(pipeChosen.write), 0)} / ${fmt(mbps(pipeChosen.read), 0)} MB/s`, 'same, with the plugin\'s default cipher');
   }
   row(D, 'plugin write / read as a share of the best ssh-pipe ceiling', `${fmt(pw / ceilW, 2)}× / ${fmt(pr / ceilR, 2)}×`,
-    'plugin MB/s divided by the faster of the two ceilings above', '≥ 0.6×', pw >= 0.6 * ceilW && pr >= 0.6 * ceilR);
+    `plugin MB/s divided by the faster of the two ceilings above; ${dataLoadText()}`, '≥ 0.6×', pw >= 0.6 * ceilW && pr >= 0.6 * ceilR);
   const ps = median(res.plugin.s);
   const rs = median(res.raw.s);
   row(D, `create+stat ${SMALL_FILES} small files: plugin / sshfs defaults / speed-up`, `${fmt(ps, 2)} s / ${fmt(rs, 2)} s / ${fmt(rs / ps, 2)}×`,
@@ -492,6 +572,14 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
   row(D, 'RSS loaded (during the 256 MiB read): plugin with its sshfs + ssh / rclone', `${fmt(loaded.ours, 1)} / ${fmt(loaded.rc, 1)} MiB`,
     'largest VmRSS sampled every 250 ms during the reads: the plugin process plus every process naming its mount root or state dir (sshfs, its ssh, the shared master); rclone is one process');
   await busyVolumes(env, pluginName, offName, remotePlugin, srcDir, img);
+  // Why reads trail the pipe: raw sshfs against read-ahead and SFTP request size, CPU per process, the pipe with a reader.
+  await sh(`rm -rf ${remotePipe}`);
+  const reads = await readFindings(env, work, src, REPS);
+  const share = (plugin: number[], pipe: (p: (typeof pipes)[number]) => number) => pairedRatio(pipes.map(pipe), plugin);
+  row(D, 'plugin write / read as a share of the ssh pipe, measured in the same rounds (aes128-gcm)',
+    `write ${fmt(share(res.plugin.w, (x) => x.write), 2)}×; read ${fmt(share(res.plugin.r, (x) => x.toNull), 2)}× of the pipe to /dev/null, ${fmt(share(res.plugin.r, (x) => x.toReader), 2)}× of the pipe into dd (pipe ${fmt(mbps(median(pipes.map((x) => x.write))), 0)} / ${fmt(mbps(median(pipes.map((x) => x.toNull))), 0)} / ${fmt(mbps(median(pipes.map((x) => x.toReader))), 0)} MB/s)`,
+    `median over the ${REPS} rounds of pipe time / plugin time, the pipe measured right before the plugin's runs of that round: \`cat rand | ssh host 'cat > /dev/null'\`, \`ssh host 'cat big' > /dev/null\` (the issue's ceiling: nothing reads the bytes here) and \`ssh host 'cat big' | dd of=/dev/null bs=1M\` (a reader here, as dd reads in the container; the write pipe has its reader on the server); minus one \`ssh host true\` each; ${dataLoadText()}`);
+  for (const r of reads.rows) row('reads', r.metric, r.value, r.method);
   if (rawRemounts > 0) row(M, 'raw sshfs mounts lost during the mount runs (re-mounted)', String(rawRemounts), 'its ssh session was ended from outside');
   const masterRss = rssWithHelpers(p.pid, [`ControlPath=${path.join(p.stateDir, 'cm')}`]) - rssMiB(p.pid);
   row('control plane', 'RSS of the idle shared login (the ssh master process)', `${fmt(masterRss, 1)} MiB`,
@@ -570,9 +658,22 @@ async function header(): Promise<string> {
   return [
     `Measured ${new Date().toISOString()} on ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, Linux ${os.release()}, node ${process.version}` +
       `${NODE_FLAGS.length > 0 ? ` (plugin run with ${NODE_FLAGS.join(' ')})` : ''}, ${await ver('sshfs', ['--version'], 'SSHFS')}, ${await ver('ssh', ['-V'])}, ${await ver('rclone', ['version'], 'rclone')}.`,
-    `The plugin runs in host mode (\`node dist/adapter/main.js\`, DEBUG=0) against sshd and dockerd on 127.0.0.1 (scripts/e2e-env.sh).`,
+    `The plugin runs in host mode (\`node dist/adapter/main.js\`; DEBUG=0 for the control plane, DEBUG=1 from the mount section on, for its Mount breakdown) against sshd and dockerd on 127.0.0.1 (scripts/e2e-env.sh). 1-min load average at the start ${fmt(startLoad, 1)}, at the end ${fmt(load1(), 1)}.`,
     `Plugin defaults in this run: \`${defaults}\`, shared logins kept ${process.env.SHARED_CONNECTION_IDLE ?? 300} s (SHARED_CONNECTION_IDLE). rclone's plugin (\`rclone serve docker\`, sftp backend, its defaults) runs beside it on the same dockerd and sshd; its rows are interleaved with the plugin's. The mount section's raw sshfs (on the host, bind-mounted) uses only what it needs to log in plus allow_other; the data section's baseline is a volume with sshfs/ssh defaults (ssh's default cipher, the kernel's 128 KiB read-ahead).`,
   ].join('\n');
+}
+
+const startLoad = load1();
+
+const BEGIN = '<!-- bench:begin (written by npm run bench) -->';
+const END = '<!-- bench:end -->';
+
+/** Writes the run into OUT between its markers, keeping the findings written around them; the whole file when it has none. */
+function writeResults(text: string): void {
+  const old = existsSync(OUT) ? readFileSync(OUT, 'utf8') : '';
+  const [b, e] = [old.indexOf(BEGIN), old.indexOf(END)];
+  if (b >= 0 && e > b) writeFileSync(OUT, `${old.slice(0, b + BEGIN.length)}\n${text}${old.slice(e)}`);
+  else writeFileSync(OUT, `# Benchmark results (\`npm run bench\`)\n\n${BEGIN}\n${text}${END}\n`);
 }
 
 async function main(): Promise<void> {
@@ -591,6 +692,16 @@ async function main(): Promise<void> {
     // rclone's Docker plugin (`rclone serve docker`) is measured side by side.
     await runOk('bash', [path.join(REPO_ROOT, 'scripts', 'install-system-deps.sh'), 'rclone'], { timeoutMs: 300_000 });
     const env = readE2EEnv(DIR);
+    if (process.argv.includes('--reads')) {
+      // The read findings alone (about a minute): raw sshfs reads against read-ahead and SFTP request size.
+      const work = path.join(DIR, 'work');
+      mkdirSync(path.join(work, 'src'), { recursive: true });
+      await sh(`head -c ${DATA_BYTES} /dev/urandom > ${path.join(work, 'src', 'rand')}`);
+      const f = await readFindings(env, work, path.join(work, 'src', 'rand'), REPS);
+      for (const r of f.rows) row('reads', r.metric, r.value, r.method);
+      process.stdout.write(`\n${table()}\n`);
+      return;
+    }
     if (process.argv.includes('--sweep')) {
       mkdirSync(path.join(DIR, 'work', 'src'), { recursive: true });
       await sh(`head -c ${DATA_BYTES} /dev/urandom > ${path.join(DIR, 'work', 'src', 'rand')}`);
@@ -600,17 +711,20 @@ async function main(): Promise<void> {
     }
     const pluginName = `sshfs-e2e-bench-${randomId()}`;
     // BENCH_SKIP_CONTROL=1 measures the mount and data sections only (quicker, when tuning the data path).
-    const p = process.env.BENCH_SKIP_CONTROL ? await plainPlugin(pluginName) : await controlPlane(env, pluginName);
+    const first = process.env.BENCH_SKIP_CONTROL ? await plainPlugin(pluginName) : await controlPlane(env, pluginName);
+    // The mount and data sections read the plugin's Mount breakdown, a debug line: the same plugin (same state) with DEBUG=1.
+    await first.stop();
+    const p = await plainPlugin(pluginName, { DEBUG: '1' });
     await mountAndData(env, p, pluginName);
     const text = `${await header()}\n\n${table()}\n\nTotal benchmark time ${fmt((performance.now() - started) / 1000, 0)} s.\n`;
     process.stdout.write(`\n${text}`);
-    writeFileSync(OUT, `# Benchmark results (\`npm run bench\`)\n\n${text}`);
+    writeResults(text);
     log(`written to ${OUT}`);
   } catch (error) {
     // Keep what was measured: the table so far, marked incomplete.
     const text = `${await header()}\n\n${table()}\n\nINCOMPLETE RUN: ${error instanceof Error ? error.message.slice(0, 600) : String(error)}\n`;
     process.stdout.write(`\n${text}`);
-    writeFileSync(OUT, `# Benchmark results (\`npm run bench\`)\n\n${text}`);
+    writeResults(text);
     throw error;
   } finally {
     await cleanup();

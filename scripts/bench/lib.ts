@@ -79,6 +79,8 @@ export interface Plugin {
   pid: number;
   /** performance.now() when the process was spawned. */
   spawnedAt: number;
+  /** Everything the process printed, appended as it comes (complete, unlike output()). */
+  logFile: string;
   output(): string;
   running(): boolean;
   stop(): Promise<void>;
@@ -114,6 +116,7 @@ export function spawnPlugin(dir: string, name: string, nodeFlags: string[], extr
   let out = '';
   let exited = false;
   const logFile = path.join(base, 'plugin.log');
+  rmSync(logFile, { force: true }); // a restart under the same name starts a new log
   const onData = (c: Buffer) => {
     out += c.toString('utf8');
     if (out.length > 200_000) out = out.slice(-100_000);
@@ -141,6 +144,7 @@ export function spawnPlugin(dir: string, name: string, nodeFlags: string[], extr
     mountRoot,
     pid: child.pid,
     spawnedAt,
+    logFile,
     output: () => out,
     running: () => !exited,
     async stop() {
@@ -350,4 +354,67 @@ export function rssWithHelpers(pid: number, markers: string[]): number {
     }
   }
   return total;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The plugin's Mount breakdown (handlers/mount-steps.ts logs it at debug level: the plugin runs with DEBUG=1)
+
+/** The 1-minute load average, for the record beside every timing figure. */
+export function load1(): number {
+  return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
+}
+
+/** Bytes in the plugin's log so far: a mark to read what a later step logged (mountStepsSince). */
+export function logSize(p: Plugin): number {
+  try {
+    return readFileSync(p.logFile).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** The "mount steps" lines of VOLUME logged after byte FROM, each as step -> ms (total included), in order. */
+export function mountStepsSince(p: Plugin, volume: string, from: number): Array<Record<string, number>> {
+  let text = '';
+  try {
+    text = readFileSync(p.logFile).subarray(from).toString('utf8');
+  } catch {
+    return [];
+  }
+  const out: Array<Record<string, number>> = [];
+  for (const line of text.split('\n')) {
+    const m = / debug volume (\S+) mount steps: (.*)$/.exec(line);
+    if (m === null || m[1] !== volume) continue;
+    const steps: Record<string, number> = {};
+    for (const [, step, ms] of (m[2] ?? '').matchAll(/([a-z-]+) ([0-9.]+)/g)) steps[step ?? '?'] = Number(ms);
+    out.push(steps);
+  }
+  return out;
+}
+
+/** The durations of VOLUME's not-awaited STEP (the read-ahead) logged after byte FROM. */
+export function detachedStepSince(p: Plugin, volume: string, step: string, from: number): number[] {
+  let text = '';
+  try {
+    text = readFileSync(p.logFile).subarray(from).toString('utf8');
+  } catch {
+    return [];
+  }
+  const re = new RegExp(` debug volume (\\S+) mount step ${step} \\(not awaited by the Mount\\): ([0-9.]+) ms$`);
+  return text.split('\n').flatMap((line) => {
+    const m = re.exec(line);
+    return m !== null && m[1] === volume ? [Number(m[2])] : [];
+  });
+}
+
+/** Per step, the median over RUNS (steps missing in a run are left out of that step's median); in first-seen order. */
+export function medianSteps(runs: Array<Record<string, number>>): Array<[string, number]> {
+  const names: string[] = [];
+  for (const r of runs) for (const k of Object.keys(r)) if (!names.includes(k)) names.push(k);
+  return names.map((k) => [k, median(runs.flatMap((r) => (r[k] === undefined ? [] : [r[k] as number])))]);
+}
+
+/** "lock 0.1, store 0.3, …, total 91" */
+export function formatSteps(steps: Array<[string, number]>): string {
+  return steps.map(([k, v]) => `${k} ${v >= 100 ? v.toFixed(0) : v.toFixed(1)}`).join(', ');
 }
