@@ -230,7 +230,8 @@ describe('the Compose example in the README', () => {
     writeFileSync(path.join(remote, 'from-server.txt'), 'x');
     // Only what differs on this machine changes: plugin name, server, key, image; no network (no bridges here).
     const replacements: [string, string][] = [
-      ['driver: sshfs', `driver: ${plugin.name}`],
+      // Host mode: the driver is the socket's name (the README's comment says so; the managed form is tested in managed.e2e).
+      ['driver: sshfs:latest   # host mode: sshfs', `driver: ${plugin.name}`],
       ['sshcmd: alice@files.example.com:/srv/data', `sshcmd: ${env.keyUser}@${env.sshHost}:${remote}\n      port: "${env.sshPort}"`],
       ['IdentityFile: /keys/id_ed25519', `IdentityFile: ${env.keyFile}`],
       ['image: busybox', `image: ${env.image}\n    network_mode: none`],

@@ -235,3 +235,24 @@ describe('names and sizes', () => {
     expect((await inspectVolume(volume)).Status?.remote).toBe(`${env.keyUser}@${env.sshHost}:${spaced} (port ${env.sshPort})`);
   });
 });
+
+describe('README rows checked against the real sshfs', () => {
+  it('transform_symlinks works with containment on: absolute links inside the volume become relative, others stay absolute and refused', async () => {
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'links');
+    writeFileSync(path.join(remote, 'f'), 'inside\n');
+    await execa('ln', ['-s', path.join(remote, 'f'), path.join(remote, 'abs-inside')]);
+    await execa('ln', ['-s', '/etc/hostname', path.join(remote, 'abs-outside')]);
+    await execa('chown', ['-h', `${env.keyUser}:`, path.join(remote, 'f'), path.join(remote, 'abs-inside'), path.join(remote, 'abs-outside')]);
+    const volume = await createVolume(res, plugin, uniq('transform'), { ...keyOpts(remote), transform_symlinks: '' });
+    const out = await ok(volume, 'readlink /data/abs-inside; cat /data/abs-inside; readlink /data/abs-outside || echo "outside: refused"; true');
+    expect(out).toBe('f\ninside\noutside: refused');
+    const open = await createVolume(res, plugin, uniq('transform-open'), { ...keyOpts(remote), transform_symlinks: '', contain_symlinks: 'false' });
+    expect(await ok(open, 'readlink /data/abs-inside; readlink /data/abs-outside')).toBe('f\n/etc/hostname');
+  });
+
+  it('cache and dir_cache, one setting, given with different values: refused at Create with what to do', async () => {
+    const r = await tryCreateVolume(res, plugin, uniq('cache'), { ...keyOpts(env.keyRemoteDir), cache: 'yes', dir_cache: 'no' });
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toContain('cache and dir_cache are two names for one sshfs setting, and they disagree (cache=yes, dir_cache=no): give only one of them');
+  });
+});
