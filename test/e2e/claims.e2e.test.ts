@@ -224,7 +224,7 @@ describe('the log', () => {
 describe('the Compose example in the README', () => {
   it('runs with docker-compose: the volume is created with driver_opts, mounted, and shows the uid/gid it sets', async () => {
     const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
-    const example = /\*\*Compose\*\*[^\n]*\n\n```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
+    const example = /\*\*Compose\*\*[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
     expect(example, 'README has a **Compose** yaml block').toBeDefined();
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
     writeFileSync(path.join(remote, 'from-server.txt'), 'x');
