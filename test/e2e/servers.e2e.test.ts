@@ -68,6 +68,18 @@ describe('IPv6', () => {
     expect(logins).toBe(1);
     await removeVolume(res, volume, plugin);
   });
+
+  it('mounts [::1] without a port option (ssh\'s port 22), pinned as ::1 in known_hosts', async () => {
+    const sshd = await server(startSshd(env.dir, `v6-22-${randomId()}`, { listen: '::1', port: 22, authorizedKeys: authorized }));
+    const dir = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'v6p22');
+    const volume = await createVolume(res, plugin, uniq('v6p22'), { sshcmd: `${env.keyUser}@[::1]:${dir}`, IdentityFile: env.keyFile });
+    await ok(volume, 'echo port-22 > /data/p.txt');
+    expect(await readRemote(dir, 'p.txt')).toBe('port-22\n');
+    expect(pluginKnownHosts().split('\n')).toContain(`::1 ${sshd.hostKey}`);
+    expect((await inspectVolume(volume)).Status?.remote).toBe(`${env.keyUser}@[::1]:${dir}`);
+    await removeVolume(res, volume, plugin);
+    await sshd.stop();
+  });
 });
 
 describe('legacy algorithms', () => {

@@ -87,6 +87,9 @@ async function startProcess(name: string, dir: string, host: string, port: numbe
     }
     await sleep(50);
   }
+  // The port answers: make sure it is this server (one that failed to bind exits at once).
+  await sleep(200);
+  if (exited) throw new Error(`${name} exited after starting (is [${host}]:${port} taken?): ${output}`);
   return {
     name,
     host,
@@ -108,6 +111,8 @@ async function startProcess(name: string, dir: string, host: string, port: numbe
 export interface SshdOptions {
   /** 127.0.0.1 (default) or ::1. */
   listen?: string;
+  /** A fixed port (e.g. 22, for sshcmd without a port option), waited for while another process holds it; default: a free one. */
+  port?: number;
   /** Host key type for ssh-keygen -t (default ed25519). */
   hostKeyType?: 'ed25519' | 'rsa';
   /** Users whose authorized keys (public key lines) this sshd reads from a root-owned file of its own. */
@@ -120,7 +125,15 @@ export interface SshdOptions {
 export async function startSshd(baseDir: string, name: string, opts: SshdOptions = {}): Promise<TestServer> {
   const dir = rootDir(path.join(baseDir, 'servers', name));
   const host = opts.listen ?? '127.0.0.1';
-  const port = await freePortOn(host);
+  const port = opts.port ?? (await freePortOn(host));
+  if (opts.port !== undefined) {
+    // Another run of this file may hold the fixed port for a few seconds: wait for it (bounded), then take it.
+    const deadline = Date.now() + 60_000;
+    while (await portOpen(host, port)) {
+      if (Date.now() > deadline) throw new Error(`[${host}]:${port} stays taken by another process: cannot start ${name} there`);
+      await sleep(500);
+    }
+  }
   const type = opts.hostKeyType ?? 'ed25519';
   const hostKeyFile = path.join(dir, `host_${type}_key`);
   await run('ssh-keygen', ['-q', '-t', type, ...(type === 'rsa' ? ['-b', '2048'] : []), '-N', '', '-C', `sshfs-e2e-${name}`, '-f', hostKeyFile]);
