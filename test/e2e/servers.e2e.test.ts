@@ -164,6 +164,13 @@ describe('jump hosts', () => {
     const two = await createVolume(res, plugin, uniq('jump2'), { ...keyOpts(dir), ProxyJump: `${hop},${hop}` });
     expect(await ok(two, 'cat /data/jump.txt')).toBe('via-bastion');
     expect(bastion.log().split('\n').filter((l) => l.includes(`Accepted publickey for ${env.keyUser}`)).length).toBeGreaterThanOrEqual(3);
+    // Without a shared login (max_conns > 1): sshfs's own ssh gets the chain, through FUSE's option parsing.
+    const bastionLogins = () => bastion.log().split('\n').filter((l) => l.includes(`Accepted publickey for ${env.keyUser}`)).length;
+    const before = bastionLogins();
+    const alone = await createVolume(res, plugin, uniq('jump-alone'), { ...keyOpts(dir), ProxyJump: `${hop},${hop}`, max_conns: '2' });
+    expect(await ok(alone, 'cat /data/jump.txt')).toBe('via-bastion');
+    expect(bastionLogins() - before).toBeGreaterThanOrEqual(2); // both hops, for each of sshfs's connections
+    expect((await inspectVolume(alone)).Status?.sharedConnection).toBeUndefined();
   });
 
   it('a hop that refuses the login, or refuses to forward, is named in the error', async () => {
@@ -172,6 +179,11 @@ describe('jump hosts', () => {
     const r1 = await runWith(wrongUser, 'true');
     expect(r1.exitCode).not.toBe(0);
     expect(r1.stderr).toContain(`failed at jump host ${env.pwUser}@127.0.0.1:${bastion.port}: ${env.pwUser}@127.0.0.1: Permission denied`);
+    // The same through sshfs's own ssh (no shared login): the hop's log is read there too.
+    const alone = await createVolume(res, plugin, uniq('jump-user-alone'), { ...keyOpts(dir), ProxyJump: `${env.pwUser}@127.0.0.1:${bastion.port}`, max_conns: '2' });
+    const r3 = await runWith(alone, 'true');
+    expect(r3.exitCode).not.toBe(0);
+    expect(r3.stderr).toContain(`failed at jump host ${env.pwUser}@127.0.0.1:${bastion.port}: ${env.pwUser}@127.0.0.1: Permission denied`);
     const noForward = await server(startSshd(env.dir, `noforward-${randomId()}`, { authorizedKeys: authorized, config: ['AllowTcpForwarding no'] }));
     const blocked = await createVolume(res, plugin, uniq('jump-blocked'), { ...keyOpts(dir), ProxyJump: `${env.keyUser}@127.0.0.1:${noForward.port}` });
     const r2 = await runWith(blocked, 'true');
