@@ -13,7 +13,7 @@ export const MAX_PASSWORD_FILE_BYTES = 4096;
 export const DEFAULT_KEY_NAMES = ['id_ed25519', 'id_ecdsa', 'id_rsa'] as const;
 
 /** How sshfs logs in: a key file ssh reads, or a password given on sshfs's stdin. `source` is shown in Status. */
-export type Login = { keyFile: string; source: string } | { password: string; source: string };
+export type Login = { keyFile: string; source: string; certificateFile?: string } | { password: string; source: string };
 
 const within = (path: string, dir: string) => path.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
 
@@ -87,4 +87,13 @@ export async function resolveLogin(opts: VolumeOptions, keyFile: string | undefi
 export async function resolveKnownHosts(opts: VolumeOptions, pluginFile: string, deps: Deps): Promise<string> {
   if (opts.knownHostsFile === undefined) return pluginFile;
   return keysDirFile(deps, opts.knownHostsFile, 'UserKnownHostsFile', MAX_KNOWN_HOSTS_BYTES);
+}
+
+/**
+ * The volume's login with its certificate (-o CertificateFile), confined like IdentityFile: a small regular file in the
+ * keys directory, checked at Create and at every Mount. options.ts allows it only with a key login.
+ */
+export async function withCertificate(opts: VolumeOptions, login: Login, deps: Deps): Promise<Login> {
+  if (opts.certificateFile === undefined || !('keyFile' in login)) return login;
+  return { ...login, certificateFile: await keysDirFile(deps, opts.certificateFile, 'CertificateFile', MAX_KEY_FILE_BYTES) };
 }

@@ -1,6 +1,6 @@
 // Turns sshfs/ssh error output into a message that names the cause and the fix, keeping ssh's own line.
 import type { Config, Deps, RunResult } from './types.js';
-import { remoteText, type VolumeOptions } from './options.js';
+import { jumpHostText, remoteText, type VolumeOptions } from './options.js';
 
 export interface HintContext {
   remote: string;
@@ -15,6 +15,11 @@ export interface HintContext {
   keyNeedsPassphrase?: boolean;
   /** The algorithm options the user gave, e.g. "-o Ciphers=aes999": ssh refuses bad names silently under sshfs. */
   algorithms?: string;
+  /** The volume's key is an RSA key (an old server may accept only ssh-rsa signatures for it). */
+  keyIsRsa?: boolean;
+  /** The volume's jump hosts as written (-o ProxyJump), and what each one's ssh said, in the same order. */
+  jumpHosts?: string[];
+  jumpHostLogs?: string[];
 }
 
 interface Rule {
@@ -57,8 +62,20 @@ function hostUnknown(m: RegExpMatchArray, ctx: HintContext): string {
   );
 }
 
-function noCommonAlgorithm(m: RegExpMatchArray): string {
+/** Algorithms OpenSSH no longer offers by default that old servers may still offer alone: the option that adds each. */
+const LEGACY_OPT_IN: Record<string, string> = { 'ssh-rsa': 'HostKeyAlgorithms', 'ssh-rsa-cert-v01@openssh.com': 'HostKeyAlgorithms' };
+
+function noCommonAlgorithm(m: RegExpMatchArray, _ctx: HintContext, text: string): string {
   const what = m[1] ?? 'algorithm';
+  const offer = (/Their offer: (\S+)/.exec(text)?.[1] ?? '').split(',');
+  const legacy = offer.find((name) => LEGACY_OPT_IN[name] !== undefined);
+  if (/host key/.test(what) && legacy !== undefined) {
+    return (
+      `the server offers only ${offer.join(', ')} host keys, signed with SHA-1, which ssh no longer accepts by default: ` +
+      `update the server's host key if you can; else add -o ${LEGACY_OPT_IN[legacy]}=+${legacy} to the volume (the risk: ` +
+      'SHA-1 signatures can be forged with enough computing power, so someone able to intercept the connection could pose as the server)'
+    );
+  }
   const option = /cipher/.test(what) ? ' -o Ciphers' : /key exchange/.test(what) ? ' -o KexAlgorithms' : '';
   return option !== ''
     ? `the server offers no ${what} this volume allows: choose one of the server's offer with${option}, or leave${option} out`
@@ -75,7 +92,11 @@ function loginRefused(_m: RegExpMatchArray, ctx: HintContext): string {
   if (ctx.user === undefined) {
     return 'sshcmd names no user, so ssh logged in as root, the plugin\'s own user: write user@host in sshcmd';
   }
-  return 'the server refused the login: check the user in sshcmd and the key (-o IdentityFile / -o key) or -o password';
+  const rsa = ctx.keyIsRsa
+    ? '; if the key is right and the server is old (it may accept RSA keys only with SHA-1 ssh-rsa signatures), ' +
+      '-o PubkeyAcceptedAlgorithms=+ssh-rsa lets ssh sign that way (the risk: SHA-1 signatures are weaker; prefer an ed25519 key)'
+    : '';
+  return `the server refused the login: check the user in sshcmd and the key (-o IdentityFile / -o key) or -o password${rsa}`;
 }
 
 const RULES: Rule[] = [
@@ -131,7 +152,45 @@ export function lastSshMessage(sshLog: string): string | undefined {
   return meaningfulLines(sshLog).at(-1);
 }
 
+/** The first rule a line of LINES matches, as "<what ssh said> (<hint>)". */
+function explainLines(lines: string[], ctx: HintContext): string | undefined {
+  const text = lines.join('\n');
+  for (const rule of RULES) {
+    for (const line of lines) {
+      const match = rule.pattern.exec(line);
+      if (match === null) continue;
+      const said = rule.onlyMatchingLine ? line : lines.join('; ');
+      return `${said} (${rule.hint(match, ctx, text)})`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A failure at a jump host: the first hop whose ssh said something is where the chain broke (a hop that could not
+ * reach the next one says "open failed"; one that could not log in says why, as a server's login would).
+ */
+function explainJumpHostFailure(ctx: HintContext): string | undefined {
+  const hops = ctx.jumpHosts ?? [];
+  for (const [index, hop] of hops.entries()) {
+    const lines = meaningfulLines(ctx.jumpHostLogs?.[index] ?? '');
+    if (lines.length === 0) continue;
+    const next = hops[index + 1] ?? `the server of ${ctx.remote}`;
+    const forward = lines.find((l) => /open failed|stdio forwarding failed/i.test(l));
+    if (forward !== undefined) {
+      return (
+        `mounting ${ctx.remote} failed: jump host ${hop} could not connect on to ${next}: ${forward} (check ${next}'s host and ` +
+        `port, and that ${hop} allows TCP forwarding to it)`
+      );
+    }
+    return `mounting ${ctx.remote} failed at jump host ${hop}: ${explainLines(lines, ctx) ?? lines.join('; ')}`;
+  }
+  return undefined;
+}
+
 export function explainMountFailure(sshfs: RunResult, sshLog: string, ctx: HintContext): string {
+  const atJumpHost = explainJumpHostFailure(ctx);
+  if (atJumpHost !== undefined) return atJumpHost;
   if (sshfs.timedOut) {
     return (
       `sshfs did not connect to ${ctx.remote} within ${ctx.timeoutSeconds} s; ` +
@@ -139,15 +198,8 @@ export function explainMountFailure(sshfs: RunResult, sshLog: string, ctx: HintC
     );
   }
   const lines = [...meaningfulLines(sshLog), ...meaningfulLines(sshfs.stderr)];
-  const text = lines.join('\n');
-  for (const rule of RULES) {
-    for (const line of lines) {
-      const match = rule.pattern.exec(line);
-      if (match === null) continue;
-      const said = rule.onlyMatchingLine ? line : lines.join('; ');
-      return `mounting ${ctx.remote} failed: ${said} (${rule.hint(match, ctx, text)})`;
-    }
-  }
+  const explained = explainLines(lines, ctx);
+  if (explained !== undefined) return `mounting ${ctx.remote} failed: ${explained}`;
   if (lines.length > 0) return `mounting ${ctx.remote} failed: ${lines.join('; ')}`;
   // ssh reports invalid options of its own before it opens its log, on a stderr sshfs does not pass on.
   const silent = ctx.algorithms !== undefined ? ` (ssh may have refused ${ctx.algorithms}: check the names with ssh -Q cipher / ssh -Q kex)` : '';
@@ -179,9 +231,12 @@ export async function failureContext(
   keyPath: string | undefined,
   knownHostsFile: string,
   deps: Deps,
+  jumpHostLogs: string[] = [],
 ): Promise<HintContext> {
-  const keyNeedsPassphrase = keyPath !== undefined && isPassphraseProtected(await deps.fs.readText(keyPath, 65_536));
-  const algorithms = (['Ciphers', 'KexAlgorithms'] as const)
+  const keyText = keyPath !== undefined ? await deps.fs.readText(keyPath, 65_536) : '';
+  const keyNeedsPassphrase = keyPath !== undefined && isPassphraseProtected(keyText);
+  const keyIsRsa = keyPath !== undefined && isRsaKey(keyText);
+  const algorithms = (['Ciphers', 'KexAlgorithms', 'HostKeyAlgorithms', 'PubkeyAcceptedAlgorithms'] as const)
     .filter((k) => opts.given[k] !== undefined)
     .map((k) => `-o ${k}=${opts.given[k]}`)
     .join(' ');
@@ -193,7 +248,19 @@ export async function failureContext(
     timeoutSeconds: Math.round(deps.config.mountTimeoutMs / 1000),
     ...(keyNeedsPassphrase ? { keyNeedsPassphrase } : {}),
     ...(algorithms !== '' ? { algorithms } : {}),
+    ...(keyIsRsa ? { keyIsRsa } : {}),
+    ...(opts.jumpHosts !== undefined ? { jumpHosts: opts.jumpHosts.map(jumpHostText), jumpHostLogs } : {}),
   };
+}
+
+/** True for an RSA private key: PEM "RSA PRIVATE KEY", or an OpenSSH key whose public part is of type ssh-rsa. */
+export function isRsaKey(keyText: string): boolean {
+  if (/-----BEGIN RSA PRIVATE KEY-----/.test(keyText)) return true;
+  const body = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(keyText)?.[1];
+  if (body === undefined) return false;
+  // openssh-key-v1\0, then cipher, kdf name, kdf options (strings), the key count, then the public key, whose first
+  // string is its type: the type's name shows in the first few hundred bytes.
+  return Buffer.from(body.replace(/\s+/g, ''), 'base64').subarray(0, 200).includes('\0\0\0\x07ssh-rsa');
 }
 
 function hostDirsOf(config: Config): { hostDirs?: Record<string, string> } {

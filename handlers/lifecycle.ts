@@ -3,10 +3,10 @@
 // the volume's lock and owns the record.
 import { explainMountFailure, failureContext } from './diagnose.js';
 import { describe, UserError } from './errors.js';
-import { resolveKnownHosts, resolveLogin, type Login } from './credentials.js';
+import { resolveKnownHosts, resolveLogin, withCertificate, type Login } from './credentials.js';
 import { remoteText, type VolumeOptions } from './options.js';
-import { ensureMaster, pickSharedConnection, sessionRefused, sharedLoginDigest, type SharedConnection } from './shared-ssh.js';
-import { buildSshfsArgs, type MountPaths } from './sshfs-args.js';
+import { ensureMaster, pickSharedConnection, readJumpHostLogs, sessionRefused, sharedLoginDigest, type SharedConnection } from './shared-ssh.js';
+import { buildSshfsArgs, jumpHostLogFile, type MountPaths } from './sshfs-args.js';
 import type { Deps, VolumeRecord } from './types.js';
 import { markStep, timeStep } from './mount-steps.js';
 import { knownHostsFile, optionsOf, referenceCount, sshLogFileFor } from './volume.js';
@@ -52,7 +52,7 @@ export async function mountVolume(record: VolumeRecord, deps: Deps): Promise<voi
   let knownHosts: string;
   try {
     opts = optionsOf(record, deps.config);
-    login = await resolveLogin(opts, record.keyFile, deps);
+    login = await withCertificate(opts, await resolveLogin(opts, record.keyFile, deps), deps);
     knownHosts = await resolveKnownHosts(opts, knownHostsFile(deps.config), deps);
   } catch (error) {
     if (!(error instanceof UserError)) throw error;
@@ -66,6 +66,7 @@ export async function mountVolume(record: VolumeRecord, deps: Deps): Promise<voi
   await deps.fs.ensureDir(record.mountpoint);
   // Each mount starts a fresh ssh log; a log need not survive a crash, so no fsync on the Mount's path.
   await deps.fs.writeSecretFile(paths.sshLogFile, '', { durable: false });
+  for (const index of (opts.jumpHosts ?? []).keys()) await deps.fs.writeSecretFile(jumpHostLogFile(paths.sshLogFile, index), '', { durable: false });
   markStep(record, 'prepare');
   const shared = await sharedLogin(record, opts, paths, login, deps);
   markStep(record, 'shared-login');
@@ -106,7 +107,7 @@ export async function mountVolume(record: VolumeRecord, deps: Deps): Promise<voi
   const message =
     result.exitCode === 0 && !result.timedOut
       ? `sshfs reported success but ${record.mountpoint} is not mounted`
-      : explainMountFailure(result, sshLog, await failureContext(opts, 'keyFile' in login ? login.keyFile : undefined, paths.knownHostsFile, deps));
+      : explainMountFailure(result, sshLog, await failureContext(opts, 'keyFile' in login ? login.keyFile : undefined, paths.knownHostsFile, deps, await readJumpHostLogs(opts, paths.sshLogFile, deps)));
   return failMount(record, message, deps);
 }
 
@@ -130,7 +131,7 @@ async function sharedLogin(
   await deps.fs.removeEmptyDir(record.mountpoint);
   return failMount(
     record,
-    explainMountFailure(master.result, master.log, await failureContext(opts, 'keyFile' in login ? login.keyFile : undefined, paths.knownHostsFile, deps)),
+    explainMountFailure(master.result, master.log, await failureContext(opts, 'keyFile' in login ? login.keyFile : undefined, paths.knownHostsFile, deps, master.jumpHostLogs)),
     deps,
   );
 }

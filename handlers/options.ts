@@ -153,6 +153,11 @@ export const OPTION_SPECS: Record<string, OptionSpec> = {
   GSSAPIAuthentication: { target: 'ssh', parse: oneOf('yes', 'no') },
   StrictHostKeyChecking: { target: 'ssh', parse: oneOf('yes', 'accept-new') },
   UserKnownHostsFile: { target: 'plugin', parse: keysDirFile },
+  // Legacy algorithms (old NAS firmware): opt-in only, e.g. +ssh-rsa; names checked with `ssh -G` at Create.
+  HostKeyAlgorithms: { target: 'ssh', parse: cipher },
+  PubkeyAcceptedAlgorithms: { target: 'ssh', parse: cipher },
+  CertificateFile: { target: 'plugin', parse: keysDirFile },
+  ProxyJump: { target: 'plugin', parse: (v) => v },
 };
 
 const CANONICAL = new Map(Object.keys(OPTION_SPECS).map((k) => [k.toLowerCase(), k]));
@@ -167,6 +172,16 @@ export interface Remote {
   path: string;
 }
 
+/** A jump host of -o ProxyJump, validated like sshcmd's login (host as written: an IPv6 address keeps its brackets). */
+export interface JumpHost {
+  user?: string;
+  host: string;
+  port?: number;
+}
+
+/** The longest ProxyJump chain accepted. */
+export const MAX_JUMP_HOSTS = 3;
+
 /** A volume's validated options, split by who consumes them. */
 export interface VolumeOptions {
   remote: Remote;
@@ -178,6 +193,10 @@ export interface VolumeOptions {
   identityFile?: string;
   /** The user's known_hosts file in the keys directory: only read, host keys must be in it. */
   knownHostsFile?: string;
+  /** A certificate for the key (CertificateFile), in the keys directory, checked at Create and at every Mount. */
+  certificateFile?: string;
+  /** Jump hosts, in the order they are passed through (-o ProxyJump). */
+  jumpHosts?: JumpHost[];
   /** Private key text, normalized to OpenSSH/PEM with a trailing newline. */
   key?: string;
   /** sshfs/FUSE options as name -> value ('' for a flag), after defaults. */
@@ -215,6 +234,46 @@ export function parseSshcmd(value: string): Remote {
     throw new UserError(`sshcmd host "${printable(host)}" is not a valid host name or address (it may not start with -); ${example}`);
   }
   return { ...(user !== undefined ? { user } : {}), host, path };
+}
+
+/** The host as ssh takes it on its command line: an IPv6 address without its brackets (sshfs strips them itself). */
+export function bareHost(host: string): string {
+  return IPV6.test(host) ? host.slice(1, -1) : host;
+}
+
+/**
+ * -o ProxyJump=[user@]host[:port][,...]: at most MAX_JUMP_HOSTS hops, each validated like sshcmd's login, so no hop
+ * can carry an ssh option, a command or an ssh:// URI.
+ */
+export function parseProxyJump(value: string): JumpHost[] {
+  const example = 'write it as [user@]host[:port], several separated by commas, e.g. -o ProxyJump=alice@bastion.example.com:2222';
+  if (CONTROL_CHARS.test(value) || value.trim() === '') throw new UserError(`option ProxyJump is empty or has control characters; ${example}`);
+  const hops = value.split(',');
+  if (hops.length > MAX_JUMP_HOSTS) throw new UserError(`option ProxyJump names ${hops.length} jump hosts; at most ${MAX_JUMP_HOSTS} are allowed`);
+  return hops.map((hop) => {
+    const at = hop.lastIndexOf('@');
+    const user = at >= 0 ? hop.slice(0, at) : undefined;
+    const rest = at >= 0 ? hop.slice(at + 1) : hop;
+    const bracket = rest.startsWith('[') ? rest.indexOf(']') : -1;
+    const colon = rest.indexOf(':', bracket >= 0 ? bracket : 0);
+    const host = colon >= 0 ? rest.slice(0, colon) : rest;
+    const portText = colon >= 0 ? rest.slice(colon + 1) : undefined;
+    if (user !== undefined && !USER.test(user)) {
+      throw new UserError(`ProxyJump user "${printable(user)}" is not a valid user name (letters, digits, . _ -, not starting with -); ${example}`);
+    }
+    if (!HOSTNAME.test(host) && !IPV6.test(host)) {
+      throw new UserError(`ProxyJump host "${printable(host)}" is not a valid host name or address (no ssh:// forms, not starting with -); ${example}`);
+    }
+    if (portText !== undefined && (!/^[0-9]{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535)) {
+      throw new UserError(`ProxyJump port "${printable(portText)}" of ${printable(host)} must be a number from 1 to 65535; ${example}`);
+    }
+    return { ...(user !== undefined ? { user } : {}), host, ...(portText !== undefined ? { port: Number(portText) } : {}) };
+  });
+}
+
+/** A jump host as users write it, for messages and Status. */
+export function jumpHostText(hop: JumpHost): string {
+  return `${hop.user !== undefined ? `${hop.user}@` : ''}${hop.host}${hop.port !== undefined ? `:${hop.port}` : ''}`;
 }
 
 export function remoteText(remote: Remote): string {
@@ -289,6 +348,21 @@ export function parseOptions(opts: Record<string, string>, context: ParseContext
   }
   const auth = CREDENTIAL_OPTIONS.filter((k) => given[k] !== undefined);
   if (auth.length > 1) throw new UserError(`give only one of ${CREDENTIAL_OPTIONS.join(', ')} (got ${auth.join(' and ')})`);
+  const byPassword = given.password !== undefined ? 'password' : given.password_file !== undefined ? 'password_file' : undefined;
+  for (const keyOnly of ['CertificateFile', 'ProxyJump'] as const) {
+    if (given[keyOnly] !== undefined && byPassword !== undefined) {
+      throw new UserError(
+        `${keyOnly} works only with a key login (-o IdentityFile, -o key or the default key), not with ${byPassword}: ` +
+          (keyOnly === 'ProxyJump' ? 'every jump host logs in with the same key as the server' : 'a certificate signs a key'),
+      );
+    }
+  }
+  if (given.cache !== undefined && given.dir_cache !== undefined && given.cache.trim().toLowerCase() !== given.dir_cache.trim().toLowerCase()) {
+    throw new UserError(
+      `cache and dir_cache are two names for one sshfs setting, and they disagree (cache=${printable(given.cache)}, ` +
+        `dir_cache=${printable(given.dir_cache)}): give only one of them`,
+    );
+  }
   if (given.UserKnownHostsFile !== undefined && given.StrictHostKeyChecking?.trim().toLowerCase() === 'accept-new') {
     throw new UserError(
       'UserKnownHostsFile is only read, never written, so it cannot pin new keys: leave out StrictHostKeyChecking=accept-new ' +
@@ -321,6 +395,12 @@ export function parseOptions(opts: Record<string, string>, context: ParseContext
         break;
       case 'password_file':
         result.passwordFile = parsed;
+        break;
+      case 'CertificateFile':
+        result.certificateFile = parsed;
+        break;
+      case 'ProxyJump':
+        result.jumpHosts = parseProxyJump(value);
         break;
       case 'UserKnownHostsFile':
         result.knownHostsFile = parsed;

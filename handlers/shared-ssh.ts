@@ -9,8 +9,8 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import type { Login } from './credentials.js';
 import { describe } from './errors.js';
-import type { VolumeOptions } from './options.js';
-import { sshOptionEntries, type MountPaths } from './sshfs-args.js';
+import { bareHost, jumpHostText, MAX_JUMP_HOSTS, type VolumeOptions } from './options.js';
+import { jumpHostLogFile, proxyCommand, sshOptionEntries, type MountPaths } from './sshfs-args.js';
 import type { Deps, RunResult, VolumeRecord } from './types.js';
 
 /**
@@ -79,6 +79,9 @@ export async function sharedLoginDigest(
     ssh: sshOptionEntries(opts, paths, login).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
     key: sha256(await deps.fs.readText(login.keyFile, 64 * 1024)),
     knownHosts: opts.knownHostsFile === undefined ? null : sha256(await deps.fs.readText(paths.knownHostsFile, 1024 * 1024)),
+    // The way there (every hop logs in with the options above) and the certificate's content, like the key's.
+    hops: (opts.jumpHosts ?? []).map(jumpHostText),
+    certificate: login.certificateFile === undefined ? null : sha256(await deps.fs.readText(login.certificateFile, 64 * 1024)),
   };
   const digest = sha256(JSON.stringify(material)).slice(0, 20);
   if (connectionFor(deps.config.stateDir, `${digest}0`).controlPath.length > MAX_CONTROL_PATH) {
@@ -129,14 +132,21 @@ export function masterArgs(shared: SharedConnection, opts: VolumeOptions, paths:
   args.push('-o', 'ControlMaster=yes', '-o', `ControlPath=${shared.controlPath}`, '-o', `ControlPersist=${idleSeconds}`);
   if (opts.port !== undefined) args.push('-p', String(opts.port));
   for (const [k, v] of sshOptionEntries(opts, paths, login)) args.push('-o', `${k}=${v}`);
-  // The host was validated (options.ts: it never starts with '-'); `--` all the same.
-  args.push('--', `${opts.remote.user !== undefined ? `${opts.remote.user}@` : ''}${opts.remote.host}`);
+  const proxy = proxyCommand(opts, paths, login, shared.logFile);
+  if (proxy !== undefined) args.push('-o', `ProxyCommand=${proxy}`);
+  // The host was validated (options.ts: it never starts with '-'); `--` all the same. ssh takes an IPv6 address bare.
+  args.push('--', `${opts.remote.user !== undefined ? `${opts.remote.user}@` : ''}${bareHost(opts.remote.host)}`);
   return args;
 }
 
 export type MasterOutcome =
   | { ok: true; started: boolean }
-  | { ok: false; result: RunResult; log: string };
+  | { ok: false; result: RunResult; log: string; jumpHostLogs: string[] };
+
+/** What each jump host's ssh said (in the order of the chain) when a login through them failed. */
+export async function readJumpHostLogs(opts: VolumeOptions, logFile: string, deps: Deps): Promise<string[]> {
+  return Promise.all((opts.jumpHosts ?? []).map((_hop, index) => deps.fs.readText(jumpHostLogFile(logFile, index), 4096)));
+}
 
 /**
  * Makes sure the shared connection's master runs: reuses a live one, else logs in anew (one at a time per connection,
@@ -155,6 +165,7 @@ export async function ensureMaster(
     // A socket left by a master that died would make the new one run without sharing (ssh does not replace it).
     await deps.fs.removeFile(shared.controlPath);
     await deps.fs.writeSecretFile(shared.logFile, '', { durable: false }); // also creates the 0700 control directory
+    for (const index of (opts.jumpHosts ?? []).keys()) await deps.fs.writeSecretFile(jumpHostLogFile(shared.logFile, index), '', { durable: false });
     const idle = deps.config.sharedConnectionIdleSeconds ?? 0;
     const result = await deps.runner.run('ssh', masterArgs(shared, opts, paths, login, idle), {
       timeoutMs: deps.config.mountTimeoutMs,
@@ -165,7 +176,7 @@ export async function ensureMaster(
       deps.log.info(`shared ssh connection ${shared.id} to ${opts.remote.host} opened (closes after ${idle} s unused)`);
       return { ok: true, started: true };
     }
-    return { ok: false, result, log: await deps.fs.readText(shared.logFile) };
+    return { ok: false, result, log: await deps.fs.readText(shared.logFile), jumpHostLogs: await readJumpHostLogs(opts, shared.logFile, deps) };
   });
 }
 
@@ -188,6 +199,7 @@ export async function releaseSharedConnection(record: VolumeRecord, deps: Deps):
       const exit = await control('exit', shared.controlPath, deps);
       await deps.fs.removeFile(shared.controlPath);
       await deps.fs.removeFile(shared.logFile);
+      for (let index = 0; index < MAX_JUMP_HOSTS; index++) await deps.fs.removeFile(jumpHostLogFile(shared.logFile, index));
       if (exit.exitCode === 0) deps.log.info(`shared ssh connection ${id} closed: its last volume was removed`);
     });
   } catch (error) {

@@ -1,7 +1,7 @@
 // Builds the argv for sshfs. Values have been validated by options.ts; here they are only placed,
 // one -o per option so none can merge into another.
 import type { Login } from './credentials.js';
-import { remoteText, type VolumeOptions } from './options.js';
+import { bareHost, remoteText, type VolumeOptions } from './options.js';
 
 export interface MountPaths {
   mountpoint: string;
@@ -33,6 +33,7 @@ export function sshOptionEntries(opts: VolumeOptions, paths: MountPaths, login: 
   };
   if ('keyFile' in login) {
     ssh.IdentityFile = login.keyFile;
+    if (login.certificateFile !== undefined) ssh.CertificateFile = login.certificateFile;
     ssh.PasswordAuthentication = 'no';
     ssh.KbdInteractiveAuthentication = 'no';
     // Without a password nobody can answer a prompt: fail fast instead of hanging the Mount.
@@ -44,6 +45,44 @@ export function sshOptionEntries(opts: VolumeOptions, paths: MountPaths, login: 
     ssh.NumberOfPasswordPrompts = '1';
   }
   return Object.entries(ssh);
+}
+
+/** Where the ssh of jump host `index` (0: the first hop) writes its messages: beside the log of the ssh it serves. */
+export function jumpHostLogFile(logFile: string, index: number): string {
+  return `${logFile}.hop${index}`;
+}
+
+/** One word for /bin/sh, whatever it holds: single-quoted, a quote inside written as '\''. */
+function shellWord(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** ssh expands %-tokens in a ProxyCommand before the shell runs it: literal text keeps its % by doubling it. */
+const literalPercent = (text: string) => text.replace(/%/g, '%%');
+
+/**
+ * The ProxyCommand that reaches the server through the volume's jump hosts, or undefined without any. ssh's own
+ * ProxyJump cannot be used: the ssh it starts for a hop gets none of the volume's -o options (key, known_hosts, host
+ * key policy: it would use root's ~/.ssh), so the plugin builds the chain itself. Each hop is
+ * `ssh -E <log> -F none -p PORT -l USER -o <the volume's ssh options> [-o ProxyCommand=<the hops before>] -W [%h]:%p -- HOST`:
+ * the same key, known_hosts file and host key policy as the server's login. ssh runs a ProxyCommand with /bin/sh, so
+ * every word is single-quoted (and its % doubled) here: no value, however written, can become shell syntax; the
+ * values come from options.ts, which allows only names, numbers and paths there anyway.
+ */
+export function proxyCommand(opts: VolumeOptions, paths: MountPaths, login: Login, logFile: string): string | undefined {
+  let command: string | undefined;
+  for (const [index, hop] of (opts.jumpHosts ?? []).entries()) {
+    const argv = ['-E', jumpHostLogFile(logFile, index), '-F', 'none'];
+    if (hop.port !== undefined) argv.push('-p', String(hop.port));
+    if (hop.user !== undefined) argv.push('-l', hop.user);
+    for (const [k, v] of sshOptionEntries(opts, paths, login)) argv.push('-o', `${k}=${v}`);
+    // The hops before this one, run by this hop's own ssh (which expands their %h to this hop's host).
+    if (command !== undefined) argv.push('-o', `ProxyCommand=${command}`);
+    argv.push('-W');
+    const words = argv.map((w) => (w.startsWith('-') && /^[A-Za-z-]+$/.test(w) ? w : shellWord(literalPercent(w))));
+    command = ['ssh', ...words, "'[%h]:%p'", '--', shellWord(literalPercent(bareHost(hop.host)))].join(' ');
+  }
+  return command;
 }
 
 function sshOptions(opts: VolumeOptions, paths: MountPaths, login: Login): string[] {
@@ -66,6 +105,8 @@ export function buildSshfsArgs(opts: VolumeOptions, paths: MountPaths, login: Lo
   if ('password' in login) args.push('-o', 'password_stdin');
   args.push('-o', `ssh_command=${sshCommand(paths.sshLogFile)}`);
   for (const o of sshOptions(opts, paths, login)) args.push('-o', o);
+  const proxy = proxyCommand(opts, paths, login, paths.sshLogFile);
+  if (proxy !== undefined) args.push('-o', `ProxyCommand=${escapeFuse(proxy)}`);
   if (controlPath !== undefined) args.push('-o', `ControlPath=${controlPath}`, '-o', 'ControlMaster=no');
   return args;
 }

@@ -117,6 +117,13 @@ do_down() {
     rm -f "$DIR/sshd.pid"
   fi
 
+  # 3b. The server matrix's own sshds and Dropbear (test/e2e/test-servers.ts), if a test worker died with them.
+  for pid in $(pids_with_cmdline "$DIR/servers/"); do
+    case $(cat "/proc/$pid/comm" 2>/dev/null) in
+    sshd | dropbear) log "stopping leftover test server $pid"; stop_pid "$pid" 5 ;;
+    esac
+  done
+
   # 4. Unmount: sshfs mounts first (lazily), then whatever dockerd left (overlay, shm, netns...).
   MOUNT_TYPE=fuse.sshfs unmount_under "$DIR" "$exec_root"
   unmount_under "$DIR" "$exec_root"

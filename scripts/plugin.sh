@@ -291,7 +291,7 @@ do_install() {
   cat >&2 <<EOF
 plugin: installed and enabled: $PLUGIN_NAME
   docker volume create -d $short -o sshcmd=user@host:/path [-o IdentityFile=/keys/id_ed25519 | -o password=...] NAME
-  keys:  docker plugin disable $short && docker plugin set $short keys.source=/root/.ssh && docker plugin enable $short
+  keys:  docker plugin disable -f $short && docker plugin set $short keys.source=/root/.ssh && docker plugin enable $short
 EOF
 }
 

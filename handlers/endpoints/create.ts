@@ -1,4 +1,4 @@
-import { resolveKnownHosts, resolveLogin } from '../credentials.js';
+import { resolveKnownHosts, resolveLogin, withCertificate } from '../credentials.js';
 import { meaningfulLines } from '../diagnose.js';
 import { UserError } from '../errors.js';
 import { parseOptions, type VolumeOptions } from '../options.js';
@@ -30,7 +30,8 @@ export async function create({ Name: name, Opts: opts }: CreateRequest, deps: De
     }
     await checkAlgorithmNames(parsed, deps);
     // Files named in the options, or the operator's default key, must be usable now: say so at Create, not at Mount.
-    if (parsed.key === undefined) await resolveLogin(parsed, undefined, deps);
+    if (parsed.key === undefined) await withCertificate(parsed, await resolveLogin(parsed, undefined, deps), deps);
+    else await withCertificate(parsed, { keyFile: '', source: 'key' }, deps);
     await resolveKnownHosts(parsed, knownHostsFile(deps.config), deps);
     const record: VolumeRecord = {
       name,
@@ -56,7 +57,7 @@ export async function create({ Name: name, Opts: opts }: CreateRequest, deps: De
 }
 
 /** The algorithm options a user may set: ssh checks their names before it connects. */
-const ALGORITHM_OPTIONS = ['Ciphers', 'KexAlgorithms'] as const;
+const ALGORITHM_OPTIONS = ['Ciphers', 'KexAlgorithms', 'HostKeyAlgorithms', 'PubkeyAcceptedAlgorithms'] as const;
 
 /**
  * ssh refuses a misspelt cipher or key exchange ("Bad SSH2 cipher spec") before it connects, on a stderr sshfs does
@@ -74,7 +75,7 @@ async function checkAlgorithmNames(parsed: VolumeOptions, deps: Deps): Promise<v
   if (result.exitCode !== 0 && !result.timedOut && said !== undefined) {
     throw new UserError(
       `ssh refuses ${given.map((k) => `-o ${k}=${parsed.given[k]}`).join(' ')}: ${said} ` +
-        '(ssh -Q cipher and ssh -Q kex list the names it knows)',
+        '(ssh -Q cipher, ssh -Q kex, ssh -Q HostKeyAlgorithms and ssh -Q PubkeyAcceptedAlgorithms list the names it knows)',
     );
   }
 }

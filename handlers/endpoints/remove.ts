@@ -1,4 +1,6 @@
 import { UserError } from '../errors.js';
+import { MAX_JUMP_HOSTS } from '../options.js';
+import { jumpHostLogFile } from '../sshfs-args.js';
 import { cancelIdleUnmount, unmountUnused } from '../lifecycle.js';
 import type { Answer, ErrResponse, NameRequest } from '../protocol.js';
 import { releaseSharedConnection } from '../shared-ssh.js';
@@ -45,6 +47,9 @@ export async function remove({ Name: name }: NameRequest, deps: Deps): Promise<A
     forgetOptions(name, deps.config);
     if (record.keyFile !== undefined) await deps.fs.removeFile(record.keyFile);
     await deps.fs.removeFile(sshLogFileFor(deps.config, name));
+    if (record.options.ProxyJump !== undefined) {
+      for (let index = 0; index < MAX_JUMP_HOSTS; index++) await deps.fs.removeFile(jumpHostLogFile(sshLogFileFor(deps.config, name), index));
+    }
     await releaseSharedConnection(record, deps);
     deps.log.info(`removed volume ${name}; remote files untouched`);
     return {};

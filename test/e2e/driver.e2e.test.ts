@@ -513,7 +513,7 @@ describe('option validation', () => {
       max_conns: '2',
       mode: '755',
       contain_symlinks: 'false',
-      dir_cache: 'yes',
+      dir_cache: 'no', // one setting with cache: the two must agree
       read_ahead_kb: '256',
     });
     await runWithOk(vol, 'echo allowed > /data/allowed.txt');

@@ -69,6 +69,7 @@ describe('managed plugin (docker plugin create/enable from the offline rootfs)',
   let keyRemote = '';
   let pwRemote = '';
   let binarySum = '';
+  let installMessage = '';
   const text = `managed plugin, key auth: ${randomId(8)}\nsecond line, ümlaut and tab\t.\n`;
   const pwText = `managed plugin, password auth: ${randomId(8)}\n`;
 
@@ -89,6 +90,7 @@ describe('managed plugin (docker plugin create/enable from the offline rootfs)',
       PLUGIN_KEYS_SOURCE: keysSource,
     });
     if (r.exitCode !== 0) throw new Error(`plugin.sh install failed (${r.exitCode}):\n${r.stderr}\n${r.stdout}`);
+    installMessage = r.stderr;
     pluginId = (await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', ref])).trim();
     keyRemote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'managed');
     pwRemote = await makeRemoteSubdir(env.pwRemoteDir, env.pwUser, 'managed');
@@ -286,6 +288,56 @@ describe('managed plugin (docker plugin create/enable from the offline rootfs)',
     );
     // The password never reaches the log.
     expect(pluginLogLines().some((l) => l.includes(env.password))).toBe(false);
+  });
+
+  it("plugin:install's closing hint for the keys directory works with volumes present", async () => {
+    const hint = /^ {2}keys: {2}(docker plugin disable .*)$/m.exec(installMessage)?.[1];
+    expect(hint, installMessage).toBeDefined();
+    // Run as printed, with this plugin's own keys source for /root/.ssh so later tests keep their key.
+    const command = (hint ?? '').replace('keys.source=/root/.ssh', `keys.source=${keysSource}`);
+    expect(command).toContain(`docker plugin disable -f ${name} &&`);
+    expect((await dockerOk(['volume', 'ls', '-q', '--filter', `driver=${ref}`])).split('\n')).toContain(keyVol);
+    const r = await execa('bash', ['-c', command], { env: { DOCKER_HOST: env.dockerHost, DOCKER_CONTEXT: '' }, reject: false, input: '' });
+    expect(r.exitCode, `${command}\n${r.stderr}`).toBe(0);
+    expect((await dockerOk(['plugin', 'inspect', '-f', '{{.Enabled}}', ref])).trim()).toBe('true');
+  });
+
+  it("the README's Compose example runs twice against the managed plugin with driver: NAME:latest (and not with NAME)", async () => {
+    const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const example = /\*\*Compose\*\*[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)?.[1] ?? '';
+    const managedLine = 'driver: sshfs:latest   # host mode: sshfs';
+    expect(example, "the README's Compose example names the managed plugin's driver").toContain(managedLine);
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'compose');
+    const yamlFor = (driver: string) =>
+      example
+        .replace(managedLine, `driver: ${driver}`)
+        .replace('sshcmd: alice@files.example.com:/srv/data', `sshcmd: ${env.keyUser}@${env.sshHost}:${remote}\n      port: "${env.sshPort}"`)
+        .replace('IdentityFile: /keys/id_ed25519', 'IdentityFile: id_ed25519')
+        .replace('image: busybox', `image: ${env.image}\n    network_mode: none`);
+    const dir = path.join(baseDir, `compose-${randomId()}`);
+    mkdirSync(dir, { recursive: true });
+    const project = `managed${randomId()}`;
+    const compose = (args: string[]) =>
+      execa('docker-compose', ['-p', project, ...args], { cwd: dir, env: { DOCKER_HOST: env.dockerHost, COMPOSE_INTERACTIVE_NO_CLI: '1' }, reject: false, timeout: 180_000, input: '' });
+    const up = () => compose(['up', '--no-color', '--abort-on-container-exit', '--exit-code-from', 'app']);
+    res.volume(`${project}_data`);
+    try {
+      writeFileSync(path.join(dir, 'docker-compose.yml'), yamlFor(ref));
+      for (const round of [1, 2]) {
+        const r = await up();
+        expect(r.exitCode, `round ${round}: ${r.stdout}\n${r.stderr}`).toBe(0);
+      }
+      expect((await inspectVolume(`${project}_data`)).Driver).toBe(ref);
+      // The name without :latest: docker-compose compares it with Docker's "NAME:latest" literally.
+      writeFileSync(path.join(dir, 'docker-compose.yml'), yamlFor(name));
+      const wrong = await up();
+      expect(wrong.exitCode).not.toBe(0);
+      expect(wrong.stderr).toContain(`specifies driver ${name}, but a volume with the same name uses a different driver (${ref})`);
+    } finally {
+      writeFileSync(path.join(dir, 'docker-compose.yml'), yamlFor(ref));
+      // Removed: no longer tracked (dockerd asks every plugin it knows about a volume it does not have).
+      if ((await compose(['down', '--volumes'])).exitCode === 0) res.volumes.delete(`${project}_data`);
+    }
   });
 
   it('installing again replaces the plugin, keeps its settings, and its volumes stay usable', async () => {

@@ -74,7 +74,7 @@ describe('Create', () => {
     deps.runner.script = (c) =>
       c.program === 'ssh' && c.args.includes('Ciphers=aes999') ? { exitCode: 255, stderr: "command-line line 0: Bad SSH2 cipher spec 'aes999'." } : undefined;
     const res = await create({ Name: 'v', Opts: { sshcmd: SSHCMD, Ciphers: 'aes999' } }, deps);
-    expect(res.Err).toBe("ssh refuses -o Ciphers=aes999: command-line line 0: Bad SSH2 cipher spec 'aes999'. (ssh -Q cipher and ssh -Q kex list the names it knows)");
+    expect(res.Err).toBe("ssh refuses -o Ciphers=aes999: command-line line 0: Bad SSH2 cipher spec 'aes999'. (ssh -Q cipher, ssh -Q kex, ssh -Q HostKeyAlgorithms and ssh -Q PubkeyAcceptedAlgorithms list the names it knows)");
     expect(await deps.store.list()).toEqual([]);
     // ssh -G prints its configuration and connects nowhere; no config file can add to it.
     expect(deps.runner.calls).toEqual([{ program: 'ssh', args: ['-G', '-F', '/dev/null', '-o', 'Ciphers=aes999', 'localhost'], timeoutMs: 10_000 }]);

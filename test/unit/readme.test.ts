@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_SSH, OPTION_SPECS, parseOptions } from '../../handlers/options.js';
+import { allowedOptionsText, DEFAULT_SSH, OPTION_SPECS, parseOptions } from '../../handlers/options.js';
 import type { VolumeRecord } from '../../handlers/types.js';
 import { statusOf } from '../../handlers/volume.js';
 import { CONFIG } from './fixtures.js';
@@ -52,6 +52,15 @@ describe('README options table', () => {
       expect(parseOptions({ sshcmd: 'a@h:/p', ro: v }).sshfs.ro, v).toBe(i % 2 === 0 ? '' : undefined);
     }
     for (const v of ['y', 'enable', '2']) expect(() => parseOptions({ sshcmd: 'a@h:/p', ro: v })).toThrow(/is a flag/);
+  });
+});
+
+describe('README "How errors look"', () => {
+  it('shows the options list of a refused option as the plugin prints it', () => {
+    const sample = /the options are:\n?([^\n]*(?:\n[^\n`]*)?)\.\.\./.exec(section('How errors look'))?.[1] ?? '';
+    const shown = sample.replace(/\s+/g, ' ').trim().replace(/,$/, '');
+    expect(shown).not.toBe('');
+    expect(allowedOptionsText().startsWith(shown), `README: ${shown}\nplugin: ${allowedOptionsText()}`).toBe(true);
   });
 });
 
