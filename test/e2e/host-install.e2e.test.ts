@@ -5,64 +5,27 @@
 // CapabilityBoundingSet and NoNewPrivileges (setpriv), once binding the socket itself and once given the socket unit's
 // ListenStream by systemd-socket-activate (LISTEN_FDS), against the test dockerd and sshd; a restart stops the main
 // process only (KillMode=process) and the running container keeps its mount.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endedPluginStandIn } from './ended-plugins.js';
-import {
-  PLUGIN_SOCKET_DIR,
-  REPO_ROOT,
-  Resources,
-  dockerOk,
-  e2eDir,
-  loadEnv,
-  makeRemoteSubdir,
-  parseEnvFile,
-  pluginRequest,
-  randomId,
-  readRemote,
-  sleep,
-  sshfsMountsUnder,
-  waitFor,
-} from './harness.js';
+import { Resources, dockerOk, e2eDir, loadEnv, makeRemoteSubdir, parseEnvFile, randomId, readRemote, sshfsMountsUnder } from './harness.js';
+import { HostService, hostPaths, hostScript as runHostScript, unitValue } from './host-service.js';
 import { ensurePackages } from './release-env.js';
 
 const env = loadEnv();
 const id = randomId();
 const root = path.join(env.dir, 'host-install', id);
 const driver = `sshfs-host-${id}`;
-const socket = path.join(PLUGIN_SOCKET_DIR, `${driver}.sock`);
-const paths = {
-  HOST_PREFIX: path.join(root, 'usr/local/lib/docker-volume-sshfs'),
-  HOST_CONFIG_DIR: path.join(root, 'etc/docker-volume-sshfs'),
-  HOST_STATE_DIR: path.join(root, 'var/lib/docker-volume-sshfs'),
-  HOST_MOUNT_ROOT: path.join(root, 'run/docker-volume-sshfs/volumes'),
-  HOST_UNIT_DIR: path.join(root, 'etc/systemd/system'),
-  HOST_SOCKET: socket,
-};
-const unitFile = (ext: string) => path.join(paths.HOST_UNIT_DIR, `docker-volume-sshfs.${ext}`);
+const paths = hostPaths(root, driver);
+const socket = paths.HOST_SOCKET;
+const service = new HostService(paths);
+const unitFile = (ext: 'service' | 'socket') => service.unitFile(ext);
+const hostScript = (step: 'install' | 'remove', extra: Record<string, string> = {}) => runHostScript(step, paths, extra);
 const res = new Resources();
 const vol = res.volume(`host-${id}`);
 const holder = res.container(`host-holder-${id}`);
-
-function hostScript(step: 'install' | 'remove', extra: Record<string, string> = {}) {
-  return execa('bash', [path.join(REPO_ROOT, 'scripts', 'host-install.sh'), step], {
-    env: { ...paths, HOST_SKIP_APP_BUILD: '1', ...extra },
-    reject: false,
-    all: true,
-    input: '',
-    timeout: 600_000,
-  });
-}
-
-/** KEY=value of a unit's [section] (the first one when repeated). */
-function unitValue(file: string, key: string): string {
-  const line = readFileSync(file, 'utf8').split('\n').find((l) => l.startsWith(`${key}=`));
-  if (line === undefined) throw new Error(`${file} has no ${key}=`);
-  return line.slice(key.length + 1);
-}
 
 /** Every file and directory under DIR (relative), or [] when it is gone. */
 function tree(dir: string): string[] {
@@ -70,60 +33,8 @@ function tree(dir: string): string[] {
   return readdirSync(dir, { recursive: true, encoding: 'utf8' }).sort();
 }
 
-let plugin: ChildProcess | undefined;
-let pluginLog = '';
-
-/**
- * The service's ExecStart as systemd would start it: the EnvironmentFile's variables with systemd's PATH, the
- * CapabilityBoundingSet, NoNewPrivileges; with the socket unit, the socket passed as fd 3 (LISTEN_FDS/LISTEN_PID).
- */
-async function startAsUnit(withSocketUnit: boolean): Promise<void> {
-  const service = unitFile('service');
-  const fileEnv = parseEnvFile(readFileSync(unitValue(service, 'EnvironmentFile'), 'utf8'));
-  const caps = unitValue(service, 'CapabilityBoundingSet')
-    .split(/\s+/)
-    .map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`);
-  expect(unitValue(service, 'NoNewPrivileges')).toBe('yes');
-  const unitEnv = { ...fileEnv, DEBUG: process.env.HOST_INSTALL_DEBUG ?? fileEnv.DEBUG ?? '0', PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
-  // systemd-socket-activate passes on only the variables named with -E (systemd passes the EnvironmentFile's).
-  const activate = withSocketUnit
-    ? ['systemd-socket-activate', '-l', unitValue(unitFile('socket'), 'ListenStream'), ...Object.keys(unitEnv).flatMap((k) => ['-E', k])]
-    : [];
-  const argv = ['setpriv', '--no-new-privs', '--bounding-set', `-all,${caps.join(',')}`, ...activate, ...unitValue(service, 'ExecStart').split(' ')];
-  pluginLog += `[test] starting ${argv.join(' ')}\n`;
-  const child = spawn(argv[0]!, argv.slice(1), {
-    env: unitEnv,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout?.on('data', (d: Buffer) => (pluginLog += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (pluginLog += d.toString()));
-  plugin = child;
-  // The first request starts a socket-activated plugin; either way it must answer Activate.
-  await waitFor(
-    `the installed plugin to answer on ${socket}\n${pluginLog}`,
-    async () => {
-      if (child.exitCode !== null) throw new Error(`the installed plugin exited (${child.exitCode}):\n${pluginLog}`);
-      if (!existsSync(socket)) return false;
-      try {
-        return (await pluginRequest(socket, '/Plugin.Activate', undefined, 5_000)).status === 200;
-      } catch {
-        return false;
-      }
-    },
-    60_000,
-    250,
-  );
-}
-
-/** SIGTERM to the main process only, as KillMode=process does; waits for it to exit. */
-async function stopAsUnit(): Promise<void> {
-  const child = plugin;
-  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  await Promise.race([exited, sleep(20_000).then(() => child.kill('SIGKILL'))]);
-  await exited;
-}
+const startAsUnit = (withSocketUnit: boolean) => service.start(withSocketUnit, process.env.HOST_INSTALL_DEBUG ? { DEBUG: '1' } : {});
+const stopAsUnit = () => service.stop();
 
 describe('npm run host:install: the plugin as a host service', () => {
   let installOutput = '';
@@ -136,11 +47,11 @@ describe('npm run host:install: the plugin as a host service', () => {
   }, 900_000);
 
   afterAll(async () => {
-    writeFileSync(path.join(env.dir, 'host-install', `plugin-${id}.log`), pluginLog);
+    writeFileSync(path.join(env.dir, 'host-install', `plugin-${id}.log`), service.log());
     const errors = await res.cleanup();
     await stopAsUnit();
     // dockerd asks every legacy plugin it has used on later ls/inspect: a stand-in answers for the ended one.
-    if (existsSync(socket) || plugin !== undefined) await endedPluginStandIn(socket, e2eDir());
+    if (existsSync(socket) || service.started()) await endedPluginStandIn(socket, e2eDir());
     await hostScript('remove', { HOST_PURGE: '1' });
     if ((await sshfsMountsUnder(root)).length === 0) rmSync(root, { recursive: true, force: true });
     if (errors.length > 0) console.warn(`[host-install] cleanup: ${errors.join('; ')}`);
@@ -210,9 +121,9 @@ describe('npm run host:install: the plugin as a host service', () => {
     const status = (JSON.parse(await dockerOk(['volume', 'inspect', vol])) as { Status: Record<string, unknown> }[])[0]!.Status;
     expect(status.readAheadKb, JSON.stringify(status)).toBe(1024);
     await stopAsUnit();
-    expect((await sshfsMountsUnder(paths.HOST_MOUNT_ROOT)).length, pluginLog).toBe(1);
+    expect((await sshfsMountsUnder(paths.HOST_MOUNT_ROOT)).length, service.log()).toBe(1);
     await startAsUnit(true);
-    expect(pluginLog).toContain('(the socket systemd passed)');
+    expect(service.log()).toContain('(the socket systemd passed)');
     expect(`${await dockerOk(['exec', holder, 'cat', '/data/hello.txt'])}\n`).toBe(text);
     await dockerOk(['rm', '-f', holder]);
     await dockerOk(['volume', 'rm', vol]);
@@ -221,7 +132,7 @@ describe('npm run host:install: the plugin as a host service', () => {
     // A stop leaves systemd's socket file in place (the socket unit owns it): the plugin never unlinks it.
     await stopAsUnit();
     expect(existsSync(socket)).toBe(true);
-    expect(pluginLog).not.toMatch(/capabilit|Operation not permitted|EPERM/i);
+    expect(service.log()).not.toMatch(/capabilit|Operation not permitted|EPERM/i);
   });
 
   it('host:remove removes the program, units and environment file, keeps keys and state; HOST_PURGE=1 leaves nothing', async () => {
