@@ -3,7 +3,7 @@
 // (the substitutions are listed in `forTest`), so a quick start cannot drift from what works. The Docker blocks go
 // to the test dockerd; the host service is installed into a directory tree of this test (HOST_*) and started as its
 // unit would be (test/e2e/host-service.ts); Podman uses its own storage, and containers.conf.d as the README writes it.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,57 +12,9 @@ import { endedPluginStandIn } from './ended-plugins.js';
 import { REPO_ROOT, docker, dockerOk, e2eDir, loadEnv, makeRemoteSubdir, randomId, readMounts, sshfsMountsUnder } from './harness.js';
 import { HostService, hostPaths, hostScript } from './host-service.js';
 import { pluginDirs, removeManagedPlugin } from './managed-plugin.js';
+import { forTest, quickstart } from './readme-blocks.js';
 
 const env = loadEnv();
-const README = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
-
-/** The fenced block that follows `<!-- quickstart: NAME -->`. */
-function quickstart(name: string): string {
-  const m = new RegExp(`<!-- quickstart: ${name} -->\\n\`\`\`sh\\n([\\s\\S]*?)\\n\`\`\`\\n`).exec(README);
-  if (!m?.[1]) throw new Error(`README has no quick start "${name}"`);
-  return m[1];
-}
-
-interface Target {
-  /** The driver name (the README's `sshfs`). */
-  driver: string;
-  /** The volume's name (the README's `data`). */
-  volume: string;
-  /** The remote directory on the test sshd (the README's `/srv/data` on files.example.com). */
-  remote: string;
-  /** The keys directory the block writes the key to (the README's /srv/sshfs-keys or /etc/docker-volume-sshfs/keys). */
-  keysDir: string;
-  /** The image (the README's busybox). */
-  image: string;
-  /** Podman's drop-in directory (the README's /etc/containers/containers.conf.d). */
-  confDir?: string;
-  /** The socket (the README's /run/docker/plugins/sshfs.sock). */
-  socket?: string;
-}
-
-/** BLOCK with the test's values for the README's. Each replacement must apply where the README has its text. */
-function forTest(block: string, t: Target): string {
-  const server = `${env.keyUser}@${env.sshHost}:${t.remote}`;
-  const subs: [RegExp, string][] = [
-    [/-o sshcmd=alice@files\.example\.com:\/srv\/data/g, `-o sshcmd=${server} -o port=${env.sshPort}`],
-    [/volume-opt=sshcmd=alice@files\.example\.com:\/srv\/data/g, `volume-opt=sshcmd=${server},volume-opt=port=${env.sshPort}`],
-    [/~\/\.ssh\/id_ed25519/g, env.keyFile],
-    [/\/srv\/sshfs-keys/g, t.keysDir],
-    [/\/etc\/docker-volume-sshfs\/keys/g, t.keysDir],
-    [/-d sshfs /g, `-d ${t.driver} `],
-    [/volume-driver=sshfs/g, `volume-driver=${t.driver}`],
-    [/ data$/gm, ` ${t.volume}`],
-    [/-v data:/g, `-v ${t.volume}:`],
-    [/source=data,/g, `source=${t.volume},`],
-    [/ busybox /g, ` ${t.image} `],
-  ];
-  if (t.confDir) subs.push([/\/etc\/containers\/containers\.conf\.d/g, t.confDir]);
-  if (t.socket) subs.push([/sshfs = "\/run\/docker\/plugins\/sshfs\.sock"/g, `${t.driver} = "${t.socket}"`]);
-  let out = block;
-  for (const [re, value] of subs) out = out.replace(re, value);
-  return out;
-}
-
 /** Runs SCRIPT with bash -euo pipefail in the checkout, the test dockerd as the docker CLI's daemon; its output. */
 async function run(script: string, extraEnv: Record<string, string> = {}, prelude = ''): Promise<string> {
   const r = await execa('bash', ['-euo', 'pipefail', '-c', `${prelude}\n${script}`], {
@@ -96,7 +48,7 @@ describe('README quick start: Docker, managed plugin', () => {
 
   it('installs the plugin with the key in its keys directory, creates the first volume and lists it in a container', async () => {
     const remote = await remoteWithFile('qs-managed');
-    const block = forTest(quickstart('docker-managed'), { driver: dirs.name, volume, remote, keysDir: dirs.keysSource, image: env.image });
+    const block = forTest(quickstart('docker-managed'), env, { driver: dirs.name, volume, remote, keysDir: dirs.keysSource, image: env.image });
     // npm run plugin:install takes the plugin's name and where it builds and keeps state from the environment.
     const out = await run(block, {
       PLUGIN_NAME: dirs.name,
@@ -166,7 +118,7 @@ describe('README quick starts: Docker host mode and Podman, one host service', (
 
   it('Docker host mode: host:install, the key, the first volume, a container listing it', async () => {
     const remote = await remoteWithFile('qs-host');
-    const out = await runHostBlock(forTest(quickstart('docker-host'), { driver, volume: dockerVolume, remote, keysDir, image: env.image }));
+    const out = await runHostBlock(forTest(quickstart('docker-host'), env, { driver, volume: dockerVolume, remote, keysDir, image: env.image }));
     expect(out.trim().split('\n').at(-1)).toBe('hello.txt');
   }, 900_000);
 
@@ -180,7 +132,7 @@ describe('README quick starts: Docker host mode and Podman, one host service', (
       await docker(['rm', '-f', cid]);
     }
     const remote = await remoteWithFile('qs-podman');
-    const block = forTest(quickstart('podman'), { driver, volume: podmanVolume, remote, keysDir, image: podmanImage, confDir, socket: paths.HOST_SOCKET });
+    const block = forTest(quickstart('podman'), env, { driver, volume: podmanVolume, remote, keysDir, image: podmanImage, confDir, socket: paths.HOST_SOCKET });
     const out = await runHostBlock(block, podmanPrelude);
     expect(out.trim().split('\n').at(-1)).toBe('hello.txt');
 
