@@ -5,7 +5,7 @@
 // CapabilityBoundingSet and NoNewPrivileges (setpriv), once binding the socket itself and once given the socket unit's
 // ListenStream by systemd-socket-activate (LISTEN_FDS), against the test dockerd and sshd; a restart stops the main
 // process only (KillMode=process) and the running container keeps its mount.
-import { chmodSync, copyFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -64,7 +64,9 @@ describe('npm run host:install: the plugin as a host service', () => {
     expect(deps).toEqual(expect.arrayContaining(['hono', '@hono', 'execa', 'lowdb']));
     for (const dev of ['typescript', 'vitest', 'eslint', '.bin']) expect(deps).not.toContain(dev);
     // Its own copy: nothing links back into the checkout.
-    expect(readFileSync(unitValue(unitFile('service'), 'EnvironmentFile'), 'utf8')).toContain(`STATE_DIR=${paths.HOST_STATE_DIR}\n`);
+    for (const dep of ['hono', 'execa', 'lowdb']) expect(realpathSync(path.join(prefix, 'node_modules', dep)).startsWith(`${prefix}/`), dep).toBe(true);
+    expect(realpathSync(path.join(prefix, 'dist')).startsWith(`${prefix}/`)).toBe(true);
+    expect(unitValue(unitFile('service'), 'EnvironmentFile')).toBe(path.join(paths.HOST_CONFIG_DIR, 'env'));
     const fileEnv = parseEnvFile(readFileSync(path.join(paths.HOST_CONFIG_DIR, 'env'), 'utf8'));
     expect(fileEnv).toMatchObject({
       SOCKET_PATH: socket,

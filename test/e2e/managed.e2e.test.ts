@@ -315,7 +315,7 @@ describe('managed plugin (docker plugin create/enable from the offline rootfs)',
     // Back to the default, which the tests after this one expect.
     const back = await pluginScript('enable', { PLUGIN_NAME: name, PLUGIN_SETTINGS: 'bdi.source=/sys/devices/virtual/bdi' });
     expect(back.exitCode, back.stderr).toBe(0);
-  });
+  }, 600_000);
 
   it('installing again replaces the plugin, keeps its settings, and its volumes stay usable', async () => {
     const oldId = pluginId;

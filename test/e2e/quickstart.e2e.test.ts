@@ -70,7 +70,8 @@ describe('README quick starts: Docker host mode and Podman, one host service', (
   const keysDir = path.join(paths.HOST_CONFIG_DIR, 'keys');
   const dockerVolume = `qs-d-${id}`;
   const podmanVolume = `qs-p-${id}`;
-  const podDir = path.join(root, 'podman');
+  // Podman refuses a runroot path longer than 50 characters: its storage sits directly in the environment's directory.
+  const podDir = path.join(env.dir, `qsp-${id}`);
   const podmanImage = 'localhost/e2e-busybox:latest';
   // Podman reads /etc/containers/containers.conf.d/*.conf after containers.conf; with its own CONTAINERS_CONF (the
   // machine's files stay untouched) it reads that one file only, so the wrapper joins the test's base settings and
@@ -97,6 +98,7 @@ describe('README quick starts: Docker host mode and Podman, one host service', (
 
   beforeAll(async () => {
     rmSync(root, { recursive: true, force: true });
+    rmSync(podDir, { recursive: true, force: true });
     for (const sub of ['root', 'run', 'tmp']) mkdirSync(path.join(podDir, sub), { recursive: true, mode: 0o700 });
     writeFileSync(baseConf, ['[containers]', 'default_ulimits = []', '[engine]', 'cgroup_manager = "cgroupfs"', 'events_logger = "file"', ''].join('\n'));
   });
@@ -114,6 +116,7 @@ describe('README quick starts: Docker host mode and Podman, one host service', (
     }
     await hostScript('remove', paths, { HOST_PURGE: '1' });
     if ((await sshfsMountsUnder(root)).length === 0) rmSync(root, { recursive: true, force: true });
+    rmSync(podDir, { recursive: true, force: true });
   }, 300_000);
 
   it('Docker host mode: host:install, the key, the first volume, a container listing it', async () => {
