@@ -151,7 +151,7 @@ do_install() {
 host-install: done. The driver name is '$driver' (the socket's file name); every engine on this host sees its volumes.
   key:     install -m 0600 ~/.ssh/id_ed25519 $KEYS_DIR/id_ed25519
   volume:  docker volume create -d $driver -o sshcmd=user@host:/path -o IdentityFile=id_ed25519 NAME
-           podman volume create -d $driver ... (with [engine.volume_plugins] $driver = "$HOST_SOCKET" in containers.conf)
+           podman volume create --driver $driver ... (with [engine.volume_plugins] $driver = "$HOST_SOCKET" in containers.conf)
 EOF
 }
 

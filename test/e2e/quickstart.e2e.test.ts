@@ -143,5 +143,8 @@ describe('README quick starts: Docker host mode and Podman, one host service', (
     const listed = (await dockerOk(['volume', 'ls', '--format', '{{.Driver}} {{.Name}}'])).split('\n');
     expect(listed).toContain(`${driver} ${podmanVolume}`);
     expect(listed).toContain(`${driver} ${dockerVolume}`);
+    // ...and a docker volume rm of it removes it in the plugin, for every engine.
+    await dockerOk(['volume', 'rm', podmanVolume]);
+    expect((await dockerOk(['volume', 'ls', '--format', '{{.Name}}'])).split('\n')).not.toContain(podmanVolume);
   }, 900_000);
 });

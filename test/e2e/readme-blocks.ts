@@ -50,6 +50,7 @@ export function forTest(block: string, server: TestServer, t: Target): string {
     [/\/srv\/sshfs-keys/g, t.keysDir],
     [/\/etc\/docker-volume-sshfs\/keys/g, t.keysDir],
     [/-d sshfs /g, `-d ${t.driver} `],
+    [/--driver sshfs /g, `--driver ${t.driver} `],
     [/volume-driver=sshfs/g, `volume-driver=${t.driver}`],
     [/ data$/gm, ` ${t.volume}`],
     [/-v data:/g, `-v ${t.volume}:`],
