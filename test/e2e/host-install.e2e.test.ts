@@ -152,4 +152,14 @@ describe('npm run host:install: the plugin as a host service', () => {
     }
     expect(tree(paths.HOST_UNIT_DIR)).toEqual([]);
   });
+
+  it('refuses paths that would split in a unit or environment file, before writing anything', async () => {
+    const bad: [string, string][] = [['HOST_SOCKET', '/run/docker/plugins/two words.sock'], ['HOST_STATE_DIR', '/var/lib/$(id)'], ['HOST_SOCKET', '/run/docker/plugins/sshfs']];
+    for (const [key, value] of bad) {
+      const r = await hostScript('install', { [key]: value });
+      expect(r.exitCode, `${key}=${value}`).not.toBe(0);
+      expect(r.all).toContain(key);
+    }
+    for (const p of [paths.HOST_PREFIX, paths.HOST_CONFIG_DIR, paths.HOST_STATE_DIR]) expect(existsSync(p), p).toBe(false);
+  });
 });
