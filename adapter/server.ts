@@ -2,6 +2,7 @@
 import { createAdaptorServer } from '@hono/node-server';
 import { lstat, mkdir, unlink } from 'node:fs/promises';
 import type { Server, ServerResponse } from 'node:http';
+import net from 'node:net';
 import { dirname } from 'node:path';
 import type { Hono } from 'hono';
 
@@ -24,7 +25,7 @@ export interface RunningServer {
 }
 
 /**
- * Serves APP on socketPath, or, when LISTENFD is given, on that already listening socket (systemd socket activation:
+ * Serves APP on socketPath, or, when listenFd is given, on that already listening socket (systemd socket activation:
  * systemd owns the path, keeps listening while the plugin restarts, and queues connections for the next instance).
  */
 export async function listenOnSocket(app: Hono, socketPath: string, listenFd?: number): Promise<RunningServer> {
@@ -63,8 +64,10 @@ export async function listenOnSocket(app: Hono, socketPath: string, listenFd?: n
   const ourSocket = listenFd === undefined ? (await lstat(socketPath)).ino : undefined;
   // An inherited socket is systemd's: stop accepting at once and leave its path. Connections that come meanwhile wait
   // in its queue for the next instance instead of finding no socket.
+  // net.Server's close, not http.Server's: that one also closes idle kept-alive connections at once, and dockerd may be
+  // sending a request on one of them (see close below). Resolves once every connection has ended.
   let closed: Promise<void> | undefined;
-  const stopListening = () => (closed ??= new Promise<void>((resolve) => server.close(() => resolve())));
+  const stopListening = () => (closed ??= new Promise<void>((resolve) => net.Server.prototype.close.call(server, () => resolve())));
   return {
     inFlight: () => running.size,
     close: async (graceMs = 0) => {
