@@ -9,7 +9,7 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --loglevel=error
 # .dockerignore lets only the sources tsconfig.build.json compiles, config.json and build-rootfs.sh (with the
-# scripts/lib/apt.sh it sources) into the context
+# scripts/lib/apt.sh and prod-deps.sh it sources) into the context
 COPY . .
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund --loglevel=error
 

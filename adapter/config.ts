@@ -16,12 +16,29 @@ function absolute(env: NodeJS.ProcessEnv, name: string, fallback: string): strin
 /** The whole configuration: what handlers read, plus what only the adapter uses. */
 export interface PluginConfig extends Config {
   socketPath: string;
+  /** A listening socket systemd passed (socket activation), served instead of binding socketPath. */
+  listenFd?: number;
   debug: boolean;
   /** Run nothing and write nothing on the host: print the commands a real run would run (createDryRunDeps). */
   dryRun: boolean;
 }
 
-export function readConfig(env: NodeJS.ProcessEnv = process.env): PluginConfig {
+/** The first descriptor systemd passes (SD_LISTEN_FDS_START). */
+const SD_LISTEN_FDS_START = 3;
+
+/**
+ * The socket systemd passed, if any: LISTEN_PID names this process (so a child that inherited the variables never
+ * takes them for its own) and LISTEN_FDS counts the descriptors from fd 3. The plugin serves one socket.
+ */
+function inheritedSocket(env: NodeJS.ProcessEnv, pid: number): number | undefined {
+  if (env.LISTEN_FDS === undefined || env.LISTEN_FDS === '' || env.LISTEN_PID !== String(pid)) return undefined;
+  if (env.LISTEN_FDS !== '1') {
+    throw new Error(`systemd passed ${env.LISTEN_FDS} sockets (LISTEN_FDS); the plugin serves one: give its .socket unit one ListenStream=`);
+  }
+  return SD_LISTEN_FDS_START;
+}
+
+export function readConfig(env: NodeJS.ProcessEnv = process.env, pid = process.pid): PluginConfig {
   const timeout = env.MOUNT_TIMEOUT === undefined || env.MOUNT_TIMEOUT === '' ? 20 : Number(env.MOUNT_TIMEOUT);
   if (!Number.isFinite(timeout) || timeout < 1 || timeout > 110) {
     throw new Error(`MOUNT_TIMEOUT must be a number of seconds from 1 to 110, not "${env.MOUNT_TIMEOUT}"`);
@@ -47,6 +64,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): PluginConfig {
   }
   return {
     socketPath: absolute(env, 'SOCKET_PATH', '/run/docker/plugins/sshfs.sock'),
+    listenFd: inheritedSocket(env, pid),
     stateDir,
     keysDir,
     mountRoot: absolute(env, 'MOUNT_ROOT', '/mnt/volumes'),

@@ -45,9 +45,9 @@ async function openState(config: PluginConfig, log: Logger): Promise<Deps> {
 export async function startPlugin(config: PluginConfig, log: Logger): Promise<RunningPlugin> {
   // A dry run touches neither the state directory nor the host's mounts: it only prints what it would run.
   const deps = config.dryRun ? createDryRunDeps(config, log) : await openState(config, log);
-  const server = await listenOnSocket(createApp(deps, { debug: config.debug }), config.socketPath);
+  const server = await listenOnSocket(createApp(deps, { debug: config.debug }), config.socketPath, config.listenFd);
   log.info(
-    `sshfs volume plugin listening on ${config.socketPath} (state ${config.stateDir}, mounts under ${config.mountRoot}` +
+    `sshfs volume plugin listening on ${config.socketPath}${config.listenFd === undefined ? '' : ' (the socket systemd passed)'} (state ${config.stateDir}, mounts under ${config.mountRoot}` +
       `${config.dryRun ? ', DRY RUN: nothing is run or written, volumes live in memory' : ''}${config.debug ? ', debug' : ''})`,
   );
   if ((await deps.store.list()).length > 0) deps.runner.prepare?.();

@@ -2,6 +2,7 @@
 import { createAdaptorServer } from '@hono/node-server';
 import { lstat, mkdir, unlink } from 'node:fs/promises';
 import type { Server, ServerResponse } from 'node:http';
+import net from 'node:net';
 import { dirname } from 'node:path';
 import type { Hono } from 'hono';
 
@@ -23,9 +24,15 @@ export interface RunningServer {
   inFlight(): number;
 }
 
-export async function listenOnSocket(app: Hono, socketPath: string): Promise<RunningServer> {
-  await mkdir(dirname(socketPath), { recursive: true });
-  await removeStaleSocket(socketPath);
+/**
+ * Serves APP on socketPath, or, when listenFd is given, on that already listening socket (systemd socket activation:
+ * systemd owns the path, keeps listening while the plugin restarts, and queues connections for the next instance).
+ */
+export async function listenOnSocket(app: Hono, socketPath: string, listenFd?: number): Promise<RunningServer> {
+  if (listenFd === undefined) {
+    await mkdir(dirname(socketPath), { recursive: true });
+    await removeStaleSocket(socketPath);
+  }
   // dockerd sends an empty Host header; without a hostname the adaptor answers 400.
   const server = createAdaptorServer({
     fetch: app.fetch,
@@ -47,12 +54,20 @@ export async function listenOnSocket(app: Hono, socketPath: string): Promise<Run
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(socketPath, () => {
+    const listening = () => {
       server.off('error', reject);
       resolve();
-    });
+    };
+    if (listenFd === undefined) server.listen(socketPath, listening);
+    else server.listen({ fd: listenFd }, listening);
   });
-  const ourSocket = (await lstat(socketPath)).ino;
+  const ourSocket = listenFd === undefined ? (await lstat(socketPath)).ino : undefined;
+  // An inherited socket is systemd's: stop accepting at once and leave its path. Connections that come meanwhile wait
+  // in its queue for the next instance instead of finding no socket.
+  // net.Server's close, not http.Server's: that one also closes idle kept-alive connections at once, and dockerd may be
+  // sending a request on one of them (see close below). Resolves once every connection has ended.
+  let closed: Promise<void> | undefined;
+  const stopListening = () => (closed ??= new Promise<void>((resolve) => net.Server.prototype.close.call(server, () => resolve())));
   return {
     inFlight: () => running.size,
     close: async (graceMs = 0) => {
@@ -64,15 +79,16 @@ export async function listenOnSocket(app: Hono, socketPath: string): Promise<Run
       // dockerd sends on a kept-alive connection is answered (then that connection closes). Closing a connection with
       // a request on its way is what makes dockerd retry without a body, so everything closes only once no request
       // has run for QUIET_MS.
-      await unlinkIfOurs(socketPath, ourSocket);
+      if (ourSocket === undefined) void stopListening();
+      else await unlinkIfOurs(socketPath, ourSocket);
       const deadline = performance.now() + graceMs;
       while (performance.now() < deadline && (running.size > 0 || performance.now() - lastActivity < QUIET_MS)) {
         await new Promise((resolve) => setTimeout(resolve, Math.min(POLL_MS, Math.max(0, deadline - performance.now()))));
       }
       const cut = running.size;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const done = stopListening();
       server.closeAllConnections();
-      await closed;
+      await done;
       return { cut, inFlightAtStop };
     },
   };

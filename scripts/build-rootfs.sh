@@ -24,6 +24,8 @@ CONFIG=${CONFIG:-$REPO/config.json}
 start=$(date +%s)
 # shellcheck source=lib/apt.sh
 . "$REPO/scripts/lib/apt.sh"
+# shellcheck source=lib/prod-deps.sh
+. "$REPO/scripts/lib/prod-deps.sh"
 # Debian's architecture names; uname -m's and Docker's are accepted too.
 norm_arch() {
   case "$1" in
@@ -157,33 +159,13 @@ cp -a "$APP_DIR/dist" app/dist
 cp "$APP_DIR/package.json" app/package.json
 [ -f "$APP_DIR/package-lock.json" ] && cp "$APP_DIR/package-lock.json" app/package-lock.json
 
-# Production dependencies only: a clean `npm ci --omit=dev` from the lock file (npm's cache first, so it works offline
-# once the project's dependencies were installed), falling back to pruning a copy of the repo's node_modules.
+# Production dependencies only (scripts/lib/prod-deps.sh), assembled in a temporary directory.
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cp "$APP_DIR/package.json" "$tmp/"
 [ -f "$APP_DIR/package-lock.json" ] && cp "$APP_DIR/package-lock.json" "$tmp/"
-npm_flags=(--omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error)
-if [ -f "$tmp/package-lock.json" ] && (cd "$tmp" && npm ci "${npm_flags[@]}" --prefer-offline >/dev/null 2>"$tmp/npm.err"); then
-  :
-elif (cd "$tmp" && npm install "${npm_flags[@]}" --prefer-offline >/dev/null 2>"$tmp/npm.err"); then
-  # npm ci refuses a lock file that is out of sync with package.json; install resolves from it as far as it can.
-  log "npm ci --omit=dev refused the lock file; used npm install --omit=dev instead"
-elif [ -d "$APP_DIR/node_modules" ]; then
-  log "npm ci --omit=dev failed ($(tail -n1 "$tmp/npm.err" 2>/dev/null)); pruning a copy of $APP_DIR/node_modules"
-  rm -rf "$tmp/node_modules"
-  cp -a "$APP_DIR/node_modules" "$tmp/node_modules"
-  (cd "$tmp" && npm prune "${npm_flags[@]}" --offline >/dev/null)
-else
-  cat "$tmp/npm.err" >&2 || true
-  die "could not install production dependencies (no npm cache, no registry and no node_modules to prune)"
-fi
-if [ -d "$tmp/node_modules" ]; then
-  rm -rf "$tmp/node_modules/.bin" "$tmp/node_modules/.package-lock.json"
-  cp -a "$tmp/node_modules" app/node_modules
-else
-  mkdir -p app/node_modules   # no runtime dependencies
-fi
+install_production_deps "$APP_DIR" "$tmp"
+cp -a "$tmp/node_modules" app/node_modules
 
 # --- smoke test: every program starts inside the rootfs (chroot needs root) -----------------------------------------
 # Each program of the rootfs, with arguments that make it start and exit 0.

@@ -5,7 +5,7 @@ set -euo pipefail
 # shellcheck source=lib/apt.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 packages=("$@")
-[ ${#packages[@]} -gt 0 ] || packages=(docker.io docker-compose sshfs openssh-server openssh-client busybox-static tini fuse3 podman openssl debootstrap docker-registry apache2-utils qemu-user-static binutils dropbear-bin)
+[ ${#packages[@]} -gt 0 ] || packages=(docker.io docker-compose sshfs openssh-server openssh-client busybox-static tini fuse3 podman systemd openssl debootstrap docker-registry apache2-utils qemu-user-static binutils dropbear-bin)
 mapfile -t missing < <(missing_packages "${packages[@]}")
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then

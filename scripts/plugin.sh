@@ -29,6 +29,7 @@
 #   PLUGIN_ENABLE_TIMEOUT  seconds `docker plugin enable` waits for the plugin to answer (default: 30)
 #   PLUGIN_SKIP_APP_BUILD  1 to take dist/ as it is (no npm ci / npm run build), e.g. when it was just built
 #   PLUGIN_FORCE           1 to replace the plugin even while running containers use its volumes
+#   PLUGIN_BINFMT_DIR      where enable looks for qemu emulation of another architecture (/proc/sys/fs/binfmt_misc)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -65,6 +66,44 @@ daemon_is_local() {
 
 plugin_exists() { docker plugin inspect "$PLUGIN_NAME" >/dev/null 2>&1; }
 plugin_enabled() { [ "$(docker plugin inspect -f '{{.Enabled}}' "$PLUGIN_NAME" 2>/dev/null)" = true ]; }
+
+# --- architectures --------------------------------------------------------------------------------------------------
+# The tag an architecture is published under (the README's table): amd64, arm64 or armv7, from any of its names
+# (Debian's, uname -m's, Docker's).
+arch_tag() {
+  case "$1" in
+    amd64 | x86_64) echo amd64 ;;
+    arm64 | aarch64) echo arm64 ;;
+    armv7 | armv7l | armhf | arm | arm/v7) echo armv7 ;;
+    *) echo "$1" ;;
+  esac
+}
+# Docker's platform name for a tag (what `docker version -f '{{.Server.Os}}/{{.Server.Arch}}'` says, plus /v7).
+arch_platform() {
+  case "$(arch_tag "$1")" in
+    armv7) echo linux/arm/v7 ;;
+    *) echo "linux/$(arch_tag "$1")" ;;
+  esac
+}
+# The platform a plugin was built for: build stamps it at the end of config.json's description, which
+# `docker plugin inspect` shows also for a plugin installed from a registry.
+plugin_platform() {
+  docker plugin inspect -f '{{.Config.Description}}' "$1" 2>/dev/null | sed -n 's/.*(for \(linux\/[a-z0-9/]*\)).*/\1/p'
+}
+# qemu's name for a platform's CPU, as binfmt_misc entries name their interpreter (qemu-aarch64-static...).
+qemu_cpu() {
+  case "$1" in linux/arm64) echo aarch64 ;; linux/arm/v7) echo arm ;; linux/amd64) echo x86_64 ;; *) echo "${1#linux/}" ;; esac
+}
+# True when the kernel runs binaries of PLATFORM through an enabled qemu binfmt_misc entry (emulation).
+emulated() {
+  local dir=${PLUGIN_BINFMT_DIR:-/proc/sys/fs/binfmt_misc} entry cpu
+  cpu=$(qemu_cpu "$1")
+  for entry in "$dir"/*; do
+    [ -f "$entry" ] && [ "$(basename "$entry")" != register ] && [ "$(basename "$entry")" != status ] || continue
+    grep -qx enabled "$entry" 2>/dev/null && grep -q "^interpreter .*/qemu-$cpu\(-static\)\{0,1\}$" "$entry" && return 0
+  done
+  return 1
+}
 
 # --- build ----------------------------------------------------------------------------------------------------------
 build_app() {
@@ -109,6 +148,19 @@ base_images_available() {
   return 0
 }
 
+# A build whose RUN steps had no usable network. Without a bridge (dockerd --bridge=none) dockerd gives RUN steps no
+# network at all: npm then fails with EAI_AGAIN (getaddrinfo), apt with "Temporary failure resolving".
+build_network_hint() {
+  grep -q -i -e 'EAI_AGAIN' -e 'getaddrinfo' -e 'Temporary failure resolving' -e 'Could not resolve' -e 'network bridge not found' \
+    -e 'bridge.*not found' "$1" || return 0
+  if [ "${PLUGIN_BUILD_NETWORK:-}" = host ]; then
+    log "the build's RUN steps could not resolve names even on the host's network: check this machine's DNS (/etc/resolv.conf) and proxy"
+  else
+    log "the build's RUN steps could not resolve names: a daemon without a bridge network (dockerd --bridge=none) gives them no network. Build on the host's network:
+  PLUGIN_BUILD_NETWORK=host npm run plugin:install   (or plugin:build); with a bridge, check the daemon's DNS (\"dns\" in /etc/docker/daemon.json)"
+  fi
+}
+
 build_with_dockerfile() {
   local cid build_log net=()
   [ -n "${PLUGIN_BUILD_NETWORK:-}" ] && net=(--network "$PLUGIN_BUILD_NETWORK")
@@ -116,8 +168,7 @@ build_with_dockerfile() {
   build_log=$(mktemp)
   if ! docker build "${net[@]}" -t "$BUILD_IMAGE" -f "$REPO/Dockerfile" "$REPO" >"$build_log" 2>&1; then
     tail -n 25 "$build_log" | sed 's/^/  docker build: /' >&2
-    grep -q -i -e 'network bridge not found' -e 'bridge.*not found' "$build_log" &&
-      log "this daemon has no bridge network: build with PLUGIN_BUILD_NETWORK=host"
+    build_network_hint "$build_log"
     rm -f "$build_log"
     return 1
   fi
@@ -169,6 +220,11 @@ do_build() {
   fi
   [ -f "$PLUGIN_DIR/config.json" ] && [ -x "$PLUGIN_DIR/rootfs/usr/bin/tini" ] ||
     die "$PLUGIN_DIR does not hold a complete plugin (config.json, rootfs/usr/bin/tini)"
+  # Docker plugins carry no architecture: the description names it, so enable (and users) can check it.
+  PLATFORM=$(arch_platform "$target_arch") node -e '
+    const fs = require("node:fs"), file = process.argv[1], config = JSON.parse(fs.readFileSync(file, "utf8"));
+    config.description = `${config.description.replace(/ \(for linux\/[a-z0-9/]+\)/, "")} (for ${process.env.PLATFORM})`;
+    fs.writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);' "$PLUGIN_DIR/config.json"
   log "built $PLUGIN_DIR with the $builder builder ($(du -sm "$PLUGIN_DIR/rootfs" | cut -f1) MiB, $((SECONDS - start))s)"
 }
 
@@ -219,7 +275,21 @@ do_create() {
     docker plugin rm -f "$PLUGIN_NAME" >/dev/null
   fi
   log "creating plugin $PLUGIN_NAME from $PLUGIN_DIR"
-  docker plugin create "$PLUGIN_NAME" "$PLUGIN_DIR" >/dev/null
+  local err
+  if ! err=$(docker plugin create "$PLUGIN_NAME" "$PLUGIN_DIR" 2>&1 >/dev/null); then
+    # dockerd (20.10) stores each plugin's rootfs layer by its digest and refuses one it already holds for another
+    # plugin ("content sha256:...: already exists"): the same build under a second name (another registry) needs a
+    # rootfs that differs. A copy of hard links plus one file naming the plugin costs no space.
+    [[ $err == *"already exists"* ]] || die "docker plugin create failed: $err"
+    log "dockerd already holds this build's rootfs for another plugin name; creating $PLUGIN_NAME from a copy that differs by one file (/.plugin-name)"
+    local copy
+    copy=$(mktemp -d "$(dirname "$PLUGIN_DIR")/.create.XXXXXX")
+    cp -al "$PLUGIN_DIR/rootfs" "$copy/rootfs"
+    cp "$PLUGIN_DIR/config.json" "$copy/config.json"
+    printf '%s\n' "$PLUGIN_NAME" >"$copy/rootfs/.plugin-name"
+    err=$(docker plugin create "$PLUGIN_NAME" "$copy" 2>&1 >/dev/null) || { rm -rf "$copy"; die "docker plugin create failed: $err"; }
+    rm -rf "$copy"
+  fi
   if [ ${#saved[@]} -gt 0 ]; then
     docker plugin set "$PLUGIN_NAME" "${saved[@]}" ||
       log "WARNING: could not re-apply the previous settings (${saved[*]}); set them again with docker plugin set"
@@ -234,6 +304,7 @@ mount_sources() {
 do_enable() {
   need_docker
   plugin_exists || die "no plugin named $PLUGIN_NAME: run 'npm run plugin:install' (or plugin:build + plugin:create)"
+  plugin_enabled || check_platform
   local settings=() kv
   [ -n "${PLUGIN_STATE_SOURCE:-}" ] && settings+=("state.source=$PLUGIN_STATE_SOURCE")
   [ -n "${PLUGIN_KEYS_SOURCE:-}" ] && settings+=("keys.source=$PLUGIN_KEYS_SOURCE")
@@ -276,9 +347,29 @@ do_enable() {
     log "$PLUGIN_NAME is already enabled"
   else
     log "enabling $PLUGIN_NAME"
-    docker plugin enable --timeout "$PLUGIN_ENABLE_TIMEOUT" "$PLUGIN_NAME" >/dev/null
+    local err
+    err=$(docker plugin enable --timeout "$PLUGIN_ENABLE_TIMEOUT" "$PLUGIN_NAME" 2>&1 >/dev/null) || die "enabling $PLUGIN_NAME failed: $err
+  The cause is in the daemon's log, in the lines tagged plugin=$(docker plugin inspect -f '{{.Id}}' "$PLUGIN_NAME" 2>/dev/null) (journalctl -u docker | grep plugin=);
+  'exec format error' there means the plugin was built for another architecture."
   fi
   plugin_enabled || die "$PLUGIN_NAME did not stay enabled; see the daemon log (lines tagged plugin=<id>)"
+}
+
+# A plugin built for another architecture cannot start: its programs fail with 'exec format error' (in the daemon
+# log only) and enable reports just a missing socket. Refuse before enabling, unless the kernel emulates it (qemu).
+check_platform() {
+  local want have
+  want=$(plugin_platform "$PLUGIN_NAME")
+  [ -n "$want" ] || return 0 # built before the description named it
+  have=$(arch_platform "$(docker version -f '{{.Server.Arch}}' 2>/dev/null)")
+  [ "$want" != "$have" ] || return 0
+  if daemon_is_local && emulated "$want"; then
+    log "$PLUGIN_NAME is built for $want and this daemon runs on $have: running it under qemu emulation (binfmt_misc)"
+    return 0
+  fi
+  die "$PLUGIN_NAME is built for $want, but this Docker daemon runs on $have: its programs cannot start there.
+  Install the tag for $have (:$(arch_tag "${have#linux/}")), or build for it: PLUGIN_ARCH=$(arch_tag "${have#linux/}") npm run plugin:install.
+  (To run it emulated, register qemu-user-static for $(qemu_cpu "$want") with binfmt_misc.)"
 }
 
 do_install() {
@@ -296,16 +387,35 @@ EOF
 }
 
 # --- push -----------------------------------------------------------------------------------------------------------
+# Whether the docker CLI holds a login for REGISTRY: yes, no, or unknown (a credential helper keeps them elsewhere).
+logged_in() {
+  local registry=$1 file=${DOCKER_CONFIG:-$HOME/.docker}/config.json
+  [ -f "$file" ] || { echo no; return 0; }
+  REGISTRY=$registry node -e '
+    const c = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8") || "{}");
+    const r = process.env.REGISTRY, keys = r === "docker.io" ? ["https://index.docker.io/v1/", "docker.io", "index.docker.io"] : [r, `https://${r}`];
+    if (keys.some((k) => c.auths && c.auths[k] && (c.auths[k].auth || c.auths[k].identitytoken))) console.log("yes");
+    else if (c.credsStore || keys.some((k) => c.credHelpers && c.credHelpers[k])) console.log("unknown");
+    else console.log("no");' "$file" 2>/dev/null || echo unknown
+}
+
 # Explains a failed `docker plugin push`. Daemons word refusals differently: some (containerd's pusher) give only the
 # HTTP status ("unexpected status: 403 Forbidden"), others the registry's error code ("denied: ...").
+# REGISTRY is the host as written in PLUGIN_NAME (docker.io when it names none), REPO the repository, TAG its tag.
 push_hint() {
-  local out=$1 registry=$2 repo=$3
+  local out=$1 registry=$2 repo=$3 tag=$4 prefix=""
+  [ "$registry" = docker.io ] || prefix="$registry/"
+  local ns=${repo%/*} other="PLUGIN_NAME=$prefix<namespace>/${repo##*/}:$tag"
+  local retry="$other npm run plugin:create && $other npm run plugin:push"
+  local login="docker login${prefix:+ $registry}"
   case "$out" in
     *insufficient_scope* | *"insufficient scope"*)
       cat <<EOF
 The registry's token service did not grant the 'repository(plugin)' scope Docker asks for when pushing a plugin:
-  - either your account may not push to '${repo%/*}' (use a namespace you own, or get push rights), or
-  - its auth service does not know plugin repositories (older Harbor releases, some custom token servers): push to a
+  - either your account may not push to '$ns': push to a namespace you may write (the same build, another name):
+      $retry
+    or get push rights on '$ns' (Harbor: the Developer role or higher in the project '$ns'), or
+  - its auth service does not know plugin repositories (Harbor before 2.0, some custom token servers): push to a
     registry that supports plugins (Docker Hub, the open-source distribution registry 'registry:2', Harbor >= 2.0).
 EOF
       ;;
@@ -316,28 +426,40 @@ has media type application/vnd.docker.plugin.v1+json). Push to a registry that d
 distribution registry ('registry:2'), Harbor >= 2.0.
 EOF
       ;;
+    *"403 Forbidden"* | *DENIED* | *"denied:"* | *"access to the resource is denied"*)
+      # Docker Hub says "denied" to anonymous pushes too; other registries answer those 401 and keep 403 for an
+      # account that is logged in but may not push there (Harbor).
+      if [ "$(logged_in "$registry")" = no ]; then
+        cat <<EOF
+The registry $registry denied the push to $repo: you are not logged in to it.
+  Log in, then push again:  $login
+EOF
+      else
+        cat <<EOF
+The registry $registry denied the push to $repo (403): you are logged in, but this account may not push there.
+  1. Push to a namespace your account may write (the same build under another name):
+       $retry
+  2. Or get push rights on '$ns': Harbor: create the project '${repo%%/*}' and make your account a member with the
+     Developer role or higher; Docker Hub: '$ns' must be your user or an organization you may push to.
+  3. Logged in as another account than you meant?  docker logout${prefix:+ $registry} && $login
+  4. Registries that refuse the 'repository(plugin)' scope plugins need (Harbor before 2.0, some token servers) say
+     the same: use Docker Hub, the distribution registry ('registry:2') or Harbor >= 2.0.
+EOF
+      fi
+      ;;
     *"401 Unauthorized"* | *unauthorized* | *UNAUTHORIZED* | *"authentication required"* | *"no basic auth credentials"* | *"incorrect username or password"*)
       cat <<EOF
-The registry $registry wants credentials that allow this push (401 Unauthorized):
-  1. Log in:  docker login $registry
-  2. Already logged in? Your account may not push to '${repo%/*}': use a namespace you own
-     (PLUGIN_NAME=<your-user>/sshfs:<tag>) or ask for push rights on it.
-EOF
-      ;;
-    *"403 Forbidden"* | *denied* | *DENIED*)
-      cat <<EOF
-The registry $registry denied the push to $repo (403). In order of likelihood:
-  1. You are not logged in to $registry:        docker login $registry
-  2. Your account may not push to '${repo%/*}':  use a namespace you own (PLUGIN_NAME=<your-user>/sshfs:<tag>),
-     or create the repository/project first and give your account push (developer) rights.
-  3. The registry does not accept plugins: Docker asks for the 'repository(plugin)' scope, which older Harbor
-     releases and some token servers refuse with exactly this error. Use Docker Hub, 'registry:2' or Harbor >= 2.0.
+The registry $registry wants a login that allows this push (401 Unauthorized).
+  1. Log in, then push again:  $login
+  2. Already logged in? The account may not push to '$ns': push to a namespace you may write:
+       $retry
 EOF
       ;;
     *"404 Not Found"* | *"name unknown"* | *NAME_UNKNOWN* | *"repository name not known"* | *"not found"* | *"does not exist"*)
       cat <<EOF
 The registry $registry has no repository '$repo' and does not create one on push (404): create it first (Harbor:
-the project '${repo%%/*}'), or push under an existing namespace (PLUGIN_NAME=<registry>/<namespace>/sshfs:<tag>).
+the project '${repo%%/*}'), or push under an existing namespace:
+  $retry
 EOF
       ;;
     *"server gave HTTP response to HTTPS client"*)
@@ -359,13 +481,13 @@ daemon (not of your shell).
 EOF
       ;;
     *)
-      echo "See the daemon's message above; 'docker login $registry' and push rights on '${repo%/*}' are the usual causes."
+      echo "See the daemon's message above; '$login' and push rights on '$ns' are the usual causes."
       ;;
   esac
 }
 
 do_push() {
-  local first=${PLUGIN_NAME%%/*} registry repo
+  local first=${PLUGIN_NAME%%/*} registry repo tag
   if [ "$first" != "$PLUGIN_NAME" ] && { [[ $first == *.* ]] || [[ $first == *:* ]] || [ "$first" = localhost ]; }; then
     registry=$first
     repo=${PLUGIN_NAME#*/}
@@ -373,27 +495,36 @@ do_push() {
     registry=docker.io
     repo=$PLUGIN_NAME
   fi
+  tag=latest
+  [[ $repo == *:* ]] && tag=${repo##*:}
   repo=${repo%%:*}
   if [ "$registry" = docker.io ] && [[ $repo != */* ]]; then
     local arch
-    case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; armv7l) arch=arm ;; *) arch=$(uname -m) ;; esac
+    arch=$(arch_tag "${PLUGIN_ARCH:-$(uname -m)}")
     die "'$PLUGIN_NAME' would be pushed to docker.io/library/$repo, which only Docker Inc. may write.
   Create the plugin under your own namespace (one architecture per tag) and push that:
-    PLUGIN_NAME=<your-user>/$repo:$arch npm run plugin:install && PLUGIN_NAME=<your-user>/$repo:$arch npm run plugin:push"
+    PLUGIN_NAME=<your-user>/$repo:$arch npm run plugin:create && PLUGIN_NAME=<your-user>/$repo:$arch npm run plugin:push"
   fi
   need_docker
   plugin_exists || die "no plugin named $PLUGIN_NAME here: build and create it first under the name to push, e.g.
-  PLUGIN_NAME=$PLUGIN_NAME npm run plugin:install && PLUGIN_NAME=$PLUGIN_NAME npm run plugin:push"
+  PLUGIN_NAME=$PLUGIN_NAME npm run plugin:build && PLUGIN_NAME=$PLUGIN_NAME npm run plugin:create && PLUGIN_NAME=$PLUGIN_NAME npm run plugin:push"
   log "pushing $PLUGIN_NAME to $registry"
   local out rc=0
   out=$(docker plugin push "$PLUGIN_NAME" 2>&1) || rc=$?
   printf '%s\n' "$out"
   if [ "$rc" -ne 0 ]; then
     printf '\nplugin: ERROR: push of %s failed.\n' "$PLUGIN_NAME" >&2
-    push_hint "$out" "$registry" "$repo" >&2
+    push_hint "$out" "$registry" "$repo" "$tag" >&2
     exit "$rc"
   fi
-  log "pushed $PLUGIN_NAME; install it elsewhere with: docker plugin install $PLUGIN_NAME"
+  local platform pull_login=""
+  platform=$(plugin_platform "$PLUGIN_NAME")
+  [ "$registry" = docker.io ] || pull_login="docker login $registry   # if it wants a login for pulls too"$'\n  '
+  cat >&2 <<EOF
+plugin: pushed $PLUGIN_NAME. Install it on each machine${platform:+ of $platform} (the mount sources must exist):
+  ${pull_login}mkdir -p -m 0700 /var/lib/docker-volume-sshfs/keys /var/lib/docker-volume-sshfs/state
+  docker plugin install --grant-all-permissions --alias sshfs $PLUGIN_NAME keys.source=/var/lib/docker-volume-sshfs/keys state.source=/var/lib/docker-volume-sshfs/state
+EOF
 }
 
 do_remove() {
@@ -415,7 +546,7 @@ case "${1:-}" in
   push) do_push ;;
   remove) do_remove ;;
   *)
-    sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

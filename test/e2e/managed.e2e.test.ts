@@ -340,6 +340,35 @@ describe('managed plugin (docker plugin create/enable from the offline rootfs)',
     }
   });
 
+  it('bdi.source set to an empty directory withholds the block devices\' tunables: read-ahead stays at the kernel default', async () => {
+    const noBdi = path.join(baseDir, 'no-bdi');
+    // What the README says: plugin.sh enable with the setting (it creates the missing source directory).
+    const set = await pluginScript('enable', { PLUGIN_NAME: name, PLUGIN_SETTINGS: `bdi.source=${noBdi}` });
+    expect(set.exitCode, set.stderr).toBe(0);
+    const mounts = JSON.parse(await dockerOk(['plugin', 'inspect', '-f', '{{json .Settings.Mounts}}', ref])) as { Name: string; Source: string }[];
+    expect(mounts.find((m) => m.Name === 'bdi')?.Source).toBe(noBdi);
+    pluginId = (await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', ref])).trim();
+
+    const propagated = path.join(env.dir, 'docker-data', 'plugins', pluginId, 'propagated-mount');
+    const holder = res.container(`managed-nobdi-${randomId()}`);
+    await dockerOk(['run', '-d', '--name', holder, '-v', `${keyVol}:/remote`, env.image, 'sleep', '300']);
+    try {
+      await waitFor('the sshfs mount under the propagated mount', async () => (await sshfsMountsUnder(propagated)).length > 0);
+      await waitFor('the plugin to log that read-ahead was not set', () => pluginLogLines().some((l) => l.includes(`volume ${keyVol}: read_ahead_kb=1024 not set`)), 20_000);
+      // The host's own entry for the mount: untouched, the kernel's value for a FUSE mount.
+      expect(await readAheadKbAt(path.join(propagated, keyVol))).toBe(128);
+      expect((await inspectVolume(keyVol)).Status?.readAheadKb).toBeUndefined();
+      expect(readdirSync(noBdi)).toEqual([]);
+      expect(`${await dockerOk(['exec', holder, 'cat', '/remote/hello.txt'])}\n`).toBe(text);
+    } finally {
+      await dockerOk(['rm', '-f', holder]);
+      res.containers.delete(holder);
+    }
+    // Back to the default, which the tests after this one expect.
+    const back = await pluginScript('enable', { PLUGIN_NAME: name, PLUGIN_SETTINGS: 'bdi.source=/sys/devices/virtual/bdi' });
+    expect(back.exitCode, back.stderr).toBe(0);
+  }, 600_000);
+
   it('installing again replaces the plugin, keeps its settings, and its volumes stay usable', async () => {
     const oldId = pluginId;
     const r = await pluginScript('install', {
@@ -511,7 +540,14 @@ describe('plugin.sh push explains a registry refusal', () => {
     rmSync(path.dirname(pluginDir), { recursive: true, force: true });
   }, 120_000);
 
-  const push = () => pluginScript('push', { PLUGIN_NAME: pushName }, 180_000);
+  // The docker CLI's login store of this test: empty (not logged in) unless a test writes a login into it.
+  const dockerConfig = path.join(path.dirname(pluginDir), 'docker-config');
+  const setLogin = (loggedIn: boolean) => {
+    mkdirSync(dockerConfig, { recursive: true, mode: 0o700 });
+    const auths = loggedIn ? { [`127.0.0.1:${registry!.port}`]: { auth: Buffer.from('e2e:secret').toString('base64') } } : {};
+    writeFileSync(path.join(dockerConfig, 'config.json'), JSON.stringify({ auths }), { mode: 0o600 });
+  };
+  const push = () => pluginScript('push', { PLUGIN_NAME: pushName, DOCKER_CONFIG: dockerConfig }, 180_000);
 
   it('refuses a name without a namespace before contacting Docker Hub', async () => {
     const r = await pluginScript('push', { PLUGIN_NAME: 'sshfs-e2e-nonamespace' });
@@ -527,14 +563,25 @@ describe('plugin.sh push explains a registry refusal', () => {
     expect(r.stderr).toContain(`docker login 127.0.0.1:${registry!.port}`);
   });
 
-  it('denied: lists login, push rights and registries without plugin support', async () => {
+  it('denied while not logged in: tells to docker login to that registry', async () => {
     registry!.mode = 'denied';
+    setLogin(false);
     const r = await push();
     expect(r.exitCode).not.toBe(0);
     expect(r.stdout).toMatch(/403|denied/i);
-    expect(r.stderr).toMatch(/denied the push/);
-    expect(r.stderr).toContain('docker login');
+    expect(r.stderr).toMatch(/denied the push.*you are not logged in/);
+    expect(r.stderr).toContain(`docker login 127.0.0.1:${registry!.port}`);
+  });
+
+  it('denied while logged in: push rights first, another namespace on the same registry, registries without plugin support', async () => {
+    registry!.mode = 'denied';
+    setLogin(true);
+    const r = await push();
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toContain('you are logged in, but this account may not push there');
+    expect(r.stderr).toContain(`PLUGIN_NAME=127.0.0.1:${registry!.port}/<namespace>/`);
     expect(r.stderr).toMatch(/repository\(plugin\)/);
+    setLogin(false);
   });
 
   it('unknown repository: tells to create it first', async () => {

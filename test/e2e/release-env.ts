@@ -38,8 +38,9 @@ export interface Registry {
   host: string;
   user: string;
   password: string;
-  /** The registry's self-signed certificate (PEM). */
+  /** The registry's self-signed certificate (PEM) and its key. */
   certFile: string;
+  keyFile: string;
   /** GET PATH with the account's credentials; the body. */
   get(path: string): Promise<string>;
   stop(): Promise<void>;
@@ -102,6 +103,7 @@ export async function startRegistry(dir: string): Promise<Registry> {
     user,
     password,
     certFile,
+    keyFile,
     get: (urlPath) =>
       new Promise((resolve, reject) => {
         const auth = Buffer.from(`${user}:${password}`).toString('base64');
@@ -125,6 +127,61 @@ export async function startRegistry(dir: string): Promise<Registry> {
   }
   await registry.stop();
   throw new Error(`the registry did not serve on ${registry.host}:\n${readFileSync(path.join(dir, 'registry.log'), 'utf8').slice(-2000)}`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A registry that answers as Harbor does: 401 without credentials, 403 for a logged-in account without push rights
+
+export interface DenyingProxy {
+  /** host:port: another name for the same registry */
+  host: string;
+  /** Pushes (POST/PUT/PATCH/DELETE) that were answered 403. */
+  denied(): number;
+  stop(): Promise<void>;
+}
+
+/**
+ * A TLS proxy in front of REGISTRY (its certificate; dockerd treats 127.0.0.0/8 as insecure, so it is not checked)
+ * that passes everything through, the registry's own 401 for requests without credentials included, except writes to
+ * the repositories under /v2/DENIEDNAMESPACE/: those get what Harbor answers an account that may pull but not push
+ * there, 403 with the DENIED error code.
+ */
+export async function startDenyingProxy(registry: Registry, deniedNamespace: string): Promise<DenyingProxy> {
+  const [regHost, regPort] = registry.host.split(':');
+  let denied = 0;
+  const server = https.createServer({ cert: readFileSync(registry.certFile), key: readFileSync(registry.keyFile) }, (req, res) => {
+    const write = req.method !== 'GET' && req.method !== 'HEAD';
+    if (write && (req.url ?? '').startsWith(`/v2/${deniedNamespace}/`) && req.headers.authorization !== undefined) {
+      denied++;
+      req.resume();
+      res.writeHead(403, { 'Content-Type': 'application/json; charset=utf-8', 'Docker-Distribution-Api-Version': 'registry/2.0' });
+      res.end(JSON.stringify({ errors: [{ code: 'DENIED', message: 'requesting access to the resource is denied' }] }));
+      return;
+    }
+    const upstream = https.request(
+      { host: regHost, port: Number(regPort), method: req.method, path: req.url, headers: req.headers, rejectUnauthorized: false },
+      (up) => {
+        // Upload locations name the registry's own address: rewrite them to the proxy's, as a reverse proxy does.
+        const headers = { ...up.headers };
+        if (typeof headers.location === 'string') headers.location = headers.location.replace(registry.host, `127.0.0.1:${port}`);
+        res.writeHead(up.statusCode ?? 502, headers);
+        up.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    host: `127.0.0.1:${port}`,
+    denied: () => denied,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------

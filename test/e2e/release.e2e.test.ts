@@ -11,7 +11,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, Resources, docker, dockerOk, loadEnv, makeRemoteSubdir, randomId, readRemote, sshfsMountsUnder, waitFor } from './harness.js';
 import { freshPluginDirs, keyVolumeRoundTrip, pluginDirs, pluginScript, removeManagedPlugin } from './managed-plugin.js';
-import { startDockerd, startRegistry, type Dockerd, type Registry } from './release-env.js';
+import { startDenyingProxy, startDockerd, startRegistry, type DenyingProxy, type Dockerd, type Registry } from './release-env.js';
 
 const builtSize = (stderr: string): string => /built .* with the (\w+) builder \((\d+) MiB/.exec(stderr)?.slice(1, 3).join(': ') ?? '?';
 
@@ -22,6 +22,7 @@ describe('Dockerfile build (stand-in node:20-slim made offline), enabled, mounti
   const res = new Resources();
   const vol = res.volume(`df-${randomId()}`);
   let buildLog = '';
+  let networkHint = '';
 
   beforeAll(async () => {
     freshPluginDirs(dirs);
@@ -34,6 +35,10 @@ describe('Dockerfile build (stand-in node:20-slim made offline), enabled, mounti
       input: '',
     });
     if (base.exitCode !== 0) throw new Error(`stand-in-base.sh failed:\n${base.all ?? ''}`);
+    // Without a bridge, dockerd gives the build's RUN steps no network: npm's EAI_AGAIN, and the hint names the fix,
+    // which the install below then uses.
+    const offline = await pluginScript('build', { PLUGIN_NAME: name, PLUGIN_DIR: dirs.pluginDir, PLUGIN_BUILDER: 'dockerfile', PLUGIN_SKIP_APP_BUILD: '1' });
+    networkHint = offline.exitCode === 0 ? '(the build without a network succeeded)' : offline.stderr;
     // `npm run plugin:install` with the Dockerfile builder; the test dockerd has no bridge, so RUN steps use the host's.
     const r = await pluginScript('install', {
       PLUGIN_NAME: name,
@@ -55,6 +60,11 @@ describe('Dockerfile build (stand-in node:20-slim made offline), enabled, mounti
     if ((await sshfsMountsUnder(dirs.baseDir)).length === 0) rmSync(dirs.baseDir, { recursive: true, force: true });
     if (errors.length > 0) console.warn(`[release] cleanup: ${errors.join('; ')}`);
   }, 300_000);
+
+  it('a build whose RUN steps have no network (no bridge) says so and names the setting the install below uses', () => {
+    expect(networkHint).toMatch(/EAI_AGAIN/);
+    expect(networkHint).toContain('PLUGIN_BUILD_NETWORK=host npm run plugin:install');
+  });
 
   it('was built from the Dockerfile, holds what the plugin runs and not the tooling it does not', () => {
     expect(buildLog).toMatch(/with the dockerfile builder/);
@@ -94,8 +104,18 @@ describe('registry round trip: push, install on a second dockerd, upgrade', () =
   let ref = '';
   let remote = '';
   const text = `installed from the registry: ${randomId(8)}\n`;
+  let installLine = '';
 
   const push = () => pluginScript('push', { PLUGIN_NAME: ref, DOCKER_CONFIG: dockerConfig }, 600_000);
+  let proxy: DenyingProxy | undefined;
+  const login = async (host: string): Promise<void> => {
+    const r = await execa('docker', ['login', '-u', registry!.user, '--password-stdin', host], {
+      env: { DOCKER_HOST: env.dockerHost, DOCKER_CONTEXT: '', DOCKER_CONFIG: dockerConfig },
+      input: registry!.password,
+      reject: false,
+    });
+    expect(r.exitCode, r.stderr).toBe(0);
+  };
   const on2 = async (args: string[], input?: string): Promise<string> => {
     const r = await node2!.docker(args, { input, env: { DOCKER_CONFIG: node2Config } });
     if (r.exitCode !== 0) throw new Error(`docker ${args.join(' ')} on the second dockerd exited ${r.exitCode}:\n${r.stderr}`);
@@ -141,6 +161,7 @@ describe('registry round trip: push, install on a second dockerd, upgrade', () =
       await node2.stop();
     }
     if (ref !== '') await docker(['plugin', 'rm', '-f', ref]);
+    await proxy?.stop();
     await registry?.stop();
     if ((await sshfsMountsUnder(baseDir)).length === 0) rmSync(baseDir, { recursive: true, force: true });
   }, 300_000);
@@ -150,6 +171,8 @@ describe('registry round trip: push, install on a second dockerd, upgrade', () =
     expect(r.exitCode).not.toBe(0);
     expect(`${r.stdout}\n${r.stderr}`).toMatch(/denied|unauthorized|authentication required/i);
     expect(r.stderr).toContain(`docker login ${registry!.host}`);
+    // Another namespace on the same registry, never a Docker Hub one.
+    expect(r.stderr).toContain(`PLUGIN_NAME=${registry!.host}/<namespace>/sshfs:amd64 npm run plugin:create`);
   });
 
   it('after docker login, plugin:push succeeds', async () => {
@@ -161,7 +184,62 @@ describe('registry round trip: push, install on a second dockerd, upgrade', () =
     expect(login.exitCode, login.stderr).toBe(0);
     const r = await push();
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
-    expect(r.stderr).toContain(`docker plugin install ${ref}`);
+    // The install command it prints is the one the fresh dockerd below runs.
+    installLine = /^ *(docker plugin install .*)$/m.exec(r.stderr)?.[1] ?? '';
+    expect(installLine).toBe(
+      `docker plugin install --grant-all-permissions --alias sshfs ${ref} keys.source=/var/lib/docker-volume-sshfs/keys state.source=/var/lib/docker-volume-sshfs/state`,
+    );
+    expect(r.stderr).toContain(`docker login ${registry!.host}`);
+    expect(r.stderr).toContain('mkdir -p -m 0700 /var/lib/docker-volume-sshfs/keys /var/lib/docker-volume-sshfs/state');
+  });
+
+  it('the same build is published under a second registry name (dockerd 20.10 refuses a rootfs it holds for another plugin)', async () => {
+    proxy = await startDenyingProxy(registry!, 'denied');
+    await login(proxy.host);
+    const second = `${proxy.host}/e2e/sshfs:amd64`;
+    const create = await pluginScript('create', { PLUGIN_NAME: second, PLUGIN_DIR: pluginDir });
+    expect(create.exitCode, create.stderr).toBe(0);
+    expect(create.stderr).toContain('differs by one file');
+    const r = await pluginScript('push', { PLUGIN_NAME: second, DOCKER_CONFIG: dockerConfig });
+    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.stderr).toContain(`--alias sshfs ${second} `);
+    await docker(['plugin', 'rm', '-f', second]);
+  });
+
+  it("a 403 (Harbor: logged in, no push rights) says so, keeps the registry host, and its suggested command works", async () => {
+    const deniedRef = `${proxy!.host}/denied/sshfs:amd64`;
+    const create = await pluginScript('create', { PLUGIN_NAME: deniedRef, PLUGIN_DIR: pluginDir });
+    expect(create.exitCode, create.stderr).toBe(0);
+    const r = await pluginScript('push', { PLUGIN_NAME: deniedRef, DOCKER_CONFIG: dockerConfig });
+    console.log(`[release] dockerd's words for a 403: ${r.stdout.split('\n').filter((l) => /denied|403|error/i.test(l)).join(' | ')}`);
+    expect(r.exitCode).not.toBe(0);
+    expect(proxy!.denied()).toBeGreaterThan(0);
+    expect(r.stderr).toContain('you are logged in, but this account may not push there');
+    expect(r.stderr).not.toContain('not logged in');
+    const suggested = new RegExp(`^ *(PLUGIN_NAME=${proxy!.host.replace(/\./g, '\\.')}/<namespace>/sshfs:amd64 npm run plugin:create && .*plugin:push)$`, 'm').exec(r.stderr)?.[1];
+    expect(suggested, r.stderr).toBeDefined();
+    await docker(['plugin', 'rm', '-f', deniedRef]);
+    // The suggestion, run as printed with a namespace the account may write.
+    const run = await execa('bash', ['-c', suggested!.replaceAll('<namespace>', 'mine')], {
+      cwd: REPO_ROOT,
+      env: { DOCKER_HOST: env.dockerHost, DOCKER_CONTEXT: '', DOCKER_CONFIG: dockerConfig, PLUGIN_DIR: pluginDir },
+      reject: false,
+      all: true,
+      input: '',
+      timeout: 600_000,
+    });
+    expect(run.exitCode, run.all).toBe(0);
+    const tags = JSON.parse(await registry!.get('/v2/mine/sshfs/tags/list')) as { tags: string[] };
+    expect(tags.tags).toEqual(['amd64']);
+    await docker(['plugin', 'rm', '-f', `${proxy!.host}/mine/sshfs:amd64`]);
+  });
+
+  it('a push to Docker Hub without a namespace names a tag of the architecture built (PLUGIN_ARCH)', async () => {
+    for (const [arch, tag] of [['armv7', 'armv7'], ['arm64', 'arm64'], ['', 'amd64']] as const) {
+      const r = await pluginScript('push', { PLUGIN_NAME: 'sshfs', PLUGIN_ARCH: arch, DOCKER_CONFIG: dockerConfig });
+      expect(r.exitCode).not.toBe(0);
+      expect(r.stderr).toContain(`PLUGIN_NAME=<your-user>/sshfs:${tag} npm run plugin:create`);
+    }
   });
 
   it('plugin:push pushes one tag per architecture: an arm64 build goes to :arm64 next to :amd64', async () => {
@@ -175,6 +253,18 @@ describe('registry round trip: push, install on a second dockerd, upgrade', () =
     expect(create.exitCode, create.stderr).toBe(0);
     const r = await pluginScript('push', { PLUGIN_NAME: armRef, DOCKER_CONFIG: dockerConfig });
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.stderr).toContain('Install it on each machine of linux/arm64');
+
+    // Enabling it on this amd64 daemon without emulation (an empty binfmt_misc) is refused before anything changes,
+    // with the cause that would otherwise be only in the daemon log, and the command that installs the right one.
+    const noBinfmt = path.join(baseDir, 'no-binfmt');
+    mkdirSync(noBinfmt, { recursive: true });
+    expect(await dockerOk(['plugin', 'inspect', '-f', '{{.Config.Description}}', armRef])).toContain('(for linux/arm64)');
+    const enable = await pluginScript('enable', { PLUGIN_NAME: armRef, PLUGIN_BINFMT_DIR: noBinfmt });
+    expect(enable.exitCode).not.toBe(0);
+    expect(enable.stderr).toContain(`${armRef} is built for linux/arm64, but this Docker daemon runs on linux/amd64`);
+    expect(enable.stderr).toContain('PLUGIN_ARCH=amd64 npm run plugin:install');
+    expect((await dockerOk(['plugin', 'inspect', '-f', '{{.Enabled}}', armRef])).trim()).toBe('false');
     await docker(['plugin', 'rm', '-f', armRef]);
     const tags = JSON.parse(await registry!.get('/v2/e2e/sshfs/tags/list')) as { tags: string[] };
     expect(tags.tags.sort()).toEqual(['amd64', 'arm64']);
@@ -183,7 +273,14 @@ describe('registry round trip: push, install on a second dockerd, upgrade', () =
   it('docker plugin install --grant-all-permissions with settings on a fresh dockerd; a volume works end to end', async () => {
     // The registry wants a login for pulls too: the second machine logs in with the same account.
     await on2(['login', '-u', registry!.user, '--password-stdin', registry!.host], registry!.password);
-    await on2(['plugin', 'install', '--grant-all-permissions', '--alias', alias, ref, `keys.source=${keysSource}`, `state.source=${stateSource}`, 'DEBUG=1']);
+    // The line plugin:push printed, with this test's alias and directories for the machine-wide ones.
+    const args = installLine
+      .replace('--alias sshfs ', `--alias ${alias} `)
+      .replace('keys.source=/var/lib/docker-volume-sshfs/keys', `keys.source=${keysSource}`)
+      .replace('state.source=/var/lib/docker-volume-sshfs/state', `state.source=${stateSource}`)
+      .split(' ');
+    expect(args.slice(0, 3)).toEqual(['docker', 'plugin', 'install']);
+    await on2([...args.slice(1), 'DEBUG=1']);
     const [p] = JSON.parse(await on2(['plugin', 'inspect', alias])) as { Id: string; Enabled: boolean; PluginReference: string; Settings: { Env: string[] } }[];
     expect(p!.Enabled).toBe(true);
     expect(p!.PluginReference).toBe(ref);

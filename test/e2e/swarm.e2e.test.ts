@@ -9,6 +9,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, type CmdResult, parseEnvFile, randomId, waitFor } from './harness.js';
+import { forTest, quickstart } from './readme-blocks.js';
 
 const SWARM_SCRIPT = path.join(REPO_ROOT, 'scripts', 'swarm-env.sh');
 const DIR = path.join(REPO_ROOT, '.e2e-swarm');
@@ -334,4 +335,40 @@ describe('Swarm: 3 nodes, the managed plugin on each, one remote directory', () 
     await removeStack('tr');
     await removeVolumeEverywhere('tr_data');
   }, 400_000);
+
+  it("the README's Swarm quick start, run as it stands: the plugin and key on every node, a global service writing from each", async () => {
+    const sub = await remoteSubdir('quickstart');
+    const target = { driver: 'sshfs', volume: 'qs_data', remote: `${env.remoteDir}/${sub}`, image: env.image };
+    const server = { keyUser: env.sshUser, sshHost: env.sshHost, keyFile: env.keyFile };
+    const lines = quickstart('swarm').split('\n');
+    const at = lines.findIndex((l) => l.startsWith('docker service create'));
+    expect(at).toBeGreaterThan(0);
+    const run = async (script: string, extraEnv: Record<string, string>): Promise<void> => {
+      const r = await execa('bash', ['-euo', 'pipefail', '-c', script], { cwd: REPO_ROOT, env: { DOCKER_CONTEXT: '', ...extraEnv }, reject: false, all: true, input: '' });
+      if (r.exitCode !== 0) throw new Error(`the quick start failed (exit ${r.exitCode}):\n${script}\n${r.all ?? ''}`);
+    };
+    // Every node: the key into its keys directory, then npm run plugin:install (replacing the plugin swarm-env.sh
+    // installed the same way; state and build directories as there).
+    for (let i = 1; i <= env.nodes; i++) {
+      const node = path.join(DIR, `node${i}`);
+      await run(forTest(lines.slice(0, at).join('\n'), server, { ...target, keysDir: path.join(node, 'keys') }), {
+        DOCKER_HOST: env.hosts[i - 1]!,
+        PLUGIN_DIR: path.join(DIR, 'plugin'),
+        PLUGIN_BUILDER: 'offline',
+        PLUGIN_SKIP_APP_BUILD: '1',
+        PLUGIN_STATE_SOURCE: path.join(node, 'plugin-state'),
+      });
+    }
+    // On a manager, the service. The test nodes have no overlay networking, so its tasks join the host network (as
+    // the stack tests do), and the CLI does not wait for convergence: the test does.
+    const service = forTest(lines.slice(at).join('\n'), server, { ...target, keysDir: '/unused' })
+      .replace('--name app ', '--name qs_app ')
+      .replace('--mode global ', '--mode global --network host --detach --stop-grace-period 1s ');
+    await run(service, { DOCKER_HOST: env.hosts[0]! });
+    await waitRunning('qs_app', env.nodes);
+    await waitFor('a file from every node on the server', async () => (await remoteFiles(sub)).length === env.nodes, 30_000);
+    expect(await remoteFiles(sub)).toEqual(env.nodeIds.map((id) => `${id}.txt`).sort());
+    await ndOk(1, ['service', 'rm', 'qs_app']);
+    await removeVolumeEverywhere('qs_data');
+  }, 600_000);
 });

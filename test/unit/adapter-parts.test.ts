@@ -30,6 +30,13 @@ describe('readConfig', () => {
   it('reads the environment', () => {
     expect(readConfig({ DEBUG: '1', DRY_RUN: 'true', MOUNT_ROOT: '/x/', MOUNT_TIMEOUT: '5' })).toMatchObject({ debug: true, dryRun: true, mountRoot: '/x', mountTimeoutMs: 5000 });
   });
+  it('takes the socket systemd passed only when LISTEN_PID names this process, and only one', () => {
+    expect(readConfig({ LISTEN_FDS: '1', LISTEN_PID: '4242' }, 4242).listenFd).toBe(3);
+    // Variables inherited from a parent that was socket-activated are not ours.
+    expect(readConfig({ LISTEN_FDS: '1', LISTEN_PID: '17' }, 4242).listenFd).toBeUndefined();
+    expect(readConfig({}, 4242).listenFd).toBeUndefined();
+    expect(() => readConfig({ LISTEN_FDS: '2', LISTEN_PID: '4242' }, 4242)).toThrow(/one ListenStream=/);
+  });
   it('refuses relative paths and silly timeouts', () => {
     expect(() => readConfig({ STATE_DIR: 'state' })).toThrow(/STATE_DIR must be an absolute path/);
     expect(() => readConfig({ MOUNT_TIMEOUT: 'soon' })).toThrow(/MOUNT_TIMEOUT/);

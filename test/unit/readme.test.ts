@@ -115,3 +115,20 @@ describe('README layout', () => {
     }
   });
 });
+
+describe('README set-up', () => {
+  it('"The two commands" holds exactly the two a newcomer needs', () => {
+    const blocks = [...section('The two commands').matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1] ?? '');
+    expect(blocks).toHaveLength(1);
+    const commands = (blocks[0] ?? '').split('\n').filter((l) => l.trim() !== '').map((l) => l.replace(/#.*/, '').trim());
+    expect(commands).toEqual(['npm run plugin:install', 'npm test']);
+  });
+
+  it('has a quick start per engine, after the two commands, each a block the quick-start tests run', () => {
+    const text = section('Quick starts');
+    expect(README.indexOf('## Quick starts')).toBeGreaterThan(README.indexOf('## The two commands'));
+    for (const name of ['docker-managed', 'docker-host', 'podman', 'swarm']) {
+      expect(text, name).toMatch(new RegExp(`<!-- quickstart: ${name} -->\\n\`\`\`sh\\n`));
+    }
+  });
+});
