@@ -145,8 +145,6 @@ const RULES: Rule[] = [
     hint: () => 'ssh does not know that name: check -o Ciphers / -o KexAlgorithms (ssh -Q cipher and ssh -Q kex list the names)',
   },
   { pattern: /^\S+: Permission denied \(/, hint: loginRefused },
-  // sshd's own reason when a client offered more keys than MaxAuthTries: the server's word about this login only.
-  { pattern: /^Received disconnect from \S+ port \d+:\d+: Too many authentication failures$/, hint: loginRefused },
   {
     pattern: /^ssh: connect to host \S+ port \d+: Connection refused$/,
     hint: () => 'nothing listens on that host and port: check the host, -o port and that sshd runs',

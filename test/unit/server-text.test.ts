@@ -123,3 +123,12 @@ describe('server text is cut to a fixed size', () => {
     expect(logBytes() - before).toBeLessThan(4096);
   });
 });
+
+describe("a server's own reason is quoted, not explained", () => {
+  it('"Too many authentication failures" from the server shows as its words, with no hint of the plugin', () => {
+    const log = 'Received disconnect from 10.0.0.5 port 22:2: Too many authentication failures\r\nDisconnected from 10.0.0.5 port 22\r\n';
+    expect(explainMountFailure(FAILED, log, CTX)).toBe(
+      'mounting alice@files.example.com:/srv failed: Received disconnect from 10.0.0.5 port 22:2: Too many authentication failures; Disconnected from 10.0.0.5 port 22',
+    );
+  });
+});
