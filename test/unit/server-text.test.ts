@@ -2,6 +2,7 @@
 // (ssh prints it on its stderr: the shared login's master hands that to the plugin) and its disconnect reason (one line
 // of ssh's log, after ssh's own words) must not make a hint, and whatever is quoted is cut with a marker.
 import { createHmac, randomBytes } from 'node:crypto';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { explainLoginFailure, explainMountFailure, knownHostsLineHolds, lastSshMessage, MAX_QUOTED_CHARS, quoted, type HintContext } from '../../handlers/diagnose.js';
 import { create, get, mount } from '../../handlers/index.js';
@@ -129,6 +130,49 @@ describe("a server's own reason is quoted, not explained", () => {
     const log = 'Received disconnect from 10.0.0.5 port 22:2: Too many authentication failures\r\nDisconnected from 10.0.0.5 port 22\r\n';
     expect(explainMountFailure(FAILED, log, CTX)).toBe(
       'mounting alice@files.example.com:/srv failed: Received disconnect from 10.0.0.5 port 22:2: Too many authentication failures; Disconnected from 10.0.0.5 port 22',
+    );
+  });
+});
+
+describe('server text never makes a hint (property)', () => {
+  const FC_SEED = Number(process.env.FC_SEED ?? 20261128);
+  /** Lines a server could send: random text, or ssh's own messages copied word for word. */
+  const serverLine = fc.oneof(
+    fc.string({ maxLength: 120 }),
+    fc.constantFrom(...FORGED.split('\n'), DENIED.trim(), 'ssh: connect to host x port 22: Connection refused', 'fuse: device not found', `${CTX.remote}: No such file or directory`),
+  );
+
+  it("the master's stderr, whatever it holds, changes nothing in the Err", () => {
+    fc.assert(
+      fc.property(fc.array(serverLine, { maxLength: 20 }), fc.constantFrom(DENIED, '', 'Connection closed by 10.0.0.5 port 22\r\n'), (banner, log) => {
+        expect(explainLoginFailure({ ...FAILED, stderr: banner.join('\n') }, log, CTX)).toBe(explainLoginFailure(FAILED, log, CTX));
+      }),
+      { numRuns: 500, seed: FC_SEED },
+    );
+  });
+
+  it("a disconnect reason or an algorithm offer in ssh's log is quoted, and the hint is ssh's own", () => {
+    fc.assert(
+      fc.property(serverLine.map((l) => l.replace(/[\r\n]/g, ' ').trim()), (said) => {
+        const disconnect = `Received disconnect from 10.0.0.5 port 22:2: ${said}`.trim();
+        expect(explainMountFailure(FAILED, `${disconnect}\r\n`, CTX)).toBe(`mounting ${CTX.remote} failed: ${quoted(disconnect)}`);
+        const offer = `Unable to negotiate with 10.0.0.5 port 22: no matching MAC found. Their offer: ${said}`.trim();
+        expect(explainMountFailure(FAILED, `${offer}\r\n`, CTX)).toBe(
+          `mounting ${CTX.remote} failed: ${quoted(offer)} (the server offers no MAC ssh accepts; the plugin has no option for it: the server's configuration must change)`,
+        );
+      }),
+      { numRuns: 500, seed: FC_SEED },
+    );
+  });
+
+  it('quoted() never returns more than MAX_QUOTED_CHARS and its marker, nor a control character', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 5000, unit: 'binary' }), (text) => {
+        const q = quoted(text);
+        expect(q.length).toBeLessThanOrEqual(MAX_QUOTED_CHARS + ' [... 9999 more characters cut]'.length);
+        expect(q).not.toMatch(/[\u0000-\u001f\u007f]/);
+      }),
+      { numRuns: 300, seed: FC_SEED },
     );
   });
 });
