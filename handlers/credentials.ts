@@ -4,7 +4,7 @@
 // may change in between).
 import { UserError } from './errors.js';
 import { printable, type VolumeOptions } from './options.js';
-import { boundPassword, checkKeyBinding, destinationOf, KEY_BINDING_SUFFIX } from './server-binding.js';
+import { boundPassword, checkKeyBinding, destinationOf, KEY_BINDING_SUFFIX, serversReachedBy } from './server-binding.js';
 import type { Deps } from './types.js';
 
 export const MAX_KEY_FILE_BYTES = 64 * 1024;
@@ -98,7 +98,8 @@ async function checkKeyServers(deps: Deps, opts: VolumeOptions, realKey: string,
   for (const candidate of new Set([`${namedKey}${KEY_BINDING_SUFFIX}`, `${realKey}${KEY_BINDING_SUFFIX}`])) {
     if ((await deps.fs.fileInfo(candidate)) === undefined) continue;
     const file = await keysDirFile(deps, candidate, 'IdentityFile', MAX_BINDING_FILE_BYTES);
-    checkKeyBinding(await deps.fs.readText(file, MAX_BINDING_FILE_BYTES), candidate, keyName, destinationOf(opts));
+    const text = await deps.fs.readText(file, MAX_BINDING_FILE_BYTES);
+    for (const server of serversReachedBy(opts)) checkKeyBinding(text, candidate, keyName, server);
   }
 }
 

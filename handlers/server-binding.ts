@@ -49,6 +49,14 @@ export function destinationOf(opts: VolumeOptions): Server {
 }
 
 /**
+ * Every server the volume's key is presented to: the destination, and any hop a login passes through on the way
+ * (none yet; a jump host option must add its hops here, as each one sees the key).
+ */
+export function serversReachedBy(opts: VolumeOptions): Server[] {
+  return [destinationOf(opts)];
+}
+
+/**
  * The servers named by binding lines (each starting with BINDING_PREFIX). `what` names the file in errors; an entry
  * is never echoed (the operator may have put something secret there by mistake).
  */
