@@ -4,11 +4,13 @@
 // may change in between).
 import { UserError } from './errors.js';
 import { printable, type VolumeOptions } from './options.js';
+import { boundPassword, checkKeyBinding, destinationOf, KEY_BINDING_SUFFIX, serversReachedBy } from './server-binding.js';
 import type { Deps } from './types.js';
 
 export const MAX_KEY_FILE_BYTES = 64 * 1024;
 export const MAX_KNOWN_HOSTS_BYTES = 1024 * 1024;
 export const MAX_PASSWORD_FILE_BYTES = 4096;
+export const MAX_BINDING_FILE_BYTES = 4096;
 /** Tried in this order when a volume names no credential: the operator's plugin-wide default key. */
 export const DEFAULT_KEY_NAMES = ['id_ed25519', 'id_ecdsa', 'id_rsa'] as const;
 
@@ -62,25 +64,43 @@ export async function resolveLogin(opts: VolumeOptions, keyFile: string | undefi
   if (keyFile !== undefined) return { keyFile, source: 'key' };
   if (opts.password !== undefined) return { password: opts.password, source: 'password' };
   if (opts.identityFile !== undefined) {
-    return { keyFile: await keysDirFile(deps, opts.identityFile, 'IdentityFile', MAX_KEY_FILE_BYTES), source: `IdentityFile ${opts.identityFile}` };
+    const file = await keysDirFile(deps, opts.identityFile, 'IdentityFile', MAX_KEY_FILE_BYTES);
+    await checkKeyServers(deps, opts, file, opts.identityFile, `IdentityFile ${printable(opts.identityFile)}`);
+    return { keyFile: file, source: `IdentityFile ${opts.identityFile}` };
   }
   if (opts.passwordFile !== undefined) {
     const file = await keysDirFile(deps, opts.passwordFile, 'password_file', MAX_PASSWORD_FILE_BYTES);
-    const password = (await deps.fs.readText(file, MAX_PASSWORD_FILE_BYTES)).replace(/\r?\n$/, '');
-    if (password === '' || /[\r\n]/.test(password)) {
-      throw new UserError(`password_file ${opts.passwordFile} must hold the password on one line`);
-    }
+    const password = boundPassword(await deps.fs.readText(file, MAX_PASSWORD_FILE_BYTES), opts.passwordFile, destinationOf(opts));
     return { password, source: `password_file ${opts.passwordFile}` };
   }
   for (const name of DEFAULT_KEY_NAMES) {
     const path = `${deps.config.keysDir}/${name}`;
+    let file: string;
     try {
-      return { keyFile: await keysDirFile(deps, path, 'IdentityFile', MAX_KEY_FILE_BYTES), source: `default key ${path}` };
+      file = await keysDirFile(deps, path, 'IdentityFile', MAX_KEY_FILE_BYTES);
     } catch {
-      // try the next name
+      continue; // try the next name
     }
+    // The first default key found is the default key: a binding that refuses this server is the answer, not a reason
+    // to try another key.
+    await checkKeyServers(deps, opts, file, path, `the default key ${path}`);
+    return { keyFile: file, source: `default key ${path}` };
   }
   throw noCredential(deps.config.keysDir);
+}
+
+/**
+ * A key the operator bound to servers (a `<key>.sshfs-for` file next to it, by the name the volume gave or by the
+ * file that name resolves to) logs in only to those; a key without one, to any server. The binding file is held to the
+ * keys directory's rules like the key.
+ */
+async function checkKeyServers(deps: Deps, opts: VolumeOptions, realKey: string, namedKey: string, keyName: string): Promise<void> {
+  for (const candidate of new Set([`${namedKey}${KEY_BINDING_SUFFIX}`, `${realKey}${KEY_BINDING_SUFFIX}`])) {
+    if ((await deps.fs.fileInfo(candidate)) === undefined) continue;
+    const file = await keysDirFile(deps, candidate, 'IdentityFile', MAX_BINDING_FILE_BYTES);
+    const text = await deps.fs.readText(file, MAX_BINDING_FILE_BYTES);
+    for (const server of serversReachedBy(opts)) checkKeyBinding(text, candidate, keyName, server);
+  }
 }
 
 /** The known_hosts file ssh checks: the user's (read only) or the plugin's own, where keys are pinned on first use. */

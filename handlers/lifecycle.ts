@@ -1,7 +1,7 @@
 // The life of a volume's sshfs mount, in one place: mounting (with a shared login when one fits), detaching,
 // read-ahead, and the delayed unmount of an idle volume. Endpoints and start-up recovery call these; the caller holds
 // the volume's lock and owns the record.
-import { explainMountFailure, failureContext } from './diagnose.js';
+import { explainLoginFailure, explainMountFailure, failureContext } from './diagnose.js';
 import { describe, UserError } from './errors.js';
 import { resolveKnownHosts, resolveLogin, withCertificate, type Login } from './credentials.js';
 import { remoteText, type VolumeOptions } from './options.js';
@@ -131,7 +131,7 @@ async function sharedLogin(
   await deps.fs.removeEmptyDir(record.mountpoint);
   return failMount(
     record,
-    explainMountFailure(master.result, master.log, await failureContext(opts, 'keyFile' in login ? login.keyFile : undefined, paths.knownHostsFile, deps, master.jumpHostLogs)),
+    explainLoginFailure(master.result, master.log, await failureContext(opts, 'keyFile' in login ? login.keyFile : undefined, paths.knownHostsFile, deps, master.jumpHostLogs)),
     deps,
   );
 }

@@ -97,13 +97,18 @@ function mode(value: string, key: string): string {
   return (0o777 & ~parseInt(value, 8)).toString(8).padStart(3, '0');
 }
 
-/** Options other sshfs plugins take that would not do here what their name says: refused with what to use instead. */
-const REFUSED_WITH_REASON: Record<string, string> = {
-  umask:
+/**
+ * Options other sshfs plugins take that would not do here what their name says: refused with what to use instead.
+ * A Map, as every lookup by a user's option name: names such as "constructor" or "__proto__" must find nothing.
+ */
+const REFUSED_WITH_REASON = new Map<string, string>([
+  [
+    'umask',
     "option umask is not supported: FUSE's umask does not mask the server's modes, it replaces every mode with 0777 " +
-    'minus the mask (a 0640 file shows as 0755 with umask=022); to show one mode for every file and directory, use ' +
-    '-o mode=755 (what umask=022 does), or leave it out to see the modes the server has',
-};
+      'minus the mask (a 0640 file shows as 0755 with umask=022); to show one mode for every file and directory, use ' +
+      '-o mode=755 (what umask=022 does), or leave it out to see the modes the server has',
+  ],
+]);
 
 /** Shows a value in an error without control characters (which could forge log lines). */
 export function printable(value: string): string {
@@ -160,7 +165,10 @@ export const OPTION_SPECS: Record<string, OptionSpec> = {
   ProxyJump: { target: 'plugin', parse: (v) => v },
 };
 
+// Lookups by name go through Maps only: OPTION_SPECS is a plain object, whose inherited names (constructor,
+// __proto__, toString...) a user's option name must never reach.
 const CANONICAL = new Map(Object.keys(OPTION_SPECS).map((k) => [k.toLowerCase(), k]));
+const SPECS = new Map(Object.entries(OPTION_SPECS));
 
 export function allowedOptionsText(): string {
   return Object.keys(OPTION_SPECS).join(', ');
@@ -332,7 +340,7 @@ export function parseOptions(opts: Record<string, string>, context: ParseContext
   for (const [rawKey, value] of Object.entries(opts)) {
     const key = CANONICAL.get(rawKey.toLowerCase());
     if (key === undefined) {
-      const reason = REFUSED_WITH_REASON[rawKey.toLowerCase()];
+      const reason = REFUSED_WITH_REASON.get(rawKey.toLowerCase());
       if (reason !== undefined) throw new UserError(reason);
       throw new UserError(`option "${printable(rawKey)}" is not supported; the options are: ${allowedOptionsText()}`);
     }
@@ -379,7 +387,7 @@ export function parseOptions(opts: Record<string, string>, context: ParseContext
     given,
   };
   for (const [key, value] of Object.entries(given)) {
-    const spec = OPTION_SPECS[key];
+    const spec = SPECS.get(key);
     if (spec === undefined) continue;
     const parsed = spec.parse(value, key, context);
     switch (key) {

@@ -40,7 +40,8 @@ export function createRequest(body: unknown): CreateRequest {
   const opts = asObject(body).Opts;
   if (opts === undefined || opts === null) return { Name: name, Opts: {} };
   if (typeof opts !== 'object' || Array.isArray(opts)) throw new UserError('Opts must be an object of strings');
-  const out: Record<string, string> = {};
+  // No prototype: an option named "__proto__" stays an own key (then refused as unknown) instead of being dropped.
+  const out: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const [k, v] of Object.entries(opts as Record<string, unknown>)) {
     if (typeof v !== 'string') throw new UserError(`option ${printable(k)} must be a string`);
     out[k] = v;

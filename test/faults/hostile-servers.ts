@@ -60,9 +60,10 @@ function alive(pid: number): boolean {
 
 /**
  * Starts a second sshd from the environment's sshd_config (same users, same authorized keys), on its own port, with
- * its own host key, and `Subsystem sftp node stall-sftp.mjs CONTROL`.
+ * its own host key, and `Subsystem sftp node stall-sftp.mjs CONTROL`; extraConfig lines are added at the end (e.g. a
+ * `Banner FILE`).
  */
-export async function startTestSshd(): Promise<TestSshd> {
+export async function startTestSshd(opts: { extraConfig?: string[] } = {}): Promise<TestSshd> {
   const env = loadEnv();
   const dir = path.join(e2eDir(), 'hostile-sshd', randomId());
   const control = path.join(dir, 'control');
@@ -91,6 +92,7 @@ export async function startTestSshd(): Promise<TestSshd> {
         if (/^Subsystem /.test(line)) return `Subsystem sftp ${process.execPath} ${STALL_SCRIPT} ${control}`;
         return line;
       })
+      .concat(opts.extraConfig ?? [])
       .join('\n');
     writeFileSync(conf, text);
     rmSync(pidFile, { force: true });

@@ -8,6 +8,9 @@ const CTX: HintContext = {
   remote: 'alice@127.0.0.1:/srv',
   user: 'alice',
   knownHostsFile: '/mnt/state/known_hosts',
+  // Line 3 pins the server: the one "Offending ... known_hosts:3" names.
+  knownHosts: 'a ssh-ed25519 AAAA\nb ssh-ed25519 AAAA\n[127.0.0.1]:51285 ssh-ed25519 AAAAold\n',
+  hostKeyName: '[127.0.0.1]:51285',
   hostDirs: { '/mnt/state': '/var/lib/docker-volume-sshfs/state' },
   timeoutSeconds: 20,
 };
@@ -46,7 +49,7 @@ describe('explainMountFailure', () => {
   });
 
   it('a changed host key in host mode names the file where it is', () => {
-    const message = explain(CHANGED_BANNER.replaceAll('/mnt/state', '/var/lib/sshfs-state'), { hostDirs: {} });
+    const message = explain(CHANGED_BANNER.replaceAll('/mnt/state', '/var/lib/sshfs-state'), { hostDirs: {}, knownHostsFile: '/var/lib/sshfs-state/known_hosts' });
     expect(message).toContain("run ssh-keygen -R '[127.0.0.1]:51285' -f /var/lib/sshfs-state/known_hosts and mount again");
     expect(message).not.toContain('Docker host');
   });

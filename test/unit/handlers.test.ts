@@ -270,10 +270,10 @@ describe('Mount and Unmount', () => {
   it('explains a host key mismatch', async () => {
     const deps = await created();
     deps.runner.script = () => {
-      deps.fs.files.set(LOG, { content: '@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\nHost key verification failed.\n', mode: 0o600 });
+      deps.fs.files.set(LOG, { content: '@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\nHost key verification failed.\r\n', mode: 0o600 });
       return { exitCode: 1, stderr: 'read: Connection reset by peer' };
     };
-    expect((await mount({ Name: 'vol1', ID: 'a' }, deps)).Err).toMatch(/ssh-keygen -R HOST -f \/state\/known_hosts/);
+    expect((await mount({ Name: 'vol1', ID: 'a' }, deps)).Err).toMatch(/ssh-keygen -R files\.example\.com -f \/state\/known_hosts/);
   });
 
   it('unmounts lazily when a plain unmount fails', async () => {

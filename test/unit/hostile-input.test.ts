@@ -102,7 +102,7 @@ describe('credentials: only what the volume was given, or the operator default k
 
   it('reads a password_file from the keys directory at Mount and gives it on stdin, never in argv or Status', async () => {
     const deps = makeDeps();
-    deps.fs.files.set('/keys/pw', { content: 's3cr3t, with $pecial\n', mode: 0o600 });
+    deps.fs.files.set('/keys/pw', { content: '# sshfs-for: alice@files.example.com\ns3cr3t, with $pecial\n', mode: 0o600 });
     expect(await create({ Name: 'v', Opts: { sshcmd: SSHCMD, password_file: 'pw' } }, deps)).toEqual({ Err: '' });
     await mount({ Name: 'v', ID: 'x' }, deps);
     const call = deps.runner.calls.find((c) => c.program === 'sshfs');
@@ -112,7 +112,7 @@ describe('credentials: only what the volume was given, or the operator default k
     const status = (await get({ Name: 'v' }, deps)).Volume?.Status;
     expect(status).toMatchObject({ auth: 'password_file pw' });
     expect(JSON.stringify(status)).not.toContain('s3cr3t');
-    deps.fs.files.set('/keys/pw2', { content: 'two\nlines\n', mode: 0o600 });
+    deps.fs.files.set('/keys/pw2', { content: '# sshfs-for: alice@files.example.com\ntwo\nlines\n', mode: 0o600 });
     expect((await create({ Name: 'w', Opts: { sshcmd: SSHCMD, password_file: 'pw2' } }, deps)).Err).toMatch(/on one line/);
   });
 

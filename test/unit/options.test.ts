@@ -1,11 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../../handlers/errors.js';
+import { create as createEndpoint } from '../../handlers/index.js';
 import { normalizeKey, OPTION_SPECS, parseOptions, parseSshcmd } from '../../handlers/options.js';
 import { buildSshfsArgs } from '../../handlers/sshfs-args.js';
 import { forgetOptions, optionsOrProblem } from '../../handlers/volume.js';
 import type { VolumeRecord } from '../../handlers/types.js';
-import { CONFIG, TEST_KEY } from './fixtures.js';
+import { CONFIG, makeDeps, TEST_KEY } from './fixtures.js';
 
 // A fixed seed keeps CI deterministic; FC_SEED=<n> explores other inputs (a failure prints the seed to rerun).
 const FC_SEED = Number(process.env.FC_SEED ?? 20261128);
@@ -257,5 +258,48 @@ describe('stored options', () => {
     const parsed = optionsOrProblem(record({ sshcmd: 'u@h:/p', nonsense: 'x' }), { ...CONFIG });
     expect(parsed.opts).toBeUndefined();
     expect(parsed.problem).toMatch(/created with options this version refuses: option "nonsense" is not supported/);
+  });
+});
+
+describe("option names that are Object's own", () => {
+  // Every name an object inherits (constructor, __proto__, toString, hasOwnProperty, valueOf...), in any case.
+  const inherited = Object.getOwnPropertyNames(Object.prototype);
+  const notSupported = (name: string) => new RegExp(`^option "${name.replace(/[$()*+.?[\\\]^{|}]/g, '\\$&')}" is not supported; the options are: sshcmd, `);
+
+  it('are refused as unknown, with the usual Err', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...inherited), fc.constantFrom((s: string) => s, (s: string) => s.toUpperCase(), (s: string) => s.toLowerCase()), (name, spell) => {
+        const key = spell(name);
+        // Defined, not assigned: a key "__proto__" must be an own entry, as JSON.parse makes it from Docker's body.
+        const opts = { ...base };
+        Object.defineProperty(opts, key, { value: 'x', enumerable: true });
+        expect(() => parseOptions(opts)).toThrow(notSupported(key));
+      }),
+      { numRuns: 300, seed: FC_SEED },
+    );
+  });
+
+  it('reach the handler from a request body and get the same Err (`__proto__` is not dropped)', async () => {
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+      const body = JSON.parse(`{"Name":"v","Opts":{"sshcmd":"a@h:/p","${name}":"x"}}`) as unknown;
+      const res = await createEndpoint(body, makeDeps());
+      expect(res.Err, name).toMatch(notSupported(name));
+    }
+  });
+
+  it('any name the allow-list does not hold is refused the same way, never with another message', () => {
+    const allowed = new Set(Object.keys(OPTION_SPECS).map((k) => k.toLowerCase()));
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.string({ maxLength: 20 }), fc.constantFrom(...inherited), fc.constantFrom(...inherited).map((n) => `${n}x`)),
+        (name) => {
+          fc.pre(!allowed.has(name.toLowerCase()) && name.toLowerCase() !== 'umask' && !/[\u0000-\u001f\u007f]/.test(name) && name.length <= 80);
+          const opts = { ...base };
+          Object.defineProperty(opts, name, { value: 'x', enumerable: true });
+          expect(() => parseOptions(opts)).toThrow(notSupported(name));
+        },
+      ),
+      { numRuns: 2000, seed: FC_SEED },
+    );
   });
 });
