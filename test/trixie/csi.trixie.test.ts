@@ -1,0 +1,172 @@
+// Swarm cluster volumes on Docker 26 through the CSI plugin (`PLUGIN_CONFIG=csi npm run plugin:install`): a
+// single-node swarm inside the environment's own network namespace; volumes created with --type mount and their
+// credential as a Swarm secret; a service on `--mount type=cluster` writes to the server; availability pause and
+// drain; a plugin restart while the volume is published; `docker volume rm` once the service is gone. The credential
+// must never appear in Docker's records (`docker volume inspect`).
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CmdResult, docker, loadEnv, makeRemoteSubdir, readMounts, readRemote, remoteExists, uniq, waitFor } from '../e2e/harness.js';
+import { freshPluginDirs, pluginDirs, pluginScript, removeManagedPlugin } from '../e2e/managed-plugin.js';
+import { inNs, trixie } from './trixie-env.js';
+
+const env = loadEnv();
+
+/** The trixie docker CLI (26): the 20.10 one knows neither cluster volumes nor --mount type=cluster. */
+function d26(args: string[], input?: string): Promise<CmdResult> {
+  return inNs(['docker', ...args], { env: { DOCKER_HOST: env.dockerHost, DOCKER_CLI_HINTS: 'false' }, ...(input !== undefined ? { input } : {}) });
+}
+
+async function d26ok(args: string[], input?: string): Promise<string> {
+  const r = await d26(args, input);
+  if (r.exitCode !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.exitCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** VOL's status column in `docker volume ls --cluster` ('' once it is gone; its --format is ignored there). */
+async function clusterStatus(vol: string): Promise<string> {
+  const line = (await d26(['volume', 'ls', '--cluster'])).stdout.split('\n').find((l) => l.split(/\s+/)[0] === vol);
+  return line === undefined ? '' : (line.trim().split(/\s{2,}/).at(-1) ?? '');
+}
+
+/** The plugin's sshfs mount of VOL, as the environment's mount namespace sees it (under the propagated mount). */
+async function mountedIn(vol: string): Promise<boolean> {
+  return (await readMounts(trixie.mountsFile())).some((m) => m.fstype === 'fuse.sshfs' && m.mountpoint.endsWith(`/.mounts/${vol}`));
+}
+
+async function taskStates(service: string): Promise<string[]> {
+  return (await d26(['service', 'ps', '--format', '{{.DesiredState}} {{.CurrentState}}', service])).stdout.split('\n').filter(Boolean);
+}
+
+describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
+  const dirs = pluginDirs('csi', 'sshfs-csi');
+  const services: string[] = [];
+  const volumes: string[] = [];
+  const secrets: string[] = [];
+
+  beforeAll(async () => {
+    freshPluginDirs(dirs);
+    const r = await pluginScript('install', {
+      PLUGIN_CONFIG: 'csi',
+      PLUGIN_NAME: dirs.name,
+      PLUGIN_DIR: dirs.pluginDir,
+      PLUGIN_BUILDER: 'offline',
+      PLUGIN_SKIP_APP_BUILD: '1',
+      PLUGIN_STATE_SOURCE: dirs.stateSource,
+      PLUGIN_KEYS_SOURCE: dirs.keysSource,
+      PLUGIN_DEBUG: '1',
+    });
+    if (r.exitCode !== 0) throw new Error(`plugin.sh install failed (${r.exitCode}):\n${r.stderr}\n${r.stdout}`);
+    // Inside the namespace's own network: swarm's bridges never reach the host's.
+    await d26ok(['swarm', 'init', '--advertise-addr', trixie.swarmAddr(), '--listen-addr', `${trixie.swarmAddr()}:2377`]);
+  });
+
+  afterAll(async () => {
+    for (const s of services) await d26(['service', 'rm', s]);
+    for (const v of volumes) await d26(['volume', 'rm', '-f', v]);
+    for (const s of secrets) await d26(['secret', 'rm', s]);
+    await d26(['swarm', 'leave', '--force']);
+    await docker(['container', 'prune', '-f']);
+    await removeManagedPlugin(dirs.ref);
+  });
+
+  it('is installed as a CSI plugin (controller and node)', async () => {
+    const types = await docker(['plugin', 'inspect', '-f', '{{json .Config.Interface.Types}}', dirs.ref]);
+    expect(types.stdout).toContain('docker.csicontroller/1.0');
+    expect(types.stdout).toContain('docker.csinode/1.0');
+  });
+
+  it('a service follows its volume: password from a Swarm secret, pause, restart while published, drain, rm', async () => {
+    const remote = await makeRemoteSubdir(env.pwRemoteDir, env.pwUser, 'csi');
+    const vol = uniq('cv');
+    const secret = uniq('pw');
+    const service = uniq('csvc');
+    volumes.push(vol);
+    secrets.push(secret);
+    await d26ok(['secret', 'create', secret, '-'], env.password);
+    await d26ok([
+      'volume', 'create', '-d', dirs.name, '--type', 'mount', '--scope', 'multi', '--sharing', 'all',
+      '-o', `sshcmd=${env.pwUser}@${env.sshHost}:${remote}`, '-o', `port=${env.sshPort}`,
+      '--secret', `password=${secret}`, vol,
+    ]);
+    await waitFor('the volume to be created by the plugin', async () => (await clusterStatus(vol)) === 'created', 120_000, 1000);
+    const inspect = await d26ok(['volume', 'inspect', vol]);
+    expect(inspect).not.toContain(env.password);
+    expect(inspect).toContain(secret); // Docker records the secret's name, never its value
+
+    services.push(service);
+    await d26ok([
+      'service', 'create', '--detach', '--name', service, '--network', 'host', '--stop-grace-period', '1s',
+      '--mount', `type=cluster,src=${vol},dst=/data`,
+      env.image, 'sh', '-c', 'echo "from task $(hostname)" >> /data/tasks.txt && exec sleep 600',
+    ]);
+    await waitFor('the task to write through the cluster volume', () => remoteExists(remote, 'tasks.txt'), 180_000, 1000);
+    expect(await readRemote(remote, 'tasks.txt')).toMatch(/^from task /);
+    expect(await clusterStatus(vol)).toBe('in use (1 node)');
+    expect(await mountedIn(vol)).toBe(true);
+
+    // pause: no new tasks may use it, the running one goes on.
+    await d26ok(['volume', 'update', '--availability', 'pause', vol]);
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    expect((await taskStates(service))[0]).toMatch(/^Running Running/);
+    await d26ok(['volume', 'update', '--availability', 'active', vol]);
+
+    // A plugin restart while published: Swarm does not publish again, the plugin mounts it again from its own state.
+    const disable = await docker(['plugin', 'disable', '-f', dirs.ref]);
+    expect(disable.exitCode, disable.stderr).toBe(0);
+    const enable = await docker(['plugin', 'enable', dirs.ref]);
+    expect(enable.exitCode, enable.stderr).toBe(0);
+    await waitFor('the plugin to mount the published volume again', () => mountedIn(vol), 90_000, 1000);
+    // A new task (the old one's bind died with the old mount) reaches the server through the restored publication.
+    await d26ok(['service', 'update', '--detach', '--force', service]);
+    await waitFor('the new task to write', async () => (await readRemote(remote, 'tasks.txt')).split('\n').filter(Boolean).length >= 2, 180_000, 1000);
+
+    // drain: the task is stopped and the volume unpublished (its mount goes).
+    await d26ok(['volume', 'update', '--availability', 'drain', vol]);
+    await waitFor('no task to run on the drained volume', async () => (await taskStates(service)).every((s) => s.split(' ')[1] !== 'Running'), 120_000, 1000);
+    await waitFor('the drained volume to be unpublished', async () => !(await mountedIn(vol)), 120_000, 1000);
+
+    await d26ok(['service', 'rm', service]);
+    await waitFor('the volume to be no longer in use', async () => (await clusterStatus(vol)) === 'created', 120_000, 1000);
+    await d26ok(['volume', 'rm', vol]);
+    await waitFor('the cluster volume to be deleted', async () => (await clusterStatus(vol)) === '', 120_000, 1000);
+    // The remote files stay; the plugin forgot the volume (its state names it no more).
+    expect(remoteExists(remote, 'tasks.txt')).toBe(true);
+    const state = readFileSync(`${dirs.stateSource}/volumes.json`, 'utf8');
+    expect(state).not.toContain(`"${vol}"`);
+  });
+
+  it('a private key given as a Swarm secret: written by the plugin, never shown by Docker', async () => {
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'csik');
+    const vol = uniq('ck');
+    const secret = uniq('key');
+    const service = uniq('ksvc');
+    volumes.push(vol);
+    secrets.push(secret);
+    const key = readFileSync(env.keyFile, 'utf8');
+    await d26ok(['secret', 'create', secret, '-'], key);
+    await d26ok([
+      'volume', 'create', '-d', dirs.name, '--type', 'mount', '--scope', 'multi', '--sharing', 'all',
+      '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${remote}`, '-o', `port=${env.sshPort}`, '--secret', `key=${secret}`, vol,
+    ]);
+    await waitFor('the volume to be created by the plugin', async () => (await clusterStatus(vol)) === 'created', 120_000, 1000);
+    const body = key.split('\n')[1] ?? 'no key body';
+    expect(await d26ok(['volume', 'inspect', vol])).not.toContain(body);
+    services.push(service);
+    await d26ok([
+      'service', 'create', '--detach', '--name', service, '--network', 'host', '--stop-grace-period', '1s',
+      '--mount', `type=cluster,src=${vol},dst=/data`, env.image, 'sh', '-c', 'echo keyed > /data/k.txt && exec sleep 600',
+    ]);
+    await waitFor('the task to write with the key', () => remoteExists(remote, 'k.txt'), 180_000, 1000);
+    expect(await readRemote(remote, 'k.txt')).toBe('keyed\n');
+    // A credential as -o is refused: it would be in Docker's records.
+    const refused = uniq('cr');
+    volumes.push(refused);
+    await d26ok(['volume', 'create', '-d', dirs.name, '--type', 'mount', '--scope', 'multi', '--sharing', 'all', '-o', `sshcmd=${env.pwUser}@${env.sshHost}:${remote}`, '-o', 'password=visible', refused]);
+    await new Promise((resolve) => setTimeout(resolve, 10_000));
+    expect(await clusterStatus(refused)).toBe('pending creation');
+    const daemonLog = readFileSync(`${env.dir}/dockerd.log`, 'utf8');
+    expect(daemonLog).toMatch(/must be a Swarm secret/);
+    expect(daemonLog).not.toContain(body);
+    expect(daemonLog).not.toContain(env.password);
+  });
+});
