@@ -82,16 +82,17 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
     const service = uniq('csvc');
     volumes.push(vol);
     secrets.push(secret);
-    await d26ok(['secret', 'create', secret, '-'], env.password);
+    // --secret takes the secret's id (swarmkit looks volumes' secrets up by id): `docker secret create` prints it.
+    const secretId = (await d26ok(['secret', 'create', secret, '-'], env.password)).trim();
     await d26ok([
       'volume', 'create', '-d', dirs.name, '--type', 'mount', '--scope', 'multi', '--sharing', 'all',
       '-o', `sshcmd=${env.pwUser}@${env.sshHost}:${remote}`, '-o', `port=${env.sshPort}`,
-      '--secret', `password=${secret}`, vol,
+      '--secret', `password=${secretId}`, vol,
     ]);
     await waitFor('the volume to be created by the plugin', async () => (await clusterStatus(vol)) === 'created', 120_000, 1000);
     const inspect = await d26ok(['volume', 'inspect', vol]);
     expect(inspect).not.toContain(env.password);
-    expect(inspect).toContain(secret); // Docker records the secret's name, never its value
+    expect(inspect).toContain(secretId); // Docker records the secret's id, never its value
 
     services.push(service);
     await d26ok([
@@ -143,10 +144,10 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
     volumes.push(vol);
     secrets.push(secret);
     const key = readFileSync(env.keyFile, 'utf8');
-    await d26ok(['secret', 'create', secret, '-'], key);
+    const secretId = (await d26ok(['secret', 'create', secret, '-'], key)).trim();
     await d26ok([
       'volume', 'create', '-d', dirs.name, '--type', 'mount', '--scope', 'multi', '--sharing', 'all',
-      '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${remote}`, '-o', `port=${env.sshPort}`, '--secret', `key=${secret}`, vol,
+      '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${remote}`, '-o', `port=${env.sshPort}`, '--secret', `key=${secretId}`, vol,
     ]);
     await waitFor('the volume to be created by the plugin', async () => (await clusterStatus(vol)) === 'created', 120_000, 1000);
     const body = key.split('\n')[1] ?? 'no key body';
