@@ -298,8 +298,8 @@ do_install() {
   if [ "$CONFIG_FILE" = "$REPO/config.csi.json" ]; then
     cat >&2 <<EOF
 plugin: installed and enabled: $PLUGIN_NAME (Swarm cluster volumes; install it on every node, under the same name)
-  printf '%s' "\$PASSWORD" | docker secret create NAME-pw -
-  docker volume create -d $short --type mount --scope multi --sharing all -o sshcmd=user@host:/path --secret password=NAME-pw NAME
+  id=\$(printf '%s' "\$PASSWORD" | docker secret create NAME-pw -)      (--secret takes the secret's id)
+  docker volume create -d $short --type mount --scope multi --sharing all -o sshcmd=user@host:/path --secret password=\$id NAME
   docker service create --mount type=cluster,src=NAME,dst=/data ...
 EOF
     return 0

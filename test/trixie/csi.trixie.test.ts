@@ -9,7 +9,7 @@
 // - on Docker >= 28.2 the Swarm flows run: a single-node swarm inside the environment's own network namespace,
 //   volumes with their credential as a Swarm secret, a service on `--mount type=cluster`, pause, a plugin restart
 //   while published, drain, `docker volume rm`; the credential never in `docker volume inspect`.
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { credentials, loadPackageDefinition, type Client, type GrpcObject, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -114,11 +114,15 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
     const remote = await makeRemoteSubdir(env.pwRemoteDir, env.pwUser, 'csig');
     const vol = uniq('g');
     const id = (await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', dirs.ref])).trim();
-    // The plugin's socket as dockerd made it (/run/docker/plugins/<id>/ inside the namespace, bound from here).
-    const socket = path.join(trixie.socketDir(), id, 'sshfs-csi.sock');
-    // Swarm publishes to /data/published/<its volume id> in the plugin; its executor binds that path from the host side.
+    // The plugin's socket as dockerd made it: /run/docker/plugins/<id>/ in the namespace, bound from TRIXIE_SOCKET_DIR
+    // here. Reached by a short link: a Unix socket's path is limited to 107 bytes, and that one is longer.
+    const socket = path.join(env.dir, `csi-${id.slice(0, 8)}.sock`);
+    rmSync(socket, { force: true });
+    symlinkSync(path.join(env.raw.TRIXIE_SOCKET_DIR ?? '', id, 'sshfs-csi.sock'), socket);
+    // Swarm publishes to /data/published/<its volume id> in the plugin; its executor binds that path from the host
+    // side, where the propagated mount is <data root>/plugins/<id>/propagated-mount (the plugin's ScopedPath).
     const swarmId = `t${Date.now().toString(36)}e2e`;
-    const hostPublished = path.join(env.dir, 'docker-data', 'plugins', id, 'rootfs', 'data', 'published', swarmId);
+    const hostPublished = path.join(env.dir, 'docker-data', 'plugins', id, 'propagated-mount', swarmId);
     const parameters = { sshcmd: `${env.pwUser}@${env.sshHost}:${remote}`, port: String(env.sshPort) };
     const controller = csiClient(socket, 'Controller');
     const node = csiClient(socket, 'Node');
@@ -128,7 +132,7 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
       expect(created.volume).toMatchObject({ volume_id: vol, volume_context: parameters });
       await node.call('NodePublishVolume', publish);
       expect(await mountedIn(vol)).toBe(true);
-      await dockerOk(['run', '--rm', '--network', 'none', '-v', `${hostPublished}:/data`, env.image, 'sh', '-c', 'echo published > /data/p.txt']);
+      await dockerOk(['run', '--rm', '--network', 'none', '--mount', `type=bind,source=${hostPublished},target=/data`, env.image, 'sh', '-c', 'echo published > /data/p.txt']);
       expect(await readRemote(remote, 'p.txt')).toBe('published\n');
 
       // Restart while published: Swarm would not publish again; the plugin mounts it again from its own state.
@@ -136,14 +140,22 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
       await dockerOk(['plugin', 'enable', dirs.ref]);
       const again = `volume ${vol}: published at /data/published/${swarmId} before the restart; mounted again`;
       await waitFor('the plugin to mount the published volume again', () => readFileSync(path.join(env.dir, 'dockerd.log'), 'utf8').includes(again), 90_000, 1000);
-      expect(await dockerOk(['run', '--rm', '--network', 'none', '-v', `${hostPublished}:/data`, env.image, 'cat', '/data/p.txt'])).toBe('published');
+      expect(await dockerOk(['run', '--rm', '--network', 'none', '--mount', `type=bind,source=${hostPublished},target=/data`, env.image, 'cat', '/data/p.txt'])).toBe('published');
 
       // The client reconnects to the new socket, as Swarm's does.
       await node.call('NodeUnpublishVolume', { volume_id: vol, target_path: publish.target_path });
       await waitFor('the unpublished volume to be unmounted', async () => !(await mountedIn(vol)), 30_000, 500);
-      expect((await docker(['run', '--rm', '--network', 'none', '-v', `${hostPublished}:/data`, env.image, 'true'])).exitCode).not.toBe(0);
+      // The link is gone: a bind of the published path fails (--mount, like Swarm's executor: -v would make a directory).
+      const after = await docker(['run', '--rm', '--network', 'none', '--mount', `type=bind,source=${hostPublished},target=/data`, env.image, 'true']);
+      expect(after.exitCode).not.toBe(0);
+      expect(after.stderr).toMatch(/does not exist/);
       await controller.call('DeleteVolume', { volume_id: vol });
-      expect(readFileSync(path.join(dirs.stateSource, 'volumes.json'), 'utf8')).not.toContain(`"${vol}"`);
+      // Forgotten: a publish without the options to create it again finds no such volume.
+      const gone = await node.call('NodePublishVolume', { ...publish, volume_context: {}, secrets: {} }).then(
+        () => undefined,
+        (error: ServiceError) => error,
+      );
+      expect(gone?.code).toBe(5); // NOT_FOUND
       expect(remoteExists(remote, 'p.txt')).toBe(true);
       // The password went to sshfs on stdin and into the plugin's 0600 state only: never into dockerd's log.
       expect(readFileSync(path.join(env.dir, 'dockerd.log'), 'utf8')).not.toContain(env.password);

@@ -19,8 +19,6 @@ export const trixie = {
   mountsFile: (): string => `/proc/${need('TRIXIE_HOLDER_PID')}/mounts`,
   /** The address `docker swarm init` advertises (on a veth inside the namespace's own network). */
   swarmAddr: (): string => need('TRIXIE_SWARM_ADDR'),
-  /** The namespace's /run/docker/plugins, bound from this directory (managed plugins' sockets are in <id>/ there). */
-  socketDir: (): string => need('TRIXIE_SOCKET_DIR'),
 };
 
 /** Runs ARGS inside the namespace (e.g. the trixie docker CLI). Never throws; a timeout gives exitCode -1. */
