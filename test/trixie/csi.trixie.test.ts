@@ -164,6 +164,7 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
     } finally {
       controller.close();
       node.close();
+      rmSync(socket, { force: true });
     }
   });
 
