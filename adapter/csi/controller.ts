@@ -29,7 +29,13 @@ export function controllerService(port: VolumePort, log: Logger): Record<'Create
       const name = required(request, 'volume_id');
       // Deleting a volume that is already gone succeeds: Swarm retries a DeleteVolume whose answer it lost.
       if ((await port.options(name)) === undefined) return {};
-      await port.remove(name);
+      try {
+        await port.remove(name);
+      } catch (error) {
+        // e.g. something else mounted on its mountpoint: the state of the node, not the request, is what is wrong.
+        if (error instanceof HandlerError && !error.internal) throw new RpcError(status.FAILED_PRECONDITION, error.message);
+        throw error;
+      }
       return {};
     },
     async ControllerGetCapabilities() {

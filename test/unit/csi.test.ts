@@ -243,6 +243,18 @@ describe('CSI NodePublishVolume / NodeUnpublishVolume', () => {
     expect(busy.details).toMatch(/other options and is in use/);
   });
 
+  it('a server that does not answer fails the publish within the mount timeout, links nothing and holds nothing', async () => {
+    const w = await start();
+    await created(w);
+    w.deps.runner.script = (call) => (call.program === 'sshfs' ? { exitCode: -1, timedOut: true } : undefined);
+    const error = await failure(publish(w));
+    expect(error.code).toBe(9); // FAILED_PRECONDITION: Swarm retries it later
+    expect(error.details).toMatch(/did not connect to .* within 20 s/);
+    await expect(lstat(target(w))).rejects.toThrow(/ENOENT/);
+    expect((await w.deps.store.get('v'))?.mounts).toEqual({});
+    expect(w.deps.runner.calls.find((c) => c.program === 'sshfs')?.timeoutMs).toBe(w.deps.config.mountTimeoutMs);
+  });
+
   it('refuses targets outside the publish root, read-only publishing and what is not a link, touching nothing', async () => {
     const w = await start();
     await created(w);
