@@ -9,7 +9,8 @@
 // - on Docker >= 28.2 the Swarm flows run: a single-node swarm inside the environment's own network namespace,
 //   volumes with their credential as a Swarm secret, a service on `--mount type=cluster`, pause, a plugin restart
 //   while published, drain, `docker volume rm`; the credential never in `docker volume inspect`.
-import { readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execa } from 'execa';
 import path from 'node:path';
 import { credentials, loadPackageDefinition, type Client, type GrpcObject, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,6 +62,20 @@ function csiClient(socket: string, service: 'Controller' | 'Node') {
     );
   return { call, close: () => client.close() };
 }
+
+/**
+ * A short link to the socket of the managed plugin ID: dockerd makes it in /run/docker/plugins/<id>/ in the namespace,
+ * bound from TRIXIE_SOCKET_DIR here, a path longer than a Unix socket's 107 bytes.
+ */
+function linkSocket(id: string): string {
+  const link = path.join(env.dir, `csi-${id.slice(0, 8)}.sock`);
+  rmSync(link, { force: true });
+  symlinkSync(path.join(env.raw.TRIXIE_SOCKET_DIR ?? '', id, 'sshfs-csi.sock'), link);
+  return link;
+}
+
+/** Where Swarm's executor finds /data/published/SWARMID of the managed plugin ID: its propagated mount on the host. */
+const hostPublishedOf = (id: string, swarmId: string) => path.join(env.dir, 'docker-data', 'plugins', id, 'propagated-mount', swarmId);
 
 /** The engine's version as [major, minor]. */
 async function engineVersion(): Promise<[number, number]> {
@@ -114,15 +129,11 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
     const remote = await makeRemoteSubdir(env.pwRemoteDir, env.pwUser, 'csig');
     const vol = uniq('g');
     const id = (await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', dirs.ref])).trim();
-    // The plugin's socket as dockerd made it: /run/docker/plugins/<id>/ in the namespace, bound from TRIXIE_SOCKET_DIR
-    // here. Reached by a short link: a Unix socket's path is limited to 107 bytes, and that one is longer.
-    const socket = path.join(env.dir, `csi-${id.slice(0, 8)}.sock`);
-    rmSync(socket, { force: true });
-    symlinkSync(path.join(env.raw.TRIXIE_SOCKET_DIR ?? '', id, 'sshfs-csi.sock'), socket);
+    const socket = linkSocket(id);
     // Swarm publishes to /data/published/<its volume id> in the plugin; its executor binds that path from the host
     // side, where the propagated mount is <data root>/plugins/<id>/propagated-mount (the plugin's ScopedPath).
     const swarmId = `t${Date.now().toString(36)}e2e`;
-    const hostPublished = path.join(env.dir, 'docker-data', 'plugins', id, 'propagated-mount', swarmId);
+    const hostPublished = hostPublishedOf(id, swarmId);
     const parameters = { sshcmd: `${env.pwUser}@${env.sshHost}:${remote}`, port: String(env.sshPort) };
     const controller = csiClient(socket, 'Controller');
     const node = csiClient(socket, 'Node');
@@ -165,6 +176,53 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
       controller.close();
       node.close();
       rmSync(socket, { force: true });
+    }
+  });
+
+  it('follows to another node: a second plugin instance (node B) publishes a volume only node A created, and reads its data', async () => {
+    // Two managed plugins from the same build, each with its own state: two nodes' plugins, as Swarm would call them.
+    // dockerd keeps one copy of a rootfs: the second one gets a marker file, so its layer differs.
+    const nodeB = uniq('sshfs-csi-b');
+    const stateB = path.join(dirs.baseDir, 'state-b');
+    const dirB = path.join(dirs.baseDir, 'plugin-b');
+    const copy = await execa('cp', ['-a', dirs.pluginDir, dirB], { reject: false });
+    expect(copy.exitCode, copy.stderr).toBe(0);
+    writeFileSync(path.join(dirB, 'rootfs', 'etc', 'e2e-node'), 'node-b\n');
+    await dockerOk(['plugin', 'create', nodeB, dirB]);
+    try {
+      await dockerOk(['plugin', 'set', nodeB, `state.source=${stateB}`, `keys.source=${dirs.keysSource}`, 'NODE_ID=node-b']);
+      mkdirSync(stateB, { recursive: true, mode: 0o700 });
+      await dockerOk(['plugin', 'enable', nodeB]);
+      const idA = (await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', dirs.ref])).trim();
+      const idB = (await dockerOk(['plugin', 'inspect', '-f', '{{.Id}}', nodeB])).trim();
+      const [a, b] = [linkSocket(idA), linkSocket(idB)];
+      const controllerA = csiClient(a, 'Controller');
+      const [nodeClientA, nodeClientB] = [csiClient(a, 'Node'), csiClient(b, 'Node')];
+      const remote = await makeRemoteSubdir(env.pwRemoteDir, env.pwUser, 'csim');
+      const vol = uniq('m');
+      const swarmId = `m${Date.now().toString(36)}e2e`;
+      const parameters = { sshcmd: `${env.pwUser}@${env.sshHost}:${remote}`, port: String(env.sshPort) };
+      const publish = { volume_id: vol, target_path: `/data/published/${swarmId}`, volume_capability: { mount: {}, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } }, volume_context: parameters, secrets: { password: env.password } };
+      const bind = (id: string) => ['--mount', `type=bind,source=${hostPublishedOf(id, swarmId)},target=/data`];
+      try {
+        expect((await nodeClientB.call('NodeGetInfo', {})).node_id).toBe('node-b');
+        await controllerA.call('CreateVolume', { name: vol, volume_capabilities: [publish.volume_capability], parameters, secrets: { password: env.password } });
+        await nodeClientA.call('NodePublishVolume', publish);
+        await dockerOk(['run', '--rm', '--network', 'none', ...bind(idA), env.image, 'sh', '-c', 'echo written-on-a > /data/m.txt']);
+        // Drained from A, published on B: B creates the volume from the context and secrets Swarm passes along.
+        await nodeClientA.call('NodeUnpublishVolume', { volume_id: vol, target_path: publish.target_path });
+        await nodeClientB.call('NodePublishVolume', publish);
+        expect(await dockerOk(['run', '--rm', '--network', 'none', ...bind(idB), env.image, 'cat', '/data/m.txt'])).toBe('written-on-a');
+        await nodeClientB.call('NodeUnpublishVolume', { volume_id: vol, target_path: publish.target_path });
+        await controllerA.call('DeleteVolume', { volume_id: vol });
+        expect(await readRemote(remote, 'm.txt')).toBe('written-on-a\n');
+      } finally {
+        for (const c of [controllerA, nodeClientA, nodeClientB]) c.close();
+        rmSync(a, { force: true });
+        rmSync(b, { force: true });
+      }
+    } finally {
+      await removeManagedPlugin(`${nodeB}:latest`);
     }
   });
 
