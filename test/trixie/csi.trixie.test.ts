@@ -1,40 +1,51 @@
-// The CSI plugin (`PLUGIN_CONFIG=csi npm run plugin:install`) as a managed plugin of Docker 26. Docker 26's Swarm
-// cannot call any CSI plugin (moby/moby#48133: "does not implement PluginAddr", fixed in Docker 28.2), so on 26:
-// - the plugin is driven as Swarm's agent drives it: gRPC calls on the plugin's own socket (CreateVolume with the
+// The CSI plugin (`PLUGIN_CONFIG=csi npm run plugin:install`) as a managed plugin of Docker 28.5 from a Debian forky
+// root (TRIXIE_SUITE=forky scripts/trixie-env.sh: this file brings that environment up itself, in .e2e-forky; the
+// rest of the trixie project stays on Docker 26). Docker 26 and 27's Swarm cannot call any CSI plugin
+// (moby/moby#48133: "does not implement PluginAddr", fixed in Docker 28.2), hence the newer engine here:
+// - the plugin driven as Swarm's agent drives it: gRPC calls on the plugin's own socket (CreateVolume with the
 //   password as a secret, NodePublishVolume to /data/published/<id>, a plugin restart while published,
-//   NodeUnpublishVolume, DeleteVolume), and a container binds the published path from the host side, as Swarm's
-//   executor does: real sshfs, FUSE, propagated mount and link;
-// - the engine's bug is checked (a cluster volume stays "pending creation" with that message), so this file says so
-//   when the engine under test is fixed;
-// - on Docker >= 28.2 the Swarm flows run: a single-node swarm inside the environment's own network namespace,
-//   volumes with their credential as a Swarm secret, a service on `--mount type=cluster`, pause, a plugin restart
-//   while published, drain, `docker volume rm`; the credential never in `docker volume inspect`.
+//   NodeUnpublishVolume, DeleteVolume), a container binding the published path from the host side as Swarm's
+//   executor does, and a second plugin instance as a second node: real sshfs, FUSE, propagated mount and link;
+// - the Swarm flows themselves: a single-node swarm inside the environment's own network namespace, volumes with
+//   their credential as a Swarm secret, a service on `--mount type=cluster`, pause, a plugin restart while published,
+//   drain, `docker volume rm`; the credential never in `docker volume inspect`.
 import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import path from 'node:path';
 import { credentials, loadPackageDefinition, type Client, type GrpcObject, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { csiPackage } from '../../adapter/csi/schema.js';
-import { type CmdResult, docker, dockerOk, loadEnv, makeRemoteSubdir, readMounts, readRemote, remoteExists, uniq, waitFor } from '../e2e/harness.js';
-import { freshPluginDirs, pluginDirs, pluginScript, removeManagedPlugin } from '../e2e/managed-plugin.js';
-import { inNs, trixie } from './trixie-env.js';
+import { type CmdResult, docker, dockerOk, type E2EEnv, loadEnv, makeRemoteSubdir, readMounts, readRemote, remoteExists, uniq, waitFor } from '../e2e/harness.js';
+import { freshPluginDirs, pluginDirs, type PluginDirs, pluginScript, removeManagedPlugin } from '../e2e/managed-plugin.js';
+import { inNs, trixie, upSuiteEnvironment } from './trixie-env.js';
 
-const env = loadEnv();
+/** The forky environment (set once it is up). */
+let env: E2EEnv;
+let downForky: (() => Promise<void>) | undefined;
 
-/** The trixie docker CLI (26): the 20.10 one knows neither cluster volumes nor --mount type=cluster. */
-function d26(args: string[], input?: string): Promise<CmdResult> {
+beforeAll(async () => {
+  downForky = await upSuiteEnvironment('forky');
+  env = loadEnv();
+}, 1_800_000);
+
+afterAll(async () => {
+  await downForky?.();
+}, 600_000);
+
+/** The forky docker CLI (28.5): the host's 20.10 one knows neither cluster volumes nor --mount type=cluster. */
+function dk(args: string[], input?: string): Promise<CmdResult> {
   return inNs(['docker', ...args], { env: { DOCKER_HOST: env.dockerHost, DOCKER_CLI_HINTS: 'false' }, ...(input !== undefined ? { input } : {}) });
 }
 
-async function d26ok(args: string[], input?: string): Promise<string> {
-  const r = await d26(args, input);
+async function dkok(args: string[], input?: string): Promise<string> {
+  const r = await dk(args, input);
   if (r.exitCode !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.exitCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
   return r.stdout;
 }
 
 /** VOL's status column in `docker volume ls --cluster` ('' once it is gone; its --format is ignored there). */
 async function clusterStatus(vol: string): Promise<string> {
-  const line = (await d26(['volume', 'ls', '--cluster'])).stdout.split('\n').find((l) => l.split(/\s+/)[0] === vol);
+  const line = (await dk(['volume', 'ls', '--cluster'])).stdout.split('\n').find((l) => l.split(/\s+/)[0] === vol);
   return line === undefined ? '' : (line.trim().split(/\s{2,}/).at(-1) ?? '');
 }
 
@@ -44,7 +55,7 @@ async function mountedIn(vol: string): Promise<boolean> {
 }
 
 async function taskStates(service: string): Promise<string[]> {
-  return (await d26(['service', 'ps', '--format', '{{.DesiredState}} {{.CurrentState}}', service])).stdout.split('\n').filter(Boolean);
+  return (await dk(['service', 'ps', '--format', '{{.DesiredState}} {{.CurrentState}}', service])).stdout.split('\n').filter(Boolean);
 }
 
 /** A CSI client on SOCKET, its calls as promises (what Swarm's manager and agent call). */
@@ -83,17 +94,17 @@ async function engineVersion(): Promise<[number, number]> {
   return [major, minor];
 }
 
-describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
-  const dirs = pluginDirs('csi', 'sshfs-csi');
+describe('Swarm cluster volumes through the CSI plugin on Docker 28.5', () => {
+  let dirs: PluginDirs;
   const services: string[] = [];
   const volumes: string[] = [];
   const secrets: string[] = [];
-  /** Docker >= 28.2: Swarm can call CSI plugins (moby/moby#48133). */
-  let swarmCallsPlugins = false;
 
   beforeAll(async () => {
     const [major, minor] = await engineVersion();
-    swarmCallsPlugins = major > 28 || (major === 28 && minor >= 2);
+    // Swarm calls CSI plugins from Docker 28.2 on (moby/moby#48133): an older engine here is a broken environment.
+    if (major < 28 || (major === 28 && minor < 2)) throw new Error(`the forky root's dockerd is ${major}.${minor}: these tests need Docker >= 28.2`);
+    dirs = pluginDirs('csi', 'sshfs-csi');
     freshPluginDirs(dirs);
     const r = await pluginScript('install', {
       PLUGIN_CONFIG: 'csi',
@@ -107,14 +118,14 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
     });
     if (r.exitCode !== 0) throw new Error(`plugin.sh install failed (${r.exitCode}):\n${r.stderr}\n${r.stdout}`);
     // Inside the namespace's own network: swarm's bridges never reach the host's.
-    await d26ok(['swarm', 'init', '--advertise-addr', trixie.swarmAddr(), '--listen-addr', `${trixie.swarmAddr()}:2377`]);
+    await dkok(['swarm', 'init', '--advertise-addr', trixie.swarmAddr(), '--listen-addr', `${trixie.swarmAddr()}:2377`]);
   });
 
   afterAll(async () => {
-    for (const s of services) await d26(['service', 'rm', s]);
-    for (const v of volumes) await d26(['volume', 'rm', '-f', v]);
-    for (const s of secrets) await d26(['secret', 'rm', s]);
-    await d26(['swarm', 'leave', '--force']);
+    for (const s of services) await dk(['service', 'rm', s]);
+    for (const v of volumes) await dk(['volume', 'rm', '-f', v]);
+    for (const s of secrets) await dk(['secret', 'rm', s]);
+    await dk(['swarm', 'leave', '--force']);
     await docker(['container', 'prune', '-f']);
     await removeManagedPlugin(dirs.ref);
   });
@@ -226,17 +237,7 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
     }
   });
 
-  it("Docker 26's Swarm cannot call a CSI plugin (moby/moby#48133): the volume stays pending creation", async (ctx) => {
-    if (swarmCallsPlugins) ctx.skip();
-    const vol = uniq('bug');
-    volumes.push(vol);
-    await d26ok(['volume', 'create', '-d', dirs.name, '--type', 'mount', '--scope', 'multi', '--sharing', 'all', '-o', `sshcmd=${env.keyUser}@${env.sshHost}:/x`, vol]);
-    await waitFor('dockerd to say why', () => readFileSync(path.join(env.dir, 'dockerd.log'), 'utf8').includes(`plugin for driver \\"${dirs.name}\\" does not implement PluginAddr`), 60_000, 1000);
-    expect(await clusterStatus(vol)).toBe('pending creation');
-  });
-
-  it('a service follows its volume: password from a Swarm secret, pause, restart while published, drain, rm (Docker >= 28.2)', async (ctx) => {
-    if (!swarmCallsPlugins) ctx.skip();
+  it('a service follows its volume: password from a Swarm secret, pause, restart while published, drain, rm', async () => {
     const remote = await makeRemoteSubdir(env.pwRemoteDir, env.pwUser, 'csi');
     const vol = uniq('cv');
     const secret = uniq('pw');
@@ -244,19 +245,19 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
     volumes.push(vol);
     secrets.push(secret);
     // --secret takes the secret's id (swarmkit looks volumes' secrets up by id): `docker secret create` prints it.
-    const secretId = (await d26ok(['secret', 'create', secret, '-'], env.password)).trim();
-    await d26ok([
+    const secretId = (await dkok(['secret', 'create', secret, '-'], env.password)).trim();
+    await dkok([
       'volume', 'create', '-d', dirs.name, '--type', 'mount', '--scope', 'multi', '--sharing', 'all',
       '-o', `sshcmd=${env.pwUser}@${env.sshHost}:${remote}`, '-o', `port=${env.sshPort}`,
       '--secret', `password=${secretId}`, vol,
     ]);
     await waitFor('the volume to be created by the plugin', async () => (await clusterStatus(vol)) === 'created', 120_000, 1000);
-    const inspect = await d26ok(['volume', 'inspect', vol]);
+    const inspect = await dkok(['volume', 'inspect', vol]);
     expect(inspect).not.toContain(env.password);
     expect(inspect).toContain(secretId); // Docker records the secret's id, never its value
 
     services.push(service);
-    await d26ok([
+    await dkok([
       'service', 'create', '--detach', '--name', service, '--network', 'host', '--stop-grace-period', '1s',
       '--mount', `type=cluster,src=${vol},dst=/data`,
       env.image, 'sh', '-c', 'echo "from task $(hostname)" >> /data/tasks.txt && exec sleep 600',
@@ -267,10 +268,10 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
     expect(await mountedIn(vol)).toBe(true);
 
     // pause: no new tasks may use it, the running one goes on.
-    await d26ok(['volume', 'update', '--availability', 'pause', vol]);
+    await dkok(['volume', 'update', '--availability', 'pause', vol]);
     await new Promise((resolve) => setTimeout(resolve, 5000));
     expect((await taskStates(service))[0]).toMatch(/^Running Running/);
-    await d26ok(['volume', 'update', '--availability', 'active', vol]);
+    await dkok(['volume', 'update', '--availability', 'active', vol]);
 
     // A plugin restart while published: Swarm does not publish again, the plugin mounts it again from its own state.
     const disable = await docker(['plugin', 'disable', '-f', dirs.ref]);
@@ -279,17 +280,17 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
     expect(enable.exitCode, enable.stderr).toBe(0);
     await waitFor('the plugin to mount the published volume again', () => mountedIn(vol), 90_000, 1000);
     // A new task (the old one's bind died with the old mount) reaches the server through the restored publication.
-    await d26ok(['service', 'update', '--detach', '--force', service]);
+    await dkok(['service', 'update', '--detach', '--force', service]);
     await waitFor('the new task to write', async () => (await readRemote(remote, 'tasks.txt')).split('\n').filter(Boolean).length >= 2, 180_000, 1000);
 
     // drain: the task is stopped and the volume unpublished (its mount goes).
-    await d26ok(['volume', 'update', '--availability', 'drain', vol]);
+    await dkok(['volume', 'update', '--availability', 'drain', vol]);
     await waitFor('no task to run on the drained volume', async () => (await taskStates(service)).every((s) => s.split(' ')[1] !== 'Running'), 120_000, 1000);
     await waitFor('the drained volume to be unpublished', async () => !(await mountedIn(vol)), 120_000, 1000);
 
-    await d26ok(['service', 'rm', service]);
+    await dkok(['service', 'rm', service]);
     await waitFor('the volume to be no longer in use', async () => (await clusterStatus(vol)) === 'created', 120_000, 1000);
-    await d26ok(['volume', 'rm', vol]);
+    await dkok(['volume', 'rm', vol]);
     await waitFor('the cluster volume to be deleted', async () => (await clusterStatus(vol)) === '', 120_000, 1000);
     // The remote files stay; the plugin forgot the volume (its state names it no more).
     expect(remoteExists(remote, 'tasks.txt')).toBe(true);
@@ -297,8 +298,7 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
     expect(state).not.toContain(`"${vol}"`);
   });
 
-  it('a private key given as a Swarm secret: written by the plugin, never shown by Docker (Docker >= 28.2)', async (ctx) => {
-    if (!swarmCallsPlugins) ctx.skip();
+  it('a private key given as a Swarm secret: written by the plugin, never shown by Docker', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'csik');
     const vol = uniq('ck');
     const secret = uniq('key');
@@ -306,16 +306,16 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
     volumes.push(vol);
     secrets.push(secret);
     const key = readFileSync(env.keyFile, 'utf8');
-    const secretId = (await d26ok(['secret', 'create', secret, '-'], key)).trim();
-    await d26ok([
+    const secretId = (await dkok(['secret', 'create', secret, '-'], key)).trim();
+    await dkok([
       'volume', 'create', '-d', dirs.name, '--type', 'mount', '--scope', 'multi', '--sharing', 'all',
       '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${remote}`, '-o', `port=${env.sshPort}`, '--secret', `key=${secretId}`, vol,
     ]);
     await waitFor('the volume to be created by the plugin', async () => (await clusterStatus(vol)) === 'created', 120_000, 1000);
     const body = key.split('\n')[1] ?? 'no key body';
-    expect(await d26ok(['volume', 'inspect', vol])).not.toContain(body);
+    expect(await dkok(['volume', 'inspect', vol])).not.toContain(body);
     services.push(service);
-    await d26ok([
+    await dkok([
       'service', 'create', '--detach', '--name', service, '--network', 'host', '--stop-grace-period', '1s',
       '--mount', `type=cluster,src=${vol},dst=/data`, env.image, 'sh', '-c', 'echo keyed > /data/k.txt && exec sleep 600',
     ]);
@@ -324,7 +324,7 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 26', () => {
     // A credential as -o is refused: it would be in Docker's records.
     const refused = uniq('cr');
     volumes.push(refused);
-    await d26ok(['volume', 'create', '-d', dirs.name, '--type', 'mount', '--scope', 'multi', '--sharing', 'all', '-o', `sshcmd=${env.pwUser}@${env.sshHost}:${remote}`, '-o', 'password=visible', refused]);
+    await dkok(['volume', 'create', '-d', dirs.name, '--type', 'mount', '--scope', 'multi', '--sharing', 'all', '-o', `sshcmd=${env.pwUser}@${env.sshHost}:${remote}`, '-o', 'password=visible', refused]);
     await new Promise((resolve) => setTimeout(resolve, 10_000));
     expect(await clusterStatus(refused)).toBe('pending creation');
     const daemonLog = readFileSync(`${env.dir}/dockerd.log`, 'utf8');
