@@ -8,7 +8,8 @@
 //   executor does, and a second plugin instance as a second node: real sshfs, FUSE, propagated mount and link;
 // - the Swarm flows themselves: a single-node swarm inside the environment's own network namespace, volumes with
 //   their credential as a Swarm secret, a service on `--mount type=cluster`, pause, a plugin restart while published,
-//   drain, `docker volume rm`; the credential never in `docker volume inspect`.
+//   `docker service rm` unpublishing it, `docker volume rm`; the credential never in `docker volume inspect`. The drain
+//   test is skipped: Docker 28.5's Swarm never unpublishes a drained volume whose service still runs (see there).
 import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import path from 'node:path';
@@ -237,7 +238,7 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 28.5', () => {
     }
   });
 
-  it('a service follows its volume: password from a Swarm secret, pause, restart while published, drain, rm', async () => {
+  it('a service follows its volume: password from a Swarm secret, pause, restart while published, service rm unpublishes, volume rm', async () => {
     const remote = await makeRemoteSubdir(env.pwRemoteDir, env.pwUser, 'csi');
     const vol = uniq('cv');
     const secret = uniq('pw');
@@ -283,19 +284,44 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 28.5', () => {
     await dkok(['service', 'update', '--detach', '--force', service]);
     await waitFor('the new task to write', async () => (await readRemote(remote, 'tasks.txt')).split('\n').filter(Boolean).length >= 2, 180_000, 1000);
 
-    // drain: the task is stopped and the volume unpublished (its mount goes).
-    await dkok(['volume', 'update', '--availability', 'drain', vol]);
-    await waitFor('no task to run on the drained volume', async () => (await taskStates(service)).every((s) => s.split(' ')[1] !== 'Running'), 120_000, 1000);
-    await waitFor('the drained volume to be unpublished', async () => !(await mountedIn(vol)), 120_000, 1000);
-
+    // No task left: Swarm unpublishes the volume from the node (NodeUnpublishVolume: the link and the mount go).
     await dkok(['service', 'rm', service]);
     await waitFor('the volume to be no longer in use', async () => (await clusterStatus(vol)) === 'created', 120_000, 1000);
+    await waitFor('the volume to be unpublished', async () => !(await mountedIn(vol)), 60_000, 1000);
+    expect(readFileSync(path.join(env.dir, 'dockerd.log'), 'utf8')).toContain(`NodeUnpublishVolume ${vol}: /data/published/`);
     await dkok(['volume', 'rm', vol]);
     await waitFor('the cluster volume to be deleted', async () => (await clusterStatus(vol)) === '', 120_000, 1000);
     // The remote files stay; the plugin forgot the volume (its state names it no more).
     expect(remoteExists(remote, 'tasks.txt')).toBe(true);
     const state = readFileSync(`${dirs.stateSource}/volumes.json`, 'utf8');
     expect(state).not.toContain(`"${vol}"`);
+  });
+
+  // Skipped: not the plugin's to fix. On Docker 28.5 (Debian forky) `docker volume update --availability drain` stops
+  // the task, but Swarm at once assigns the service's replacement task to the same node; the volume enforcer rejects it
+  // ("attached to volume which is being drained") and a new task waits unassigned, while the volume's PublishStatus
+  // for the node stays "published" and `docker volume ls --cluster` says "in use (1 node)": Swarm never sends
+  // NodeUnpublishVolume (none in dockerd's log within 120 s). With the same plugin, scaling the service to 0 or
+  // removing it does unpublish (the test above). Seen in this test's environment; the family of moby/moby#45547.
+  it.skip('drain stops the task and unpublishes the volume (Swarm keeps a drained volume published: see above)', async () => {
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'csid');
+    const vol = uniq('cd');
+    const service = uniq('dsvc');
+    volumes.push(vol);
+    await dkok([
+      'volume', 'create', '-d', dirs.name, '--type', 'mount', '--scope', 'multi', '--sharing', 'all',
+      '-o', `sshcmd=${env.keyUser}@${env.sshHost}:${remote}`, '-o', `port=${env.sshPort}`, '-o', 'IdentityFile=id_ed25519', vol,
+    ]);
+    await waitFor('the volume to be created by the plugin', async () => (await clusterStatus(vol)) === 'created', 120_000, 1000);
+    services.push(service);
+    await dkok([
+      'service', 'create', '--detach', '--name', service, '--network', 'host', '--stop-grace-period', '1s',
+      '--mount', `type=cluster,src=${vol},dst=/data`, env.image, 'sh', '-c', 'echo drained > /data/d.txt && exec sleep 600',
+    ]);
+    await waitFor('the task to write', () => remoteExists(remote, 'd.txt'), 180_000, 1000);
+    await dkok(['volume', 'update', '--availability', 'drain', vol]);
+    await waitFor('no task to run on the drained volume', async () => (await taskStates(service)).every((s) => s.split(' ')[1] !== 'Running'), 120_000, 1000);
+    await waitFor('the drained volume to be unpublished', async () => !(await mountedIn(vol)), 120_000, 1000);
   });
 
   it('a private key given as a Swarm secret: written by the plugin, never shown by Docker', async () => {
