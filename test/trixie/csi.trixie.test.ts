@@ -310,12 +310,14 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 28.5', () => {
     expect(await stateVolumes(dirs.stateSource)).not.toContain(vol);
   });
 
-  // Skipped: not the plugin's to fix. On Docker 28.5 (Debian forky) `docker volume update --availability drain` stops
-  // the task, but Swarm at once assigns the service's replacement task to the same node; the volume enforcer rejects it
-  // ("attached to volume which is being drained") and a new task waits unassigned, while the volume's PublishStatus
-  // for the node stays "published" and `docker volume ls --cluster` says "in use (1 node)": Swarm never sends
-  // NodeUnpublishVolume (none in dockerd's log within 120 s). With the same plugin, scaling the service to 0 or
-  // removing it does unpublish (the test above). Seen in this test's environment; the family of moby/moby#45547.
+  // Skipped: not the plugin's to fix. On Docker 28.5 (Debian forky), seen in this environment: after
+  // `docker volume update --availability drain`, Swarm's volume enforcer marks the running task Rejected ("attached to
+  // volume which is being drained", desired state Shutdown) and the replacement task waits Pending on no node; but the
+  // volume's PublishStatus for the node stays "published" (`docker volume ls --cluster`: "in use (1 node)") and Swarm
+  // never sends NodeUnpublishVolume (none in dockerd's log after 120 s). Scaling the service to 0 leaves it so too;
+  // only `docker service rm` (which deletes the rejected task) makes Swarm unpublish it (then "created", unmounted).
+  // Without a drain, scaling to 0 or removing the service unpublishes at once (the test above): Swarm frees a volume
+  // for a task that shut down, not for one its enforcer rejected while running. Related: moby/moby#45547.
   it.skip('drain stops the task and unpublishes the volume (Swarm keeps a drained volume published: see above)', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'csid');
     const vol = uniq('cd');
