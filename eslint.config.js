@@ -5,7 +5,7 @@ const IMPURE_MODULES = ['execa', 'hono', '@hono/node-server', 'node:fs', 'node:f
 const IMPURE_GROUP = { group: ['hono/*', '**/adapter/*', '**/state/*'], message: 'handlers stay pure: the adapter and state are injected (Deps)' };
 
 export default tseslint.config(
-  { ignores: ['dist/', 'build/', 'node_modules/', '.e2e/', '.e2e-faults/', '.e2e-bench/', '.e2e-swarm/'] },
+  { ignores: ['dist/', 'build/', 'node_modules/', '.e2e/', '.e2e-faults/', '.e2e-bench/', '.e2e-swarm/', '.e2e-trixie/', '.e2e-forky/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -22,7 +22,8 @@ export default defineConfig({
       },
       {
         test: {
-          // Docker Engine 26 and Podman 5 from a Debian 13 root in a private namespace (scripts/trixie-env.sh).
+          // Docker Engine 26 and Podman 5 from a Debian 13 root in a private namespace (scripts/trixie-env.sh); the CSI file
+          // brings up Docker 28.5 from a Debian forky root itself (TRIXIE_SUITE=forky).
           name: 'trixie',
           include: ['test/trixie/**/*.trixie.test.ts'],
           globalSetup: ['test/trixie/global-setup.ts'],

@@ -25,7 +25,7 @@ export interface RunningPlugin {
 }
 
 /** The real state directory: one instance at a time, its journal loaded, leftovers of a crash removed. */
-async function openState(config: PluginConfig, log: Logger): Promise<Deps> {
+export async function openState(config: PluginConfig, log: Logger): Promise<Deps> {
   // State first: Docker asks Get for every volume it knows as soon as we answer, and forgets those we deny.
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
   const lock = await lockStateDir(config.stateDir);
@@ -42,22 +42,31 @@ async function openState(config: PluginConfig, log: Logger): Promise<Deps> {
   return createDeps(config, store, log);
 }
 
+/** The dependencies for a configuration: in memory for a dry run, else over the real state directory. */
+export async function openDeps(config: PluginConfig, log: Logger): Promise<Deps> {
+  return config.dryRun ? createDryRunDeps(config, log) : openState(config, log);
+}
+
+/** Start-up recovery, shared by both front ends: the persisted state and the real mounts made to agree again. */
+export async function recover(deps: Deps, log: Logger): Promise<void> {
+  if ((await deps.store.list()).length > 0) deps.runner.prepare?.();
+  const r = await reconcile(deps);
+  log.info(
+    `state reconciled: ${r.adopted.length} mount(s) adopted, ${r.released.length} whose mount was gone released, ` +
+      `${r.unmounted.length} orphan mount(s) removed, ${r.failed.length} failed${r.failed.length > 0 ? ` (${r.failed.join(', ')})` : ''}`,
+  );
+}
+
 export async function startPlugin(config: PluginConfig, log: Logger): Promise<RunningPlugin> {
   // A dry run touches neither the state directory nor the host's mounts: it only prints what it would run.
-  const deps = config.dryRun ? createDryRunDeps(config, log) : await openState(config, log);
+  const deps = await openDeps(config, log);
   const server = await listenOnSocket(createApp(deps, { debug: config.debug }), config.socketPath, config.listenFd);
   log.info(
     `sshfs volume plugin listening on ${config.socketPath}${config.listenFd === undefined ? '' : ' (the socket systemd passed)'} (state ${config.stateDir}, mounts under ${config.mountRoot}` +
       `${config.dryRun ? ', DRY RUN: nothing is run or written, volumes live in memory' : ''}${config.debug ? ', debug' : ''})`,
   );
-  if ((await deps.store.list()).length > 0) deps.runner.prepare?.();
   // After serving, so Docker never waits on a slow server to activate us.
-  const recovered = reconcile(deps).then((r) =>
-    log.info(
-      `state reconciled: ${r.adopted.length} mount(s) adopted, ${r.released.length} whose mount was gone released, ` +
-        `${r.unmounted.length} orphan mount(s) removed, ${r.failed.length} failed${r.failed.length > 0 ? ` (${r.failed.join(', ')})` : ''}`,
-    ),
-  );
+  const recovered = recover(deps, log);
   return {
     deps,
     recovered,

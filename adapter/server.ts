@@ -108,7 +108,7 @@ async function unlinkIfOurs(socketPath: string, ino: number): Promise<void> {
 }
 
 /** A socket left by a crashed run would make listen fail with EADDRINUSE. */
-async function removeStaleSocket(socketPath: string): Promise<void> {
+export async function removeStaleSocket(socketPath: string): Promise<void> {
   try {
     const info = await lstat(socketPath);
     if (!info.isSocket()) throw new Error(`${socketPath} exists and is not a socket; refusing to replace it`);

@@ -79,7 +79,7 @@ ln -s usr/bin bin
 ln -s usr/sbin sbin
 ln -s usr/lib lib
 ln -s usr/lib64 lib64
-mkdir -p etc root/.ssh tmp var/tmp run/docker/plugins mnt/volumes mnt/state keys dev proc sys app
+mkdir -p etc root/.ssh tmp var/tmp run/docker/plugins mnt/volumes mnt/state data/published keys dev proc sys app
 chmod 0700 root root/.ssh
 chmod 1777 tmp var/tmp
 

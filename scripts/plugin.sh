@@ -12,8 +12,10 @@
 #
 # Every docker command goes to the daemon the docker CLI talks to (DOCKER_HOST / the current context).
 # Environment:
-#   PLUGIN_NAME            plugin name, [registry/][namespace/]name[:tag] (default: sshfs)
-#   PLUGIN_DIR             plugin directory to build / create from (default: build/plugin)
+#   PLUGIN_CONFIG          which plugin: volumedriver (default: config.json, the VolumeDriver plugin) or csi
+#                          (config.csi.json: the CSI plugin for Swarm cluster volumes; default name sshfs-csi)
+#   PLUGIN_NAME            plugin name, [registry/][namespace/]name[:tag] (default: sshfs, or sshfs-csi)
+#   PLUGIN_DIR             plugin directory to build / create from (default: build/plugin, or build/plugin-csi)
 #   PLUGIN_BUILDER         auto | dockerfile | offline (default: auto = Dockerfile when its base images are present
 #                          or can be pulled within PLUGIN_PULL_TIMEOUT seconds, else offline)
 #   PLUGIN_PULL_TIMEOUT    seconds allowed for pulling a missing base image (default: 20; 0 = never pull)
@@ -33,8 +35,13 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PLUGIN_NAME=${PLUGIN_NAME:-sshfs}
-PLUGIN_DIR=$(realpath -m -- "${PLUGIN_DIR:-$REPO/build/plugin}")
+case "${PLUGIN_CONFIG:-volumedriver}" in
+  volumedriver | config.json) CONFIG_FILE=$REPO/config.json DEFAULT_NAME=sshfs DEFAULT_DIR=$REPO/build/plugin ;;
+  csi | config.csi.json) CONFIG_FILE=$REPO/config.csi.json DEFAULT_NAME=sshfs-csi DEFAULT_DIR=$REPO/build/plugin-csi ;;
+  *) printf 'plugin: ERROR: PLUGIN_CONFIG must be volumedriver or csi (got %s)\n' "$PLUGIN_CONFIG" >&2; exit 1 ;;
+esac
+PLUGIN_NAME=${PLUGIN_NAME:-$DEFAULT_NAME}
+PLUGIN_DIR=$(realpath -m -- "${PLUGIN_DIR:-$DEFAULT_DIR}")
 PLUGIN_BUILDER=${PLUGIN_BUILDER:-auto}
 PLUGIN_PULL_TIMEOUT=${PLUGIN_PULL_TIMEOUT:-20}
 PLUGIN_ENABLE_TIMEOUT=${PLUGIN_ENABLE_TIMEOUT:-30}
@@ -181,7 +188,7 @@ build_with_dockerfile() {
     return 1
   fi
   docker rm -f "$cid" >/dev/null
-  cp "$REPO/config.json" "$PLUGIN_DIR/config.json"
+  cp "$CONFIG_FILE" "$PLUGIN_DIR/config.json"
 }
 
 do_build() {
@@ -216,7 +223,7 @@ do_build() {
   fi
   if [ "$builder" = offline ]; then
     log "assembling the rootfs from this machine's binaries (scripts/build-rootfs.sh)"
-    bash "$REPO/scripts/build-rootfs.sh" "$PLUGIN_DIR"
+    CONFIG=$CONFIG_FILE bash "$REPO/scripts/build-rootfs.sh" "$PLUGIN_DIR"
   fi
   [ -f "$PLUGIN_DIR/config.json" ] && [ -x "$PLUGIN_DIR/rootfs/usr/bin/tini" ] ||
     die "$PLUGIN_DIR does not hold a complete plugin (config.json, rootfs/usr/bin/tini)"
@@ -379,6 +386,15 @@ do_install() {
   do_enable
   docker plugin ls --filter enabled=true
   local short=${PLUGIN_NAME%:latest}
+  if [ "$CONFIG_FILE" = "$REPO/config.csi.json" ]; then
+    cat >&2 <<EOF
+plugin: installed and enabled: $PLUGIN_NAME (Swarm cluster volumes; install it on every node, under the same name)
+  id=\$(printf '%s' "\$PASSWORD" | docker secret create NAME-pw -)      (--secret takes the secret's id)
+  docker volume create -d $short --type mount --scope multi --sharing all -o sshcmd=user@host:/path --secret password=\$id NAME
+  docker service create --mount type=cluster,src=NAME,dst=/data ...
+EOF
+    return 0
+  fi
   cat >&2 <<EOF
 plugin: installed and enabled: $PLUGIN_NAME
   docker volume create -d $short -o sshcmd=user@host:/path [-o IdentityFile=/keys/id_ed25519 | -o password=...] NAME

@@ -28,7 +28,7 @@ vitest unit
 step "end-to-end tests (real dockerd, sshd and FUSE)"
 E2E_SKIP_BUILD=1 vitest e2e
 
-step "end-to-end on today's engines: Docker 26 and Podman 5 from a Debian 13 root (scripts/trixie-env.sh)"
+step "end-to-end on today's engines: Docker 26 and Podman 5 from a Debian 13 root, Docker 28.5 (CSI) from a forky root (scripts/trixie-env.sh)"
 E2E_SKIP_BUILD=1 vitest trixie
 
 step "fault suite (kills, restarts, dropped links, load, hostile input; prints a table of figures)"

@@ -16,8 +16,8 @@
 #   inherited, which would otherwise keep those runs' sshfs alive. /proc, /sys and /dev are the host's; /run, /tmp
 #   and /root are private tmpfs, and /run/docker/plugins is DIR/plugin-sockets (not the machine's, which every other
 #   dockerd sees). The repository is bound read-only and DIR read-write, both at their own paths;
-# - inside it, dockerd 26 with its own data root, exec root, socket (DIR/docker.sock), no bridge, no iptables, and its
-#   containers under its own cgroup parent; the tests' busybox image imported.
+# - inside it, the suite's dockerd (26 on trixie) with its own data root, exec root, socket (DIR/docker.sock), no
+#   bridge, no iptables, and its containers under its own cgroup parent; the tests' busybox image imported.
 # DIR/bin/in-ns runs a command inside (nsenter into the holder's mount and network namespaces): the trixie docker and
 # podman CLIs, the plugin's node in host mode. `down` stops every process of that mount namespace by pid (dockerd
 # first, gracefully), then the holder (its mounts go with it), the sshd, the network namespace and the cgroups.
@@ -25,11 +25,15 @@
 # The root is made once with debootstrap --variant=minbase and apt-get (from the Debian mirror this machine's apt
 # uses) and cached in TRIXIE_CACHE (default /var/cache/sshfs-e2e) as trixie-<key>/, the key a hash of the suite and the
 # package list; it is built under a temporary name and renamed when complete, so a partial build is never taken for a
-# complete one. Must run as root. Optional: TRIXIE_MIRROR, TRIXIE_DOCKERD_WAIT (seconds, default 90).
+# complete one. Must run as root. Optional: TRIXIE_MIRROR, TRIXIE_DOCKERD_WAIT (seconds, default 90), TRIXIE_SUITE
+# (default trixie; forky gives Docker 28.5, whose Swarm calls CSI plugins: test/trixie/csi.trixie.test.ts uses it;
+# a debootstrap without a script for the suite bootstraps it with sid's).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SUITE=trixie
+# TRIXIE_SUITE=forky: Debian testing's root instead (Docker 28.5: the first engine here whose Swarm calls CSI plugins).
+SUITE=${TRIXIE_SUITE:-trixie}
+[[ $SUITE =~ ^[a-z]+$ ]] || { echo "[trixie-env] ERROR: TRIXIE_SUITE must be a Debian suite name" >&2; exit 2; }
 PACKAGES=(docker.io docker-cli containerd runc tini iptables fuse3 sshfs openssh-client podman crun conmon netavark
   nodejs busybox-static iproute2 ca-certificates)
 CACHE=${TRIXIE_CACHE:-/var/cache/sshfs-e2e}
@@ -63,7 +67,10 @@ build_root() {
   local final=$1 mirror partial start=$SECONDS
   [[ $(id -u) -eq 0 ]] || die "building the trixie root needs root (debootstrap)"
   command -v debootstrap >/dev/null 2>&1 || bash "$REPO/scripts/install-system-deps.sh" debootstrap
-  [[ -e /usr/share/debootstrap/scripts/$SUITE ]] || die "this debootstrap does not know $SUITE (upgrade debootstrap)"
+  # An older debootstrap has no script for a newer suite: testing and unstable bootstrap alike (sid's script).
+  local script=/usr/share/debootstrap/scripts/$SUITE
+  [[ -e $script ]] || script=/usr/share/debootstrap/scripts/sid
+  [[ -e $script ]] || die "this debootstrap knows neither $SUITE nor sid (upgrade debootstrap)"
   mirror=${TRIXIE_MIRROR:-$(debian_mirror)}
   mkdir -p "$CACHE"
   # Partial builds of runs that died: their builder pid is gone.
@@ -79,14 +86,16 @@ build_root() {
   echo $$ >"$partial.pid"
   trap 'umount "$partial/proc" 2>/dev/null || true; rm -rf --one-file-system -- "$partial" "$partial.pid"' EXIT
   log "debootstrap --variant=minbase $SUITE from $mirror (once; cached as $final)"
-  debootstrap --variant=minbase "$SUITE" "$partial" "$mirror" >"$partial.log" 2>&1 ||
+  debootstrap --variant=minbase "$SUITE" "$partial" "$mirror" "$script" >"$partial.log" 2>&1 ||
     { tail -n 20 "$partial.log" >&2; die "debootstrap failed"; }
   # No service starts while packages are installed (there is no init in the root anyway).
   printf '#!/bin/sh\nexit 101\n' >"$partial/usr/sbin/policy-rc.d"
   chmod 0755 "$partial/usr/sbin/policy-rc.d"
   mount -t proc proc "$partial/proc"
   log "installing ${PACKAGES[*]}"
-  chroot "$partial" sh -c 'export DEBIAN_FRONTEND=noninteractive; apt-get update -qq &&
+  # Check-Valid-Until off: a testing suite's Release file on a mirror snapshot may be past its short Valid-Until date
+  # (signatures are still checked).
+  chroot "$partial" sh -c 'export DEBIAN_FRONTEND=noninteractive; apt-get -o Acquire::Check-Valid-Until=false update -qq &&
     apt-get install -y -qq --no-install-recommends "$@" && apt-get clean' sh "${PACKAGES[@]}" >>"$partial.log" 2>&1 ||
     { tail -n 20 "$partial.log" >&2; die "apt-get install in the $SUITE root failed"; }
   umount "$partial/proc"
@@ -200,7 +209,7 @@ start_holder() {
 start_dockerd() {
   local args=(
     --bridge=none --iptables=false --ip6tables=false --ip-masq=false
-    --config-file "$DIR/daemon.json" --data-root "$DIR/docker-data" --exec-root /run/docker-26
+    --config-file "$DIR/daemon.json" --data-root "$DIR/docker-data" --exec-root /run/docker-$SUITE
     --pidfile "$DIR/dockerd.pid" --cgroup-parent "/$CGROUP_PARENT" -H "unix://$DIR/docker.sock"
   )
   echo '{}' >"$DIR/daemon.json"
@@ -216,7 +225,7 @@ write_env() {
     grep -v -E '^(DOCKER_HOST|EXEC_ROOT|E2E_DIR)=' "$host_env"
     cat <<EOF
 DOCKER_HOST=unix://$DIR/docker.sock
-EXEC_ROOT=/run/docker-26
+EXEC_ROOT=/run/docker-$SUITE
 E2E_DIR=$DIR
 TRIXIE_HOLDER_PID=$(holder_pid)
 TRIXIE_IN_NS=$DIR/bin/in-ns
@@ -258,7 +267,7 @@ do_up() {
   start_dockerd
   busybox_tar "$DIR/rootfs" | DOCKER_HOST="unix://$DIR/docker.sock" docker import -c 'CMD ["sh"]' - "$IMAGE" >/dev/null
   DOCKER_HOST="unix://$DIR/docker.sock" docker run --rm --network none "$IMAGE" true ||
-    die "cannot run a container on dockerd 26 (log: $DIR/dockerd.log)"
+    die "cannot run a container on the $SUITE dockerd (log: $DIR/dockerd.log)"
   write_env
   log "up: dockerd $(sed -n 's/^TRIXIE_DOCKER_VERSION=//p' "$DIR/env"), podman $(sed -n 's/^TRIXIE_PODMAN_VERSION=//p' "$DIR/env"); environment written to $DIR/env"
 }

@@ -29,8 +29,16 @@ export const PLUGIN_SOCKET_DIR = '/run/docker/plugins';
 // ---------------------------------------------------------------------------------------------------------------
 // Environment
 
-/** The e2e work dir: provided by the global setup, else $E2E_DIR, else <repo>/.e2e. */
+let fileDir: string | undefined;
+
+/** Points this test file's harness at the environment in DIR (one the file brings up itself, e.g. the forky one). */
+export function useE2EDir(dir: string): void {
+  fileDir = dir;
+}
+
+/** The e2e work dir: the file's own (useE2EDir), else the global setup's, else $E2E_DIR, else <repo>/.e2e. */
 export function e2eDir(): string {
+  if (fileDir !== undefined) return fileDir;
   let provided: string | undefined;
   try {
     provided = inject('e2eDir');

@@ -1,8 +1,9 @@
 // The pieces of scripts/trixie-env.sh's environment the trixie tests use: commands run inside its namespace (the
 // trixie docker and podman CLIs), the plugin in host mode started there with the trixie root's node, and the mounts
 // as that namespace sees them. Everything else is test/e2e/harness.ts, pointed at this environment's dockerd 26.
+import path from 'node:path';
 import { execa } from 'execa';
-import { type CmdResult, type LegacyPlugin, loadEnv, startLegacyPlugin, uniquePluginName } from '../e2e/harness.js';
+import { type CmdResult, type LegacyPlugin, loadEnv, REPO_ROOT, startLegacyPlugin, uniquePluginName, useE2EDir } from '../e2e/harness.js';
 
 function need(key: string): string {
   const value = loadEnv().raw[key];
@@ -48,4 +49,28 @@ export function startTrixiePlugin(name: string = uniquePluginName()): Promise<Le
     wrapper: [trixie.inNs(), 'sh', '-c', 'shift; exec node "$@"', 'trixie-node'],
     socketDir: need('TRIXIE_SOCKET_DIR'),
   });
+}
+
+/**
+ * The same environment from another Debian suite's root (TRIXIE_SUITE), in <repo>/.e2e-SUITE, for the one test file
+ * that needs that suite's engine (forky: Docker 28.5, whose Swarm calls CSI plugins). Brings it up (building the root
+ * once if it is not cached), points this file's harness at it, and returns its teardown (skipped under E2E_KEEP, as
+ * the global setups do). dist/ is the project's global setup's build.
+ */
+export async function upSuiteEnvironment(suite: string): Promise<() => Promise<void>> {
+  const dir = path.join(REPO_ROOT, `.e2e-${suite}`);
+  const script = path.join(REPO_ROOT, 'scripts', 'trixie-env.sh');
+  const run = async (step: 'up' | 'down', timeoutMs: number) => {
+    const r = await execa('bash', [script, step, dir], { env: { TRIXIE_SUITE: suite }, reject: false, all: true, timeout: timeoutMs, input: '' });
+    if (r.exitCode !== 0) throw new Error(`TRIXIE_SUITE=${suite} scripts/trixie-env.sh ${step} ${dir} failed (exit ${r.exitCode}${r.timedOut ? ', timed out' : ''}):\n${r.all ?? ''}`);
+  };
+  await run('up', 1_500_000);
+  useE2EDir(dir);
+  return async () => {
+    if (process.env.E2E_KEEP) {
+      console.log(`[e2e] E2E_KEEP is set: environment left running; stop it with: TRIXIE_SUITE=${suite} scripts/trixie-env.sh down ${dir}`);
+      return;
+    }
+    await run('down', 300_000);
+  };
 }
