@@ -1,0 +1,151 @@
+// A server that stalls never hangs Docker, and a volume in use is never cut from under its container (issue 18), and
+// no other process can steer the plugin's view of its mounts (issue 19). Every docker command runs with a bound (the
+// harness kills the CLI after timeoutMs), and no process may be left waiting in the kernel (D state) on a mount.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { beforeAll, expect, it } from 'vitest';
+import { docker, listProcesses, listVolumes, loadEnv, makeRemoteSubdir, sleep, sshProcessesMentioning, waitFor } from '../e2e/harness.js';
+import { abortSshfsOf, startTestSshd, type TestSshd } from './hostile-servers.js';
+import { call, createVolume, keyOpts, measured, removeContainers, secondsSince, startContainer, statusOver, uniq, useFaultPlugin } from './lib.js';
+
+const env = loadEnv();
+const MOUNT_TIMEOUT_S = 4;
+/** sshfs's INIT and its check of the remote dir pass, so sshfs mounts; the first request on the mount never returns. */
+const STALL_AFTER_PACKETS = 2;
+/** Bound for every docker command here: far beyond what each needs, far below "hangs for good". */
+const DOCKER_BOUND_MS = 60_000;
+const keyText = readFileSync(env.keyFile, 'utf8');
+
+let sshd: TestSshd;
+
+const { plugin, res } = useFaultPlugin({
+  env: { MOUNT_TIMEOUT: String(MOUNT_TIMEOUT_S) },
+  beforeCleanup: async () => {
+    sshd?.stallAfter(undefined);
+    await abortSshfsOf(plugin.mountRoot, plugin.stateDir);
+  },
+  afterCleanup: () => abortSshfsOf(plugin.mountRoot, plugin.stateDir),
+  afterStop: async () => {
+    await sshd?.stop();
+  },
+});
+
+beforeAll(async () => {
+  sshd = await startTestSshd();
+});
+
+/** A volume on the test sshd (whose SFTP can be made to stall), on a fresh remote dir. */
+async function stallableVolume(prefix: string): Promise<{ remote: string; vol: string }> {
+  const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+  const opts = { sshcmd: `${env.keyUser}@127.0.0.1:${remote}`, port: String(sshd.port), key: keyText };
+  return { remote, vol: await createVolume(res, plugin, uniq(prefix), opts) };
+}
+
+/**
+ * Processes waiting in the kernel (D state) with the remote dir's mount in their mount namespace: a container's
+ * process or runc on the volume. Only /proc/<pid>/stat and mountinfo are read (neither blocks on such a process).
+ */
+async function stuckOn(remote: string): Promise<string[]> {
+  const stuck: string[] = [];
+  for (const p of (await listProcesses()).filter((q) => q.state === 'D')) {
+    const mounts = await readFile(`/proc/${p.pid}/mountinfo`, 'utf8').catch(() => '');
+    if (mounts.includes(`:${remote} `)) stuck.push(`${p.pid} ${p.comm}`);
+  }
+  return stuck;
+}
+
+const sshfsOf = async (vol: string) => (await sshProcessesMentioning(path.join(plugin.stateDir, 'logs', `${vol}.ssh.log`))).length;
+
+it('fails docker run on a server whose SFTP stalls at the Mount within the mount timeout, with the reason, and leaves nothing waiting', async () => {
+  await measured('SFTP stalls at Mount: docker run fails in bounded time', import.meta.url, async (row) => {
+    row.trials += 1;
+    const { remote, vol } = await stallableVolume('stallmount');
+    sshd.stallAfter(STALL_AFTER_PACKETS);
+    const t0 = performance.now();
+    const r = await docker(['run', '--rm', '--network', 'none', '-v', `${vol}:/data`, env.image, 'ls', '/data'], { timeoutMs: DOCKER_BOUND_MS });
+    const seconds = secondsSince(t0);
+    row.figures['docker run -> failed after (s)'] = seconds;
+    row.figures['error'] = r.stderr.replace(/\s+/g, ' ').slice(0, 200);
+    expect(sshd.stalledSessions()).toBeGreaterThan(0); // the server really stalled
+    expect(r.exitCode, r.stderr).not.toBe(-1); // the CLI returned by itself
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toMatch(/the server accepted the login but its SFTP server does not answer/);
+    expect(seconds).toBeLessThan(MOUNT_TIMEOUT_S + 20);
+    await waitFor('no process left waiting on the mount', async () => (await stuckOn(remote)).length === 0, 10_000).catch(() => undefined);
+    const stuck = await stuckOn(remote);
+    row.figures['processes in D state on the mount'] = stuck.length;
+    expect(stuck).toEqual([]);
+    await waitFor('its sshfs and ssh to end', async () => (await sshfsOf(vol)) === 0, 10_000).catch(() => undefined);
+    expect(await sshfsOf(vol)).toBe(0);
+    const status = await statusOver(plugin, vol);
+    expect(String(status.lastError)).toMatch(/SFTP server does not answer/);
+    // The volume is not held by anything: it can be removed, in bounded time.
+    const rm = await docker(['volume', 'rm', vol], { timeoutMs: DOCKER_BOUND_MS });
+    expect(rm.exitCode, rm.stderr).toBe(0);
+    res.volumes.delete(vol);
+    // Once the server answers again, a volume on it mounts as usual.
+    sshd.stallAfter(undefined);
+    const again = await stallableVolume('stallmount-after');
+    const ok = await docker(['run', '--rm', '--network', 'none', '-v', `${again.vol}:/data`, env.image, 'ls', '/data'], { timeoutMs: DOCKER_BOUND_MS });
+    expect(ok.exitCode, ok.stderr).toBe(0);
+    row.passed += 1;
+  });
+}, 180_000);
+
+it('refuses a Remove sent on the socket while a Docker container uses the volume; the container keeps reading and writing', async () => {
+  await measured('Remove from another client while a container uses the volume: refused', import.meta.url, async (row) => {
+    row.trials += 1;
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+    const vol = await createVolume(res, plugin, uniq('inuse'), keyOpts(remote));
+    const holder = await startContainer(res, vol, 'i=0; while true; do i=$((i+1)); echo $i >> /data/log; tail -n 1 /data/log > /dev/null || exit 1; sleep 0.2; done');
+    await waitFor('the container to write', async () => (await readFile(path.join(remote, 'log'), 'utf8').catch(() => '')) !== '', 30_000);
+    // What Podman or another dockerd sharing the socket would send: it does not know Docker's containers.
+    const r = await call(plugin, '/VolumeDriver.Remove', { Name: vol }, 30_000);
+    row.figures['Remove answer'] = r.Err.slice(0, 160);
+    expect(r.Err).toMatch(/is in use: [1-9][0-9]* mount\(s\) of it are held elsewhere.*Nothing was changed/);
+    await sleep(3_000);
+    const probe = await docker(['exec', holder, 'sh', '-c', 'echo extra >> /data/log && tail -n 1 /data/log'], { timeoutMs: DOCKER_BOUND_MS });
+    expect(probe.exitCode, probe.stderr).toBe(0);
+    expect(probe.stdout.trim()).toBe('extra');
+    expect((await docker(['inspect', '-f', '{{.State.Running}}', holder], { timeoutMs: DOCKER_BOUND_MS })).stdout.trim()).toBe('true');
+    expect(await listVolumes(plugin.name)).toContain(vol);
+    expect((await statusOver(plugin, vol)).mounted).toBe(true);
+    // Once the container is gone, docker volume rm removes it.
+    await removeContainers(res, [holder]);
+    const rm = await docker(['volume', 'rm', vol], { timeoutMs: DOCKER_BOUND_MS });
+    expect(rm.exitCode, rm.stderr).toBe(0);
+    res.volumes.delete(vol);
+    row.passed += 1;
+  });
+}, 180_000);
+
+it('is not fooled by a process named sshfs naming the mountpoint: a crashed mount is still replaced', async () => {
+  await measured('a fake sshfs process does not hide a crashed mount', import.meta.url, async (row) => {
+    row.trials += 1;
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+    const vol = await createVolume(res, plugin, uniq('spoof'), keyOpts(remote));
+    const mountpoint = path.join(plugin.mountRoot, vol);
+    const holder = await startContainer(res, vol);
+    // A root process (as a container's root would be) whose argv looks like sshfs serving the mountpoint.
+    const spoof = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e6)', mountpoint], { argv0: 'sshfs', stdio: 'ignore' });
+    try {
+      await sleep(300);
+      expect(readFileSync(`/proc/${spoof.pid}/cmdline`, 'utf8').split('\0')[0]).toBe('sshfs');
+      // The volume's real sshfs crashes.
+      for (const p of await sshProcessesMentioning(path.join(plugin.stateDir, 'logs', `${vol}.ssh.log`))) {
+        if (p.comm === 'sshfs') process.kill(p.pid, 'SIGKILL');
+      }
+      await waitFor('the plugin to see the mount as stale', async () => (await statusOver(plugin, vol)).stale !== undefined, 15_000);
+      const r = await docker(['run', '--rm', '--network', 'none', '-v', `${vol}:/data`, env.image, 'sh', '-c', 'echo ok > /data/f && cat /data/f'], { timeoutMs: DOCKER_BOUND_MS });
+      row.figures['docker run after the crash'] = r.exitCode === 0 ? r.stdout.trim() : r.stderr.slice(0, 120);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.stdout.trim()).toBe('ok');
+    } finally {
+      spoof.kill('SIGKILL');
+      await removeContainers(res, [holder]);
+    }
+    row.passed += 1;
+  });
+}, 180_000);
