@@ -2,10 +2,12 @@
 // started, the shared-login masters running, read-ahead values. FakeRunner changes it as the commands it pretends to
 // run would change the real one. Unit tests set its state directly; dry runs use it so that nothing on the host is
 // looked at or changed. Its `processes` and `readAheadControl` are the matching simulated process table and read-ahead.
-import type { MountState, MountTable, ProbeResult, ProcessId, ProcessTable, ReadAheadControl } from '../handlers/types.js';
+import type { FuseConnection, MountState, MountTable, ProbeResult, ProcessId, ProcessTable, ReadAheadControl } from '../handlers/types.js';
 
 export class FakeMountTable implements MountTable {
   readonly mounted = new Set<string>();
+  /** Bytes each simulated process has read (rchar), as tests set them. */
+  readonly bytesRead = new Map<number, number>();
   /** Mounts whose sshfs process is gone (tests add to it to simulate a crash). */
   readonly stale = new Set<string>();
   /** Mounts whose server does not answer: the fresh-mount check times out on them (tests add to it). */
@@ -57,6 +59,15 @@ export class FakeMountTable implements MountTable {
     return true;
   }
 
+  /** Requests waiting on each mount's FUSE connection, as tests set them; unset: no fusectl. */
+  readonly waiting = new Map<string, number>();
+
+  async fuseConnection(path: string): Promise<FuseConnection | undefined> {
+    const waiting = this.waiting.get(path);
+    if (!this.mounted.has(path) || waiting === undefined) return undefined;
+    return { waiting, abort: () => this.abort(path) };
+  }
+
   async sshfsMountsUnder(dir: string): Promise<string[]> {
     return [...this.mounted].filter((p) => p.startsWith(`${dir}/`));
   }
@@ -93,6 +104,7 @@ export class FakeMountTable implements MountTable {
     startedAt: () => new Date(0),
     sshMaster: async (controlPath) => (this.masters.has(controlPath) ? { startedAt: new Date(0) } : undefined),
     retire: (sshfs) => void this.retired.push(sshfs),
+    bytesRead: async (p) => (this.running.get(p.pid)?.startTicks === p.startTicks ? (this.bytesRead.get(p.pid) ?? 0) : undefined),
     endGroup: async (sshfs) => {
       if (this.running.get(sshfs.pid)?.startTicks === sshfs.startTicks) this.ended(sshfs.pid);
     },

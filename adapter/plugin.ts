@@ -4,6 +4,7 @@ import { chmod, mkdir } from 'node:fs/promises';
 import { describe } from '../handlers/errors.js';
 import { reconcile } from '../handlers/reconcile.js';
 import { stopSharedConnections } from '../handlers/shared-ssh.js';
+import { createStallWatch } from '../handlers/stall-watch.js';
 import type { Deps, Logger } from '../handlers/types.js';
 import { LowdbStore } from '../state/lowdb-store.js';
 import { createApp } from './app.js';
@@ -52,16 +53,18 @@ export async function startPlugin(config: PluginConfig, log: Logger): Promise<Ru
   );
   if ((await deps.store.list()).length > 0) deps.runner.prepare?.();
   // After serving, so Docker never waits on a slow server to activate us.
+  const stallWatch = createStallWatch(deps);
   const recovered = reconcile(deps).then((r) =>
     log.info(
       `state reconciled: ${r.adopted.length} mount(s) adopted, ${r.released.length} whose mount was gone released, ` +
         `${r.unmounted.length} orphan mount(s) removed, ${r.failed.length} failed${r.failed.length > 0 ? ` (${r.failed.join(', ')})` : ''}`,
     ),
-  );
+  ).finally(() => stallWatch.start());
   return {
     deps,
     recovered,
     async stop(reason, graceMs = STOP_GRACE_MS) {
+      stallWatch.stop();
       log.info(`${reason}: no new connections; finishing ${server.inFlight()} request(s) in flight; mounts stay for running containers`);
       // Shared ssh connections go with the plugin: unused ones at once, those of mounted volumes with their last session.
       const [{ cut }] = await Promise.all([server.close(graceMs), stopSharedConnections(deps).catch(() => undefined)]);

@@ -1,7 +1,7 @@
 // The kernel's mount table as this process sees it (the plugin's own mount namespace when it runs as a managed
 // plugin), whether the sshfs the plugin started for a mount still runs, and the mount's FUSE connection.
 import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import type { MountState, MountTable, ProcessId } from '../handlers/types.js';
 import { probeMount } from './mount-probe.js';
 
@@ -70,6 +70,21 @@ export function createProcMountTable(alive: (server: ProcessId) => Promise<boole
       } catch {
         return false; // fusectl not mounted, or the connection gone already
       }
+    },
+    async fuseConnection(path) {
+      const entry = entries().find((e) => e.mountPoint === path);
+      const dir = entry === undefined || !entry.fsType.startsWith('fuse') ? undefined : fuseConnectionDir(entry.device, sysDir);
+      if (dir === undefined) return undefined;
+      let waiting: number;
+      try {
+        waiting = Number((await readFile(`${dir}/waiting`, 'utf8')).trim());
+      } catch {
+        return undefined; // fusectl not mounted here
+      }
+      return {
+        waiting: Number.isInteger(waiting) ? waiting : 0,
+        abort: () => writeFile(`${dir}/abort`, '1', { flag: 'r+' }).then(() => true, () => false),
+      };
     },
     async sshfsMountsUnder(dir) {
       const prefix = dir.endsWith('/') ? dir : `${dir}/`;

@@ -2,7 +2,7 @@
 // here reads another process's command line or environment: those reads take the process's memory lock, which a
 // process on a stalled mount can hold for as long as its server stays silent (and would freeze the plugin's one
 // thread); and a name or command line is anybody's to choose (a container's root can run a program called sshfs).
-// Only /proc/<pid>/stat and /proc/<pid>/task/<pid>/children are read: neither takes that lock.
+// Only /proc/<pid>/stat, /proc/<pid>/io and /proc/<pid>/task/<pid>/children are read: none takes that lock.
 import { readFileSync } from 'node:fs';
 import type { CommandRunner, ProcessId, ProcessTable } from '../handlers/types.js';
 
@@ -121,6 +121,15 @@ export function createProcessTable(runner: CommandRunner, procDir = '/proc'): Pr
       if (found === undefined) return undefined;
       masters.set(controlPath, found);
       return { startedAt: new Date((bootSeconds() + found.startTicks / TICKS_PER_SECOND) * 1000) };
+    },
+    async bytesRead(p) {
+      if (!isAlive(p)) return undefined;
+      try {
+        const m = /^rchar: ([0-9]+)$/m.exec(readFileSync(`${procDir}/${p.pid}/io`, 'utf8'));
+        return m === null ? undefined : Number(m[1]);
+      } catch {
+        return undefined;
+      }
     },
     retire(sshfs) {
       setTimeout(() => killGroup(sshfs), RETIRE_GRACE_MS).unref();

@@ -149,6 +149,8 @@ export async function mountVolume(record: VolumeRecord, deps: Deps): Promise<voi
     else delete record.sharedConnection;
     delete record.lastError;
     delete record.lastErrorAt;
+    delete record.stalledAt;
+    delete record.stalledAfterSeconds;
     deps.log.info(`mounted ${remoteText(opts.remote)} for volume ${record.name} at ${record.mountpoint}`);
     // The check above waited for the mount's first answer, so FUSE's INIT is done: the value now stays.
     await setReadAhead(record, opts.readAheadKb, deps);

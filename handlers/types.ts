@@ -26,6 +26,10 @@ export interface VolumeRecord {
    */
   sshfs?: ProcessId;
   firstSsh?: ProcessId;
+  /** When the stall watch aborted the mount (its server left requests unanswered for stall_timeout seconds). */
+  stalledAt?: string;
+  /** stall_timeout in force then, for Status. */
+  stalledAfterSeconds?: number;
 }
 
 /**
@@ -101,6 +105,11 @@ export interface SshConnection {
 /** What the first request on a fresh mount got: an answer, an error (e.g. ENOTCONN), or nothing within the time. */
 export type ProbeResult = { ok: true } | { ok: false; timedOut: boolean; error?: string };
 
+export interface FuseConnection {
+  waiting: number;
+  abort(): Promise<boolean>;
+}
+
 /** What is mounted right now: the kernel's mount table, or a simulated one. */
 export interface MountTable {
   isMounted(path: string): Promise<boolean>;
@@ -121,6 +130,11 @@ export interface MountTable {
    * (no fusectl): ending the mount's sshfs has the same effect.
    */
   abort(path: string): Promise<boolean>;
+  /**
+   * The mount's FUSE connection as fusectl shows it: how many requests wait for an answer now, and its abort, bound to
+   * this very connection (a later mount on the path has another). undefined when fusectl is not mounted here.
+   */
+  fuseConnection(path: string): Promise<FuseConnection | undefined>;
   /** Mount points of sshfs mounts below a directory. */
   sshfsMountsUnder(dir: string): Promise<string[]>;
   /**
@@ -152,6 +166,8 @@ export interface ProcessTable {
    * running after a grace period. Returns at once.
    */
   retire(sshfs: ProcessId): void;
+  /** Bytes the process has read so far (rchar in /proc/<pid>/io), undefined when it is gone. */
+  bytesRead(process: ProcessId): Promise<number | undefined>;
   /** SIGKILL to the process group sshfs leads, now (a stalled mount being aborted). */
   endGroup(sshfs: ProcessId): Promise<void>;
 }

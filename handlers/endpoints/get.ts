@@ -28,6 +28,14 @@ export async function get({ Name: name }: NameRequest, deps: Deps): Promise<Answ
       Status: {
         ...statusOf(record, deps.config, state, lastSshMessage(sshLog) ?? lastSshMessage(masterLog), ssh, readAheadKb),
         ...(await sharedConnectionStatus(record, state === 'mounted', deps)),
+        ...(record.stalledAt !== undefined
+          ? {
+              connection:
+                `stalled: requests waited ${record.stalledAfterSeconds ?? '?'} s (stall_timeout) without an answer from the server; ` +
+                'the mount was aborted so they failed instead of hanging; the next Mount mounts afresh',
+              stalledAt: record.stalledAt,
+            }
+          : {}),
       },
     },
   };
