@@ -2,7 +2,8 @@
 // no other process can steer the plugin's view of its mounts (issue 19). Every docker command runs with a bound (the
 // harness kills the CLI after timeoutMs), and no process may be left waiting in the kernel (D state) on a mount.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execa } from 'execa';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
@@ -19,6 +20,9 @@ const DOCKER_BOUND_MS = 60_000;
 const keyText = readFileSync(env.keyFile, 'utf8');
 
 let sshd: TestSshd;
+/** fusectl, which the stall watch reads, mounted by this file (hosts with systemd have it; this test machine may not). */
+let mountedFusectl = false;
+const FUSECTL = '/sys/fs/fuse/connections';
 
 const { plugin, res } = useFaultPlugin({
   env: { MOUNT_TIMEOUT: String(MOUNT_TIMEOUT_S) },
@@ -29,17 +33,22 @@ const { plugin, res } = useFaultPlugin({
   afterCleanup: () => abortSshfsOf(plugin.mountRoot, plugin.stateDir),
   afterStop: async () => {
     await sshd?.stop();
+    if (mountedFusectl) await execa('umount', [FUSECTL], { reject: false });
   },
 });
 
 beforeAll(async () => {
   sshd = await startTestSshd();
+  if (!(await readFile('/proc/self/mountinfo', 'utf8')).includes(` ${FUSECTL} `)) {
+    await execa('mount', ['-t', 'fusectl', 'fusectl', FUSECTL]);
+    mountedFusectl = true;
+  }
 });
 
 /** A volume on the test sshd (whose SFTP can be made to stall), on a fresh remote dir. */
-async function stallableVolume(prefix: string): Promise<{ remote: string; vol: string }> {
+async function stallableVolume(prefix: string, extra: Record<string, string> = {}): Promise<{ remote: string; vol: string }> {
   const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
-  const opts = { sshcmd: `${env.keyUser}@127.0.0.1:${remote}`, port: String(sshd.port), key: keyText };
+  const opts = { sshcmd: `${env.keyUser}@127.0.0.1:${remote}`, port: String(sshd.port), key: keyText, ...extra };
   return { remote, vol: await createVolume(res, plugin, uniq(prefix), opts) };
 }
 
@@ -147,5 +156,68 @@ it('is not fooled by a process named sshfs naming the mountpoint: a crashed moun
       await removeContainers(res, [holder]);
     }
     row.passed += 1;
+  });
+}, 180_000);
+
+const STALL_TIMEOUT_S = 3;
+
+it('aborts a mount whose server stalls while a container uses it after stall_timeout: the reader gets an error, docker rm -f works, the volume is removable', async () => {
+  await measured('SFTP stalls after Mount: stall_timeout aborts, Docker is freed', import.meta.url, async (row) => {
+    row.trials += 1;
+    sshd.stallAfter(undefined);
+    const { remote, vol } = await stallableVolume('stalllater', { stall_timeout: String(STALL_TIMEOUT_S) });
+    const holder = await startContainer(res, vol);
+    try {
+      sshd.stallNow();
+      writeFileSync(path.join(remote, 'new'), 'never read'); // not in any cache: reading it must ask the server
+      const t0 = performance.now();
+      const read = await docker(['exec', holder, 'cat', '/data/new'], { timeoutMs: DOCKER_BOUND_MS });
+      const seconds = secondsSince(t0);
+      row.figures['reader blocked, then got (s)'] = `${seconds}: exit ${read.exitCode} ${read.stderr.trim().slice(0, 80)}`;
+      expect(read.exitCode, 'the read hung until the harness killed the CLI').not.toBe(-1);
+      expect(read.exitCode).not.toBe(0);
+      expect(seconds).toBeGreaterThanOrEqual(STALL_TIMEOUT_S - 1);
+      expect(seconds).toBeLessThan(STALL_TIMEOUT_S + 20);
+      const status = await statusOver(plugin, vol);
+      row.figures['Status.connection'] = String(status.connection).slice(0, 80);
+      expect(String(status.connection)).toMatch(/^stalled: requests waited 3 s/);
+      expect(status.stalledAt).toBeDefined();
+      const t1 = performance.now();
+      const rmf = await docker(['rm', '-f', holder], { timeoutMs: DOCKER_BOUND_MS });
+      row.figures['docker rm -f (s)'] = secondsSince(t1);
+      expect(rmf.exitCode, rmf.stderr).toBe(0);
+      res.containers.delete(holder);
+      await waitFor('no process left waiting on the mount', async () => (await stuckOn(remote)).length === 0, 10_000).catch(() => undefined);
+      expect(await stuckOn(remote)).toEqual([]);
+      const rm = await docker(['volume', 'rm', vol], { timeoutMs: DOCKER_BOUND_MS });
+      expect(rm.exitCode, rm.stderr).toBe(0);
+      res.volumes.delete(vol);
+      row.passed += 1;
+    } finally {
+      sshd.unstall();
+    }
+  });
+}, 180_000);
+
+it('never aborts a slow transfer that still moves, however long it takes past stall_timeout', async () => {
+  await measured('slow but alive server: never aborted', import.meta.url, async (row) => {
+    row.trials += 1;
+    sshd.stallAfter(undefined);
+    sshd.slow(128 * 1024); // 128 KiB/s: a 1.5 MiB file takes about 12 s, four times stall_timeout
+    try {
+      const { remote, vol } = await stallableVolume('slow', { stall_timeout: String(STALL_TIMEOUT_S) });
+      writeFileSync(path.join(remote, 'big'), Buffer.alloc(1536 * 1024, 7));
+      const t0 = performance.now();
+      const r = await docker(['run', '--rm', '--network', 'none', '-v', `${vol}:/data`, env.image, 'sh', '-c', 'wc -c < /data/big'], { timeoutMs: 120_000 });
+      const seconds = secondsSince(t0);
+      row.figures['1.5 MiB at 128 KiB/s (s)'] = seconds;
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.stdout.trim()).toBe(String(1536 * 1024));
+      expect(seconds).toBeGreaterThan(STALL_TIMEOUT_S * 2); // really slower than stall_timeout
+      expect(plugin.logs()).not.toMatch(new RegExp(`volume ${vol}: .*without a byte from the server`));
+      row.passed += 1;
+    } finally {
+      sshd.slow(undefined);
+    }
   });
 }, 180_000);
