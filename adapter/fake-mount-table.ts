@@ -96,11 +96,11 @@ export class FakeMountTable implements MountTable {
     hook?.();
   }
 
-  /** The simulated processes: what the runner started; every volume's ssh up (its child); masters in `masters`. */
+  /** The simulated processes: what the runner started; every volume's ssh up (in its group); masters in `masters`. */
   readonly processes: ProcessTable = {
     identify: async (pid) => this.running.get(pid),
     alive: async (p) => this.running.get(p.pid)?.startTicks === p.startTicks,
-    newestChild: async (p) => (this.running.get(p.pid)?.startTicks === p.startTicks ? { pid: p.pid + 100_000, startTicks: p.startTicks } : undefined),
+    groupMember: async (p) => (this.running.get(p.pid)?.startTicks === p.startTicks ? { pid: p.pid + 100_000, startTicks: p.startTicks } : undefined),
     startedAt: () => new Date(0),
     sshMaster: async (controlPath) => (this.masters.has(controlPath) ? { startedAt: new Date(0) } : undefined),
     retire: (sshfs) => void this.retired.push(sshfs),

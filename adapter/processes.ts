@@ -2,8 +2,9 @@
 // here reads another process's command line or environment: those reads take the process's memory lock, which a
 // process on a stalled mount can hold for as long as its server stays silent (and would freeze the plugin's one
 // thread); and a name or command line is anybody's to choose (a container's root can run a program called sshfs).
-// Only /proc/<pid>/stat, /proc/<pid>/io and /proc/<pid>/task/<pid>/children are read: none takes that lock.
+// Only /proc/<pid>/stat and /proc/<pid>/io are read: neither takes that lock.
 import { readFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import type { CommandRunner, ProcessId, ProcessTable } from '../handlers/types.js';
 
 /** Linux's USER_HZ: the unit of /proc/<pid>/stat times, 100 on every architecture Docker runs on. */
@@ -12,6 +13,8 @@ const TICKS_PER_SECOND = 100;
 export interface ProcStat {
   state: string;
   ppid: number;
+  /** Its process group. */
+  pgrp: number;
   /** Field 22: clock ticks after boot at which the process started. */
   startTicks: number;
 }
@@ -20,9 +23,10 @@ export interface ProcStat {
 export function parseStat(stat: string): ProcStat | undefined {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
   const ppid = Number(fields[1]);
+  const pgrp = Number(fields[2]);
   const startTicks = Number(fields[19]);
   const state = fields[0] ?? '';
-  return state !== '' && Number.isInteger(ppid) && Number.isInteger(startTicks) ? { state, ppid, startTicks } : undefined;
+  return state !== '' && Number.isInteger(ppid) && Number.isInteger(pgrp) && Number.isInteger(startTicks) ? { state, ppid, pgrp, startTicks } : undefined;
 }
 
 /** Seconds after boot at which a process started: field 22 of /proc/<pid>/stat. */
@@ -39,6 +43,9 @@ export function bootTimeSeconds(procUptime: string, nowMs: number): number | und
   const field = procUptime.trim().split(/\s+/)[0] ?? '';
   return /^[0-9]+(\.[0-9]+)?$/.test(field) ? nowMs / 1000 - Number(field) : undefined;
 }
+
+/** Processes whose stat is read per turn of the event loop while looking for a group's members. */
+const SCAN_BATCH = 64;
 
 /** How long sshfs and ssh may take to exit by themselves after their mount is gone. */
 const RETIRE_GRACE_MS = 5_000;
@@ -85,25 +92,34 @@ export function createProcessTable(runner: CommandRunner, procDir = '/proc'): Pr
       // the group is empty already
     }
   };
+  /** The ssh last found in each sshfs's group: a Get costs one stat read while it lives. */
+  const members = new Map<string, ProcessId>();
   /** Masters seen through their control socket, kept so a Get costs no `ssh -O check` while the master lives. */
   const masters = new Map<string, ProcessId>();
   return {
     identify: async (pid) => identify(pid),
     alive: async (p) => isAlive(p),
-    async newestChild(parent) {
-      if (!isAlive(parent)) return undefined;
-      let text: string;
-      try {
-        text = readFileSync(`${procDir}/${parent.pid}/task/${parent.pid}/children`, 'utf8');
-      } catch {
-        return undefined;
+    async groupMember(leader) {
+      if (!isAlive(leader)) return undefined;
+      const key = `${leader.pid}/${leader.startTicks}`;
+      const known = members.get(key);
+      if (known !== undefined && isAlive(known) && stat(known.pid)?.pgrp === leader.pid) return known;
+      members.delete(key);
+      // The group has no index in /proc: look at every process's stat (no lock a stalled mount can hold), a batch per
+      // turn of the event loop so requests pass in between. Only after a reconnect or while the link is down.
+      const pids = (await readdir(procDir)).filter((d) => /^[0-9]+$/.test(d)).map(Number);
+      let found: ProcessId | undefined;
+      for (let start = 0; start < pids.length; start += SCAN_BATCH) {
+        if (start > 0) await new Promise((resolve) => setImmediate(resolve));
+        for (const pid of pids.slice(start, start + SCAN_BATCH)) {
+          if (pid === leader.pid) continue;
+          const s = stat(pid);
+          if (s === undefined || s.pgrp !== leader.pid || s.state === 'Z') continue;
+          if (found === undefined || s.startTicks > found.startTicks) found = { pid, startTicks: s.startTicks };
+        }
       }
-      const children = text.trim().split(/\s+/).filter((c) => /^[0-9]+$/.test(c)).map(Number);
-      const live = children.flatMap((pid) => {
-        const s = stat(pid);
-        return s !== undefined && s.ppid === parent.pid && s.state !== 'Z' ? [{ pid, startTicks: s.startTicks }] : [];
-      });
-      return live.sort((a, b) => b.startTicks - a.startTicks || b.pid - a.pid)[0];
+      if (found !== undefined) members.set(key, found);
+      return found;
     },
     startedAt: (p) => new Date((bootSeconds() + p.startTicks / TICKS_PER_SECOND) * 1000),
     async sshMaster(controlPath) {

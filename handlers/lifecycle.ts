@@ -146,9 +146,6 @@ export async function mountVolume(record: VolumeRecord, deps: Deps): Promise<voi
   }
   if (outcome.ok) {
     record.sshfs = outcome.sshfs.id;
-    const firstSsh = await deps.processes?.newestChild(outcome.sshfs.id);
-    if (firstSsh !== undefined) record.firstSsh = firstSsh;
-    else delete record.firstSsh;
     record.mountedAt = deps.now().toISOString();
     if (usedShared !== undefined) record.sharedConnection = usedShared.id;
     else delete record.sharedConnection;
@@ -234,17 +231,21 @@ async function sharedLogin(
 }
 
 /**
- * The volume's ssh connection now: the newest child of its sshfs (sshfs runs nothing but ssh), null when it has none
- * (the link dropped and sshfs has not reconnected yet), undefined when that cannot be known (no sshfs on record).
- * `reconnected`: it is not the ssh sshfs ran first; sshfs reconnects silently, so this is how Status tells.
+ * sshfs starts its first ssh as it starts (before it connects, let alone mounts): an ssh started this much later is a
+ * reconnect. Any reconnect comes after a connection was up and dropped, which takes far longer.
+ */
+const FIRST_SSH_WITHIN_TICKS = 200;
+
+/**
+ * The volume's ssh connection now: the newest other process in its sshfs's process group (sshfs runs nothing but ssh),
+ * null when there is none (the link dropped and sshfs has not reconnected yet), undefined when that cannot be known
+ * (no sshfs on record). `reconnected`: sshfs reconnects silently, so this is how Status tells.
  */
 export async function sshConnectionOf(record: VolumeRecord, deps: Deps): Promise<SshConnection | null | undefined> {
   if (record.sshfs === undefined || deps.processes === undefined) return undefined;
-  const ssh = await deps.processes.newestChild(record.sshfs);
+  const ssh = await deps.processes.groupMember(record.sshfs);
   if (ssh === undefined) return null;
-  const first = record.firstSsh;
-  const reconnected = first !== undefined && (first.pid !== ssh.pid || first.startTicks !== ssh.startTicks);
-  return { startedAt: deps.processes.startedAt(ssh), reconnected };
+  return { startedAt: deps.processes.startedAt(ssh), reconnected: ssh.startTicks - record.sshfs.startTicks > FIRST_SSH_WITHIN_TICKS };
 }
 
 /** Read-ahead only changes speed: when it cannot be set, the mount is still good, and the log says why. */
@@ -289,7 +290,6 @@ export async function unmountUnused(record: VolumeRecord, deps: Deps): Promise<v
   delete record.mountedAt;
   delete record.idleUntil;
   delete record.sshfs;
-  delete record.firstSsh;
   await deps.store.put(record);
   await unmountVolume(record, deps, server);
 }

@@ -7,7 +7,7 @@ export interface MountPaths {
   mountpoint: string;
   /** The known_hosts file ssh checks: the plugin's own in the state directory, or the user's (then only read). */
   knownHostsFile: string;
-  /** Where ssh writes its own messages (sshfs sends ssh's stderr to /dev/null once it daemonizes). */
+  /** Where ssh writes its own messages (`ssh -E`), and where sshfs's own output goes (the runner appends it there). */
   sshLogFile: string;
 }
 

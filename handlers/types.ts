@@ -21,11 +21,9 @@ export interface VolumeRecord {
   sharedConnection?: string;
   /**
    * The sshfs the plugin started for the mount now at the mountpoint (kept across restarts: adopted from here, never
-   * found by a process name), and the ssh it ran first (a later one is a reconnect). Unset: unmounted, or mounted by
-   * an older version of the plugin.
+   * found by a process name). Unset: unmounted, or mounted by an older version of the plugin.
    */
   sshfs?: ProcessId;
-  firstSsh?: ProcessId;
   /** When the stall watch aborted the mount (its server left requests unanswered for stall_timeout seconds). */
   stalledAt?: string;
   /** stall_timeout in force then, for Status. */
@@ -147,7 +145,7 @@ export interface MountTable {
 /**
  * The processes the plugin started (sshfs, its ssh, the shared logins' masters), known by pid and start time: never
  * looked up by name or command line (a container can name a process anything, and reading another process's command
- * line can block on its memory lock). Only /proc/<pid>/stat and the children list are read: they take no such lock.
+ * line can block on its memory lock). Only /proc/<pid>/stat and /proc/<pid>/io are read: they take no such lock.
  * A host whose processes cannot be seen has none (Deps.processes undefined): Status then says less.
  */
 export interface ProcessTable {
@@ -155,8 +153,12 @@ export interface ProcessTable {
   identify(pid: number): Promise<ProcessId | undefined>;
   /** Whether that very process still runs (same pid and start time, not a zombie). */
   alive(process: ProcessId): Promise<boolean>;
-  /** Its newest live child (sshfs's current ssh), or undefined when it has none. */
-  newestChild(process: ProcessId): Promise<ProcessId | undefined>;
+  /**
+   * The newest other live process in the process group this one leads: sshfs's current ssh (sshfs starts ssh through
+   * a double fork, so ssh is not its child, but stays in its group; no process outside can join that group). undefined
+   * when there is none (the link dropped and sshfs has not reconnected yet).
+   */
+  groupMember(leader: ProcessId): Promise<ProcessId | undefined>;
   /** When it started. */
   startedAt(process: ProcessId): Date;
   /** The plugin's shared ssh connection (master) listening on controlPath, if one runs. */

@@ -4,8 +4,9 @@
 import { spawn } from 'node:child_process';
 import { execa } from 'execa';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { beforeAll, expect, it } from 'vitest';
 import { docker, listProcesses, listVolumes, loadEnv, makeRemoteSubdir, sleep, sshProcessesMentioning, waitFor } from '../e2e/harness.js';
 import { abortSshfsOf, startTestSshd, type TestSshd } from './hostile-servers.js';
@@ -219,5 +220,84 @@ it('never aborts a slow transfer that still moves, however long it takes past st
     } finally {
       sshd.slow(undefined);
     }
+  });
+}, 180_000);
+
+const MMAP_LOCK_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'mmap-lock.py');
+
+/**
+ * Whether the trap holds: one of its threads waits in the kernel for the server (holding the memory lock) and another
+ * waits for that lock. Read from the threads' /proc/<pid>/task/<tid>/stat and wchan, which take no such lock: reading
+ * its cmdline to check would block this test for good (that wait is not even killable).
+ */
+async function trapSet(pid: number): Promise<boolean> {
+  let waiting = 0;
+  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('D')) waiting += 1;
+  }
+  return waiting >= 2;
+}
+
+/** Aborts the FUSE connection of the mount at MOUNTPOINT through fusectl: whatever waits on it gets an error. */
+async function abortConnection(mountpoint: string): Promise<void> {
+  const line = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === mountpoint);
+  const minor = /^0:([0-9]+)$/.exec(line?.split(' ')[2] ?? '')?.[1];
+  if (minor !== undefined) await writeFile(`${FUSECTL}/${minor}/abort`, '1').catch(() => undefined);
+}
+
+it('answers Get, List, Mount and docker volume inspect while a process on a stalled mount blocks reads of its command line', async () => {
+  await measured('a process blocking its cmdline read does not freeze the plugin', import.meta.url, async (row) => {
+    row.trials += 1;
+    sshd.stallAfter(undefined);
+    // stall_timeout=0: the trap must hold for the whole test (the stall watch would otherwise end it).
+    const { remote, vol } = await stallableVolume('trap', { stall_timeout: '0' });
+    writeFileSync(path.join(remote, 'bait'), Buffer.alloc(8192, 1));
+    expect((await call(plugin, '/VolumeDriver.Mount', { Name: vol, ID: 'trap' }, 30_000)).Err).toBe('');
+    const trap = spawn('/usr/bin/python3', [MMAP_LOCK_SCRIPT, path.join(plugin.mountRoot, vol, 'bait')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    trap.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    try {
+      await waitFor('the trap to map its file', () => out.includes('mapped'), 20_000, 50);
+      sshd.stallNow();
+      await sleep(500);
+      trap.stdin.write('go\n');
+      await waitFor('the trap to be set', () => out.includes('ready'), 20_000, 50);
+      await waitFor('a trap thread to wait for the memory lock', () => trapSet(trap.pid ?? 0), 20_000, 100).catch(() => undefined);
+      const armed = await trapSet(trap.pid ?? 0);
+      row.figures['trap set (a thread waits for the memory lock, so cmdline reads block)'] = String(armed);
+      expect(armed, 'the trap did not take the lock: the test would prove nothing').toBe(true);
+      // A healthy volume mounted now: its Get looks up its processes (a plugin scanning command lines reads the trap's).
+      const healthyRemote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
+      const healthy = await createVolume(res, plugin, uniq('healthy'), keyOpts(healthyRemote));
+      const answers: Record<string, number> = {};
+      const timed = async (label: string, endpoint: string, body: unknown) => {
+        const t0 = performance.now();
+        const r = await call(plugin, endpoint, body, 10_000).catch((error: unknown) => ({ Err: `no answer: ${String(error)}` }));
+        answers[label] = Math.round(performance.now() - t0);
+        expect(r.Err, label).toBe('');
+      };
+      // The trapped volume's own Get looks up its ssh, started before the trap; a scan of /proc newest first meets the trap.
+      await timed('Get (trapped volume)', '/VolumeDriver.Get', { Name: vol });
+      await timed('Mount', '/VolumeDriver.Mount', { Name: healthy, ID: 'h' });
+      await timed('Get', '/VolumeDriver.Get', { Name: healthy });
+      await timed('List', '/VolumeDriver.List', {});
+      await timed('Unmount', '/VolumeDriver.Unmount', { Name: healthy, ID: 'h' });
+      const t0 = performance.now();
+      const inspect = await docker(['volume', 'inspect', healthy], { timeoutMs: DOCKER_BOUND_MS });
+      answers['docker volume inspect'] = Math.round(performance.now() - t0);
+      row.figures['answer times (ms)'] = JSON.stringify(answers);
+      expect(inspect.exitCode, inspect.stderr).toBe(0);
+      for (const [label, ms] of Object.entries(answers)) expect(ms, label).toBeLessThan(label.startsWith('docker') ? 30_000 : 5_000);
+    } finally {
+      // Release the trap first (this file's own process scans read command lines): abort the stalled mount's FUSE
+      // connection, so its threads get an error; then it can be killed, and the mount's sshfs ended.
+      await abortConnection(path.join(plugin.mountRoot, vol));
+      trap.kill('SIGKILL');
+      await waitFor('the trap to end', () => trap.exitCode !== null || trap.signalCode !== null, 20_000).catch(() => undefined);
+      await abortSshfsOf(plugin.mountRoot, plugin.stateDir);
+      sshd.unstall();
+    }
+    row.passed += 1;
   });
 }, 180_000);

@@ -104,45 +104,46 @@ describe('the fresh-mount probe', () => {
 
 describe('processes from /proc/<pid>/stat', () => {
   // field 22 (starttime, in 1/100 s since boot) of /proc/<pid>/stat; the comm field may hold spaces and parentheses.
-  const stat = (ticks: number, comm = 'ssh', ppid = 1, state = 'S') =>
-    `42 (${comm}) ${state} ${ppid} 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 ${ticks} 12345678 100 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 17 1 0 0 0 0 0`;
+  const stat = (ticks: number, comm = 'ssh', ppid = 1, state = 'S', pgrp = 42) =>
+    `42 (${comm}) ${state} ${ppid} ${pgrp} 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 ${ticks} 12345678 100 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 17 1 0 0 0 0 0`;
 
   it('reads the start time, the parent and the boot time', () => {
     expect(startSecondsAfterBoot(stat(12_345))).toBe(123.45);
     expect(startSecondsAfterBoot(stat(500, 'odd) name (x'))).toBe(5);
-    expect(parseStat(stat(7, 'a b) c', 99, 'D'))).toEqual({ state: 'D', ppid: 99, startTicks: 7 });
+    expect(parseStat(stat(7, 'a b) c', 99, 'D', 5))).toEqual({ state: 'D', ppid: 99, pgrp: 5, startTicks: 7 });
     expect(bootTimeSeconds('1234.56 4567.89\n', 1_700_001_234_560)).toBeCloseTo(1_700_000_000, 6);
     expect(bootTimeSeconds('', 0)).toBeUndefined();
   });
 
-  it('knows a process by pid and start time, finds its newest child, and never reads a command line', async () => {
+  it('knows a process by pid and start time, finds the ssh in its process group, and never reads a command line', async () => {
     const proc = await mkdtemp(join(tmpdir(), 'proc-'));
     await writeFile(join(proc, 'uptime'), `${(Date.now() / 1000 - 1_700_000_000).toFixed(2)} 0.00\n`);
-    const add = async (pid: number, ticks: number, ppid = 1, state = 'S') => {
-      await mkdir(join(proc, String(pid), 'task', String(pid)), { recursive: true });
-      await writeFile(join(proc, String(pid), 'stat'), stat(ticks, 'x', ppid, state));
+    const add = async (pid: number, ticks: number, pgrp = pid, state = 'S') => {
+      await mkdir(join(proc, String(pid)), { recursive: true });
+      await writeFile(join(proc, String(pid), 'stat'), stat(ticks, 'x', 1, state, pgrp));
       // A command line that claims anything: it is never read.
       await writeFile(join(proc, String(pid), 'cmdline'), 'sshfs\0/mnt/volumes/v\0');
     };
-    const children = (pid: number, list: number[]) => writeFile(join(proc, String(pid), 'task', String(pid), 'children'), list.map((c) => `${c} `).join(''));
     await add(10, 1_000);
-    await add(11, 1_001, 10);
-    await children(10, [11]);
+    await add(11, 1_001, 10); // sshfs's ssh: double-forked (its parent is init), in sshfs's group
+    await add(12, 1_002); // anything else, in a group of its own
     const table = createHostView(new FakeRunner(), proc).processes;
     const sshfs = { pid: 10, startTicks: 1_000 };
     expect(await table.alive(sshfs)).toBe(true);
     expect(await table.identify(10)).toEqual(sshfs);
-    expect(await table.newestChild(sshfs)).toEqual({ pid: 11, startTicks: 1_001 });
+    expect(await table.groupMember(sshfs)).toEqual({ pid: 11, startTicks: 1_001 });
+    expect(await table.groupMember(sshfs)).toEqual({ pid: 11, startTicks: 1_001 }); // remembered while it lives
     expect(Math.round(table.startedAt({ pid: 11, startTicks: 1_001 }).getTime() / 1000)).toBe(1_700_000_010);
     // A reconnect: the first ssh exited, sshfs ran another.
     await rm(join(proc, '11'), { recursive: true });
     await add(14, 3_000, 10);
-    await children(10, [14]);
-    expect(await table.newestChild(sshfs)).toEqual({ pid: 14, startTicks: 3_000 });
+    expect(await table.groupMember(sshfs)).toEqual({ pid: 14, startTicks: 3_000 });
+    await writeFile(join(proc, '14', 'stat'), stat(3_000, 'ssh', 1, 'Z', 10));
+    expect(await table.groupMember(sshfs)).toBeUndefined(); // the link is down
     // The pid now names another process (started later), or a zombie: not ours, not alive.
     await writeFile(join(proc, '10', 'stat'), stat(5_000, 'sshfs'));
     expect(await table.alive(sshfs)).toBe(false);
-    expect(await table.newestChild(sshfs)).toBeUndefined();
+    expect(await table.groupMember(sshfs)).toBeUndefined();
     await writeFile(join(proc, '10', 'stat'), stat(1_000, 'sshfs', 1, 'Z'));
     expect(await table.alive(sshfs)).toBe(false);
     await rm(join(proc, '10'), { recursive: true });
