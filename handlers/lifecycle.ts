@@ -57,7 +57,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 /** What one sshfs start came to: its mount is up (and answers), or why not. */
 type SshfsOutcome =
   | { ok: true; sshfs: StartedProcess }
-  | { ok: false; result: RunResult; sshfs?: StartedProcess; unanswered?: boolean };
+  | { ok: false; result: RunResult; sshfs?: StartedProcess; mountAppeared: boolean; unanswered?: boolean };
 
 /**
  * Starts sshfs in the foreground, as the plugin's own child (so its pid is known, never looked up), and waits until
@@ -72,18 +72,16 @@ async function startSshfs(args: string[], paths: MountPaths, input: string | und
   try {
     sshfs = await deps.runner.start('sshfs', args, { outputFile: paths.sshLogFile, ...(input !== undefined ? { input } : {}) });
   } catch (error) {
-    return { ok: false, result: failed(describe(error)) };
+    return { ok: false, result: failed(describe(error)), mountAppeared: false };
   }
   let exitCode: number | null | undefined;
   void sshfs.exited.then((code) => (exitCode = code));
   for (let i = 0; ; i++) {
     if (await deps.mounts.isMounted(paths.mountpoint)) break;
-    if (exitCode !== undefined) return { ok: false, result: failed('', false, exitCode ?? -1) };
+    // Its group is ended all the same by the caller (an ssh it started may linger).
+    if (exitCode !== undefined) return { ok: false, result: failed('', false, exitCode ?? -1), sshfs, mountAppeared: false };
     const left = deadline - Date.now();
-    if (left <= 0) {
-      sshfs.endGroup();
-      return { ok: false, result: failed('', true) };
-    }
+    if (left <= 0) return { ok: false, result: failed('', true), sshfs, mountAppeared: false };
     await Promise.race([sleep(Math.min(MOUNT_POLL_MS[i] ?? MOUNT_POLL_MAX_MS, left)), sshfs.exited]);
   }
   // At least a moment for the first answer, even when connecting took nearly the whole timeout.
@@ -91,13 +89,13 @@ async function startSshfs(args: string[], paths: MountPaths, input: string | und
   if (probe.ok) return { ok: true, sshfs };
   // An sshfs that exited right after mounting (a login refused after all) said why in its log: that is the message.
   const said = exitCode !== undefined || probe.timedOut ? '' : `the new mount did not answer (${probe.error ?? 'no reply'})`;
-  return { ok: false, result: failed(said, false, exitCode ?? -1), sshfs, unanswered: probe.timedOut };
+  return { ok: false, result: failed(said, false, exitCode ?? -1), sshfs, mountAppeared: true, unanswered: probe.timedOut };
 }
 
 /**
- * A mount that does not answer is taken down so nothing waits on it: its FUSE connection aborted (every request
- * waiting on it fails at once, the probe's included), sshfs's whole process group ended (which also aborts the
- * connection where fusectl is not mounted), the mount detached.
+ * A failed mount is taken down so nothing waits on it: its FUSE connection aborted (every request waiting on it fails
+ * at once, the probe's included), sshfs's whole process group ended (its ssh included; this also aborts the connection
+ * where fusectl is not mounted), the mount detached.
  */
 async function takeDown(mountpoint: string, sshfs: StartedProcess | undefined, deps: Deps): Promise<void> {
   await deps.mounts.abort(mountpoint);
@@ -134,7 +132,14 @@ export async function mountVolume(record: VolumeRecord, deps: Deps): Promise<voi
   let usedShared = shared?.connection;
   try {
     outcome = await attempt(usedShared?.controlPath);
-    if (usedShared !== undefined && !outcome.ok && !outcome.result.timedOut && outcome.sshfs === undefined && sessionRefused(await deps.fs.readText(paths.sshLogFile))) {
+    if (
+      usedShared !== undefined &&
+      !outcome.ok &&
+      !outcome.result.timedOut &&
+      !outcome.mountAppeared &&
+      sessionRefused(await deps.fs.readText(paths.sshLogFile))
+    ) {
+      outcome.sshfs?.endGroup();
       // The server allows fewer sessions per connection than we counted on: this volume logs in by itself.
       deps.log.info(`volume ${record.name}: the shared ssh connection was refused a session; logging in separately`);
       await deps.fs.writeSecretFile(paths.sshLogFile, '', { durable: false });

@@ -256,6 +256,7 @@ it('answers Get, List, Mount and docker volume inspect while a process on a stal
     expect((await call(plugin, '/VolumeDriver.Mount', { Name: vol, ID: 'trap' }, 30_000)).Err).toBe('');
     const trap = spawn('/usr/bin/python3', [MMAP_LOCK_SCRIPT, path.join(plugin.mountRoot, vol, 'bait')], { stdio: ['pipe', 'pipe', 'inherit'] });
     let out = '';
+    let reader: ReturnType<typeof spawn> | undefined;
     trap.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     try {
       await waitFor('the trap to map its file', () => out.includes('mapped'), 20_000, 50);
@@ -265,8 +266,13 @@ it('answers Get, List, Mount and docker volume inspect while a process on a stal
       await waitFor('the trap to be set', () => out.includes('ready'), 20_000, 50);
       await waitFor('a trap thread to wait for the memory lock', () => trapSet(trap.pid ?? 0), 20_000, 100).catch(() => undefined);
       const armed = await trapSet(trap.pid ?? 0);
-      row.figures['trap set (a thread waits for the memory lock, so cmdline reads block)'] = String(armed);
-      expect(armed, 'the trap did not take the lock: the test would prove nothing').toBe(true);
+      // A reader of its cmdline (as ps, or a plugin scanning command lines): it must still wait a second later. Not
+      // awaited (it cannot be killed while it waits); it ends once the trap is released below.
+      reader = spawn('cat', [`/proc/${trap.pid ?? 0}/cmdline`], { stdio: 'ignore' });
+      await sleep(1_000);
+      const blocks = reader.exitCode === null && reader.signalCode === null;
+      row.figures['trap set / a cmdline read of it still waits after 1 s'] = `${String(armed)} / ${String(blocks)}`;
+      expect(armed && blocks, 'the trap did not block cmdline reads: the test would prove nothing').toBe(true);
       // A healthy volume mounted now: its Get looks up its processes (a plugin scanning command lines reads the trap's).
       const healthyRemote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser);
       const healthy = await createVolume(res, plugin, uniq('healthy'), keyOpts(healthyRemote));
@@ -295,6 +301,8 @@ it('answers Get, List, Mount and docker volume inspect while a process on a stal
       await abortConnection(path.join(plugin.mountRoot, vol));
       trap.kill('SIGKILL');
       await waitFor('the trap to end', () => trap.exitCode !== null || trap.signalCode !== null, 20_000).catch(() => undefined);
+      const cat = reader;
+      if (cat !== undefined) await waitFor('the cmdline reader to end', () => cat.exitCode !== null || cat.signalCode !== null, 20_000).catch(() => undefined);
       await abortSshfsOf(plugin.mountRoot, plugin.stateDir);
       sshd.unstall();
     }
