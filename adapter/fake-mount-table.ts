@@ -102,6 +102,7 @@ export class FakeMountTable implements MountTable {
     alive: async (p) => this.running.get(p.pid)?.startTicks === p.startTicks,
     groupMember: async (p) => (this.running.get(p.pid)?.startTicks === p.startTicks ? { pid: p.pid + 100_000, startTicks: p.startTicks } : undefined),
     startedAt: () => new Date(0),
+    nowTicks: () => 5_000,
     sshMaster: async (controlPath) => (this.masters.has(controlPath) ? { startedAt: new Date(0) } : undefined),
     retire: (sshfs) => void this.retired.push(sshfs),
     bytesRead: async (p) => (this.running.get(p.pid)?.startTicks === p.startTicks ? (this.bytesRead.get(p.pid) ?? 0) : undefined),

@@ -121,6 +121,13 @@ export function createProcessTable(runner: CommandRunner, procDir = '/proc'): Pr
       if (found !== undefined) members.set(key, found);
       return found;
     },
+    nowTicks: () => {
+      try {
+        return Math.floor(Number(readFileSync(`${procDir}/uptime`, 'utf8').trim().split(/\s+/)[0]) * TICKS_PER_SECOND);
+      } catch {
+        return 0;
+      }
+    },
     startedAt: (p) => new Date((bootSeconds() + p.startTicks / TICKS_PER_SECOND) * 1000),
     async sshMaster(controlPath) {
       const known = masters.get(controlPath);

@@ -151,6 +151,9 @@ export async function mountVolume(record: VolumeRecord, deps: Deps): Promise<voi
   }
   if (outcome.ok) {
     record.sshfs = outcome.sshfs.id;
+    const ticks = deps.processes?.nowTicks();
+    if (ticks !== undefined && ticks > 0) record.mountedTicks = ticks;
+    else delete record.mountedTicks;
     record.mountedAt = deps.now().toISOString();
     if (usedShared !== undefined) record.sharedConnection = usedShared.id;
     else delete record.sharedConnection;
@@ -235,10 +238,7 @@ async function sharedLogin(
   );
 }
 
-/**
- * sshfs starts its first ssh as it starts (before it connects, let alone mounts): an ssh started this much later is a
- * reconnect. Any reconnect comes after a connection was up and dropped, which takes far longer.
- */
+/** Without mountedTicks (a record from before it was kept): an ssh started this long after sshfs is a reconnect. */
 const FIRST_SSH_WITHIN_TICKS = 200;
 
 /**
@@ -250,7 +250,9 @@ export async function sshConnectionOf(record: VolumeRecord, deps: Deps): Promise
   if (record.sshfs === undefined || deps.processes === undefined) return undefined;
   const ssh = await deps.processes.groupMember(record.sshfs);
   if (ssh === undefined) return null;
-  return { startedAt: deps.processes.startedAt(ssh), reconnected: ssh.startTicks - record.sshfs.startTicks > FIRST_SSH_WITHIN_TICKS };
+  // sshfs connects (its first ssh) before it mounts; any ssh started after the mount appeared is a reconnect.
+  const firstBy = record.mountedTicks ?? record.sshfs.startTicks + FIRST_SSH_WITHIN_TICKS;
+  return { startedAt: deps.processes.startedAt(ssh), reconnected: ssh.startTicks > firstBy };
 }
 
 /** Read-ahead only changes speed: when it cannot be set, the mount is still good, and the log says why. */
@@ -295,6 +297,7 @@ export async function unmountUnused(record: VolumeRecord, deps: Deps): Promise<v
   delete record.mountedAt;
   delete record.idleUntil;
   delete record.sshfs;
+  delete record.mountedTicks;
   await deps.store.put(record);
   await unmountVolume(record, deps, server);
 }

@@ -24,6 +24,11 @@ export interface VolumeRecord {
    * found by a process name). Unset: unmounted, or mounted by an older version of the plugin.
    */
   sshfs?: ProcessId;
+  /**
+   * When its mount appeared, in the clock of process start times (ticks after boot): sshfs's first ssh started before
+   * (sshfs connects, then mounts), any later one is a reconnect.
+   */
+  mountedTicks?: number;
   /** When the stall watch aborted the mount (its server left requests unanswered for stall_timeout seconds). */
   stalledAt?: string;
   /** stall_timeout in force then, for Status. */
@@ -161,6 +166,8 @@ export interface ProcessTable {
   groupMember(leader: ProcessId): Promise<ProcessId | undefined>;
   /** When it started. */
   startedAt(process: ProcessId): Date;
+  /** Now, in the clock of start times (clock ticks after boot). */
+  nowTicks(): number;
   /** The plugin's shared ssh connection (master) listening on controlPath, if one runs. */
   sshMaster(controlPath: string): Promise<{ startedAt: Date } | undefined>;
   /**

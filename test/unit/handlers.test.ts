@@ -551,7 +551,7 @@ describe('Get, List, Path, Capabilities, Activate', () => {
   it('Get tells from the ssh process whether the link is up, dropped, or was re-established', async () => {
     // sshfs reconnects silently and ssh logs nothing when the server end dies (measured by the fault suite).
     // The ssh is found in the process group of the sshfs the plugin started, never by its command line; one started
-    // more than 2 s after sshfs is a reconnect (sshfs starts its first ssh as it starts).
+    // after the mount appeared is a reconnect (sshfs connects, then mounts).
     const deps = await created();
     await mount({ Name: 'vol1', ID: 'a' }, deps);
     const first = { pid: SSHFS.pid + 1, startTicks: SSHFS.startTicks + 3 };
@@ -564,7 +564,8 @@ describe('Get, List, Path, Capabilities, Activate', () => {
       return (await get({ Name: 'vol1' }, deps)).Volume?.Status;
     };
     expect(await status(first)).toMatchObject({ connection: 'up' });
-    expect(await status({ pid: 5555, startTicks: SSHFS.startTicks + 30_000 })).toMatchObject({
+    expect((await deps.store.get('vol1'))?.mountedTicks).toBe(5_000);
+    expect(await status({ pid: 5555, startTicks: 5_001 })).toMatchObject({
       connection: 'reconnected',
       reconnectedAt: '2026-01-02T03:09:00.000Z',
     });
