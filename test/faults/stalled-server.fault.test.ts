@@ -167,10 +167,13 @@ it('aborts a mount whose server stalls while a container uses it after stall_tim
     row.trials += 1;
     sshd.stallAfter(undefined);
     const { remote, vol } = await stallableVolume('stalllater', { stall_timeout: String(STALL_TIMEOUT_S) });
+    // Written before the mount, so sshfs's directory cache knows it; its content is in no cache: reading it (open,
+    // read) must ask the server.
+    writeFileSync(path.join(remote, 'new'), 'never read');
     const holder = await startContainer(res, vol);
     try {
       sshd.stallNow();
-      writeFileSync(path.join(remote, 'new'), 'never read'); // not in any cache: reading it must ask the server
+      await sleep(300); // stall-sftp.mjs looks for stall-now every 100 ms
       const t0 = performance.now();
       const read = await docker(['exec', holder, 'cat', '/data/new'], { timeoutMs: DOCKER_BOUND_MS });
       const seconds = secondsSince(t0);
