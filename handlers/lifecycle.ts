@@ -1,7 +1,7 @@
 // The life of a volume's sshfs mount, in one place: mounting (with a shared login when one fits), detaching,
 // read-ahead, and the delayed unmount of an idle volume. Endpoints and start-up recovery call these; the caller holds
 // the volume's lock and owns the record.
-import { explainMountFailure, failureContext } from './diagnose.js';
+import { explainMountFailure, failureContext, lastSshMessage } from './diagnose.js';
 import { describe, UserError } from './errors.js';
 import { resolveKnownHosts, resolveLogin, type Login } from './credentials.js';
 import { remoteText, type VolumeOptions } from './options.js';
@@ -87,8 +87,12 @@ async function startSshfs(args: string[], paths: MountPaths, input: string | und
   // At least a moment for the first answer, even when connecting took nearly the whole timeout.
   const probe = await deps.mounts.probe(paths.mountpoint, Math.max(deadline - Date.now(), 500));
   if (probe.ok) return { ok: true, sshfs };
-  // An sshfs that exited right after mounting (a login refused after all) said why in its log: that is the message.
-  const said = exitCode !== undefined || probe.timedOut ? '' : `the new mount did not answer (${probe.error ?? 'no reply'})`;
+  // sshfs mounts before its first look at the remote directory (and, with a password, before the login is through):
+  // one that exits then (a missing directory, a refused password) took its mount's connection with it, and said why
+  // in its log: that is the message.
+  const serverGone = probe.error === 'ENOTCONN' || probe.error === 'ECONNABORTED';
+  if (serverGone) await Promise.race([sshfs.exited, sleep(1_000)]);
+  const said = exitCode !== undefined || probe.timedOut || serverGone ? '' : `the new mount did not answer (${probe.error ?? 'no reply'})`;
   return { ok: false, result: failed(said, false, exitCode ?? -1), sshfs, mountAppeared: true, unanswered: probe.timedOut };
 }
 
@@ -172,7 +176,9 @@ export async function mountVolume(record: VolumeRecord, deps: Deps): Promise<voi
   const sshLog = await deps.fs.readText(paths.sshLogFile);
   await deps.fs.removeEmptyDir(record.mountpoint);
   const seconds = Math.round(deps.config.mountTimeoutMs / 1000);
-  const message = outcome.unanswered === true
+  // A mount that never answered while ssh said nothing: the login went through and the SFTP server is silent. Where
+  // ssh did say something (sshfs mounts before its login is through when it may reconnect later), that is the cause.
+  const message = outcome.unanswered === true && lastSshMessage(sshLog) === undefined
     ? `mounting ${remoteText(opts.remote)} failed: the server accepted the login but its SFTP server does not answer ` +
       `(the first request on the mount got no reply within ${seconds} s, so the mount was aborted): ` +
       'check the server (its disk, the filesystem it serves, its sftp-server) and mount again'

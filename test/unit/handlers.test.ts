@@ -261,6 +261,20 @@ describe('Mount and Unmount', () => {
     expect(deps.fs.dirs.has(MP)).toBe(false);
   });
 
+  it('says what ssh said when a mount that never answered had a login problem, not that SFTP is silent', async () => {
+    const deps = await created();
+    deps.runner.script = (c) => {
+      if (c.program !== 'sshfs') return undefined;
+      deps.mounts.unanswered.add(MP);
+      deps.fs.files.set(LOG, { content: 'alice@files.example.com: Permission denied (publickey).\n', mode: 0o600 });
+      return undefined;
+    };
+    const res = await mount({ Name: 'vol1', ID: 'a' }, deps);
+    expect(res.Err).toMatch(/Permission denied \(publickey\)/);
+    expect(res.Err).not.toMatch(/SFTP server does not answer/);
+    expect(deps.mounts.aborted).toEqual([MP]);
+  });
+
   it('fails a Mount whose sshfs exits before its mount appears, with what it said', async () => {
     const deps = await created();
     deps.runner.script = (c) => {
