@@ -1,6 +1,6 @@
 // Wires the handlers' dependencies: for a real run, or for a dry run that runs and writes nothing on the host.
 import { createKeyedLock } from '../handlers/keyed-lock.js';
-import type { Config, Deps, Logger, MountTable, ProcessTable, ReadAheadControl, VolumeStore } from '../handlers/types.js';
+import type { CommandRunner, Config, Deps, Logger, MountTable, ProcessTable, ReadAheadControl, VolumeStore } from '../handlers/types.js';
 import { MemoryStore } from '../state/memory-store.js';
 import { createDryRunFs } from './dry-run-fs.js';
 import { createExecaRunner } from './execa-runner.js';
@@ -8,7 +8,7 @@ import { FakeMountTable } from './fake-mount-table.js';
 import { FakeRunner } from './fake-runner.js';
 import { createHostFs } from './host-fs.js';
 import { mountUsers } from './mount-users.js';
-import { createProcessTable, ProcessFinder } from './processes.js';
+import { createProcessTable } from './processes.js';
 import { createProcMountTable } from './proc-mounts.js';
 import { createReadAhead } from './read-ahead.js';
 import { createTimers } from './timers.js';
@@ -17,20 +17,25 @@ function common(config: Config, log: Logger) {
   return { config, locks: createKeyedLock(), timers: createTimers(), now: () => new Date(), log };
 }
 
-/** The host as /proc and /sys show it: mounts, the processes behind them (one finder: one pid cache), read-ahead. */
-export function createHostView(procDir = '/proc', sysDir = '/sys'): { mounts: MountTable; processes: ProcessTable; readAhead: ReadAheadControl } {
-  const finder = new ProcessFinder(procDir);
+/** The host as /proc and /sys show it: mounts, the processes the plugin started, read-ahead. */
+export function createHostView(
+  runner: CommandRunner,
+  procDir = '/proc',
+  sysDir = '/sys',
+): { mounts: MountTable; processes: ProcessTable; readAhead: ReadAheadControl } {
+  const processes = createProcessTable(runner, procDir);
   return {
-    mounts: createProcMountTable(finder, procDir),
-    processes: createProcessTable(finder, procDir),
+    mounts: createProcMountTable((server) => processes.alive(server), procDir, sysDir),
+    processes,
     readAhead: createReadAhead(procDir, sysDir),
   };
 }
 
 export function createDeps(config: Config, store: VolumeStore, log: Logger): Deps {
-  const host = createHostView();
+  const runner = createExecaRunner();
+  const host = createHostView(runner);
   host.mounts.usersOf = (path) => mountUsers(path);
-  return { ...common(config, log), ...host, store, runner: createExecaRunner(), fs: createHostFs() };
+  return { ...common(config, log), ...host, store, runner, fs: createHostFs() };
 }
 
 /**

@@ -1,5 +1,8 @@
 // The real command runner: execa without a shell, and only for the programs the plugin is allowed to run.
-import type { CommandRunner, Program, RunOptions, RunResult } from '../handlers/types.js';
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import type { CommandRunner, Program, RunOptions, RunResult, StartedProcess, StartOptions } from '../handlers/types.js';
+import { parseStat } from './processes.js';
 
 const PROGRAMS: Record<Program, string> = { sshfs: 'sshfs', fusermount3: 'fusermount3', ssh: 'ssh' };
 
@@ -26,8 +29,67 @@ function endGroup(pgid: number): void {
   }
 }
 
+/** The environment every program gets: nothing of the plugin's own (an SSH_AUTH_SOCK, an SSH_ASKPASS, a DISPLAY). */
+const programEnv = () => ({ PATH: process.env.PATH || DEFAULT_PATH, LC_ALL: 'C' });
+
+/**
+ * Starts a long-running program (sshfs -f) detached: a session and process group of its own (its ssh joins the group,
+ * so one kill ends both), output appended to a file (no pipe to the plugin: it outlives a plugin restart, and the
+ * plugin reads what it said from the file), stdin closed after the password if any. Its pid and start time are read
+ * at once, while it cannot have exited unseen (an exited child stays a zombie until Node reaps it on this thread).
+ */
+async function startProgram(program: Program, args: string[], options: StartOptions): Promise<StartedProcess> {
+  const binary = PROGRAMS[program];
+  if (binary === undefined) throw new Error(`refusing to start ${String(program)}`);
+  const out = openSync(options.outputFile, 'a', 0o600);
+  let child;
+  try {
+    child = spawn(binary, args, {
+      detached: true,
+      cwd: '/',
+      env: programEnv(),
+      stdio: [options.input !== undefined ? 'pipe' : 'ignore', out, out],
+    });
+  } finally {
+    closeSync(out);
+  }
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('error', () => resolve(-1));
+    child.once('exit', (code) => resolve(code));
+  });
+  child.unref();
+  const pid = child.pid;
+  if (pid === undefined) {
+    await exited;
+    throw new Error(`${binary} could not be started`);
+  }
+  if (options.input !== undefined && child.stdin !== null) {
+    child.stdin.on('error', () => undefined); // it exited before reading: its exit says why
+    child.stdin.end(options.input);
+  }
+  let startTicks: number | undefined;
+  try {
+    startTicks = parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.startTicks;
+  } catch {
+    startTicks = undefined;
+  }
+  const endGroup = () => {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // the group is empty already
+    }
+  };
+  if (startTicks === undefined) {
+    endGroup();
+    throw new Error(`${binary} (pid ${pid}) could not be identified in /proc`);
+  }
+  return { id: { pid, startTicks }, exited, endGroup };
+}
+
 export function createExecaRunner(): CommandRunner {
   return {
+    start: startProgram,
     async run(program: Program, args: string[], options: RunOptions = {}): Promise<RunResult> {
       const binary = PROGRAMS[program];
       if (binary === undefined) throw new Error(`refusing to run ${String(program)}`);
@@ -38,10 +100,9 @@ export function createExecaRunner(): CommandRunner {
         ...(options.timeoutMs !== undefined ? { timeout: options.timeoutMs } : {}),
         forceKillAfterDelay: 2_000,
         stripFinalNewline: true,
-        // Only what the programs need: nothing of the plugin's own environment (an SSH_AUTH_SOCK, an SSH_ASKPASS,
-        // a DISPLAY) may reach ssh.
+        // Only what the programs need: nothing of the plugin's own environment may reach ssh.
         extendEnv: false,
-        env: { PATH: process.env.PATH || DEFAULT_PATH, LC_ALL: 'C' },
+        env: programEnv(),
         detached: options.endGroupOnFailure === true,
         maxBuffer: 1_000_000,
       });

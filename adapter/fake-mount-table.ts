@@ -1,21 +1,32 @@
-// A mount table that is only a simulation: what is mounted, which mounts lost their sshfs, the shared-login masters
-// running, read-ahead values. FakeRunner changes it as the commands it pretends to run would change the real one.
-// Unit tests set its state directly; dry runs use it so that nothing on the host is looked at or changed. Its
-// `processes` and `readAheadControl` are the matching simulated process table and read-ahead.
-import type { MountState, MountTable, ProcessTable, ReadAheadControl } from '../handlers/types.js';
+// A mount table that is only a simulation: what is mounted, which mounts lost their sshfs, the processes the plugin
+// started, the shared-login masters running, read-ahead values. FakeRunner changes it as the commands it pretends to
+// run would change the real one. Unit tests set its state directly; dry runs use it so that nothing on the host is
+// looked at or changed. Its `processes` and `readAheadControl` are the matching simulated process table and read-ahead.
+import type { FuseConnection, MountState, MountTable, ProbeResult, ProcessId, ProcessTable, ReadAheadControl } from '../handlers/types.js';
 
 export class FakeMountTable implements MountTable {
   readonly mounted = new Set<string>();
+  /** Bytes each simulated process has read (rchar), as tests set them. */
+  readonly bytesRead = new Map<number, number>();
   /** Mounts whose sshfs process is gone (tests add to it to simulate a crash). */
   readonly stale = new Set<string>();
+  /** Mounts whose server does not answer: the fresh-mount check times out on them (tests add to it). */
+  readonly unanswered = new Set<string>();
   /** Mounts of each mountpoint's filesystem elsewhere (containers' binds), as tests set them; unset: unknown. */
   readonly users = new Map<string, number>();
   /** Read-ahead set per mountpoint (KiB). */
   readonly readAhead = new Map<string, number>();
-  /** Unmounted mounts whose sshfs and ssh were handed over to be ended if they linger: [mountpoint, ssh log file]. */
-  readonly retired: [string, string][] = [];
+  /** sshfs processes handed over to be ended should they linger after their mount went. */
+  readonly retired: ProcessId[] = [];
+  /** Mounts whose FUSE connection was aborted. */
+  readonly aborted: string[] = [];
   /** Control paths of the shared ssh connections (masters) running in the simulation. */
   readonly masters = new Set<string>();
+  /** Simulated processes the runner started (pid -> id), and the server pid of each mount. */
+  readonly running = new Map<number, ProcessId>();
+  readonly serverOf = new Map<string, number>();
+  private nextPid = 1000;
+  private readonly endHooks = new Map<number, () => void>();
 
   /** print: where a dry run shows the host changes it stands for (the sysfs write of read-ahead). */
   constructor(private readonly print?: (line: string) => void) {}
@@ -24,9 +35,37 @@ export class FakeMountTable implements MountTable {
     return this.mounted.has(path);
   }
 
-  async state(path: string): Promise<MountState> {
+  async state(path: string, server?: ProcessId): Promise<MountState> {
     if (!this.mounted.has(path)) return 'absent';
-    return this.stale.has(path) ? 'stale' : 'mounted';
+    if (this.stale.has(path)) return 'stale';
+    return server === undefined || this.running.get(server.pid)?.startTicks === server.startTicks ? 'mounted' : 'stale';
+  }
+
+  async probe(path: string, timeoutMs: number): Promise<ProbeResult> {
+    if (!this.mounted.has(path)) return { ok: false, timedOut: false, error: 'ENOENT' };
+    if (this.stale.has(path)) return { ok: false, timedOut: false, error: 'ENOTCONN' };
+    if (this.unanswered.has(path)) {
+      // The real probe waits its whole time; the simulation only says so (tests need not wait).
+      void timeoutMs;
+      return { ok: false, timedOut: true };
+    }
+    return { ok: true };
+  }
+
+  async abort(path: string): Promise<boolean> {
+    if (!this.mounted.has(path)) return false;
+    this.aborted.push(path);
+    this.stale.add(path);
+    return true;
+  }
+
+  /** Requests waiting on each mount's FUSE connection, as tests set them; unset: no fusectl. */
+  readonly waiting = new Map<string, number>();
+
+  async fuseConnection(path: string): Promise<FuseConnection | undefined> {
+    const waiting = this.waiting.get(path);
+    if (!this.mounted.has(path) || waiting === undefined) return undefined;
+    return { waiting, abort: () => this.abort(path) };
   }
 
   async sshfsMountsUnder(dir: string): Promise<string[]> {
@@ -37,11 +76,39 @@ export class FakeMountTable implements MountTable {
     return this.users.get(path);
   }
 
-  /** The simulated processes: the masters in `masters`, every volume's ssh up, retired mounts listed in `retired`. */
+  /** A process started by the runner. */
+  spawned(): ProcessId {
+    const id = { pid: this.nextPid++, startTicks: 4242 };
+    this.running.set(id.pid, id);
+    return id;
+  }
+
+  /** Called when the process ends (killed, or its mount's sshfs crashed in a test). */
+  onEnd(pid: number, fn: () => void): void {
+    this.endHooks.set(pid, fn);
+  }
+
+  /** A process ended: a mount it served loses its server. */
+  ended(pid: number): void {
+    this.running.delete(pid);
+    const hook = this.endHooks.get(pid);
+    this.endHooks.delete(pid);
+    hook?.();
+  }
+
+  /** The simulated processes: what the runner started; every volume's ssh up (in its group); masters in `masters`. */
   readonly processes: ProcessTable = {
-    sshConnection: async () => ({ startedAt: new Date(0), reconnected: false }),
+    identify: async (pid) => this.running.get(pid),
+    alive: async (p) => this.running.get(p.pid)?.startTicks === p.startTicks,
+    groupMember: async (p) => (this.running.get(p.pid)?.startTicks === p.startTicks ? { pid: p.pid + 100_000, startTicks: p.startTicks } : undefined),
+    startedAt: () => new Date(0),
+    nowTicks: () => 5_000,
     sshMaster: async (controlPath) => (this.masters.has(controlPath) ? { startedAt: new Date(0) } : undefined),
-    retire: async (path, sshLogFile) => void this.retired.push([path, sshLogFile]),
+    retire: (sshfs) => void this.retired.push(sshfs),
+    bytesRead: async (p) => (this.running.get(p.pid)?.startTicks === p.startTicks ? (this.bytesRead.get(p.pid) ?? 0) : undefined),
+    endGroup: async (sshfs) => {
+      if (this.running.get(sshfs.pid)?.startTicks === sshfs.startTicks) this.ended(sshfs.pid);
+    },
   };
 
   /** The simulated read-ahead: values in `readAhead`, the kernel's 128 KiB where none was set. */
@@ -54,15 +121,20 @@ export class FakeMountTable implements MountTable {
     get: async (path) => (this.mounted.has(path) ? (this.readAhead.get(path) ?? 128) : undefined),
   };
 
-  /** A mount made (sshfs succeeded). */
-  added(mountpoint: string): void {
+  /** A mount made (sshfs started and mounted), served by serverPid. */
+  added(mountpoint: string, serverPid?: number): void {
     this.mounted.add(mountpoint);
+    if (serverPid !== undefined) this.serverOf.set(mountpoint, serverPid);
   }
 
-  /** A mount gone (fusermount3 succeeded). */
+  /** A mount gone (fusermount3 succeeded): its sshfs exits, as the real one does. */
   removed(mountpoint: string): void {
+    const server = this.serverOf.get(mountpoint);
+    if (server !== undefined) this.ended(server);
     this.mounted.delete(mountpoint);
     this.stale.delete(mountpoint);
+    this.unanswered.delete(mountpoint);
     this.readAhead.delete(mountpoint);
+    this.serverOf.delete(mountpoint);
   }
 }

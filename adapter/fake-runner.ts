@@ -1,7 +1,7 @@
 // A runner that runs nothing: it records each command, answers as scripted (success by default) and applies what a
 // successful command would do to a simulated mount table. Unit tests use it directly; DRY_RUN=1 uses it to print the
 // exact commands the plugin would run.
-import type { CommandRunner, Program, RunOptions, RunResult } from '../handlers/types.js';
+import type { CommandRunner, Program, RunOptions, RunResult, StartedProcess, StartOptions } from '../handlers/types.js';
 import { FakeMountTable } from './fake-mount-table.js';
 
 export interface RecordedCall {
@@ -10,6 +10,8 @@ export interface RecordedCall {
   input?: string;
   timeoutMs?: number;
   endGroupOnFailure?: boolean;
+  /** Started as a long-running program (runner.start), with its output going to this file. */
+  outputFile?: string;
 }
 
 /** Decides the outcome of a call; return undefined for the default (success). */
@@ -55,14 +57,43 @@ export class FakeRunner implements CommandRunner {
     return this.table.masters.has(path) ? undefined : { exitCode: 255, stderr: `Control socket connect(${path}): No such file or directory` };
   }
 
-  private simulate(program: Program, args: string[]): void {
+  /**
+   * A long-running program (sshfs -f): a script's failure makes it exit at once with that code (timedOut: it hangs,
+   * mounting nothing, until its group is ended); otherwise it runs, and what it does (the mount) is simulated.
+   */
+  async start(program: Program, args: string[], options: StartOptions): Promise<StartedProcess> {
+    const call: RecordedCall = {
+      program,
+      args: [...args],
+      ...(options.input !== undefined ? { input: options.input } : {}),
+      outputFile: options.outputFile,
+    };
+    this.calls.push(call);
+    this.print?.(formatCall(call));
+    const outcome = this.script(call);
+    const id = this.table.spawned();
+    let exit: (code: number | null) => void = () => undefined;
+    const exited = new Promise<number | null>((resolve) => (exit = resolve));
+    this.table.onEnd(id.pid, () => exit(null));
+    const endGroup = () => this.table.ended(id.pid);
+    if (outcome?.timedOut === true) return { id, exited, endGroup };
+    if (outcome !== undefined && (outcome.exitCode ?? 0) !== 0) {
+      this.table.ended(id.pid);
+      exit(outcome.exitCode ?? 1);
+      return { id, exited, endGroup };
+    }
+    this.simulate(program, args, id.pid);
+    return { id, exited, endGroup };
+  }
+
+  private simulate(program: Program, args: string[], serverPid?: number): void {
     if (program === 'ssh') {
       const path = args.find((a) => a.startsWith('ControlPath='))?.slice('ControlPath='.length);
       const command = args.includes('-O') ? args[args.indexOf('-O') + 1] : undefined;
       if (path !== undefined && args.includes('ControlMaster=yes')) this.table.masters.add(path);
       if (path !== undefined && (command === 'exit' || command === 'stop')) this.table.masters.delete(path);
     }
-    if (program === 'sshfs' && args[1] !== undefined) this.table.added(args[1]);
+    if (program === 'sshfs' && args[1] !== undefined) this.table.added(args[1], serverPid);
     if (program === 'fusermount3') {
       const target = args[args.length - 1];
       if (target !== undefined) this.table.removed(target);

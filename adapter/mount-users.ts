@@ -1,4 +1,7 @@
-// Who still uses a mount: binds of the same filesystem anywhere else, in every mount namespace on the host.
+// Who still uses a mount: binds of the same filesystem anywhere else, in every mount namespace on the host. Only a
+// process's ns/mnt link and its mountinfo are read (asynchronously, in the thread pool): neither takes the process's
+// memory lock (a command line or environment read would, and block while it is held), and the whole scan is bounded
+// in time, so a slow answer delays only the request that asked.
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { parseMountInfo } from './proc-mounts.js';
 
@@ -11,7 +14,18 @@ const INITIAL_PID_NAMESPACE = 'pid:[4026531836]';
  * its propagated peers) do not count. undefined when this process cannot see every namespace (a managed plugin runs
  * in its own PID namespace) or path is not mounted: then nobody can tell, and the caller must assume it is used.
  */
-export async function mountUsers(path: string, procDir = '/proc'): Promise<number | undefined> {
+export function mountUsers(path: string, procDir = '/proc', timeoutMs = SCAN_TIMEOUT_MS): Promise<number | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), timeoutMs);
+  });
+  return Promise.race([countMountUsers(path, procDir), late]).finally(() => clearTimeout(timer));
+}
+
+/** Longest a scan may take: past it, nobody can tell (undefined), and the caller assumes the mount is used. */
+const SCAN_TIMEOUT_MS = 5_000;
+
+async function countMountUsers(path: string, procDir: string): Promise<number | undefined> {
   try {
     if ((await readlink(`${procDir}/self/ns/pid`)) !== INITIAL_PID_NAMESPACE) return undefined;
     const own = parseMountInfo(await readFile(`${procDir}/self/mountinfo`, 'utf8')).find((e) => e.mountPoint === path);

@@ -4,6 +4,7 @@ import { chmod, mkdir } from 'node:fs/promises';
 import { describe } from '../handlers/errors.js';
 import { reconcile } from '../handlers/reconcile.js';
 import { stopSharedConnections } from '../handlers/shared-ssh.js';
+import { createStallWatch } from '../handlers/stall-watch.js';
 import type { Deps, Logger } from '../handlers/types.js';
 import { LowdbStore } from '../state/lowdb-store.js';
 import { createApp } from './app.js';
@@ -66,11 +67,14 @@ export async function startPlugin(config: PluginConfig, log: Logger): Promise<Ru
       `${config.dryRun ? ', DRY RUN: nothing is run or written, volumes live in memory' : ''}${config.debug ? ', debug' : ''})`,
   );
   // After serving, so Docker never waits on a slow server to activate us.
-  const recovered = recover(deps, log);
+  // Stalled mounts are watched once recovery has adopted the mounts from before.
+  const stallWatch = createStallWatch(deps);
+  const recovered = recover(deps, log).finally(() => stallWatch.start());
   return {
     deps,
     recovered,
     async stop(reason, graceMs = STOP_GRACE_MS) {
+      stallWatch.stop();
       log.info(`${reason}: no new connections; finishing ${server.inFlight()} request(s) in flight; mounts stay for running containers`);
       // Shared ssh connections go with the plugin: unused ones at once, those of mounted volumes with their last session.
       const [{ cut }] = await Promise.all([server.close(graceMs), stopSharedConnections(deps).catch(() => undefined)]);

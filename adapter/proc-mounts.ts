@@ -1,8 +1,9 @@
 // The kernel's mount table as this process sees it (the plugin's own mount namespace when it runs as a managed
-// plugin), and whether the sshfs behind each mount still runs.
+// plugin), whether the sshfs the plugin started for a mount still runs, and the mount's FUSE connection.
 import { readFileSync } from 'node:fs';
-import type { MountState, MountTable } from '../handlers/types.js';
-import { isSshfsServing, type ProcessFinder } from './processes.js';
+import { readFile, writeFile } from 'node:fs/promises';
+import type { MountState, MountTable, ProcessId } from '../handlers/types.js';
+import { probeMount } from './mount-probe.js';
 
 export interface MountEntry {
   mountPoint: string;
@@ -35,17 +36,55 @@ export function readMountInfo(procDir = '/proc'): MountEntry[] {
   return parseMountInfo(readFileSync(`${procDir}/self/mountinfo`, 'utf8'));
 }
 
-export function createProcMountTable(finder: ProcessFinder, procDir = '/proc'): MountTable {
+/**
+ * The directory of a mount's FUSE connection in fusectl: named after the device number, which for FUSE (major 0) is
+ * its minor. undefined when fusectl is not mounted there (then a connection is aborted by ending its sshfs).
+ */
+export function fuseConnectionDir(device: string, sysDir = '/sys'): string | undefined {
+  const m = /^0:([0-9]+)$/.exec(device);
+  return m === null ? undefined : `${sysDir}/fs/fuse/connections/${m[1]}`;
+}
+
+export function createProcMountTable(alive: (server: ProcessId) => Promise<boolean>, procDir = '/proc', sysDir = '/sys'): MountTable {
   const entries = () => readMountInfo(procDir);
   return {
     async isMounted(path) {
       return entries().some((e) => e.mountPoint === path);
     },
-    async state(path): Promise<MountState> {
+    async state(path, server): Promise<MountState> {
       const entry = entries().find((e) => e.mountPoint === path);
       if (entry === undefined) return 'absent';
-      if (entry.fsType !== 'fuse.sshfs') return 'mounted';
-      return (await finder.find(`sshfs ${path}`, isSshfsServing(path))) !== undefined ? 'mounted' : 'stale';
+      if (entry.fsType !== 'fuse.sshfs' || server === undefined) return 'mounted';
+      // The FUSE server of this mount is the sshfs the plugin started for it: when that process is gone, the kernel
+      // has aborted the connection (the device closed with it), and every access fails.
+      return (await alive(server)) ? 'mounted' : 'stale';
+    },
+    probe: (path, timeoutMs) => probeMount(path, timeoutMs),
+    async abort(path) {
+      const entry = entries().find((e) => e.mountPoint === path);
+      const dir = entry === undefined || !entry.fsType.startsWith('fuse') ? undefined : fuseConnectionDir(entry.device, sysDir);
+      if (dir === undefined) return false;
+      try {
+        await writeFile(`${dir}/abort`, '1', { flag: 'r+' });
+        return true;
+      } catch {
+        return false; // fusectl not mounted, or the connection gone already
+      }
+    },
+    async fuseConnection(path) {
+      const entry = entries().find((e) => e.mountPoint === path);
+      const dir = entry === undefined || !entry.fsType.startsWith('fuse') ? undefined : fuseConnectionDir(entry.device, sysDir);
+      if (dir === undefined) return undefined;
+      let waiting: number;
+      try {
+        waiting = Number((await readFile(`${dir}/waiting`, 'utf8')).trim());
+      } catch {
+        return undefined; // fusectl not mounted here
+      }
+      return {
+        waiting: Number.isInteger(waiting) ? waiting : 0,
+        abort: () => writeFile(`${dir}/abort`, '1', { flag: 'r+' }).then(() => true, () => false),
+      };
     },
     async sshfsMountsUnder(dir) {
       const prefix = dir.endsWith('/') ? dir : `${dir}/`;

@@ -1,112 +1,38 @@
-// The sshfs and ssh processes behind the plugin's mounts, and the shared logins' masters, as this process sees them
-// (the plugin's own PID namespace when it runs as a managed plugin). Only processes of the plugin's own user count.
-import { readFileSync, statSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
-import { sshCommand } from '../handlers/sshfs-args.js';
-import type { ProcessTable, SshConnection } from '../handlers/types.js';
-
-export type ArgvTest = (argv: string[]) => boolean;
-
-/** Processes read per turn of the event loop while scanning /proc: well under a millisecond of blocking each. */
-const SCAN_BATCH = 64;
-
-/**
- * Finds processes by their command line. The pid last found for a key is checked first (one small read), so a
- * healthy volume costs no scan of /proc; only a miss (first look after a mount, reconnect, death) scans, once for all
- * the keys that missed, newest process first, stopping when each has been found.
- */
-export class ProcessFinder {
-  private readonly lastPid = new Map<string, string>();
-
-  constructor(private readonly procDir: string) {}
-
-  /**
-   * Read synchronously: a procfs read is quick, while a thread-pool round trip per process made the scan that follows
-   * each new mount (dockerd's Get before Unmount) many times slower.
-   */
-  private argv(pid: string): string[] | undefined {
-    try {
-      return readFileSync(`${this.procDir}/${pid}/cmdline`, 'utf8').split('\0');
-    } catch {
-      return undefined; // the process ended while we looked
-    }
-  }
-
-  /**
-   * A process runs as this plugin's user: any local user can start a process whose command line looks like sshfs
-   * serving our mountpoint (argv is theirs to choose), but not one owned by root, so a spoof cannot hide a dead mount.
-   */
-  private ours(pid: string): boolean {
-    try {
-      return statSync(`${this.procDir}/${pid}`).uid === this.uid;
-    } catch {
-      return false;
-    }
-  }
-
-  private readonly uid = process.getuid?.() ?? 0;
-
-  /** For each lookup, the cached pid while it still matches, else the highest-numbered matching process. */
-  async findAll(lookups: ReadonlyArray<readonly [key: string, test: ArgvTest]>): Promise<Array<string | undefined>> {
-    const found = lookups.map(([key, test]): string | undefined => {
-      const cached = this.lastPid.get(key);
-      if (cached === undefined) return undefined;
-      const argv = this.argv(cached);
-      if (argv !== undefined && test(argv) && this.ours(cached)) return cached;
-      this.lastPid.delete(key);
-      return undefined;
-    });
-    const open = () => lookups.flatMap((_, i) => (found[i] === undefined ? [i] : []));
-    if (open().length === 0) return found;
-    const pids = (await readdir(this.procDir)).filter((d) => /^[0-9]+$/.test(d)).sort((a, b) => Number(b) - Number(a));
-    for (let start = 0; start < pids.length; start += SCAN_BATCH) {
-      if (start > 0) await new Promise((resolve) => setImmediate(resolve)); // let requests in between batches
-      for (const pid of pids.slice(start, start + SCAN_BATCH)) {
-        const todo = open();
-        if (todo.length === 0) break;
-        const argv = this.argv(pid);
-        if (argv === undefined) continue;
-        for (const i of todo) if (lookups[i]?.[1](argv) === true && this.ours(pid)) found[i] = pid;
-      }
-      if (open().length === 0) break;
-    }
-    lookups.forEach(([key], i) => {
-      const pid = found[i];
-      if (pid !== undefined) this.lastPid.set(key, pid);
-    });
-    return found;
-  }
-
-  async find(key: string, test: ArgvTest): Promise<string | undefined> {
-    return (await this.findAll([[key, test]]))[0];
-  }
-
-  async startSeconds(pid: string): Promise<number | undefined> {
-    try {
-      return startSecondsAfterBoot(await readFile(`${this.procDir}/${pid}/stat`, 'utf8'));
-    } catch {
-      return undefined;
-    }
-  }
-}
-
-export const isSshfsServing = (path: string): ArgvTest => (argv) => basename(argv[0] ?? '') === 'sshfs' && argv.slice(1).includes(path);
-
-/** The ssh a volume's sshfs runs: it writes its log to the volume's own file (`ssh -E <file>`). */
-const isSshLoggingTo = (sshLogFile: string): ArgvTest => (argv) => {
-  const e = argv.indexOf('-E');
-  return basename(argv[0] ?? '') === 'ssh' && e >= 0 && argv[e + 1] === sshLogFile;
-};
+// The processes the plugin started (sshfs, its ssh, the shared logins' masters), known by pid and start time. Nothing
+// here reads another process's command line or environment: those reads take the process's memory lock, which a
+// process on a stalled mount can hold for as long as its server stays silent (and would freeze the plugin's one
+// thread); and a name or command line is anybody's to choose (a container's root can run a program called sshfs).
+// Only /proc/<pid>/stat and /proc/<pid>/io are read: neither takes that lock.
+import { readFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import type { CommandRunner, ProcessId, ProcessTable } from '../handlers/types.js';
 
 /** Linux's USER_HZ: the unit of /proc/<pid>/stat times, 100 on every architecture Docker runs on. */
 const TICKS_PER_SECOND = 100;
 
-/** Seconds after boot at which a process started: field 22 of /proc/<pid>/stat (counted after the "(comm)" field). */
-export function startSecondsAfterBoot(stat: string): number | undefined {
+export interface ProcStat {
+  state: string;
+  ppid: number;
+  /** Its process group. */
+  pgrp: number;
+  /** Field 22: clock ticks after boot at which the process started. */
+  startTicks: number;
+}
+
+/** Fields of /proc/<pid>/stat, counted after the "(comm)" field, which may itself hold spaces and parentheses. */
+export function parseStat(stat: string): ProcStat | undefined {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
-  const ticks = Number(fields[19]);
-  return Number.isFinite(ticks) ? ticks / TICKS_PER_SECOND : undefined;
+  const ppid = Number(fields[1]);
+  const pgrp = Number(fields[2]);
+  const startTicks = Number(fields[19]);
+  const state = fields[0] ?? '';
+  return state !== '' && Number.isInteger(ppid) && Number.isInteger(pgrp) && Number.isInteger(startTicks) ? { state, ppid, pgrp, startTicks } : undefined;
+}
+
+/** Seconds after boot at which a process started: field 22 of /proc/<pid>/stat. */
+export function startSecondsAfterBoot(stat: string): number | undefined {
+  const parsed = parseStat(stat);
+  return parsed === undefined ? undefined : parsed.startTicks / TICKS_PER_SECOND;
 }
 
 /**
@@ -118,61 +44,119 @@ export function bootTimeSeconds(procUptime: string, nowMs: number): number | und
   return /^[0-9]+(\.[0-9]+)?$/.test(field) ? nowMs / 1000 - Number(field) : undefined;
 }
 
-/**
- * The volume's current ssh connection: the ssh writing its log to sshLogFile (`ssh -E <file> ...`), and whether it
- * started after the sshfs daemon whose ssh_command names that file (then it is a reconnect).
- */
-async function sshConnection(procDir: string, finder: ProcessFinder, sshLogFile: string): Promise<SshConnection | undefined> {
-  const boot = bootTimeSeconds(await readFile(`${procDir}/uptime`, 'utf8'), Date.now());
-  if (boot === undefined) return undefined;
-  const [sshPid, sshfsPid] = await finder.findAll([
-    [`ssh ${sshLogFile}`, isSshLoggingTo(sshLogFile)],
-    [`sshfs ${sshLogFile}`, (argv) => basename(argv[0] ?? '') === 'sshfs' && argv.includes(`ssh_command=${sshCommand(sshLogFile)}`)],
-  ]);
-  if (sshPid === undefined) return undefined;
-  const ssh = await finder.startSeconds(sshPid);
-  const sshfs = sshfsPid === undefined ? undefined : await finder.startSeconds(sshfsPid);
-  if (ssh === undefined) return undefined;
-  return { startedAt: new Date((boot + ssh) * 1000), reconnected: sshfs !== undefined && ssh > sshfs };
-}
+/** Processes whose stat is read per turn of the event loop while looking for a group's members. */
+const SCAN_BATCH = 64;
 
 /** How long sshfs and ssh may take to exit by themselves after their mount is gone. */
 const RETIRE_GRACE_MS = 5_000;
 
-export function createProcessTable(finder: ProcessFinder, procDir = '/proc'): ProcessTable {
-  const boot = async () => bootTimeSeconds(await readFile(`${procDir}/uptime`, 'utf8'), Date.now());
+/** `ssh -O check` answers "Master running (pid=N)". */
+const MASTER_PID = /Master running \(pid=([0-9]+)\)/;
+
+/**
+ * Reads are synchronous: a /proc/<pid>/stat of one known process is a small read that takes no lock a stalled mount
+ * can hold, and a thread-pool round trip costs more than the read.
+ */
+export function createProcessTable(runner: CommandRunner, procDir = '/proc'): ProcessTable {
+  const stat = (pid: number): ProcStat | undefined => {
+    try {
+      return parseStat(readFileSync(`${procDir}/${pid}/stat`, 'utf8'));
+    } catch {
+      return undefined; // no such process
+    }
+  };
+  const isAlive = (p: ProcessId): boolean => {
+    const s = stat(p.pid);
+    return s !== undefined && s.startTicks === p.startTicks && s.state !== 'Z' && s.state !== 'X';
+  };
+  const identify = (pid: number): ProcessId | undefined => {
+    const s = stat(pid);
+    return s === undefined || s.state === 'Z' ? undefined : { pid, startTicks: s.startTicks };
+  };
+  const bootSeconds = (): number => {
+    try {
+      return bootTimeSeconds(readFileSync(`${procDir}/uptime`, 'utf8'), Date.now()) ?? 0;
+    } catch {
+      return 0;
+    }
+  };
+  const killGroup = (leader: ProcessId): void => {
+    // The group is ended when its leader is still the process we started, or is gone (then its ssh may linger in
+    // the group; the kernel never gives a pid still naming a live group to a new process). A pid now used by
+    // another process is left alone.
+    const now = stat(leader.pid);
+    if (now !== undefined && now.startTicks !== leader.startTicks) return;
+    try {
+      process.kill(-leader.pid, 'SIGKILL');
+    } catch {
+      // the group is empty already
+    }
+  };
+  /** The ssh last found in each sshfs's group: a Get costs one stat read while it lives. */
+  const members = new Map<string, ProcessId>();
+  /** Masters seen through their control socket, kept so a Get costs no `ssh -O check` while the master lives. */
+  const masters = new Map<string, ProcessId>();
   return {
-    sshConnection: (sshLogFile) => sshConnection(procDir, finder, sshLogFile),
+    identify: async (pid) => identify(pid),
+    alive: async (p) => isAlive(p),
+    async groupMember(leader) {
+      if (!isAlive(leader)) return undefined;
+      const key = `${leader.pid}/${leader.startTicks}`;
+      const known = members.get(key);
+      if (known !== undefined && isAlive(known) && stat(known.pid)?.pgrp === leader.pid) return known;
+      members.delete(key);
+      // The group has no index in /proc: look at every process's stat (no lock a stalled mount can hold), a batch per
+      // turn of the event loop so requests pass in between. Only after a reconnect or while the link is down.
+      const pids = (await readdir(procDir)).filter((d) => /^[0-9]+$/.test(d)).map(Number);
+      let found: ProcessId | undefined;
+      for (let start = 0; start < pids.length; start += SCAN_BATCH) {
+        if (start > 0) await new Promise((resolve) => setImmediate(resolve));
+        for (const pid of pids.slice(start, start + SCAN_BATCH)) {
+          if (pid === leader.pid) continue;
+          const s = stat(pid);
+          if (s === undefined || s.pgrp !== leader.pid || s.state === 'Z') continue;
+          if (found === undefined || s.startTicks > found.startTicks) found = { pid, startTicks: s.startTicks };
+        }
+      }
+      if (found !== undefined) members.set(key, found);
+      return found;
+    },
+    nowTicks: () => {
+      try {
+        return Math.floor(Number(readFileSync(`${procDir}/uptime`, 'utf8').trim().split(/\s+/)[0]) * TICKS_PER_SECOND);
+      } catch {
+        return 0;
+      }
+    },
+    startedAt: (p) => new Date((bootSeconds() + p.startTicks / TICKS_PER_SECOND) * 1000),
     async sshMaster(controlPath) {
-      // The master the plugin started (shared-ssh.ts): `ssh ... -o ControlMaster=yes -o ControlPath=<path>`. A stopped
-      // master renames itself ("[stopped mux]") and no longer counts.
-      const pid = await finder.find(`master ${controlPath}`, (argv) =>
-        basename(argv[0] ?? '') === 'ssh' && argv.includes('ControlMaster=yes') && argv.includes(`ControlPath=${controlPath}`),
-      );
-      const booted = await boot();
-      const started = pid === undefined ? undefined : await finder.startSeconds(pid);
-      return booted === undefined || started === undefined ? undefined : { startedAt: new Date((booted + started) * 1000) };
+      const known = masters.get(controlPath);
+      if (known !== undefined && isAlive(known)) {
+        return { startedAt: new Date((bootSeconds() + known.startTicks / TICKS_PER_SECOND) * 1000) };
+      }
+      masters.delete(controlPath);
+      // Ask the master itself, over its socket in the plugin's root-only state directory: it names its own pid.
+      const check = await runner.run('ssh', ['-F', 'none', '-O', 'check', '-o', `ControlPath=${controlPath}`, 'shared-connection'], {
+        timeoutMs: 5_000,
+      });
+      const pid = Number(MASTER_PID.exec(`${check.stderr}\n${check.stdout}`)?.[1]);
+      const found = check.exitCode === 0 && Number.isInteger(pid) ? identify(pid) : undefined;
+      if (found === undefined) return undefined;
+      masters.set(controlPath, found);
+      return { startedAt: new Date((bootSeconds() + found.startTicks / TICKS_PER_SECOND) * 1000) };
     },
-    async retire(path, sshLogFile) {
-      // Recorded with their start times now, so a later process that reuses a pid is never killed.
-      const pids = (await finder.findAll([
-        [`sshfs ${path}`, isSshfsServing(path)],
-        [`ssh ${sshLogFile}`, isSshLoggingTo(sshLogFile)],
-      ])).filter((pid): pid is string => pid !== undefined);
-      if (pids.length === 0) return;
-      const started = await Promise.all(pids.map((pid) => finder.startSeconds(pid)));
-      setTimeout(() => {
-        void Promise.all(
-          pids.map(async (pid, i) => {
-            if (started[i] === undefined || (await finder.startSeconds(pid)) !== started[i]) return;
-            try {
-              process.kill(Number(pid), 'SIGKILL');
-            } catch {
-              // gone meanwhile
-            }
-          }),
-        );
-      }, RETIRE_GRACE_MS).unref();
+    async bytesRead(p) {
+      if (!isAlive(p)) return undefined;
+      try {
+        const m = /^rchar: ([0-9]+)$/m.exec(readFileSync(`${procDir}/${p.pid}/io`, 'utf8'));
+        return m === null ? undefined : Number(m[1]);
+      } catch {
+        return undefined;
+      }
     },
+    retire(sshfs) {
+      setTimeout(() => killGroup(sshfs), RETIRE_GRACE_MS).unref();
+    },
+    endGroup: async (sshfs) => killGroup(sshfs),
   };
 }

@@ -41,7 +41,7 @@ export async function releaseUnusedInherited(name: string, deps: Deps): Promise<
       const record = await deps.store.get(name);
       const held = record === undefined || ids === undefined ? [] : [...ids].filter((id) => mountCount(record, id) > 0);
       if (record === undefined || held.length === 0 || deps.mounts.usersOf === undefined) return;
-      const state = await deps.mounts.state(record.mountpoint);
+      const state = await deps.mounts.state(record.mountpoint, record.sshfs);
       const users = state === 'mounted' ? await deps.mounts.usersOf(record.mountpoint) : 0;
       if (users === undefined) return;
       if (users > 0) {

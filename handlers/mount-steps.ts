@@ -1,5 +1,5 @@
 // Where a Mount's time goes: one debug line per Mount, e.g. "volume v mount steps: lock 0.1 ms, store 0.3, state 0.2,
-// prepare 0.9, shared-login 2.1, sshfs 85.0, check 1.2, journal 1.0, total 90.8". The bench reads these lines from the
+// prepare 0.9, shared-login 2.1, sshfs 85.0, check 1.2, read-ahead 0.4, journal 1.0, total 90.8". The bench reads these lines from the
 // plugin's output (DEBUG=1) to print the breakdown beside rclone's cold run. A step costs one clock read.
 // lifecycle.ts marks its steps through the volume record the Mount holds (markStep), so no signature carries a timer.
 import type { Logger, VolumeRecord } from './types.js';
@@ -43,17 +43,4 @@ export function startMountSteps(name: string, log: Logger, clock: Clock = () => 
 /** Marks a step of the Mount that holds RECORD; nothing when no Mount timer holds it (start-up recovery). */
 export function markStep(record: VolumeRecord, step: string): void {
   running.get(record)?.mark(step);
-}
-
-/**
- * Times work the Mount starts but does not wait for (the read-ahead, which waits for FUSE's INIT): its own debug line
- * when it settles, "volume v mount step read-ahead (not awaited by the Mount): 2.3 ms". Returns what WORK returns.
- */
-export async function timeStep<T>(record: VolumeRecord, step: string, work: () => Promise<T>, log: Logger, clock: Clock = () => performance.now()): Promise<T> {
-  const started = clock();
-  try {
-    return await work();
-  } finally {
-    if (running.has(record)) log.debug(`volume ${record.name} mount step ${step} (not awaited by the Mount): ${ms(clock() - started)} ms`);
-  }
 }

@@ -122,6 +122,12 @@ const UID = integer(0, 4_294_967_294);
  * The allow-list. Keys are matched case-insensitively and stored in this spelling. What each option means is the
  * README's options table (test/unit/readme.test.ts keeps the two in step).
  */
+/**
+ * A container blocked on a stalled server gets an error after this long instead of waiting for good (and `docker rm
+ * -f` of it works again): a minute is past any pause a working server makes, and far below "hung".
+ */
+export const DEFAULT_STALL_TIMEOUT_S = 60;
+
 export const OPTION_SPECS: Record<string, OptionSpec> = {
   sshcmd: { target: 'plugin', parse: (v) => v },
   port: { target: 'plugin', parse: integer(1, 65535) },
@@ -131,6 +137,7 @@ export const OPTION_SPECS: Record<string, OptionSpec> = {
   key: { target: 'plugin', parse: (v) => v },
   unmount_delay: { target: 'plugin', parse: integer(0, 86_400) },
   read_ahead_kb: { target: 'plugin', parse: integer(0, 65_536) },
+  stall_timeout: { target: 'plugin', parse: integer(0, 86_400) },
   // sshfs and FUSE options
   allow_other: { target: 'sshfs', parse: flag },
   default_permissions: { target: 'sshfs', parse: flag },
@@ -215,6 +222,8 @@ export interface VolumeOptions {
   unmountDelaySeconds: number;
   /** Kernel read-ahead to set on the mount, in KiB. */
   readAheadKb: number;
+  /** Seconds requests may wait on a server that sends nothing before the mount is aborted (stall-watch.ts); 0: never. */
+  stallTimeoutSeconds: number;
   /** The options as given, with canonical key spelling (for comparing re-creates). */
   given: Record<string, string>;
 }
@@ -384,6 +393,7 @@ export function parseOptions(opts: Record<string, string>, context: ParseContext
     ssh: { ...DEFAULT_SSH },
     readAheadKb: DEFAULT_READ_AHEAD_KB,
     unmountDelaySeconds: 0,
+    stallTimeoutSeconds: DEFAULT_STALL_TIMEOUT_S,
     given,
   };
   for (const [key, value] of Object.entries(given)) {
@@ -422,6 +432,9 @@ export function parseOptions(opts: Record<string, string>, context: ParseContext
         break;
       case 'unmount_delay':
         result.unmountDelaySeconds = Number(parsed);
+        break;
+      case 'stall_timeout':
+        result.stallTimeoutSeconds = Number(parsed);
         break;
       case 'mode':
         if (parsed !== undefined) result.sshfs.umask = parsed;

@@ -31,7 +31,7 @@ export async function reconcile(deps: Deps): Promise<ReconcileReport> {
       deps.locks.withLock(r.name, async () => {
         const record = await deps.store.get(r.name);
         if (record === undefined) return;
-        const state = await deps.mounts.state(record.mountpoint);
+        const state = await deps.mounts.state(record.mountpoint, record.sshfs);
         const refs = referenceCount(record);
         if (state !== 'mounted' && record.idleUntil !== undefined) {
           delete record.idleUntil; // its mount is gone: nothing left to unmount later

@@ -207,6 +207,18 @@ export async function releaseSharedConnection(record: VolumeRecord, deps: Deps):
   }
 }
 
+/** Closes a shared connection now (`ssh -O exit`) and removes its socket; never throws (it also closes when idle). */
+export async function closeSharedConnection(shared: SharedConnection, deps: Deps): Promise<void> {
+  try {
+    await deps.locks.withLock(`shared-ssh/${shared.id}`, async () => {
+      await control('exit', shared.controlPath, deps);
+      await deps.fs.removeFile(shared.controlPath);
+    });
+  } catch (error) {
+    deps.log.error(`shared ssh connection ${shared.id}: could not close it (${describe(error)}); it closes itself when idle`);
+  }
+}
+
 /**
  * When the plugin stops: every master stops taking new sessions and its socket goes; an unused one exits at once,
  * one that mounted volumes still use (their containers run on) exits with its last session.

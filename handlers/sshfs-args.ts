@@ -7,7 +7,7 @@ export interface MountPaths {
   mountpoint: string;
   /** The known_hosts file ssh checks: the plugin's own in the state directory, or the user's (then only read). */
   knownHostsFile: string;
-  /** Where ssh writes its own messages (sshfs sends ssh's stderr to /dev/null once it daemonizes). */
+  /** Where ssh writes its own messages (`ssh -E`), and where sshfs's own output goes (the runner appends it there). */
   sshLogFile: string;
 }
 
@@ -99,7 +99,8 @@ function escapeFuse(value: string): string {
  * plugin's master; when that is gone, ssh finds no socket and logs in by itself, as without sharing.
  */
 export function buildSshfsArgs(opts: VolumeOptions, paths: MountPaths, login: Login, controlPath?: string): string[] {
-  const args = [remoteText(opts.remote), paths.mountpoint];
+  // -f: sshfs stays the plugin's own child (no daemon to look for), its pid known from the start.
+  const args = [remoteText(opts.remote), paths.mountpoint, '-f'];
   if (opts.port !== undefined) args.push('-p', String(opts.port));
   for (const [k, v] of Object.entries(opts.sshfs)) args.push('-o', v === '' ? k : `${k}=${v}`);
   if ('password' in login) args.push('-o', 'password_stdin');

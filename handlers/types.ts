@@ -19,6 +19,30 @@ export interface VolumeRecord {
   idleUntil?: string;
   /** Id of the shared ssh connection (shared-ssh.ts) the volume's last mount used; unset when it logged in alone. */
   sharedConnection?: string;
+  /**
+   * The sshfs the plugin started for the mount now at the mountpoint (kept across restarts: adopted from here, never
+   * found by a process name). Unset: unmounted, or mounted by an older version of the plugin.
+   */
+  sshfs?: ProcessId;
+  /**
+   * When its mount appeared, in the clock of process start times (ticks after boot): sshfs's first ssh started before
+   * (sshfs connects, then mounts), any later one is a reconnect.
+   */
+  mountedTicks?: number;
+  /** When the stall watch aborted the mount (its server left requests unanswered for stall_timeout seconds). */
+  stalledAt?: string;
+  /** stall_timeout in force then, for Status. */
+  stalledAfterSeconds?: number;
+}
+
+/**
+ * A process the plugin started, known by its pid and its start time (field 22 of /proc/<pid>/stat, clock ticks after
+ * boot): a pid the kernel hands to another process later never matches, and nothing another process runs or names
+ * itself can pass for it.
+ */
+export interface ProcessId {
+  pid: number;
+  startTicks: number;
 }
 
 /** The only programs the plugin may ever run. */
@@ -42,8 +66,29 @@ export interface RunResult {
   timedOut: boolean;
 }
 
+export interface StartOptions {
+  /** Written to the program's stdin, which is then closed (the sshfs password); never logged. */
+  input?: string;
+  /**
+   * Where its stdout and stderr go (appended): a file, not a pipe, so the program outlives a restart of the plugin
+   * and what it says is still there to read.
+   */
+  outputFile: string;
+}
+
+/** A long-running program the plugin started, leading a process group of its own (its children belong to it). */
+export interface StartedProcess {
+  id: ProcessId;
+  /** Settles when it exits: its exit code, or null when a signal ended it. */
+  exited: Promise<number | null>;
+  /** SIGKILL to its whole process group (sshfs and its ssh). */
+  endGroup(): void;
+}
+
 export interface CommandRunner {
   run(program: Program, args: string[], options?: RunOptions): Promise<RunResult>;
+  /** Starts a long-running program (sshfs in the foreground) and returns once it runs; throws when it cannot start. */
+  start(program: Program, args: string[], options: StartOptions): Promise<StartedProcess>;
   /** A command is likely soon (a volume exists): get ready in the background, so the first Mount does not wait. */
   prepare?(): void;
 }
@@ -60,10 +105,39 @@ export interface SshConnection {
   reconnected: boolean;
 }
 
+/** What the first request on a fresh mount got: an answer, an error (e.g. ENOTCONN), or nothing within the time. */
+export type ProbeResult = { ok: true } | { ok: false; timedOut: boolean; error?: string };
+
+export interface FuseConnection {
+  waiting: number;
+  abort(): Promise<boolean>;
+}
+
 /** What is mounted right now: the kernel's mount table, or a simulated one. */
 export interface MountTable {
   isMounted(path: string): Promise<boolean>;
-  state(path: string): Promise<MountState>;
+  /**
+   * server: the sshfs the plugin started for the mount at path. The mount is 'stale' when that process is gone (a FUSE
+   * mount whose server died has its connection aborted by the kernel: every access fails). Without one (a mount made
+   * by an older version) it counts as mounted.
+   */
+  state(path: string, server?: ProcessId): Promise<MountState>;
+  /**
+   * Stats the mount's root once, bounded by timeoutMs, without ever blocking the caller's thread (or more than a
+   * bounded share of a thread pool): answered means FUSE's INIT is done and the server answers requests.
+   */
+  probe(path: string, timeoutMs: number): Promise<ProbeResult>;
+  /**
+   * Aborts the FUSE connection of the mount at path (/sys/fs/fuse/connections/<dev>/abort), so every request waiting
+   * on it fails at once instead of waiting for a server that does not answer. False when that cannot be done here
+   * (no fusectl): ending the mount's sshfs has the same effect.
+   */
+  abort(path: string): Promise<boolean>;
+  /**
+   * The mount's FUSE connection as fusectl shows it: how many requests wait for an answer now, and its abort, bound to
+   * this very connection (a later mount on the path has another). undefined when fusectl is not mounted here.
+   */
+  fuseConnection(path: string): Promise<FuseConnection | undefined>;
   /** Mount points of sshfs mounts below a directory. */
   sshfsMountsUnder(dir: string): Promise<string[]>;
   /**
@@ -74,24 +148,37 @@ export interface MountTable {
 }
 
 /**
- * The sshfs and ssh processes behind the mounts, and the shared logins' masters. A host whose processes cannot be
- * seen has none (Deps.processes undefined): Status then says less, and lingering processes are not ended.
+ * The processes the plugin started (sshfs, its ssh, the shared logins' masters), known by pid and start time: never
+ * looked up by name or command line (a container can name a process anything, and reading another process's command
+ * line can block on its memory lock). Only /proc/<pid>/stat and /proc/<pid>/io are read: they take no such lock.
+ * A host whose processes cannot be seen has none (Deps.processes undefined): Status then says less.
  */
 export interface ProcessTable {
+  /** The pid with its start time now; undefined when no such process runs. */
+  identify(pid: number): Promise<ProcessId | undefined>;
+  /** Whether that very process still runs (same pid and start time, not a zombie). */
+  alive(process: ProcessId): Promise<boolean>;
   /**
-   * The ssh connection sshfs runs for a volume (its ssh is recognized by the `-E <sshLogFile>` argument), or undefined
-   * when none runs (the link dropped and sshfs has not reconnected yet). `reconnected` is true when that ssh started
-   * after the sshfs daemon did: sshfs forks its first ssh before it daemonizes, every later one is a reconnect.
-   * sshfs reconnects silently and ssh logs nothing when the server end dies, so this is how Status tells.
+   * The newest other live process in the process group this one leads: sshfs's current ssh (sshfs starts ssh through
+   * a double fork, so ssh is not its child, but stays in its group; no process outside can join that group). undefined
+   * when there is none (the link dropped and sshfs has not reconnected yet).
    */
-  sshConnection(sshLogFile: string): Promise<SshConnection | undefined>;
+  groupMember(leader: ProcessId): Promise<ProcessId | undefined>;
+  /** When it started. */
+  startedAt(process: ProcessId): Date;
+  /** Now, in the clock of start times (clock ticks after boot). */
+  nowTicks(): number;
   /** The plugin's shared ssh connection (master) listening on controlPath, if one runs. */
   sshMaster(controlPath: string): Promise<{ startedAt: Date } | undefined>;
   /**
-   * After path was unmounted or detached: the sshfs that served it and the ssh writing to sshLogFile, as they are now,
-   * are killed if still running after a grace period. Returns at once.
+   * After its mount was unmounted or detached: the sshfs (and the ssh in its process group) are killed if still
+   * running after a grace period. Returns at once.
    */
-  retire(path: string, sshLogFile: string): Promise<void>;
+  retire(sshfs: ProcessId): void;
+  /** Bytes the process has read so far (rchar in /proc/<pid>/io), undefined when it is gone. */
+  bytesRead(process: ProcessId): Promise<number | undefined>;
+  /** SIGKILL to the process group sshfs leads, now (a stalled mount being aborted). */
+  endGroup(sshfs: ProcessId): Promise<void>;
 }
 
 /** The kernel read-ahead of a mount (its /sys/class/bdi entry), in KiB. */

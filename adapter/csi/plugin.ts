@@ -1,6 +1,7 @@
 // Starts the CSI front end: the same start-up as the VolumeDriver plugin (state, dependencies, recovery), then the
 // publications Swarm made before a restart are mounted again, since Swarm remembers them only in memory.
 import type { Deps, Logger } from '../../handlers/types.js';
+import { createStallWatch } from '../../handlers/stall-watch.js';
 import { stopSharedConnections } from '../../handlers/shared-ssh.js';
 import { openDeps, recover, STOP_GRACE_MS, type RunningPlugin } from '../plugin.js';
 import type { CsiConfig } from './config.js';
@@ -26,11 +27,15 @@ export async function startCsiPlugin(config: CsiConfig, log: Logger, given?: Dep
     log,
   );
   log.info(`sshfs CSI plugin listening on ${config.socketPath} (node ${config.nodeId}, publishing under ${config.publishRoot}, state ${config.stateDir})`);
-  const recovered = recover(deps, log).then(() => republish(port, published, log));
+  const stallWatch = createStallWatch(deps);
+  const recovered = recover(deps, log)
+    .then(() => republish(port, published, log))
+    .finally(() => stallWatch.start());
   return {
     deps,
     recovered,
     async stop(reason, graceMs = STOP_GRACE_MS) {
+      stallWatch.stop();
       log.info(`${reason}: no new calls; finishing those in flight; mounts stay for running tasks`);
       const [{ cut }] = await Promise.all([server.close(graceMs), stopSharedConnections(deps).catch(() => undefined)]);
       log.info(cut ? `${reason}: calls still running after ${graceMs / 1000} s were cut; Swarm retries them` : `${reason}: every call answered; exiting`);

@@ -16,7 +16,7 @@ export async function unmount({ Name: name, ID: id }: MountRequest, deps: Deps):
     setMountCount(record, id, count - 1);
     const delay = optionsOrProblem(record, deps.config).opts?.unmountDelaySeconds ?? 0;
     if (referenceCount(record) > 0) await deps.store.put(record);
-    else if (delay > 0 && (await deps.mounts.state(record.mountpoint)) === 'mounted') await unmountLater(record, delay, deps);
+    else if (delay > 0 && (await deps.mounts.state(record.mountpoint, record.sshfs)) === 'mounted') await unmountLater(record, delay, deps);
     else await unmountUnused(record, deps);
     deps.log.debug(`volume ${name} unmount ${id}: ${referenceCount(record)} reference(s) left`);
     return {};

@@ -14,7 +14,7 @@ import { DATA_BYTES, elapsedOf, mbps, mountRaw, scripts, SMALL_FILES, sshPipe, u
 import { keyUserSshArgs, randomId, readE2EEnv, type E2EEnv } from '../lib/e2e-env.js';
 import { startSilentHost } from '../lib/tcp.js';
 import {
-  detachedStepSince, docker, dockerOk, fmt, formatSteps, load1, log, logSize, median, medianSteps, mountStepsSince, percentile, type PeerPlugin,
+  docker, dockerOk, fmt, formatSteps, load1, log, logSize, median, medianSteps, mountStepsSince, percentile, type PeerPlugin,
   type Plugin, REPO_ROOT, rssMiB, rssParts, rssWithHelpers, run, runOk, sh, SocketClient, sleep, spawnPlugin, spawnRclone, timeMany, waitActivate,
   waitServing,
 } from './lib.js';
@@ -344,7 +344,6 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
   // The plugin's own breakdown of each Mount (its DEBUG=1 lines, handlers/mount-steps.ts), per kind of cold run.
   const stepsFirst: Array<Record<string, number>> = [];
   const stepsShared: Array<Record<string, number>> = [];
-  const stepsMark = logSize(p);
   const coldLoad = [load1()];
   for (let i = 0; i < COLD_RUNS; i++) {
     none.push(await dockerRunMs(env, [img, 'true']));
@@ -369,7 +368,6 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
     byHand.push(performance.now() - t);
   }
   coldLoad.push(load1());
-  const readAheadMs = detachedStepSince(p, vol, 'read-ahead', stepsMark);
   const direct = await directMounts(p, vol, rc, rcVol);
   const traced = await tracedMount(p, vol, `bench-traced-${randomId()}`);
   const holder = `bench-holder-${randomId()}`;
@@ -424,11 +422,9 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
     `${fmt(median(none), 0)} / ${fmt(mrc, 0)} / ${fmt(mc, 0)} / ${fmt(median(coldFirst), 0)} ms (plugin / rclone ${fmt(vsRc, 2)}×; load ${fmt(coldLoad[0] ?? NaN, 1)} → ${fmt(coldLoad[1] ?? NaN, 1)})`,
     `the rows above side by side: medians of ${COLD_RUNS} interleaved rounds after a first login; ${loadText}`, '≤ 1.0× rclone', vsRc <= 1.0);
   row(M, 'Mount breakdown, login shared (plugin\'s own timing, ms)', formatSteps(medianSteps(stepsShared)),
-    `median per step over the ${stepsShared.length} Mounts of the \`login shared\` row, from the plugin's debug line (handlers/mount-steps.ts): lock = wait for the volume's lock, store = read the record, state = is it mounted (mountinfo), prepare = options, credentials, mountpoint and ssh log, shared-login = find (or start) the shared ssh login, sshfs = sshfs until it exits (ssh session, SFTP init, mount), check = mountinfo, journal = write the reference`);
+    `median per step over the ${stepsShared.length} Mounts of the \`login shared\` row, from the plugin's debug line (handlers/mount-steps.ts): lock = wait for the volume's lock, store = read the record, state = is it mounted (mountinfo), prepare = options, credentials, mountpoint and ssh log, shared-login = find (or start) the shared ssh login, sshfs = sshfs started until its mount shows in mountinfo (ssh session, SFTP init, mount), check = the fresh-mount check (one bounded stat: FUSE INIT and the server's first SFTP answer), read-ahead = write read_ahead_kb, journal = write the reference`);
   row(M, 'Mount breakdown, first login (plugin\'s own timing, ms)', formatSteps(medianSteps(stepsFirst)),
     `same, over the ${stepsFirst.length} Mounts of the \`first login\` row (shared-login includes the master's ssh login)`);
-  row(M, 'read-ahead after a Mount (not awaited by the Mount), ms', `${fmt(median(readAheadMs), 1)} (p90 ${fmt(percentile(readAheadMs, 90), 1)})`,
-    `median of the ${readAheadMs.length} cold Mounts' "read-ahead" debug lines: waits for FUSE's INIT with one stat of the mountpoint (adapter/read-ahead.ts), then writes read_ahead_kb; runs beside the container's start`);
   row(M, 'Mount request alone: plugin (login shared) / rclone', `${fmt(median(direct.ours), 1)} / ${fmt(median(direct.rc), 1)} ms (${fmt(pairedRatio(direct.ours, direct.rc), 2)}×)`,
     `median of ${direct.ours.length} interleaved POST /VolumeDriver.Mount on each plugin's socket (as dockerd sends it) of a volume not mounted, each followed by its Unmount; the plugin's login to the server shared; plugin steps: ${formatSteps(medianSteps(direct.steps))}`);
   if (traced !== undefined) {

@@ -392,21 +392,6 @@ export function mountStepsSince(p: Plugin, volume: string, from: number): Array<
   return out;
 }
 
-/** The durations of VOLUME's not-awaited STEP (the read-ahead) logged after byte FROM. */
-export function detachedStepSince(p: Plugin, volume: string, step: string, from: number): number[] {
-  let text = '';
-  try {
-    text = readFileSync(p.logFile).subarray(from).toString('utf8');
-  } catch {
-    return [];
-  }
-  const re = new RegExp(` debug volume (\\S+) mount step ${step} \\(not awaited by the Mount\\): ([0-9.]+) ms$`);
-  return text.split('\n').flatMap((line) => {
-    const m = re.exec(line);
-    return m !== null && m[1] === volume ? [Number(m[2])] : [];
-  });
-}
-
 /** Per step, the median over RUNS (steps missing in a run are left out of that step's median); in first-seen order. */
 export function medianSteps(runs: Array<Record<string, number>>): Array<[string, number]> {
   const names: string[] = [];

@@ -244,5 +244,39 @@ export function describePodman(engine: PodmanEngine): void {
       expect(String(v.Status?.lastError ?? '')).not.toBe('');
       await podmanOk(['volume', 'rm', name]);
     });
+
+    // Docker beside Podman on one plugin socket: run with this machine's pair (the namespace's dockerd of the trixie
+    // tests is covered by their own in-use test).
+    it.skipIf(engine.prefix.length > 0)(
+      "refuses Podman's Remove of a volume a Docker container uses on the same plugin; the container keeps writing",
+      async () => {
+        const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'shared');
+        const name = `pv-${randomId()}`;
+        const opts = ['-o', `sshcmd=${env.keyUser}@${env.sshHost}:${remote}`, '-o', `port=${env.sshPort}`, '-o', `IdentityFile=${env.keyFile}`];
+        const created = await docker(['volume', 'create', '-d', plugin.name, ...opts, name]);
+        expect(created.exitCode, created.stderr).toBe(0);
+        await podmanOk(['volume', 'create', '--driver', plugin.name, ...opts, name]); // the same volume, known to both engines
+        const holder = `dc-${randomId()}`;
+        const run = await docker(['run', '-d', '--name', holder, '--network', 'none', '-v', `${name}:/data`, env.image, 'sh', '-c', 'while true; do date >> /data/log; sleep 0.2; done']);
+        expect(run.exitCode, run.stderr).toBe(0);
+        try {
+          // Podman knows nothing of Docker's container: the plugin must.
+          const rm = await podman(['volume', 'rm', name]);
+          expect(rm.exitCode).not.toBe(0);
+          expect(rm.stderr).toMatch(/is in use: 1 mount\(s\) of it are held elsewhere/);
+          const lines = (await readRemote(remote, 'log')).split('\n').length;
+          await new Promise((resolve) => setTimeout(resolve, 1_500));
+          const probe = await docker(['exec', holder, 'sh', '-c', 'echo still >> /data/log && tail -n 1 /data/log']);
+          expect(probe.exitCode, probe.stderr).toBe(0);
+          expect(probe.stdout.trim()).toBe('still');
+          expect((await readRemote(remote, 'log')).split('\n').length).toBeGreaterThan(lines);
+        } finally {
+          await docker(['rm', '-f', holder]);
+        }
+        const gone = await docker(['volume', 'rm', name]);
+        expect(gone.exitCode, gone.stderr).toBe(0);
+        await podman(['volume', 'rm', '-f', name]);
+      },
+    );
   });
 }

@@ -26,6 +26,11 @@ export interface TestSshd {
   control: string;
   /** Sessions started from now on stall after N client packets (undefined: never by count). */
   stallAfter(n: number | undefined): void;
+  /** Sessions started from now on send the server's answers at this many bytes per second (undefined: full speed). */
+  slow(bytesPerSecond: number | undefined): void;
+  /** Every session stalls now (and until unstall()), whatever it was doing. */
+  stallNow(): void;
+  unstall(): void;
   /** Lines of stall-sftp.mjs's log, one per session event. */
   sessionLog(): string[];
   /** How many sessions have stalled so far. */
@@ -144,6 +149,12 @@ export async function startTestSshd(opts: { extraConfig?: string[] } = {}): Prom
       if (n === undefined) rmSync(path.join(control, 'stall-after'), { force: true });
       else writeFileSync(path.join(control, 'stall-after'), `${n}\n`);
     },
+    slow(bps) {
+      if (bps === undefined) rmSync(path.join(control, 'slow-bps'), { force: true });
+      else writeFileSync(path.join(control, 'slow-bps'), `${bps}\n`);
+    },
+    stallNow: () => writeFileSync(path.join(control, 'stall-now'), ''),
+    unstall: () => rmSync(path.join(control, 'stall-now'), { force: true }),
     sessionLog: logLines,
     stalledSessions: () => logLines().filter((l) => l.includes(' stalled (')).length,
     dropConnections,

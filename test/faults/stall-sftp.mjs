@@ -3,7 +3,9 @@
 // client packets (read once, when the session starts), or as soon as CONTROL_DIR/stall-now exists. From then on it
 // still reads everything the client sends (so the channel never fills up) but forwards nothing: the ssh connection
 // stays up and answers keepalives, yet no SFTP request is ever answered. Each session appends what it did to
-// CONTROL_DIR/sessions.log, so the test can check that the stall really happened.
+// CONTROL_DIR/sessions.log, so the test can check that the stall really happened. With CONTROL_DIR/slow-bps (read once,
+// when the session starts) it never stalls but sends the server's answers at that many bytes per second: a slow server
+// that is still alive.
 import { Buffer } from 'node:buffer';
 import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
@@ -30,8 +32,32 @@ try {
   // no file: stall only on stall-now
 }
 
+let bytesPerSecond = 0;
+try {
+  const text = readFileSync(path.join(control, 'slow-bps'), 'utf8').trim();
+  if (/^[0-9]+$/.test(text)) bytesPerSecond = Number(text);
+} catch {
+  // no file: full speed
+}
+
 const server = spawn(SFTP_SERVER, [], { stdio: ['pipe', 'pipe', 'inherit'] });
-server.stdout.pipe(process.stdout);
+if (bytesPerSecond > 0) {
+  // Server -> client at bytesPerSecond, in slices every 100 ms; the server is paused while much is queued.
+  const slice = Math.max(1, Math.floor(bytesPerSecond / 10));
+  let queue = Buffer.alloc(0);
+  server.stdout.on('data', (chunk) => {
+    queue = Buffer.concat([queue, chunk]);
+    if (queue.length > 4 * 1024 * 1024) server.stdout.pause();
+  });
+  setInterval(() => {
+    if (queue.length === 0) return;
+    process.stdout.write(queue.subarray(0, slice));
+    queue = queue.subarray(slice);
+    if (queue.length < 1024 * 1024) server.stdout.resume();
+  }, 100);
+} else {
+  server.stdout.pipe(process.stdout);
+}
 server.on('exit', () => process.exit(0));
 server.stdin.on('error', () => undefined);
 process.stdout.on('error', () => process.exit(0));
@@ -39,7 +65,7 @@ process.stdout.on('error', () => process.exit(0));
 let forwarded = 0;
 let stalled = false;
 let pending = Buffer.alloc(0);
-log(`session start, stall-after ${stallAfter}`);
+log(`session start, stall-after ${stallAfter}, slow-bps ${bytesPerSecond}`);
 
 const stall = (why) => {
   if (stalled) return;

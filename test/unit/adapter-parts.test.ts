@@ -1,4 +1,4 @@
-import { chown, mkdtemp, readdir, readFile, rm, stat, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -7,9 +7,9 @@ import { createExecaRunner } from '../../adapter/execa-runner.js';
 import { FakeRunner, formatCall } from '../../adapter/fake-runner.js';
 import { createHostFs } from '../../adapter/host-fs.js';
 import { createHostView } from '../../adapter/deps.js';
-import { bootTimeSeconds, startSecondsAfterBoot } from '../../adapter/processes.js';
-import { parseMountInfo } from '../../adapter/proc-mounts.js';
-import { statInChild } from '../../adapter/read-ahead.js';
+import { POOL_PROBES, probeMount, probesInPool, statInChild } from '../../adapter/mount-probe.js';
+import { bootTimeSeconds, parseStat, startSecondsAfterBoot } from '../../adapter/processes.js';
+import { fuseConnectionDir, parseMountInfo } from '../../adapter/proc-mounts.js';
 import { bindSourceOf, hostDirsFor } from '../../adapter/host-paths.js';
 import { createKeyedLock } from '../../handlers/keyed-lock.js';
 import type { Program } from '../../handlers/types.js';
@@ -69,15 +69,14 @@ describe('read-ahead through /sys', () => {
   it("writes the mount's own bdi entry, and creates nothing where there is none", async () => {
     const proc = await mkdtemp(join(tmpdir(), 'proc-'));
     const sys = await mkdtemp(join(tmpdir(), 'sys-'));
-    // The mountpoint must exist: the table stats it (in a child process) before it writes.
-    const mp = await mkdtemp(join(tmpdir(), 'mp-'));
+    const mp = '/mnt/volumes/v';
     await mkdir(join(proc, 'self'));
     await writeFile(join(proc, 'self', 'mountinfo'), `22 1 0:21 / / rw - ext4 /dev/vda rw\n99 22 0:50 / ${mp} rw - fuse.sshfs u@h:/p rw\n`);
     for (const dev of ['0:21', '0:50']) {
       await mkdir(join(sys, 'class', 'bdi', dev), { recursive: true });
       await writeFile(join(sys, 'class', 'bdi', dev, 'read_ahead_kb'), '128\n');
     }
-    const table = createHostView(proc, sys).readAhead;
+    const table = createHostView(new FakeRunner(), proc, sys).readAhead;
     await table.set(mp, 1024);
     expect(await readFile(join(sys, 'class', 'bdi', '0:50', 'read_ahead_kb'), 'utf8')).toBe('1024\n');
     expect(await readFile(join(sys, 'class', 'bdi', '0:21', 'read_ahead_kb'), 'utf8')).toBe('128\n');
@@ -85,107 +84,140 @@ describe('read-ahead through /sys', () => {
     expect(await table.get('/')).toBe(128);
     expect(await table.get('/mnt/volumes/other')).toBeUndefined();
     await expect(table.set('/mnt/volumes/other', 1024)).rejects.toThrow(/not mounted/);
+    // A mount whose bdi entry does not exist: nothing is created.
     await writeFile(join(proc, 'self', 'mountinfo'), `99 22 0:51 / ${mp} rw - fuse.sshfs u@h:/p rw\n`);
     await expect(table.set(mp, 1024)).rejects.toThrow(/ENOENT/);
-    // A mountpoint that does not answer (here: does not exist) is never written to.
-    await writeFile(join(proc, 'self', 'mountinfo'), '99 22 0:50 / /mnt/volumes/gone rw - fuse.sshfs u@h:/p rw\n');
-    await expect(table.set('/mnt/volumes/gone', 4096)).rejects.toThrow(/did not answer/);
-    expect(await readFile(join(sys, 'class', 'bdi', '0:50', 'read_ahead_kb'), 'utf8')).toBe('1024\n');
     expect(await readdir(join(sys, 'class', 'bdi'))).toEqual(['0:21', '0:50']);
   });
 });
 
-describe('statInChild', () => {
-  it('answers whether a path can be stat-ed, and gives up on a child that takes too long', async () => {
-    expect(await statInChild(tmpdir())).toBe(true);
-    expect(await statInChild('/nonexistent/path')).toBe(false);
+describe('the fresh-mount probe', () => {
+  it('answers whether a path can be stat-ed, in the thread pool or in a child', async () => {
+    expect(await probeMount(tmpdir(), 5_000)).toEqual({ ok: true });
+    expect(await probeMount('/nonexistent/path', 5_000)).toEqual({ ok: false, timedOut: false, error: 'ENOENT' });
+    expect(await statInChild(tmpdir(), 10_000)).toEqual({ ok: true });
+    expect((await statInChild('/nonexistent/path', 10_000)).ok).toBe(false);
     // Node needs far more than 1 ms to start: the child is killed, and the caller is not held.
-    expect(await statInChild(tmpdir(), 1)).toBe(false);
+    expect(await statInChild(tmpdir(), 1)).toMatchObject({ ok: false });
+    expect(probesInPool()).toBe(0);
+  });
+
+  it('uses at most POOL_PROBES pool threads at once, then children', async () => {
+    const results = await Promise.all(Array.from({ length: POOL_PROBES + 2 }, () => probeMount(tmpdir(), 10_000)));
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(probesInPool()).toBe(0);
   });
 });
 
-describe('ssh start time from /proc', () => {
+describe('processes from /proc/<pid>/stat', () => {
   // field 22 (starttime, in 1/100 s since boot) of /proc/<pid>/stat; the comm field may hold spaces and parentheses.
-  const stat = (ticks: number, comm = 'ssh') =>
-    `42 (${comm}) S 1 42 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 ${ticks} 12345678 100 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 17 1 0 0 0 0 0`;
+  const stat = (ticks: number, comm = 'ssh', ppid = 1, state = 'S', pgrp = 42) =>
+    `42 (${comm}) ${state} ${ppid} ${pgrp} 42 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 ${ticks} 12345678 100 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 17 1 0 0 0 0 0`;
 
-  it('reads the start time and the boot time', () => {
+  it('reads the start time, the parent and the boot time', () => {
     expect(startSecondsAfterBoot(stat(12_345))).toBe(123.45);
     expect(startSecondsAfterBoot(stat(500, 'odd) name (x'))).toBe(5);
+    expect(parseStat(stat(7, 'a b) c', 99, 'D', 5))).toEqual({ state: 'D', ppid: 99, pgrp: 5, startTicks: 7 });
     expect(bootTimeSeconds('1234.56 4567.89\n', 1_700_001_234_560)).toBeCloseTo(1_700_000_000, 6);
     expect(bootTimeSeconds('', 0)).toBeUndefined();
   });
 
-  it('finds the latest ssh writing to a volume log, and calls it a reconnect when it started after sshfs', async () => {
+  it('knows a process by pid and start time, finds the ssh in its process group, and never reads a command line', async () => {
     const proc = await mkdtemp(join(tmpdir(), 'proc-'));
-    // Booted at 1_700_000_000 s: the uptime file is written with the time now.
     await writeFile(join(proc, 'uptime'), `${(Date.now() / 1000 - 1_700_000_000).toFixed(2)} 0.00\n`);
-    const add = async (pid: number, argv: string[], ticks: number) => {
-      await mkdir(join(proc, String(pid)));
-      await writeFile(join(proc, String(pid), 'cmdline'), `${argv.join('\0')}\0`);
-      await writeFile(join(proc, String(pid), 'stat'), stat(ticks));
+    const add = async (pid: number, ticks: number, pgrp = pid, state = 'S') => {
+      await mkdir(join(proc, String(pid)), { recursive: true });
+      await writeFile(join(proc, String(pid), 'stat'), stat(ticks, 'x', 1, state, pgrp));
+      // A command line that claims anything: it is never read.
+      await writeFile(join(proc, String(pid), 'cmdline'), 'sshfs\0/mnt/volumes/v\0');
     };
-    // sshfs forks its first ssh, then daemonizes: the daemon starts after that ssh.
-    await add(10, ['ssh', '-E', '/state/logs/v.ssh.log', '-x', 'host'], 1_000);
-    await add(11, ['sshfs', 'h:/p', '/mnt/v', '-o', 'ssh_command=ssh -E /state/logs/v.ssh.log -F none'], 1_020);
-    await add(12, ['ssh', '-E', '/state/logs/other.ssh.log', 'host'], 9_000);
-    await add(13, ['sshfs', 'h:/q', '/mnt/w', '-o', 'ssh_command=ssh -E /state/logs/w.ssh.log -F none'], 9_000);
-    const table = createHostView(proc).processes;
-    const at = async () => {
-      const c = await table.sshConnection('/state/logs/v.ssh.log');
-      return { seconds: Math.round((c?.startedAt.getTime() ?? 0) / 1000), reconnected: c?.reconnected };
-    };
-    expect(await at()).toEqual({ seconds: 1_700_000_000 + 10, reconnected: false });
-    // The link dropped (its ssh exited) and sshfs ran ssh again.
+    await add(10, 1_000);
+    await add(11, 1_001, 10); // sshfs's ssh: double-forked (its parent is init), in sshfs's group
+    await add(12, 1_002); // anything else, in a group of its own
+    const table = createHostView(new FakeRunner(), proc).processes;
+    const sshfs = { pid: 10, startTicks: 1_000 };
+    expect(await table.alive(sshfs)).toBe(true);
+    expect(await table.identify(10)).toEqual(sshfs);
+    expect(await table.groupMember(sshfs)).toEqual({ pid: 11, startTicks: 1_001 });
+    expect(await table.groupMember(sshfs)).toEqual({ pid: 11, startTicks: 1_001 }); // remembered while it lives
+    expect(Math.round(table.startedAt({ pid: 11, startTicks: 1_001 }).getTime() / 1000)).toBe(1_700_000_010);
+    // A reconnect: the first ssh exited, sshfs ran another.
+    await rm(join(proc, '11'), { recursive: true });
+    await add(14, 3_000, 10);
+    expect(await table.groupMember(sshfs)).toEqual({ pid: 14, startTicks: 3_000 });
+    await writeFile(join(proc, '14', 'stat'), stat(3_000, 'ssh', 1, 'Z', 10));
+    expect(await table.groupMember(sshfs)).toBeUndefined(); // the link is down
+    // The pid now names another process (started later), or a zombie: not ours, not alive.
+    await writeFile(join(proc, '10', 'stat'), stat(5_000, 'sshfs'));
+    expect(await table.alive(sshfs)).toBe(false);
+    expect(await table.groupMember(sshfs)).toBeUndefined();
+    await writeFile(join(proc, '10', 'stat'), stat(1_000, 'sshfs', 1, 'Z'));
+    expect(await table.alive(sshfs)).toBe(false);
     await rm(join(proc, '10'), { recursive: true });
-    await add(14, ['ssh', '-E', '/state/logs/v.ssh.log', '-x', 'host'], 3_000);
-    expect(await at()).toEqual({ seconds: 1_700_000_000 + 30, reconnected: true });
-    expect(await table.sshConnection('/state/logs/none.ssh.log')).toBeUndefined();
+    expect(await table.alive(sshfs)).toBe(false);
+    expect(await table.identify(10)).toBeUndefined();
+  });
+
+  it("finds a shared login's master from what it says over its socket, and remembers it while it lives", async () => {
+    const proc = await mkdtemp(join(tmpdir(), 'proc-'));
+    await writeFile(join(proc, 'uptime'), '100.00 0.00\n');
+    await mkdir(join(proc, '77'));
+    await writeFile(join(proc, '77', 'stat'), stat(900));
+    const runner = new FakeRunner();
+    runner.script = (call) => (call.args.includes('check') ? { exitCode: 0, stderr: 'Master running (pid=77)' } : undefined);
+    const table = createHostView(runner, proc).processes;
+    expect(await table.sshMaster('/state/cm/abc0')).toBeDefined();
+    expect(await table.sshMaster('/state/cm/abc0')).toBeDefined();
+    expect(runner.calls.filter((c) => c.args.includes('check'))).toHaveLength(1); // the second from the remembered pid
+    await rm(join(proc, '77'), { recursive: true });
+    runner.script = () => ({ exitCode: 255, stderr: 'Control socket connect(/state/cm/abc0): No such file or directory' });
+    expect(await table.sshMaster('/state/cm/abc0')).toBeUndefined();
   });
 });
 
 describe('mount state from /proc', () => {
-  it('calls a mount stale once its sshfs is gone, and finds a new sshfs for it', async () => {
+  it('calls a mount stale once the sshfs the plugin started for it is gone, whatever else runs', async () => {
     const proc = await mkdtemp(join(tmpdir(), 'proc-'));
     await mkdir(join(proc, 'self'));
     await writeFile(join(proc, 'self', 'mountinfo'), '99 22 0:50 / /mnt/volumes/v rw - fuse.sshfs u@h:/p rw\n');
-    const sshfs = async (pid: number) => {
-      await mkdir(join(proc, String(pid)));
-      await writeFile(join(proc, String(pid), 'cmdline'), ['sshfs', 'u@h:/p', '/mnt/volumes/v', ''].join('\0'));
-    };
-    const table = createHostView(proc).mounts;
-    await sshfs(40);
-    expect(await table.state('/mnt/volumes/v')).toBe('mounted');
-    expect(await table.state('/mnt/volumes/v')).toBe('mounted'); // from the cached pid
+    await mkdir(join(proc, '40'));
+    await writeFile(join(proc, '40', 'stat'), '40 (sshfs) S 1 40 40 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 777 0 0');
+    const table = createHostView(new FakeRunner(), proc).mounts;
+    const server = { pid: 40, startTicks: 777 };
+    expect(await table.state('/mnt/volumes/v', server)).toBe('mounted');
+    expect(await table.state('/mnt/volumes/v')).toBe('mounted'); // mounted by an older version: no sshfs on record
+    expect(await table.state('/mnt/volumes/other', server)).toBe('absent');
+    // A process named sshfs with our mountpoint in its arguments (a container's) changes nothing.
+    await mkdir(join(proc, '41'));
+    await writeFile(join(proc, '41', 'stat'), '41 (sshfs) S 1 41 41 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 999 0 0');
+    await writeFile(join(proc, '41', 'cmdline'), 'sshfs\0u@h:/p\0/mnt/volumes/v\0');
     await rm(join(proc, '40'), { recursive: true });
-    expect(await table.state('/mnt/volumes/v')).toBe('stale');
-    await sshfs(41);
-    expect(await table.state('/mnt/volumes/v')).toBe('mounted');
-    expect(await table.state('/mnt/volumes/other')).toBe('absent');
-    // Any local user can start a process named like sshfs serving our mountpoint: only one of ours counts.
-    await rm(join(proc, '41'), { recursive: true });
-    await sshfs(42);
-    await chown(join(proc, '42'), 65534, 65534);
-    expect(await table.state('/mnt/volumes/v')).toBe('stale');
+    expect(await table.state('/mnt/volumes/v', server)).toBe('stale');
   });
 
-  it('scans past the first batch of processes and picks the newest sshfs of a path (pids are not in order on disk)', async () => {
+  it('aborts a FUSE connection through fusectl when it is there, and says so when not', async () => {
     const proc = await mkdtemp(join(tmpdir(), 'proc-'));
+    const sys = await mkdtemp(join(tmpdir(), 'sys-'));
     await mkdir(join(proc, 'self'));
     await writeFile(join(proc, 'self', 'mountinfo'), '99 22 0:50 / /mnt/volumes/v rw - fuse.sshfs u@h:/p rw\n');
-    const add = async (pid: number, argv: string[]) => {
-      await mkdir(join(proc, String(pid)));
-      await writeFile(join(proc, String(pid), 'cmdline'), `${argv.join('\0')}\0`);
-    };
-    for (let pid = 1000; pid < 1300; pid++) await add(pid, ['sleep', '1000']); // several batches of other processes
-    await add(7, ['sshfs', 'u@h:/p', '/mnt/volumes/v']); // the oldest: scanned last
-    const table = createHostView(proc).mounts;
-    expect(await table.state('/mnt/volumes/v')).toBe('mounted');
-    await add(9, ['sshfs', 'u@h:/p', '/mnt/volumes/v']);
-    await rm(join(proc, '7'), { recursive: true });
-    expect(await table.state('/mnt/volumes/v')).toBe('mounted'); // the cached pid is gone: scans again, finds 9
-    await rm(join(proc, '9'), { recursive: true });
-    expect(await table.state('/mnt/volumes/v')).toBe('stale');
+    const table = createHostView(new FakeRunner(), proc, sys).mounts;
+    expect(await table.abort('/mnt/volumes/v')).toBe(false);
+    await mkdir(join(sys, 'fs', 'fuse', 'connections', '50'), { recursive: true });
+    await writeFile(join(sys, 'fs', 'fuse', 'connections', '50', 'abort'), '');
+    expect(await table.abort('/mnt/volumes/v')).toBe(true);
+    expect(await readFile(join(sys, 'fs', 'fuse', 'connections', '50', 'abort'), 'utf8')).toBe('1');
+    expect(await table.abort('/mnt/volumes/other')).toBe(false);
+    expect(fuseConnectionDir('0:50')).toBe('/sys/fs/fuse/connections/50');
+    expect(fuseConnectionDir('8:1')).toBeUndefined();
+  });
+
+  it('never reads a command line, environment or memory map anywhere in the plugin (those reads can block on a stalled mount)', async () => {
+    const files = (await Promise.all(['adapter', 'handlers', 'handlers/endpoints', 'state'].map(async (dir) =>
+      (await readdir(dir)).filter((f) => f.endsWith('.ts')).map((f) => join(dir, f))))).flat();
+    expect(files.length).toBeGreaterThan(30);
+    const sources = await Promise.all(files.map((f) => readFile(f, 'utf8')));
+    const code = (text: string) => text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
+    for (const text of sources) expect(code(text)).not.toMatch(/cmdline|environ|\/maps\b|\/mem\b/);
   });
 });
 

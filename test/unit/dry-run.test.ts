@@ -70,7 +70,7 @@ describe('DRY_RUN', () => {
 
     const commands = lines.filter((l) => l.startsWith('dry run: '));
     expect(commands.slice(0, 3)).toEqual([
-      `dry run: sshfs u@h:/p ${join(dir, 'mnt', 'v')} -o reconnect -o allow_other -o idmap=user -o password_stdin ` +
+      `dry run: sshfs u@h:/p ${join(dir, 'mnt', 'v')} -f -o reconnect -o allow_other -o idmap=user -o password_stdin ` +
         `-o 'ssh_command=ssh -E ${join(stateDir, 'logs', 'v.ssh.log')} -F none' -o UserKnownHostsFile=${join(stateDir, 'known_hosts')} ` +
         '-o GlobalKnownHostsFile=/dev/null -o UpdateHostKeys=no -o IdentityAgent=none -o IdentitiesOnly=yes ' +
         '-o ServerAliveInterval=15 -o ServerAliveCountMax=3 -o ConnectTimeout=10 -o StrictHostKeyChecking=accept-new ' +

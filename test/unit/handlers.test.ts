@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { create, get, list, mount, path, remove, unmount, capabilities, activate } from '../../handlers/index.js';
-import type { SshConnection } from '../../handlers/types.js';
+import type { ProcessId } from '../../handlers/types.js';
 import { unmountIdle } from '../../handlers/lifecycle.js';
 import { makeDeps, TEST_KEY, type TestDeps } from './fixtures.js';
 
@@ -14,6 +14,9 @@ async function created(opts: Record<string, string> = {}, name = 'vol1'): Promis
   expect(await create({ Name: name, Opts: { sshcmd: SSHCMD, ...opts } }, deps)).toEqual({ Err: '' });
   return deps;
 }
+
+/** The first process the fake runner starts: the first sshfs. */
+const SSHFS = { pid: 1000, startTicks: 4242 };
 
 const sshfsCalls = (d: TestDeps) => d.runner.calls.filter((c) => c.program === 'sshfs');
 const unmountCalls = (d: TestDeps) => d.runner.calls.filter((c) => c.program === 'fusermount3');
@@ -105,7 +108,7 @@ describe('Mount and Unmount', () => {
       {
         program: 'sshfs',
         args: [
-          SSHCMD, MP, '-p', '2222',
+          SSHCMD, MP, '-f', '-p', '2222',
           '-o', 'reconnect', '-o', 'allow_other', '-o', 'idmap=user',
           '-o', 'ssh_command=ssh -E /state/logs/vol1.ssh.log -F none',
           '-o', 'UserKnownHostsFile=/state/known_hosts', '-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'UpdateHostKeys=no',
@@ -115,8 +118,8 @@ describe('Mount and Unmount', () => {
           '-o', 'IdentityFile=/state/keys/vol1.key', '-o', 'PasswordAuthentication=no', '-o', 'KbdInteractiveAuthentication=no',
           '-o', 'BatchMode=yes',
         ],
-        timeoutMs: 20_000,
-        endGroupOnFailure: true,
+        // sshfs runs in the foreground as the plugin's child; what it and its ssh say goes to the volume's log.
+        outputFile: LOG,
       },
     ]);
     expect(deps.fs.dirs.has(MP)).toBe(true);
@@ -229,10 +232,70 @@ describe('Mount and Unmount', () => {
 
   it('fails a silent host within the mount timeout', async () => {
     const deps = await created();
+    deps.config.mountTimeoutMs = 1_000;
     deps.runner.script = (c) => (c.program === 'sshfs' ? { exitCode: -1, timedOut: true } : undefined);
     const res = await mount({ Name: 'vol1', ID: 'a' }, deps);
-    expect(res.Err).toMatch(/did not connect to alice@files.example.com:\/srv\/data within 20 s/);
+    expect(res.Err).toMatch(/did not connect to alice@files.example.com:\/srv\/data within 1 s/);
     expect(deps.runner.calls.map((c) => c.program)).toEqual(['sshfs']);
+    // The sshfs that never mounted was ended, its ssh with it (one process group).
+    expect(deps.mounts.running.size).toBe(0);
+  });
+
+  it('fails a Mount whose server accepted the login but does not answer its first request, leaving nothing waiting', async () => {
+    const deps = await created();
+    deps.runner.script = (c) => {
+      if (c.program === 'sshfs') deps.mounts.unanswered.add(MP); // mounted, but SFTP stalls from the first request
+      return undefined;
+    };
+    const res = await mount({ Name: 'vol1', ID: 'a' }, deps);
+    expect(res.Err).toMatch(/the server accepted the login but its SFTP server does not answer .*within 20 s.*aborted/);
+    // Its FUSE connection aborted (whatever waits on it fails now), sshfs's group ended, the mount detached.
+    expect(deps.mounts.aborted).toEqual([MP]);
+    expect(deps.mounts.running.size).toBe(0);
+    expect(deps.mounts.mounted.has(MP)).toBe(false);
+    expect(unmountCalls(deps).map((c) => c.args)).toEqual([['-u', '-z', MP]]);
+    const rec = await deps.store.get('vol1');
+    expect(rec?.mounts).toEqual({});
+    expect(rec?.lastError).toMatch(/SFTP server does not answer/);
+    expect(rec).not.toHaveProperty('sshfs');
+    expect(deps.fs.dirs.has(MP)).toBe(false);
+  });
+
+  it('says what ssh said when a mount that never answered had a login problem, not that SFTP is silent', async () => {
+    const deps = await created();
+    deps.runner.script = (c) => {
+      if (c.program !== 'sshfs') return undefined;
+      deps.mounts.unanswered.add(MP);
+      deps.fs.files.set(LOG, { content: 'alice@files.example.com: Permission denied (publickey).\n', mode: 0o600 });
+      return undefined;
+    };
+    const res = await mount({ Name: 'vol1', ID: 'a' }, deps);
+    expect(res.Err).toMatch(/Permission denied \(publickey\)/);
+    expect(res.Err).not.toMatch(/SFTP server does not answer/);
+    expect(deps.mounts.aborted).toEqual([MP]);
+  });
+
+  it('fails a Mount whose sshfs exits before its mount appears, with what it said', async () => {
+    const deps = await created();
+    deps.runner.script = (c) => {
+      if (c.program !== 'sshfs') return undefined;
+      deps.fs.files.set(LOG, { content: 'remote host has disconnected\nalice@files.example.com:/srv/data: No such file or directory\n', mode: 0o600 });
+      return { exitCode: 1 };
+    };
+    expect((await mount({ Name: 'vol1', ID: 'a' }, deps)).Err).toMatch(/No such file or directory \(the remote path .* does not exist/);
+    expect(deps.mounts.mounted.has(MP)).toBe(false);
+  });
+
+  it('knows the mount is stale from the sshfs it started (pid and start time), whatever else runs', async () => {
+    const deps = await created();
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    expect((await deps.store.get('vol1'))?.sshfs).toEqual(SSHFS);
+    expect((await get({ Name: 'vol1' }, deps)).Volume?.Status).toMatchObject({ mounted: true });
+    deps.mounts.ended(SSHFS.pid); // sshfs crashed; its mount stays in the table
+    expect((await get({ Name: 'vol1' }, deps)).Volume?.Status).toMatchObject({ mounted: false, stale: expect.any(String) });
+    expect((await mount({ Name: 'vol1', ID: 'b' }, deps)).Err).toBe('');
+    expect(sshfsCalls(deps)).toHaveLength(2);
+    expect((await deps.store.get('vol1'))?.sshfs).toEqual({ pid: SSHFS.pid + 1, startTicks: SSHFS.startTicks });
   });
 
   it('tells a passphrase-protected key (ssh in batch mode skips it silently) from a refused login', async () => {
@@ -284,14 +347,15 @@ describe('Mount and Unmount', () => {
     expect(unmountCalls(deps).map((c) => c.args)).toEqual([['-u', MP], ['-u', '-z', MP]]);
     expect(deps.mounts.mounted.has(MP)).toBe(false);
     // What held the detached mount (a request hung on a stalled server) must not keep its sshfs and ssh alive.
-    expect(deps.mounts.retired).toEqual([[MP, LOG]]);
+    expect(deps.mounts.retired).toEqual([SSHFS]);
   });
 
   it('hands the sshfs and ssh of every unmounted volume over to be ended should they linger', async () => {
     const deps = await created();
     await mount({ Name: 'vol1', ID: 'a' }, deps);
     await unmount({ Name: 'vol1', ID: 'a' }, deps);
-    expect(deps.mounts.retired).toEqual([[MP, LOG]]);
+    expect(deps.mounts.retired).toEqual([SSHFS]);
+    expect(await deps.store.get('vol1')).not.toHaveProperty('sshfs');
   });
 
   it('refuses to mount a volume that does not exist', async () => {
@@ -384,20 +448,54 @@ describe('unmount_delay: keeping an idle volume mounted', () => {
 });
 
 describe('Remove', () => {
-  it('drops references Docker never released (dockerd checked no container uses it) and detaches the mount', async () => {
+  it('drops references never released when nothing holds the mount any more, and detaches it', async () => {
     const deps = await created({ key: TEST_KEY });
     await mount({ Name: 'vol1', ID: 'a' }, deps);
     await mount({ Name: 'vol1', ID: 'b' }, deps);
+    deps.mounts.users.set(MP, 0); // no mount namespace holds it (Unmounts lost in a crash)
     expect(await remove({ Name: 'vol1' }, deps)).toEqual({ Err: '' });
     expect(await deps.store.get('vol1')).toBeUndefined();
     expect(await deps.mounts.state(MP)).toBe('absent');
     expect(unmountCalls(deps).map((c) => c.args)).toEqual([['-u', MP]]);
-    expect(deps.logs.join('\n')).toMatch(/Remove with 2 reference\(s\) Docker never released/);
+    expect(deps.logs.join('\n')).toMatch(/Remove with 2 reference\(s\) never released/);
+  });
+
+  it('refuses a volume whose mount a container still holds, whoever sends it, changing nothing', async () => {
+    const deps = await created();
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    deps.mounts.users.set(MP, 2); // e.g. a Podman container and a docker cp: another engine's Remove must not cut them
+    const before = JSON.stringify(await deps.store.get('vol1'));
+    const res = await remove({ Name: 'vol1' }, deps);
+    expect(res.Err).toMatch(/volume vol1 is in use: 2 mount\(s\) of it are held elsewhere .*another engine.*Nothing was changed/);
+    expect(JSON.stringify(await deps.store.get('vol1'))).toBe(before);
+    expect(deps.mounts.mounted.has(MP)).toBe(true);
+    expect(unmountCalls(deps)).toEqual([]);
+    // Once nothing holds it, the same Remove goes through.
+    deps.mounts.users.set(MP, 0);
+    expect(await remove({ Name: 'vol1' }, deps)).toEqual({ Err: '' });
+  });
+
+  it('falls back on the references where holders cannot be seen (a managed plugin), and removes an unused volume', async () => {
+    const deps = await created();
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    expect((await remove({ Name: 'vol1' }, deps)).Err).toMatch(/volume vol1 is in use: the plugin holds 1 mount reference/);
+    expect(deps.mounts.mounted.has(MP)).toBe(true);
+    await unmount({ Name: 'vol1', ID: 'a' }, deps);
+    expect(await remove({ Name: 'vol1' }, deps)).toEqual({ Err: '' });
+  });
+
+  it('drops the references of a mount whose sshfs died (nothing can use it) and removes the volume', async () => {
+    const deps = await created();
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    deps.mounts.stale.add(MP);
+    expect(await remove({ Name: 'vol1' }, deps)).toEqual({ Err: '' });
+    expect(await deps.store.get('vol1')).toBeUndefined();
   });
 
   it('detaches lazily when the mount is busy, and never deletes what is inside', async () => {
     const deps = await created();
     await mount({ Name: 'vol1', ID: 'a' }, deps);
+    deps.mounts.users.set(MP, 0);
     deps.runner.script = (c) => (c.program === 'fusermount3' && !c.args.includes('-z') ? { exitCode: 1, stderr: 'fusermount3: failed to unmount: Device or resource busy' } : undefined);
     expect(await remove({ Name: 'vol1' }, deps)).toEqual({ Err: '' });
     expect(unmountCalls(deps).map((c) => c.args)).toEqual([['-u', MP], ['-u', '-z', MP]]);
@@ -406,6 +504,7 @@ describe('Remove', () => {
   it('refuses with the reason when the mount cannot be detached at all, keeping the volume', async () => {
     const deps = await created();
     await mount({ Name: 'vol1', ID: 'a' }, deps);
+    deps.mounts.users.set(MP, 0);
     deps.runner.script = (c) => (c.program === 'fusermount3' ? { exitCode: 1, stderr: 'fusermount3: no' } : undefined);
     expect((await remove({ Name: 'vol1' }, deps)).Err).toMatch(/could not unmount/);
     expect(await deps.store.get('vol1')).toMatchObject({ mounts: {} });
@@ -465,17 +564,22 @@ describe('Get, List, Path, Capabilities, Activate', () => {
 
   it('Get tells from the ssh process whether the link is up, dropped, or was re-established', async () => {
     // sshfs reconnects silently and ssh logs nothing when the server end dies (measured by the fault suite).
+    // The ssh is found in the process group of the sshfs the plugin started, never by its command line; one started
+    // after the mount appeared is a reconnect (sshfs connects, then mounts).
     const deps = await created();
     await mount({ Name: 'vol1', ID: 'a' }, deps);
-    const status = async (ssh: SshConnection | undefined) => {
+    const first = { pid: SSHFS.pid + 1, startTicks: SSHFS.startTicks + 3 };
+    const status = async (ssh: ProcessId | undefined) => {
       deps.processes = {
         ...deps.mounts.processes,
-        sshConnection: async (file: string) => (file === LOG ? ssh : { startedAt: new Date(0), reconnected: false }),
+        groupMember: async (p: ProcessId) => (p.pid === SSHFS.pid ? ssh : undefined),
+        startedAt: (p: ProcessId) => new Date(p === first ? '2026-01-02T03:04:04.500Z' : '2026-01-02T03:09:00.000Z'),
       };
       return (await get({ Name: 'vol1' }, deps)).Volume?.Status;
     };
-    expect(await status({ startedAt: new Date('2026-01-02T03:04:04.500Z'), reconnected: false })).toMatchObject({ connection: 'up' });
-    expect(await status({ startedAt: new Date('2026-01-02T03:09:00.000Z'), reconnected: true })).toMatchObject({
+    expect(await status(first)).toMatchObject({ connection: 'up' });
+    expect((await deps.store.get('vol1'))?.mountedTicks).toBe(5_000);
+    expect(await status({ pid: 5555, startTicks: 5_001 })).toMatchObject({
       connection: 'reconnected',
       reconnectedAt: '2026-01-02T03:09:00.000Z',
     });
@@ -499,7 +603,11 @@ describe('Get, List, Path, Capabilities, Activate', () => {
 
   it('Get shows the last mount error', async () => {
     const deps = await created();
-    deps.runner.script = (c) => (c.program !== 'fusermount3' ? { exitCode: 1, stderr: 'ssh: connect to host files.example.com port 22: Connection refused' } : undefined);
+    deps.runner.script = (c) => {
+      if (c.program === 'fusermount3') return undefined;
+      deps.fs.files.set(LOG, { content: 'ssh: connect to host files.example.com port 22: Connection refused\n', mode: 0o600 });
+      return { exitCode: 1 };
+    };
     await mount({ Name: 'vol1', ID: 'a' }, deps);
     expect((await get({ Name: 'vol1' }, deps)).Volume?.Status).toMatchObject({ mounted: false, lastError: expect.stringMatching(/Connection refused.*check the host/) });
   });

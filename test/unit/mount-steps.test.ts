@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { create, mount } from '../../handlers/index.js';
-import { markStep, startMountSteps, timeStep } from '../../handlers/mount-steps.js';
+import { markStep, startMountSteps } from '../../handlers/mount-steps.js';
 import type { Logger, VolumeRecord } from '../../handlers/types.js';
 import { makeDeps } from './fixtures.js';
 
@@ -31,33 +31,16 @@ describe('the Mount step timer', () => {
     expect(log.lines).toEqual(['debug volume v mount steps: lock 0.1 ms, store 0.3, sshfs 85.0, journal 1.0, total 86.4']);
   });
 
-  it('times work the Mount does not wait for on a line of its own, also when it fails', async () => {
-    const log = capture();
-    const rec = record('w');
-    startMountSteps('w', log, steppedClock(0)).mark('store', rec);
-    await expect(timeStep(rec, 'read-ahead', async () => 7, log, steppedClock(5, 7.5))).resolves.toBe(7);
-    await expect(timeStep(rec, 'read-ahead', async () => { throw new Error('no /sys'); }, log, steppedClock(1, 2))).rejects.toThrow('no /sys');
-    await timeStep(record('w'), 'read-ahead', async () => 1, log); // not tied to a Mount (start-up recovery): no line
-    expect(log.lines).toEqual([
-      'debug volume w mount step read-ahead (not awaited by the Mount): 2.5 ms',
-      'debug volume w mount step read-ahead (not awaited by the Mount): 1.0 ms',
-    ]);
-  });
-
   it('names every step of a cold Mount in order, and the few of a Mount that finds the volume mounted', async () => {
     const deps = makeDeps();
     expect(await create({ Name: 'vol1', Opts: { sshcmd: 'alice@files.example.com:/srv/data' } }, deps)).toEqual({ Err: '' });
     await mount({ Name: 'vol1', ID: 'a' }, deps);
     await mount({ Name: 'vol1', ID: 'b' }, deps);
-    await new Promise((resolve) => setTimeout(resolve, 0)); // the read-ahead settles after the answer
     const lines = deps.logs.filter((l) => l.includes('mount steps:'));
     const names = (line: string) => [...line.replace(/^.*mount steps: /, '').matchAll(/([a-z-]+) [0-9.]+/g)].map((m) => m[1]);
     expect(lines).toHaveLength(2);
-    expect(names(lines[0] ?? '')).toEqual(['lock', 'store', 'state', 'prepare', 'shared-login', 'sshfs', 'check', 'journal', 'total']);
+    // The read-ahead is set once the fresh-mount check has seen the mount answer, inside the Mount.
+    expect(names(lines[0] ?? '')).toEqual(['lock', 'store', 'state', 'prepare', 'shared-login', 'sshfs', 'check', 'read-ahead', 'journal', 'total']);
     expect(names(lines[1] ?? '')).toEqual(['lock', 'store', 'state', 'journal', 'total']);
-    // The read-ahead (fake: done at once) settles while the Mount still writes its journal: its own line, once.
-    const readAhead = deps.logs.filter((l) => l.includes('mount step read-ahead'));
-    expect(readAhead).toHaveLength(1);
-    expect(readAhead[0]).toMatch(/^debug volume vol1 mount step read-ahead \(not awaited by the Mount\): [0-9.]+ ms$/);
   });
 });

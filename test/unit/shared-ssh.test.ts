@@ -263,4 +263,29 @@ describe('shared ssh connections', () => {
     expect(controlCalls(deps, 'stop')).toHaveLength(2);
     expect(deps.mounts.masters.size).toBe(0);
   });
+
+  it('closes the login a failed Mount opened, unless a mounted volume uses it (issue 19: no logins left by failures)', async () => {
+    const deps = sharingDeps();
+    await createVol(deps, 'a');
+    await createVol(deps, 'b');
+    // sshfs fails over the new login (e.g. the remote directory is missing): the login it opened is closed.
+    deps.runner.script = (c) => (c.program === 'sshfs' ? { exitCode: 1 } : undefined);
+    expect((await mount({ Name: 'a', ID: '1' }, deps)).Err).not.toBe('');
+    expect(masterCalls(deps)).toHaveLength(1);
+    expect(controlCalls(deps, 'exit')).toHaveLength(1);
+    expect(deps.mounts.masters.size).toBe(0);
+    // The login of a mounted volume stays when another volume's Mount fails (that one opened a login of its own).
+    deps.runner.script = () => undefined;
+    expect((await mount({ Name: 'a', ID: '1' }, deps)).Err).toBe('');
+    const kept = controlPathOf(masterCalls(deps)[1]?.args ?? []) ?? '';
+    deps.runner.script = (c) => (c.program === 'sshfs' ? { exitCode: 1 } : undefined);
+    expect((await mount({ Name: 'b', ID: '1' }, deps)).Err).not.toBe('');
+    expect(controlCalls(deps, 'exit')).toHaveLength(2);
+    expect([...deps.mounts.masters]).toEqual([kept]);
+    // A Mount that joined a running login (it opened none) leaves it be.
+    await unmount({ Name: 'a', ID: '1' }, deps);
+    expect((await mount({ Name: 'b', ID: '2' }, deps)).Err).not.toBe('');
+    expect(controlCalls(deps, 'exit')).toHaveLength(2);
+    expect([...deps.mounts.masters]).toEqual([kept]);
+  });
 });
