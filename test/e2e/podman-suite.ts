@@ -266,7 +266,8 @@ export function describePodman(engine: PodmanEngine): void {
           expect(rm.stderr).toMatch(/is in use: 1 mount\(s\) of it are held elsewhere/);
           const lines = (await readRemote(remote, 'log')).split('\n').length;
           await new Promise((resolve) => setTimeout(resolve, 1_500));
-          const probe = await docker(['exec', holder, 'sh', '-c', 'echo still >> /data/log && tail -n 1 /data/log']);
+          // A file of its own: the writer loop appends to log between any write and read of it.
+          const probe = await docker(['exec', holder, 'sh', '-c', 'echo still > /data/probe && cat /data/probe']);
           expect(probe.exitCode, probe.stderr).toBe(0);
           expect(probe.stdout.trim()).toBe('still');
           expect((await readRemote(remote, 'log')).split('\n').length).toBeGreaterThan(lines);

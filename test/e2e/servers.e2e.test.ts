@@ -10,7 +10,7 @@ import {
   createVolume, describeRun, docker, expectOk, inspectVolume, keyOpts, loadEnv, makeRemoteSubdir, randomId, readRemote,
   removeVolume, Resources, runWith, sshfsMountsUnder, startContainer, startLegacyPlugin, tryCreateVolume, uniq, type LegacyPlugin,
 } from './harness.js';
-import { ids, knownHostsLine, rootDir, startDropbear, startSshd, type TestServer } from './test-servers.js';
+import { ids, knownHostsLine, rootDir, serversDir, startDropbear, startSshd, type TestServer } from './test-servers.js';
 
 const env = loadEnv();
 const res = new Resources();
@@ -113,7 +113,7 @@ describe('legacy algorithms', () => {
 describe('certificates', () => {
   it('a key signed by a user CA the sshd trusts logs in with CertificateFile, and not without it', async () => {
     const id = randomId();
-    const caDir = rootDir(path.join(env.dir, 'servers', `ca-${id}-keys`));
+    const caDir = rootDir(path.join(serversDir(env.dir), `ca-${id}-keys`));
     const ca = path.join(caDir, 'user_ca');
     const key = path.join(env.keysDir, `cert-user-${id}`);
     const cert = path.join(env.keysDir, `cert-user-${id}.crt`);
@@ -207,7 +207,7 @@ describe('a chrooted SFTP-only account', () => {
 
   beforeAll(async () => {
     const id = randomId();
-    const root = rootDir(path.join(env.dir, 'servers', `chroot-${id}-root`));
+    const root = rootDir(path.join(serversDir(env.dir), `chroot-${id}-root`));
     upload = path.join(root, 'upload');
     const { uid, gid } = await ids(env.keyUser);
     for (const d of [upload, path.join(upload, 'sub'), path.join(upload, 'abs')]) {

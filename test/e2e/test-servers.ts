@@ -1,8 +1,9 @@
 // SSH servers of the shapes users point the plugin at, for test/e2e/servers.e2e.test.ts: OpenSSH sshds with their own
 // configuration (on ::1, chrooted SFTP-only, ssh-rsa host key only, a user CA, a bastion that only forwards) and a
-// Dropbear server. Each runs in the foreground as a child of the test worker, under DIR/servers/<name>, and is stopped
-// by its pid; scripts/e2e-env.sh down stops any a crashed worker left.
+// Dropbear server. Each runs in the foreground as a child of the test worker, under serversDir(DIR)/<name>, and is
+// stopped by its pid; scripts/e2e-env.sh down stops any a crashed worker left.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -41,6 +42,16 @@ async function run(file: string, args: string[]): Promise<string> {
   const r = await execa(file, args, { reject: false, all: true, input: '', timeout: 60_000 });
   if (r.exitCode !== 0) throw new Error(`${file} ${args.join(' ')} failed (exit ${r.exitCode}): ${r.all ?? ''}`);
   return r.stdout;
+}
+
+/**
+ * Where the servers of the test environment in ENV_DIR keep their files: outside the checkout, because sshd's
+ * StrictModes and ChrootDirectory refuse a path with a group- or world-writable directory anywhere above it (a clone
+ * under /tmp). Named by the environment's id, as scripts/e2e-env.sh names it (the first 10 hex digits of the
+ * SHA-256 of ENV_DIR), so its `down` finds what a crashed worker left.
+ */
+export function serversDir(envDir: string): string {
+  return path.join('/var/lib/sshfs-e2e/servers', createHash('sha256').update(envDir).digest('hex').slice(0, 10));
 }
 
 /** A fresh root-owned 0755 directory (sshd's StrictModes and ChrootDirectory accept those). */
@@ -122,8 +133,8 @@ export interface SshdOptions {
 }
 
 /** An OpenSSH sshd (`sshd -D`) with a configuration of its own, under DIR/servers/NAME. */
-export async function startSshd(baseDir: string, name: string, opts: SshdOptions = {}): Promise<TestServer> {
-  const dir = rootDir(path.join(baseDir, 'servers', name));
+export async function startSshd(envDir: string, name: string, opts: SshdOptions = {}): Promise<TestServer> {
+  const dir = rootDir(path.join(serversDir(envDir), name));
   const host = opts.listen ?? '127.0.0.1';
   const port = opts.port ?? (await freePortOn(host));
   if (opts.port !== undefined) {
@@ -173,8 +184,8 @@ export async function startSshd(baseDir: string, name: string, opts: SshdOptions
  * A Dropbear server (Debian's dropbear-bin) on 127.0.0.1 for USER, who must exist; Dropbear reads only the user's own
  * ~/.ssh/authorized_keys, so PUBLIC_KEY is added there (and left for the next run: it only authorizes the tests' key).
  */
-export async function startDropbear(baseDir: string, name: string, user: string, publicKey: string): Promise<TestServer> {
-  const dir = rootDir(path.join(baseDir, 'servers', name));
+export async function startDropbear(envDir: string, name: string, user: string, publicKey: string): Promise<TestServer> {
+  const dir = rootDir(path.join(serversDir(envDir), name));
   const port = await freePortOn('127.0.0.1');
   const hostKeyFile = path.join(dir, 'dropbear_ed25519_host_key');
   await run('dropbearkey', ['-t', 'ed25519', '-f', hostKeyFile]);
