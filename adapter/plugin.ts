@@ -83,3 +83,28 @@ export async function startPlugin(config: PluginConfig, log: Logger): Promise<Ru
     },
   };
 }
+
+/**
+ * An entry point's whole life, shared by both front ends: root-only files, start, a graceful stop on SIGTERM/SIGINT
+ * (requests in flight finish); a start that fails exits 1 with the reason.
+ */
+export function runUntilSignalled(what: string, start: () => Promise<{ plugin: RunningPlugin; log: Logger }>): void {
+  // Everything the plugin writes (state, keys, known_hosts, its socket) is for root only.
+  process.umask(0o077);
+  start()
+    .then(({ plugin, log }) => {
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return log.info(`${signal}: already stopping`);
+        stopping = true;
+        void plugin.stop(signal).then(() => process.exit(0));
+      };
+      // on, not once: execa's exit hook re-raises a signal nobody else listens to, which would end the process at once.
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    })
+    .catch((error: unknown) => {
+      process.stderr.write(`${what} failed to start: ${describe(error)}\n`);
+      process.exit(1);
+    });
+}
