@@ -119,7 +119,7 @@ do_down() {
 
   # 3b. The server matrix's own sshds and Dropbear (test/e2e/test-servers.ts), if a test worker died with them.
   # They live outside DIR (sshd's StrictModes refuses a path under a world-writable directory such as /tmp).
-  local servers_dir=/var/lib/sshfs-e2e/servers/$ENV_ID
+  local servers_dir=/var/lib/sshfs-e2e-servers/$ENV_ID
   for pid in $(pids_with_cmdline "$servers_dir/"); do
     case $(cat "/proc/$pid/comm" 2>/dev/null) in
     sshd | dropbear) log "stopping leftover test server $pid"; stop_pid "$pid" 5 ;;

@@ -45,19 +45,26 @@ async function run(file: string, args: string[]): Promise<string> {
 }
 
 /**
- * Where the servers of the test environment in ENV_DIR keep their files: outside the checkout, because sshd's
- * StrictModes and ChrootDirectory refuse a path with a group- or world-writable directory anywhere above it (a clone
+ * Where the servers of the test environment in ENV_DIR keep their files: outside the checkout, in root-owned 0755
+ * directories all the way up, because sshd reads authorized keys as the user (a 0700 directory above, such as the
+ * test environment's, hides them) and ChrootDirectory refuses a path with a writable directory above it (a clone
  * under /tmp). Named by the environment's id, as scripts/e2e-env.sh names it (the first 10 hex digits of the
  * SHA-256 of ENV_DIR), so its `down` finds what a crashed worker left.
  */
 export function serversDir(envDir: string): string {
-  return path.join('/var/lib/sshfs-e2e/servers', createHash('sha256').update(envDir).digest('hex').slice(0, 10));
+  const top = '/var/lib/sshfs-e2e-servers';
+  const dir = path.join(top, createHash('sha256').update(envDir).digest('hex').slice(0, 10));
+  for (const d of [top, dir]) {
+    mkdirSync(d, { recursive: true });
+    chmodSync(d, 0o755); // whatever the umask
+  }
+  return dir;
 }
 
 /** A fresh root-owned 0755 directory (sshd's StrictModes and ChrootDirectory accept those). */
 export function rootDir(dir: string): string {
   rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  mkdirSync(dir, { recursive: true });
   chmodSync(dir, 0o755);
   return dir;
 }
