@@ -45,8 +45,21 @@ export function fuseConnectionDir(device: string, sysDir = '/sys'): string | und
   return m === null ? undefined : `${sysDir}/fs/fuse/connections/${m[1]}`;
 }
 
+/** Aborts the FUSE connection of a fusectl directory: false when fusectl is not mounted, or the connection is gone. */
+function abortConnection(dir: string): Promise<boolean> {
+  return writeFile(`${dir}/abort`, '1', { flag: 'r+' }).then(
+    () => true,
+    () => false,
+  );
+}
+
 export function createProcMountTable(alive: (server: ProcessId) => Promise<boolean>, procDir = '/proc', sysDir = '/sys'): MountTable {
   const entries = () => readMountInfo(procDir);
+  /** The fusectl directory of the FUSE mount at path, if path is one. */
+  const connectionDirOf = (path: string): string | undefined => {
+    const entry = entries().find((e) => e.mountPoint === path);
+    return entry === undefined || !entry.fsType.startsWith('fuse') ? undefined : fuseConnectionDir(entry.device, sysDir);
+  };
   return {
     async isMounted(path) {
       return entries().some((e) => e.mountPoint === path);
@@ -61,19 +74,11 @@ export function createProcMountTable(alive: (server: ProcessId) => Promise<boole
     },
     probe: (path, timeoutMs) => probeMount(path, timeoutMs),
     async abort(path) {
-      const entry = entries().find((e) => e.mountPoint === path);
-      const dir = entry === undefined || !entry.fsType.startsWith('fuse') ? undefined : fuseConnectionDir(entry.device, sysDir);
-      if (dir === undefined) return false;
-      try {
-        await writeFile(`${dir}/abort`, '1', { flag: 'r+' });
-        return true;
-      } catch {
-        return false; // fusectl not mounted, or the connection gone already
-      }
+      const dir = connectionDirOf(path);
+      return dir === undefined ? false : abortConnection(dir);
     },
     async fuseConnection(path) {
-      const entry = entries().find((e) => e.mountPoint === path);
-      const dir = entry === undefined || !entry.fsType.startsWith('fuse') ? undefined : fuseConnectionDir(entry.device, sysDir);
+      const dir = connectionDirOf(path);
       if (dir === undefined) return undefined;
       let waiting: number;
       try {
@@ -81,10 +86,7 @@ export function createProcMountTable(alive: (server: ProcessId) => Promise<boole
       } catch {
         return undefined; // fusectl not mounted here
       }
-      return {
-        waiting: Number.isInteger(waiting) ? waiting : 0,
-        abort: () => writeFile(`${dir}/abort`, '1', { flag: 'r+' }).then(() => true, () => false),
-      };
+      return { waiting: Number.isInteger(waiting) ? waiting : 0, abort: () => abortConnection(dir) };
     },
     async sshfsMountsUnder(dir) {
       const prefix = dir.endsWith('/') ? dir : `${dir}/`;
