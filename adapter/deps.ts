@@ -2,16 +2,16 @@
 import { createKeyedLock } from '../handlers/keyed-lock.js';
 import type { CommandRunner, Config, Deps, Logger, MountTable, ProcessTable, ReadAheadControl, VolumeStore } from '../handlers/types.js';
 import { MemoryStore } from '../state/memory-store.js';
-import { createDryRunFs } from './dry-run-fs.js';
-import { createExecaRunner } from './execa-runner.js';
-import { FakeMountTable } from './fake-mount-table.js';
-import { FakeRunner } from './fake-runner.js';
-import { createHostFs } from './host-fs.js';
-import { mountUsers } from './mount-users.js';
-import { createProcessTable } from './processes.js';
-import { createProcMountTable } from './proc-mounts.js';
-import { createReadAhead } from './read-ahead.js';
-import { createTimers } from './timers.js';
+import { createDryRunFs } from './fakes/dry-run-fs.js';
+import { createExecaRunner } from './host/execa-runner.js';
+import { FakeMountTable } from './fakes/fake-mount-table.js';
+import { FakeRunner } from './fakes/fake-runner.js';
+import { createHostFs } from './host/host-fs.js';
+import { mountUsers } from './host/mount-users.js';
+import { createProcessTable } from './host/processes.js';
+import { createProcMountTable } from './host/proc-mounts.js';
+import { createReadAhead } from './host/read-ahead.js';
+import { createTimers } from './host/timers.js';
 
 function common(config: Config, log: Logger) {
   return { config, locks: createKeyedLock(), timers: createTimers(), now: () => new Date(), log };

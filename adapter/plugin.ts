@@ -7,12 +7,12 @@ import { stopSharedConnections } from '../handlers/shared-ssh.js';
 import { createStallWatch } from '../handlers/stall-watch.js';
 import type { Deps, Logger } from '../handlers/types.js';
 import { LowdbStore } from '../state/lowdb-store.js';
-import { createApp } from './app.js';
+import { createApp } from './docker/app.js';
 import type { PluginConfig } from './config.js';
 import { createDeps, createDryRunDeps } from './deps.js';
-import { hostDirsFor } from './host-paths.js';
-import { listenOnSocket } from './server.js';
-import { lockStateDir, removeLeftovers } from './state-dir.js';
+import { hostDirsFor } from './host/host-paths.js';
+import { listenOnSocket } from './docker/server.js';
+import { lockStateDir, removeLeftovers } from './host/state-dir.js';
 
 /** Requests in flight may finish for this long: well inside the 10 s dockerd gives a managed plugin before SIGKILL. */
 export const STOP_GRACE_MS = 8_000;

@@ -1,6 +1,6 @@
 // The one place the CSI front end calls the handlers. The handlers speak the VolumeDriver protocol's shapes today
 // (Name, Opts, ID, Mountpoint, Err); when they take neutral types, only this module changes.
-import { create, mount, remove, unmount } from '../../handlers/index.js';
+import { create, mount, remove, unmount } from '../docker/routes.js';
 import type { Deps } from '../../handlers/types.js';
 
 /** A handler's refusal (a UserError: its message says what to do) or an internal failure. */
@@ -13,7 +13,7 @@ export class HandlerError extends Error {
   }
 }
 
-/** The endpoint table answers internal failures with this prefix (handlers/index.ts). */
+/** The endpoint table answers internal failures with this prefix (adapter/docker/routes.ts). */
 const INTERNAL_PREFIX = 'internal error in the sshfs plugin';
 
 function check<R extends { Err: string }>(result: R): R {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { expect, inject } from 'vitest';
-import { parseMountInfo, unescapeMountField } from '../../adapter/proc-mounts.js';
+import { parseMountInfo, unescapeMountField } from '../../adapter/host/proc-mounts.js';
 import { dockerCliEnv, keyUserSshArgs, parseEnvFile, randomId, readE2EEnv, uniq, type E2EEnv } from '../../scripts/lib/e2e-env.js';
 import { pluginRequest, type PluginHttpResponse } from '../../scripts/lib/plugin-request.js';
 import { endedPluginStandIn } from './ended-plugins.js';

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Hono } from 'hono';
-import { createApp, RETRY_WITHOUT_BODY } from '../../adapter/app.js';
-import { listenOnSocket } from '../../adapter/server.js';
+import { createApp, RETRY_WITHOUT_BODY } from '../../adapter/docker/app.js';
+import { listenOnSocket } from '../../adapter/docker/server.js';
 import { pluginRequest } from '../../scripts/lib/plugin-request.js';
 import { makeDeps } from './fixtures.js';
 

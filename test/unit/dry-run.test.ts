@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readConfig } from '../../adapter/config.js';
-import { FakeRunner } from '../../adapter/fake-runner.js';
+import { FakeRunner } from '../../adapter/fakes/fake-runner.js';
 import { startPlugin, type RunningPlugin } from '../../adapter/plugin.js';
 import { pluginRequest } from '../../scripts/lib/plugin-request.js';
 

@@ -1,7 +1,7 @@
 // Deps for handler tests: the fake runner and the simulated mount table it changes, a memory store and an in-memory
 // filesystem.
-import { FakeMountTable } from '../../adapter/fake-mount-table.js';
-import { FakeRunner } from '../../adapter/fake-runner.js';
+import { FakeMountTable } from '../../adapter/fakes/fake-mount-table.js';
+import { FakeRunner } from '../../adapter/fakes/fake-runner.js';
 import { createKeyedLock } from '../../handlers/keyed-lock.js';
 import type { Config, Deps, HostFs, Timers } from '../../handlers/types.js';
 import { MemoryStore } from '../../state/memory-store.js';

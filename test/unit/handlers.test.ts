@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { create, get, list, mount, path, remove, unmount, capabilities, activate } from '../../handlers/index.js';
+import { create, get, list, mount, path, remove, unmount, capabilities, activate } from '../../adapter/docker/routes.js';
 import type { ProcessId } from '../../handlers/types.js';
 import { unmountIdle } from '../../handlers/lifecycle.js';
 import { makeDeps, TEST_KEY, type TestDeps } from './fixtures.js';

@@ -1,7 +1,7 @@
 // Issue 9 at the handler level: no option may reach a file or a credential it was not given, and old volumes whose
 // options today's rules refuse still answer Get and List.
 import { describe, expect, it } from 'vitest';
-import { create, get, list, mount, unmount } from '../../handlers/index.js';
+import { create, get, list, mount, unmount } from '../../adapter/docker/routes.js';
 import { unmountIdle } from '../../handlers/lifecycle.js';
 import { DEFAULT_KEY, makeDeps, type TestDeps } from './fixtures.js';
 

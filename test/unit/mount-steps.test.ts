@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { create, mount } from '../../handlers/index.js';
+import { create, mount } from '../../adapter/docker/routes.js';
 import { markStep, startMountSteps } from '../../handlers/mount-steps.js';
 import type { Logger, VolumeRecord } from '../../handlers/types.js';
 import { makeDeps } from './fixtures.js';

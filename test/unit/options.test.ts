@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../../handlers/errors.js';
-import { create as createEndpoint } from '../../handlers/index.js';
+import { create as createEndpoint } from '../../adapter/docker/routes.js';
 import { normalizeKey, OPTION_SPECS, parseOptions, parseSshcmd } from '../../handlers/options.js';
 import { buildSshfsArgs } from '../../handlers/sshfs-args.js';
 import { forgetOptions, optionsOrProblem } from '../../handlers/volume.js';

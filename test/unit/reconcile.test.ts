@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { create, get, mount, remove, unmount } from '../../handlers/index.js';
+import { create, get, mount, remove, unmount } from '../../adapter/docker/routes.js';
 import { INHERITED_CHECK_MS, releaseUnusedInherited } from '../../handlers/inherited.js';
 import { reconcile } from '../../handlers/reconcile.js';
 import { makeDeps } from './fixtures.js';

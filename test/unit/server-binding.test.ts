@@ -3,7 +3,7 @@
 // included. Checked at Create and at every Mount, before anything runs.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { create, get, mount } from '../../handlers/index.js';
+import { create, get, mount } from '../../adapter/docker/routes.js';
 import { allows, boundPassword, normalHost, parseBindingLines, serverText, type Server } from '../../handlers/server-binding.js';
 import { DEFAULT_KEY, makeDeps, type TestDeps } from './fixtures.js';
 

@@ -5,7 +5,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { explainLoginFailure, explainMountFailure, knownHostsLineHolds, lastSshMessage, MAX_QUOTED_CHARS, quoted, type HintContext } from '../../handlers/diagnose.js';
-import { create, get, mount } from '../../handlers/index.js';
+import { create, get, mount } from '../../adapter/docker/routes.js';
 import type { RunResult } from '../../handlers/types.js';
 import { makeDeps } from './fixtures.js';
 

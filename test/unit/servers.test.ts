@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { explainMountFailure, isRsaKey, type HintContext } from '../../handlers/diagnose.js';
 import { UserError } from '../../handlers/errors.js';
-import { create, get, mount, remove } from '../../handlers/index.js';
+import { create, get, mount, remove } from '../../adapter/docker/routes.js';
 import { parseOptions, parseProxyJump } from '../../handlers/options.js';
 import { buildSshfsArgs, proxyCommand, type MountPaths } from '../../handlers/sshfs-args.js';
 import { masterArgs } from '../../handlers/shared-ssh.js';
@@ -157,7 +157,7 @@ describe('certificates', () => {
     const first = (await deps.store.get('c'))?.sharedConnection;
     expect(masterCalls(deps)[0]?.args).toContain('CertificateFile=/keys/cert');
     deps.fs.files.set('/keys/cert', { content: 'cert two', mode: 0o644 });
-    const { unmount } = await import('../../handlers/index.js');
+    const { unmount } = await import('../../adapter/docker/routes.js');
     await unmount({ Name: 'c', ID: '1' }, deps);
     await mount({ Name: 'c', ID: '2' }, deps);
     expect((await deps.store.get('c'))?.sharedConnection).not.toBe(first);

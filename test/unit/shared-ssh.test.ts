@@ -2,7 +2,7 @@
 // command line, its lifecycle (opened once, closed at Remove of its last volume, stopped with the plugin) and the
 // failures that stay a volume's own.
 import { describe, expect, it } from 'vitest';
-import { create, get, mount, remove, unmount } from '../../handlers/index.js';
+import { create, get, mount, remove, unmount } from '../../adapter/docker/routes.js';
 import { stopSharedConnections } from '../../handlers/shared-ssh.js';
 import type { Config } from '../../handlers/types.js';
 import { makeDeps, type TestDeps } from './fixtures.js';

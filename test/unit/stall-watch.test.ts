@@ -1,6 +1,6 @@
 // The stall watch (handlers/stall-watch.ts) with the simulated mount table: both sides of "stalled".
 import { describe, expect, it } from 'vitest';
-import { create, get, mount } from '../../handlers/index.js';
+import { create, get, mount } from '../../adapter/docker/routes.js';
 import { createStallWatch } from '../../handlers/stall-watch.js';
 import { makeDeps, type TestDeps } from './fixtures.js';
 

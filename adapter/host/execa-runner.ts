@@ -1,7 +1,7 @@
 // The real command runner: execa without a shell, and only for the programs the plugin is allowed to run.
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import type { CommandRunner, Program, RunOptions, RunResult, StartedProcess, StartOptions } from '../handlers/types.js';
+import type { CommandRunner, Program, RunOptions, RunResult, StartedProcess, StartOptions } from '../../handlers/types.js';
 import { parseStat } from './processes.js';
 
 const PROGRAMS: Record<Program, string> = { sshfs: 'sshfs', fusermount3: 'fusermount3', ssh: 'ssh' };

@@ -1,7 +1,7 @@
 // The filesystem work handlers ask for, done for real.
 import { access, mkdir, open, realpath, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { HostFs } from '../handlers/types.js';
+import type { HostFs } from '../../handlers/types.js';
 
 function code(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException).code;

@@ -5,7 +5,7 @@
 // Only /proc/<pid>/stat and /proc/<pid>/io are read: neither takes that lock.
 import { readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
-import type { CommandRunner, ProcessId, ProcessTable } from '../handlers/types.js';
+import type { CommandRunner, ProcessId, ProcessTable } from '../../handlers/types.js';
 
 /** Linux's USER_HZ: the unit of /proc/<pid>/stat times, 100 on every architecture Docker runs on. */
 const TICKS_PER_SECOND = 100;

@@ -7,7 +7,7 @@
 // killed when the time is up.
 import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
-import type { ProbeResult } from '../handlers/types.js';
+import type { ProbeResult } from '../../handlers/types.js';
 
 /** Of libuv's 4 pool threads, at most this many may wait on a fresh mount at once. */
 export const POOL_PROBES = 2;

@@ -2,7 +2,7 @@
 // plugin), whether the sshfs the plugin started for a mount still runs, and the mount's FUSE connection.
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import type { MountState, MountTable, ProcessId } from '../handlers/types.js';
+import type { MountState, MountTable, ProcessId } from '../../handlers/types.js';
 import { probeMount } from './mount-probe.js';
 
 export interface MountEntry {

@@ -1,8 +1,8 @@
 // Validates request bodies into the protocol's request types: Docker sends well-formed JSON, but the socket accepts
 // anything.
-import { UserError } from './errors.js';
-import { printable } from './options.js';
-import type { CreateRequest, EmptyRequest, MountRequest, NameRequest } from './protocol.js';
+import { UserError } from '../../handlers/errors.js';
+import { printable } from '../../handlers/options.js';
+import type { CreateRequest, EmptyRequest, MountRequest, NameRequest } from '../../handlers/protocol.js';
 
 const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
 

@@ -3,8 +3,8 @@
 import { Hono } from 'hono/tiny';
 import { bodyLimit } from 'hono/body-limit';
 import type { MiddlewareHandler } from 'hono';
-import { ENDPOINTS } from '../handlers/index.js';
-import type { Deps } from '../handlers/types.js';
+import { ENDPOINTS } from './routes.js';
+import type { Deps } from '../../handlers/types.js';
 
 const CONTENT_TYPE = 'application/vnd.docker.plugins.v1.1+json';
 const MAX_BODY_BYTES = 1024 * 1024;

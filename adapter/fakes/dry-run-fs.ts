@@ -1,6 +1,6 @@
 // The host filesystem as a dry run sees it: files the operator placed (keys, known_hosts) are read from the host,
 // and everything the plugin would write or remove (mountpoints, key files, ssh logs) happens in memory only.
-import type { FileInfo, HostFs } from '../handlers/types.js';
+import type { FileInfo, HostFs } from '../../handlers/types.js';
 
 export function createDryRunFs(host: HostFs): HostFs {
   /** Paths the dry run wrote (content) or removed (null): they hide the host's. */

@@ -1,7 +1,7 @@
 // A runner that runs nothing: it records each command, answers as scripted (success by default) and applies what a
 // successful command would do to a simulated mount table. Unit tests use it directly; DRY_RUN=1 uses it to print the
 // exact commands the plugin would run.
-import type { CommandRunner, Program, RunOptions, RunResult, StartedProcess, StartOptions } from '../handlers/types.js';
+import type { CommandRunner, Program, RunOptions, RunResult, StartedProcess, StartOptions } from '../../handlers/types.js';
 import { FakeMountTable } from './fake-mount-table.js';
 
 export interface RecordedCall {

@@ -1,17 +1,17 @@
 // The endpoint table: for each path Docker posts to, how its body is checked, the handler, and what it answers when
 // the handler fails. Failures become Docker's Err here, once for every endpoint: handlers only throw.
-import { activate as onActivate, capabilities as onCapabilities } from './endpoints/plugin.js';
-import { create as onCreate } from './endpoints/create.js';
-import { get as onGet } from './endpoints/get.js';
-import { list as onList } from './endpoints/list.js';
-import { mount as onMount } from './endpoints/mount.js';
-import { path as onPath } from './endpoints/path.js';
-import { remove as onRemove } from './endpoints/remove.js';
-import { unmount as onUnmount } from './endpoints/unmount.js';
-import { describe, NoSuchVolume, UserError } from './errors.js';
-import type { Answer, CreateRequest, EmptyRequest, ErrResponse, GetResponse, ListResponse, MountRequest, MountResponse, NameRequest } from './protocol.js';
+import { activate as onActivate, capabilities as onCapabilities } from '../../handlers/endpoints/plugin.js';
+import { create as onCreate } from '../../handlers/endpoints/create.js';
+import { get as onGet } from '../../handlers/endpoints/get.js';
+import { list as onList } from '../../handlers/endpoints/list.js';
+import { mount as onMount } from '../../handlers/endpoints/mount.js';
+import { path as onPath } from '../../handlers/endpoints/path.js';
+import { remove as onRemove } from '../../handlers/endpoints/remove.js';
+import { unmount as onUnmount } from '../../handlers/endpoints/unmount.js';
+import { describe, NoSuchVolume, UserError } from '../../handlers/errors.js';
+import type { Answer, CreateRequest, EmptyRequest, ErrResponse, GetResponse, ListResponse, MountRequest, MountResponse, NameRequest } from '../../handlers/protocol.js';
 import { createRequest, emptyRequest, mountRequest, nameRequest } from './request.js';
-import type { Deps } from './types.js';
+import type { Deps } from '../../handlers/types.js';
 
 /** An endpoint as the adapter calls it: any body in, the protocol's response out; it never rejects. */
 export type Endpoint<R extends object = object> = (body: unknown, deps: Deps) => Promise<R>;

@@ -1,7 +1,7 @@
 // The kernel read-ahead of the plugin's mounts: each FUSE mount's own /sys/class/bdi/<major:minor>/read_ahead_kb.
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import type { ReadAheadControl } from '../handlers/types.js';
+import type { ReadAheadControl } from '../../handlers/types.js';
 import { readMountInfo } from './proc-mounts.js';
 
 export function createReadAhead(procDir = '/proc', sysDir = '/sys'): ReadAheadControl {

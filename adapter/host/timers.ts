@@ -1,6 +1,6 @@
 // Node timers per key, unref'd: a pending delayed unmount must not keep the plugin from exiting on SIGTERM (the
 // mount stays, and reconcile arms the delay again at the next start).
-import type { Timers } from '../handlers/types.js';
+import type { Timers } from '../../handlers/types.js';
 
 export function createTimers(): Timers {
   const pending = new Map<string, NodeJS.Timeout>();
