@@ -15,3 +15,12 @@ export function describe(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);
 }
+
+/**
+ * How every front end answers a failed endpoint: a UserError's message as is (it says what to do), anything else as
+ * an internal error that points at the plugin log (the front end logs it there).
+ */
+export function failureOf(error: unknown): { message: string; internal: boolean } {
+  if (error instanceof UserError) return { message: error.message, internal: false };
+  return { message: `internal error in the sshfs plugin: ${describe(error)} (see the plugin log)`, internal: true };
+}

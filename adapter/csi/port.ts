@@ -1,6 +1,11 @@
-// The one place the CSI front end calls the handlers. The handlers speak the VolumeDriver protocol's shapes today
-// (Name, Opts, ID, Mountpoint, Err); when they take neutral types, only this module changes.
-import { create, mount, remove, unmount } from '../docker/routes.js';
+// The one place the CSI front end calls the handlers: CSI's words (volume ids, publications) to the domain's
+// requests, and a handler's failure to a HandlerError that rpc.ts answers with a gRPC status.
+import { create } from '../../handlers/endpoints/create.js';
+import { mount } from '../../handlers/endpoints/mount.js';
+import { remove } from '../../handlers/endpoints/remove.js';
+import { unmount } from '../../handlers/endpoints/unmount.js';
+import { describe, failureOf } from '../../handlers/errors.js';
+import { volumeName } from '../../handlers/requests.js';
 import type { Deps } from '../../handlers/types.js';
 
 /** A handler's refusal (a UserError: its message says what to do) or an internal failure. */
@@ -13,12 +18,18 @@ export class HandlerError extends Error {
   }
 }
 
-/** The endpoint table answers internal failures with this prefix (adapter/docker/routes.ts). */
-const INTERNAL_PREFIX = 'internal error in the sshfs plugin';
-
-function check<R extends { Err: string }>(result: R): R {
-  if (result.Err !== '') throw new HandlerError(result.Err, result.Err.startsWith(INTERNAL_PREFIX));
-  return result;
+/**
+ * Runs a handler on a checked volume name; whatever fails (the name or the handler) becomes a HandlerError. rpc.ts logs
+ * what reaches the caller; an internal failure is logged here too, with what it was doing, as some are only cleaned up.
+ */
+async function handled<T>(what: string, name: string, deps: Deps, handler: (name: string) => Promise<T>): Promise<T> {
+  try {
+    return await handler(volumeName(name));
+  } catch (error) {
+    const { message, internal } = failureOf(error);
+    if (internal) deps.log.error(`${what} ${name}: internal error: ${describe(error)}`);
+    throw new HandlerError(message, internal);
+  }
 }
 
 export interface VolumePort {
@@ -44,16 +55,16 @@ export function volumePort(deps: Deps): VolumePort {
       return (await deps.store.get(name))?.options;
     },
     async create(name, options) {
-      check(await create({ Name: name, Opts: options }, deps));
+      await handled('Create', name, deps, (checked) => create({ name: checked, options }, deps));
     },
     async remove(name) {
-      check(await remove({ Name: name }, deps));
+      await handled('Remove', name, deps, (checked) => remove({ name: checked }, deps));
     },
     async acquire(name, ref) {
-      return check(await mount({ Name: name, ID: ref }, deps)).Mountpoint;
+      return handled('Mount', name, deps, (checked) => mount({ name: checked, ref }, deps));
     },
     async release(name, ref) {
-      check(await unmount({ Name: name, ID: ref }, deps));
+      await handled('Unmount', name, deps, (checked) => unmount({ name: checked, ref }, deps));
     },
     async held(name, ref) {
       return (await deps.store.get(name))?.mounts[ref] ?? 0;

@@ -2,7 +2,7 @@ import { resolveKnownHosts, resolveLogin, withCertificate } from '../credentials
 import { meaningfulLines } from '../diagnose.js';
 import { UserError } from '../errors.js';
 import { parseOptions, type VolumeOptions } from '../options.js';
-import type { Answer, CreateRequest, ErrResponse } from '../protocol.js';
+import type { CreateRequest } from '../requests.js';
 import type { Deps, VolumeRecord } from '../types.js';
 import { keyFileFor, knownHostsFile, mountpointFor, sameOptions, storedOptions } from '../volume.js';
 
@@ -12,7 +12,7 @@ import { keyFileFor, knownHostsFile, mountpointFor, sameOptions, storedOptions }
  */
 export const MAX_NEW_NAME_LENGTH = 200;
 
-export async function create({ Name: name, Opts: opts }: CreateRequest, deps: Deps): Promise<Answer<ErrResponse>> {
+export async function create({ name, options: opts }: CreateRequest, deps: Deps): Promise<void> {
   if (name.length > MAX_NEW_NAME_LENGTH) {
     // The plugin names files after the volume (its key, its ssh log, their temp files): longer names could never mount.
     throw new UserError(`volume name is ${name.length} characters long; use at most ${MAX_NEW_NAME_LENGTH}`);
@@ -23,7 +23,7 @@ export async function create({ Name: name, Opts: opts }: CreateRequest, deps: De
     const existing = await deps.store.get(name);
     if (existing !== undefined) {
       // Docker asks Get first, so this is a race or a direct call: same options is a no-op, others never overwrite.
-      if (sameOptions(existing.options, options)) return {};
+      if (sameOptions(existing.options, options)) return;
       throw new UserError(
         `volume ${name} already exists with different options; remove it first (docker volume rm ${name}) or choose another name`,
       );
@@ -52,7 +52,6 @@ export async function create({ Name: name, Opts: opts }: CreateRequest, deps: De
     }
     deps.log.info(`created volume ${name} (${parsed.given.sshcmd})`);
     deps.runner.prepare?.();
-    return {};
   });
 }
 

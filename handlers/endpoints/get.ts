@@ -1,12 +1,12 @@
 import { lastSshMessage } from '../diagnose.js';
 import { sshConnectionOf } from '../lifecycle.js';
-import type { Answer, GetResponse, NameRequest } from '../protocol.js';
 import { sharedConnectionLogFile, sharedConnectionStatus } from '../shared-ssh.js';
+import type { VolumeInfo, VolumeRequest } from '../requests.js';
 import type { Deps } from '../types.js';
 import { getVolume, sshLogFileFor, statusOf } from '../volume.js';
 
 /** The volume and its Status (`docker volume inspect`): what an operator acts on, read live, never a secret. */
-export async function get({ Name: name }: NameRequest, deps: Deps): Promise<Answer<GetResponse>> {
+export async function get({ name }: VolumeRequest, deps: Deps): Promise<VolumeInfo> {
   const record = await getVolume(deps, name);
   const state = await deps.mounts.state(record.mountpoint, record.sshfs);
   const logFile = sshLogFileFor(deps.config, record.name);
@@ -21,22 +21,20 @@ export async function get({ Name: name }: NameRequest, deps: Deps): Promise<Answ
   // Read live from the kernel: what sequential reads get now, whether or not the plugin could set it.
   const readAheadKb = state === 'mounted' ? await deps.readAhead.get(record.mountpoint) : undefined;
   return {
-    Volume: {
-      Name: record.name,
-      Mountpoint: record.mountpoint,
-      CreatedAt: record.createdAt,
-      Status: {
-        ...statusOf(record, deps.config, state, lastSshMessage(sshLog) ?? lastSshMessage(masterLog), ssh, readAheadKb),
-        ...(await sharedConnectionStatus(record, state === 'mounted', deps)),
-        ...(record.stalledAt !== undefined
-          ? {
-              connection:
-                `stalled: requests waited ${record.stalledAfterSeconds ?? '?'} s (stall_timeout) without an answer from the server; ` +
-                'the mount was aborted so they failed instead of hanging; the next Mount mounts afresh',
-              stalledAt: record.stalledAt,
-            }
-          : {}),
-      },
+    name: record.name,
+    mountpoint: record.mountpoint,
+    createdAt: record.createdAt,
+    status: {
+      ...statusOf(record, deps.config, state, lastSshMessage(sshLog) ?? lastSshMessage(masterLog), ssh, readAheadKb),
+      ...(await sharedConnectionStatus(record, state === 'mounted', deps)),
+      ...(record.stalledAt !== undefined
+        ? {
+            connection:
+              `stalled: requests waited ${record.stalledAfterSeconds ?? '?'} s (stall_timeout) without an answer from the server; ` +
+              'the mount was aborted so they failed instead of hanging; the next Mount mounts afresh',
+            stalledAt: record.stalledAt,
+          }
+        : {}),
     },
   };
 }

@@ -1,7 +1,7 @@
-import type { Answer, EmptyRequest, ListResponse } from '../protocol.js';
+import type { VolumeSummary } from '../requests.js';
 import type { Deps } from '../types.js';
 
-export async function list(_request: EmptyRequest, deps: Deps): Promise<Answer<ListResponse>> {
+export async function list(deps: Deps): Promise<VolumeSummary[]> {
   const records = await deps.store.list();
-  return { Volumes: records.map((r) => ({ Name: r.name, Mountpoint: r.mountpoint })) };
+  return records.map((r) => ({ name: r.name, mountpoint: r.mountpoint }));
 }

@@ -1,11 +1,13 @@
 import { cancelIdleUnmount, ensureMounted } from '../lifecycle.js';
-import type { Answer, MountRequest, MountResponse } from '../protocol.js';
+import type { ReferenceRequest } from '../requests.js';
 import type { Deps } from '../types.js';
 import { startMountSteps } from '../mount-steps.js';
 import { getVolume, mountCount, referenceCount, setMountCount } from '../volume.js';
 
-/** Takes a reference for the container ID, mounting the volume if it is not mounted (or its sshfs died). */
-export async function mount({ Name: name, ID: id }: MountRequest, deps: Deps): Promise<Answer<MountResponse>> {
+/**
+ * Takes a reference for `ref`, mounting the volume if it is not mounted (or its sshfs died); returns its mountpoint.
+ */
+export async function mount({ name, ref: id }: ReferenceRequest, deps: Deps): Promise<string> {
   const steps = startMountSteps(name, deps.log);
   return deps.locks.withLock(name, async () => {
     steps.mark('lock');
@@ -18,6 +20,6 @@ export async function mount({ Name: name, ID: id }: MountRequest, deps: Deps): P
     steps.mark('journal');
     deps.log.debug(`volume ${name} mount ${id}: ${referenceCount(record)} reference(s)`);
     steps.done();
-    return { Mountpoint: record.mountpoint };
+    return record.mountpoint;
   });
 }

@@ -1,7 +1,8 @@
-import type { Answer, MountResponse, NameRequest } from '../protocol.js';
+import type { VolumeRequest } from '../requests.js';
 import type { Deps } from '../types.js';
 import { getVolume } from '../volume.js';
 
-export async function path({ Name: name }: NameRequest, deps: Deps): Promise<Answer<MountResponse>> {
-  return { Mountpoint: (await getVolume(deps, name)).mountpoint };
+/** Where the volume is (or would be) mounted. */
+export async function path({ name }: VolumeRequest, deps: Deps): Promise<string> {
+  return (await getVolume(deps, name)).mountpoint;
 }

@@ -2,7 +2,7 @@ import { UserError } from '../errors.js';
 import { MAX_JUMP_HOSTS } from '../options.js';
 import { jumpHostLogFile } from '../sshfs-args.js';
 import { cancelIdleUnmount, unmountUnused } from '../lifecycle.js';
-import type { Answer, ErrResponse, NameRequest } from '../protocol.js';
+import type { VolumeRequest } from '../requests.js';
 import { releaseSharedConnection } from '../shared-ssh.js';
 import type { Deps } from '../types.js';
 import { forgetOptions, getVolume, referenceCount, sshLogFileFor } from '../volume.js';
@@ -17,7 +17,7 @@ import { forgetOptions, getVolume, referenceCount, sshLogFileFor } from '../volu
  * (Unmounts lost when the plugin was killed while answering them): they are dropped here and the volume is unmounted
  * like any other, or one lost Unmount would pin it forever.
  */
-export async function remove({ Name: name }: NameRequest, deps: Deps): Promise<Answer<ErrResponse>> {
+export async function remove({ name }: VolumeRequest, deps: Deps): Promise<void> {
   return deps.locks.withLock(name, async () => {
     const record = await getVolume(deps, name);
     const refs = referenceCount(record);
@@ -57,7 +57,6 @@ export async function remove({ Name: name }: NameRequest, deps: Deps): Promise<A
     }
     await releaseSharedConnection(record, deps);
     deps.log.info(`removed volume ${name}; remote files untouched`);
-    return {};
   });
 }
 

@@ -1,17 +1,17 @@
 import { unmountLater, unmountUnused } from '../lifecycle.js';
-import type { Answer, ErrResponse, MountRequest } from '../protocol.js';
+import type { ReferenceRequest } from '../requests.js';
 import type { Deps } from '../types.js';
 import { getVolume, mountCount, optionsOrProblem, referenceCount, setMountCount } from '../volume.js';
 
-/** Releases the container ID's reference; the last one unmounts the volume, at once or after its unmount_delay. */
-export async function unmount({ Name: name, ID: id }: MountRequest, deps: Deps): Promise<Answer<ErrResponse>> {
+/** Releases `ref`'s reference; the last one unmounts the volume, at once or after its unmount_delay. */
+export async function unmount({ name, ref: id }: ReferenceRequest, deps: Deps): Promise<void> {
   return deps.locks.withLock(name, async () => {
     const record = await getVolume(deps, name);
     const count = mountCount(record, id);
     if (count === 0) {
       // Docker only unmounts what it mounted; an unknown ID means our state already let go of it (e.g. after a restart).
       deps.log.info(`volume ${name}: unmount of unknown mount ID ${id} ignored`);
-      return {};
+      return;
     }
     setMountCount(record, id, count - 1);
     const delay = optionsOrProblem(record, deps.config).opts?.unmountDelaySeconds ?? 0;
@@ -19,6 +19,5 @@ export async function unmount({ Name: name, ID: id }: MountRequest, deps: Deps):
     else if (delay > 0 && (await deps.mounts.state(record.mountpoint, record.sshfs)) === 'mounted') await unmountLater(record, delay, deps);
     else await unmountUnused(record, deps);
     deps.log.debug(`volume ${name} unmount ${id}: ${referenceCount(record)} reference(s) left`);
-    return {};
   });
 }

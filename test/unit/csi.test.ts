@@ -297,6 +297,23 @@ describe('CSI NodePublishVolume / NodeUnpublishVolume', () => {
   });
 });
 
+describe('CSI volume names', () => {
+  it('refuses a name that is not a volume name (a path, a dot name) with the same rule as Docker\'s, storing and running nothing', async () => {
+    const w = await start();
+    for (const name of ['../etc', 'a/b', '.hidden', `${'x'.repeat(256)}`]) {
+      const create = await failure(w.controller.CreateVolume({ name, volume_capabilities: [mountCapability], parameters: { sshcmd: SSHCMD } }));
+      expect(create.code, name).toBe(3); // INVALID_ARGUMENT
+      expect(create.details).toMatch(/volume name .* is not valid: use letters, digits/);
+      const publish = await failure(
+        w.node.NodePublishVolume({ volume_id: name, target_path: posix.join(w.config.publishRoot, SWARM_ID), volume_capability: mountCapability, volume_context: { sshcmd: SSHCMD } }),
+      );
+      expect(publish.details, name).toMatch(/volume name .* is not valid/);
+    }
+    expect(await w.deps.store.list()).toEqual([]);
+    expect(w.deps.runner.calls).toEqual([]);
+  });
+});
+
 describe('CSI configuration', () => {
   it('takes the socket from CSI_ENDPOINT and mounts inside the publish root', () => {
     const config = readCsiConfig({ CSI_ENDPOINT: 'unix:///run/docker/plugins/sshfs-csi.sock', NODE_ID: 'n1' });

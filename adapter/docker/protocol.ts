@@ -1,6 +1,6 @@
 // The Docker VolumeDriver protocol: what dockerd posts to each endpoint and what it reads back, in one place.
-// Field casing is Docker's own (Name, Opts, ID, Mountpoint, Err...). Requests are checked by adapter/docker/request.ts
-// before a handler sees them; every response may carry Err, which the endpoint table (adapter/docker/routes.ts) fills in.
+// Field casing is Docker's own (Name, Opts, ID, Mountpoint, Err...). request.ts checks bodies into the domain's
+// requests (handlers/requests.ts); routes.ts turns the handlers' answers into these responses and fills in Err.
 
 /** A non-empty Err is what the docker CLI prints. */
 export interface ErrResponse {

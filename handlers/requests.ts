@@ -1,0 +1,51 @@
+// What any front end (the Docker binding in adapter/docker/, the CSI server in adapter/csi/) passes to the endpoints
+// and gets back: the domain's own words, none of a protocol's field names, status codes or error shapes.
+import { UserError } from './errors.js';
+import { printable } from './options.js';
+
+/** Remove, Path and Get: a volume by its name (checked with volumeName). */
+export interface VolumeRequest {
+  name: string;
+}
+
+/** Create: the name and the options as the user gave them (validated by options.ts). */
+export interface CreateRequest extends VolumeRequest {
+  options: Record<string, string>;
+}
+
+/**
+ * Mount and Unmount: `ref` names who takes or releases a reference on the volume (a container, a `docker cp`, a CSI
+ * publication); the last one released unmounts it.
+ */
+export interface ReferenceRequest extends VolumeRequest {
+  ref: string;
+}
+
+/** Get: the volume and its Status, read live. */
+export interface VolumeInfo {
+  name: string;
+  mountpoint: string;
+  createdAt: string;
+  status: Record<string, unknown>;
+}
+
+/** List: every volume and where it is (or would be) mounted. */
+export interface VolumeSummary {
+  name: string;
+  mountpoint: string;
+}
+
+const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
+
+/**
+ * The rule every front end checks a volume's name with before a handler sees it: the plugin names files and
+ * directories after volumes, so a name can never be a path.
+ */
+export function volumeName(name: string): string {
+  if (!VOLUME_NAME.test(name)) {
+    throw new UserError(
+      `volume name "${printable(name)}" is not valid: use letters, digits and _ . - (starting with a letter or digit, at most 255)`,
+    );
+  }
+  return name;
+}
