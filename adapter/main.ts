@@ -2,7 +2,8 @@
 // (requests in flight finish).
 import { readConfig } from './config.js';
 import { createLogger } from './logger.js';
-import { runUntilSignalled, startPlugin } from './plugin.js';
+import { startPlugin } from './docker/serve.js';
+import { runUntilSignalled } from './plugin.js';
 
 runUntilSignalled('sshfs volume plugin', async () => {
   const config = readConfig();

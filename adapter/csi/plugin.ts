@@ -3,7 +3,8 @@
 import type { Deps, Logger } from '../../handlers/types.js';
 import { createStallWatch } from '../../handlers/stall-watch.js';
 import { stopSharedConnections } from '../../handlers/shared-ssh.js';
-import { openDeps, recover, STOP_GRACE_MS, type RunningPlugin } from '../plugin.js';
+import { openDeps } from '../deps.js';
+import { recover, STOP_GRACE_MS, type RunningPlugin } from '../plugin.js';
 import type { CsiConfig } from './config.js';
 import { controllerService } from './controller.js';
 import { identityService } from './identity.js';

@@ -53,7 +53,12 @@ function abortConnection(dir: string): Promise<boolean> {
   );
 }
 
-export function createProcMountTable(alive: (server: ProcessId) => Promise<boolean>, procDir = '/proc', sysDir = '/sys'): MountTable {
+export function createProcMountTable(
+  alive: (server: ProcessId) => Promise<boolean>,
+  procDir = '/proc',
+  sysDir = '/sys',
+  usersOf?: MountTable['usersOf'],
+): MountTable {
   const entries = () => readMountInfo(procDir);
   /** The fusectl directory of the FUSE mount at path, if path is one. */
   const connectionDirOf = (path: string): string | undefined => {
@@ -92,5 +97,6 @@ export function createProcMountTable(alive: (server: ProcessId) => Promise<boole
       const prefix = dir.endsWith('/') ? dir : `${dir}/`;
       return entries().filter((e) => e.fsType === 'fuse.sshfs' && e.mountPoint.startsWith(prefix)).map((e) => e.mountPoint);
     },
+    ...(usersOf === undefined ? {} : { usersOf }),
   };
 }

@@ -6,7 +6,7 @@ import { readConfig } from '../../adapter/config.js';
 import { createExecaRunner } from '../../adapter/host/execa-runner.js';
 import { FakeRunner, formatCall } from '../../adapter/fakes/fake-runner.js';
 import { createHostFs } from '../../adapter/host/host-fs.js';
-import { createHostView } from '../../adapter/deps.js';
+import { createHostView, openDeps } from '../../adapter/deps.js';
 import { POOL_PROBES, probeMount, probesInPool, statInChild } from '../../adapter/host/mount-probe.js';
 import { bootTimeSeconds, parseStat, startSecondsAfterBoot } from '../../adapter/host/processes.js';
 import { fuseConnectionDir, parseMountInfo } from '../../adapter/host/proc-mounts.js';
@@ -372,6 +372,23 @@ describe('bindSourceOf / hostDirsFor: where the state directory is on the host',
     await writeFile(join(dir, 'mountinfo'), info);
     expect(await hostDirsFor(['/mnt/state', '/nowhere'], join(dir, 'mountinfo'))).toEqual({ '/mnt/state': '/var/lib/docker-volume-sshfs/state' });
     expect(await hostDirsFor(['/mnt/state'], join(dir, 'missing'))).toEqual({});
+    await rm(dir, { recursive: true });
+  });
+});
+
+describe('openDeps: the dependencies, complete when opened', () => {
+  const log = { debug: () => undefined, info: () => undefined, error: () => undefined };
+  it.each([false, true])('opens them complete and frozen, and leaves the configuration it was given as it was (dry run: %s)', async (dryRun) => {
+    const dir = await mkdtemp(join(tmpdir(), 'open-deps-'));
+    const config = { ...readConfig({ STATE_DIR: join(dir, 'state'), KEYS_DIR: join(dir, 'keys'), MOUNT_ROOT: join(dir, 'mnt') }), dryRun };
+    const given = structuredClone(config);
+    const deps = await openDeps(config, log);
+    expect(config).toEqual(given);
+    expect(Object.isFrozen(deps)).toBe(true);
+    expect(Object.isFrozen(deps.config)).toBe(true);
+    expect(typeof deps.mounts.usersOf).toBe('function');
+    // Where the state directory is on the host: known at once (a tmp directory is no bind mount of its own).
+    if (!dryRun) expect(deps.config.hostDirs).toEqual({});
     await rm(dir, { recursive: true });
   });
 });

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readConfig } from '../../adapter/config.js';
 import { FakeRunner } from '../../adapter/fakes/fake-runner.js';
-import { startPlugin, type RunningPlugin } from '../../adapter/plugin.js';
+import { startPlugin } from '../../adapter/docker/serve.js';
+import type { RunningPlugin } from '../../adapter/plugin.js';
 import { pluginRequest } from '../../scripts/lib/plugin-request.js';
 
 /** Every path below dir with its mode, size, mtime and content digest: any write, chmod or new file changes it. */
