@@ -8,12 +8,13 @@ import type { CommandRunner, Config, Deps, Logger, MountTable, ProcessTable, Rea
 import { LowdbStore } from '../state/lowdb-store.js';
 import { MemoryStore } from '../state/memory-store.js';
 import type { PluginConfig } from './config.js';
-import { createDryRunFs } from './fakes/dry-run-fs.js';
 import { FakeMountTable } from './fakes/fake-mount-table.js';
 import { FakeRunner } from './fakes/fake-runner.js';
+import { MemoryFs } from './fakes/memory-fs.js';
 import { createExecaRunner } from './host/execa-runner.js';
 import { createHostFs } from './host/host-fs.js';
 import { hostDirsFor } from './host/host-paths.js';
+import { createMountProbe } from './host/mount-probe.js';
 import { mountUsers } from './host/mount-users.js';
 import { createProcessTable } from './host/processes.js';
 import { createProcMountTable } from './host/proc-mounts.js';
@@ -33,7 +34,13 @@ export function createHostView(
 ): { mounts: MountTable; processes: ProcessTable; readAhead: ReadAheadControl } {
   const processes = createProcessTable(runner, procDir);
   return {
-    mounts: createProcMountTable((server) => processes.alive(server), procDir, sysDir, (path) => mountUsers(path, procDir)),
+    mounts: createProcMountTable({
+      alive: (server) => processes.alive(server),
+      probe: createMountProbe().probe,
+      usersOf: (path) => mountUsers(path, procDir),
+      procDir,
+      sysDir,
+    }),
     processes,
     readAhead: createReadAhead(procDir, sysDir),
   };
@@ -46,7 +53,7 @@ function createDeps(config: Config, store: VolumeStore, log: Logger): Deps {
 
 /**
  * A dry run: every command is printed instead of run (FakeRunner), mounts are simulated (FakeMountTable), volumes
- * live in memory (MemoryStore) and files are written in memory (dry-run-fs.ts): the state directory, the mount root
+ * live in memory (MemoryStore) and files are written in memory (MemoryFs, over the host's for reading): the state directory, the mount root
  * and the host's mounts stay as they are.
  */
 function createDryRunDeps(config: Config, log: Logger): Deps {
@@ -59,7 +66,7 @@ function createDryRunDeps(config: Config, log: Logger): Deps {
     mounts,
     processes: mounts.processes,
     readAhead: mounts.readAheadControl,
-    fs: createDryRunFs(createHostFs()),
+    fs: new MemoryFs(createHostFs()),
   };
 }
 

@@ -53,7 +53,8 @@ export function pathForUser(path: string, hostDirs: Record<string, string> = {})
   return { path, onHost: false };
 }
 
-function shellQuote(value: string): string {
+/** A word as a shell reads it back: as is when it holds nothing the shell treats specially, else single-quoted. */
+export function shellQuote(value: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
 }
 

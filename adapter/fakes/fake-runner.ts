@@ -1,6 +1,7 @@
 // A runner that runs nothing: it records each command, answers as scripted (success by default) and applies what a
 // successful command would do to a simulated mount table. Unit tests use it directly; DRY_RUN=1 uses it to print the
 // exact commands the plugin would run.
+import { shellQuote } from '../../handlers/diagnose.js';
 import type { CommandRunner, Program, RunOptions, RunResult, StartedProcess, StartOptions } from '../../handlers/types.js';
 import { FakeMountTable } from './fake-mount-table.js';
 
@@ -103,7 +104,6 @@ export class FakeRunner implements CommandRunner {
 
 /** A shell-like rendering of a call for dry-run output; stdin (the password) is shown masked. */
 export function formatCall(call: RecordedCall): string {
-  const quote = (a: string) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
   const stdin = call.input !== undefined && call.input !== '' ? ' <<< ********' : '';
-  return `${[call.program, ...call.args].map(quote).join(' ')}${stdin}`;
+  return `${[call.program, ...call.args].map(shellQuote).join(' ')}${stdin}`;
 }

@@ -1,11 +1,7 @@
 // Where the plugin's own directories are on the Docker host. A managed plugin sees its state mount at /mnt/state,
 // which the user on the host cannot find; error messages that tell the user to edit a file there name the host path.
 import { readFile } from 'node:fs/promises';
-
-/** mountinfo escapes space, tab, newline and backslash as \ooo. */
-function unescape(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-}
+import { parseMountInfo } from './proc-mounts.js';
 
 /**
  * The host directory bind-mounted at `dir`, from mountinfo's root field (the mounted directory within its
@@ -14,14 +10,10 @@ function unescape(field: string): string {
  * it lacks that prefix; the README gives `docker plugin inspect` for that case.
  */
 export function bindSourceOf(dir: string, mountinfo: string): string | undefined {
-  let source: string | undefined;
-  for (const line of mountinfo.split('\n')) {
-    const fields = line.split(' ');
-    const root = fields[3];
-    const mountPoint = fields[4];
-    // The last entry wins: a later mount on the same point hides the earlier ones.
-    if (root !== undefined && mountPoint !== undefined && unescape(mountPoint) === dir) source = unescape(root);
-  }
+  // The last entry wins: a later mount on the same point hides the earlier ones.
+  const source = parseMountInfo(mountinfo)
+    .filter((e) => e.mountPoint === dir)
+    .at(-1)?.root;
   return source === undefined || source === '/' || source === dir ? undefined : source;
 }
 

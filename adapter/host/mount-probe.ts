@@ -12,23 +12,18 @@ import type { ProbeResult } from '../../handlers/types.js';
 /** Of libuv's 4 pool threads, at most this many may wait on a fresh mount at once. */
 export const POOL_PROBES = 2;
 
-let inPool = 0;
-
 function code(error: unknown): string {
   return error instanceof Error && 'code' in error ? String((error as NodeJS.ErrnoException).code) : String(error);
 }
 
-function statInPool(path: string, timeoutMs: number): Promise<ProbeResult> {
-  inPool += 1;
+/** The stat in the thread pool; onEnd runs when it really ends (after the caller's abort), not at the deadline. */
+function statInPool(path: string, timeoutMs: number, onEnd: () => void): Promise<ProbeResult> {
   let timer: NodeJS.Timeout | undefined;
   const answered = stat(path).then(
     (): ProbeResult => ({ ok: true }),
     (error: unknown): ProbeResult => ({ ok: false, timedOut: false, error: code(error) }),
   );
-  // The count drops when the stat really ends (after the caller's abort), not at the deadline: until then it holds a thread.
-  void answered.finally(() => {
-    inPool -= 1;
-  });
+  void answered.finally(onEnd);
   const late = new Promise<ProbeResult>((resolve) => {
     timer = setTimeout(() => resolve({ ok: false, timedOut: true }), timeoutMs);
   });
@@ -53,9 +48,24 @@ export function statInChild(path: string, timeoutMs: number): Promise<ProbeResul
   });
 }
 
-export function probeMount(path: string, timeoutMs: number): Promise<ProbeResult> {
-  return inPool < POOL_PROBES ? statInPool(path, timeoutMs) : statInChild(path, timeoutMs);
+export interface MountProbe {
+  /** One bounded stat of a fresh mount's root: in the thread pool while it has room, else in a child. */
+  probe(path: string, timeoutMs: number): Promise<ProbeResult>;
+  /** Probes holding a pool thread now. */
+  inPool(): number;
 }
 
-/** Probes waiting in the thread pool now (for tests). */
-export const probesInPool = (): number => inPool;
+/** The plugin's one count of pool threads held by probes: made at start-up, with the host view (adapter/deps.ts). */
+export function createMountProbe(poolProbes = POOL_PROBES): MountProbe {
+  let inPool = 0;
+  return {
+    probe(path, timeoutMs) {
+      if (inPool >= poolProbes) return statInChild(path, timeoutMs);
+      inPool += 1;
+      return statInPool(path, timeoutMs, () => {
+        inPool -= 1;
+      });
+    },
+    inPool: () => inPool,
+  };
+}

@@ -3,10 +3,11 @@
 import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import type { MountState, MountTable, ProcessId } from '../../handlers/types.js';
-import { probeMount } from './mount-probe.js';
 
 export interface MountEntry {
   mountPoint: string;
+  /** The directory of its filesystem mounted there: `/` for a whole filesystem, a subdirectory for a bind mount. */
+  root: string;
   fsType: string;
   /** major:minor of the filesystem: also the name of its /sys/class/bdi entry. */
   device: string;
@@ -21,11 +22,10 @@ export function parseMountInfo(mountinfo: string): MountEntry[] {
   const entries: MountEntry[] = [];
   for (const line of mountinfo.split('\n')) {
     const fields = line.split(' ');
-    const mountPoint = fields[4];
-    const device = fields[2];
+    const [, , device, root, mountPoint] = fields;
     const fsType = fields[fields.indexOf('-') + 1];
-    if (mountPoint !== undefined && device !== undefined && fsType !== undefined && fields.includes('-')) {
-      entries.push({ mountPoint: unescapeMountField(mountPoint), fsType, device });
+    if (mountPoint !== undefined && root !== undefined && device !== undefined && fsType !== undefined && fields.includes('-')) {
+      entries.push({ mountPoint: unescapeMountField(mountPoint), root: unescapeMountField(root), fsType, device });
     }
   }
   return entries;
@@ -53,12 +53,18 @@ function abortConnection(dir: string): Promise<boolean> {
   );
 }
 
-export function createProcMountTable(
-  alive: (server: ProcessId) => Promise<boolean>,
-  procDir = '/proc',
-  sysDir = '/sys',
-  usersOf?: MountTable['usersOf'],
-): MountTable {
+export interface ProcMountTableParts {
+  /** Whether the sshfs the plugin started for a mount still runs. */
+  alive(server: ProcessId): Promise<boolean>;
+  /** The fresh-mount check (mount-probe.ts). */
+  probe: MountTable['probe'];
+  /** Who else holds a mount (mount-users.ts). */
+  usersOf?: MountTable['usersOf'];
+  procDir?: string;
+  sysDir?: string;
+}
+
+export function createProcMountTable({ alive, probe, usersOf, procDir = '/proc', sysDir = '/sys' }: ProcMountTableParts): MountTable {
   const entries = () => readMountInfo(procDir);
   /** The fusectl directory of the FUSE mount at path, if path is one. */
   const connectionDirOf = (path: string): string | undefined => {
@@ -77,7 +83,7 @@ export function createProcMountTable(
       // has aborted the connection (the device closed with it), and every access fails.
       return (await alive(server)) ? 'mounted' : 'stale';
     },
-    probe: (path, timeoutMs) => probeMount(path, timeoutMs),
+    probe,
     async abort(path) {
       const dir = connectionDirOf(path);
       return dir === undefined ? false : abortConnection(dir);

@@ -5,9 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { readConfig } from '../../adapter/config.js';
 import { createExecaRunner } from '../../adapter/host/execa-runner.js';
 import { FakeRunner, formatCall } from '../../adapter/fakes/fake-runner.js';
+import { MemoryFs } from '../../adapter/fakes/memory-fs.js';
 import { createHostFs } from '../../adapter/host/host-fs.js';
 import { createHostView, openDeps } from '../../adapter/deps.js';
-import { POOL_PROBES, probeMount, probesInPool, statInChild } from '../../adapter/host/mount-probe.js';
+import { createMountProbe, POOL_PROBES, statInChild } from '../../adapter/host/mount-probe.js';
 import { bootTimeSeconds, parseStat, startSecondsAfterBoot } from '../../adapter/host/processes.js';
 import { fuseConnectionDir, parseMountInfo } from '../../adapter/host/proc-mounts.js';
 import { bindSourceOf, hostDirsFor } from '../../adapter/host/host-paths.js';
@@ -59,8 +60,8 @@ describe('parseMountInfo', () => {
       '99 22 0:50 / /mnt/volumes/my\\040vol rw,nosuid - fuse.sshfs u@h:/p rw,user_id=0',
     ].join('\n');
     expect(parseMountInfo(info)).toEqual([
-      { mountPoint: '/', fsType: 'ext4', device: '0:21' },
-      { mountPoint: '/mnt/volumes/my vol', fsType: 'fuse.sshfs', device: '0:50' },
+      { mountPoint: '/', root: '/', fsType: 'ext4', device: '0:21' },
+      { mountPoint: '/mnt/volumes/my vol', root: '/', fsType: 'fuse.sshfs', device: '0:50' },
     ]);
   });
 });
@@ -93,19 +94,21 @@ describe('read-ahead through /sys', () => {
 
 describe('the fresh-mount probe', () => {
   it('answers whether a path can be stat-ed, in the thread pool or in a child', async () => {
-    expect(await probeMount(tmpdir(), 5_000)).toEqual({ ok: true });
-    expect(await probeMount('/nonexistent/path', 5_000)).toEqual({ ok: false, timedOut: false, error: 'ENOENT' });
+    const probes = createMountProbe();
+    expect(await probes.probe(tmpdir(), 5_000)).toEqual({ ok: true });
+    expect(await probes.probe('/nonexistent/path', 5_000)).toEqual({ ok: false, timedOut: false, error: 'ENOENT' });
     expect(await statInChild(tmpdir(), 10_000)).toEqual({ ok: true });
     expect((await statInChild('/nonexistent/path', 10_000)).ok).toBe(false);
     // Node needs far more than 1 ms to start: the child is killed, and the caller is not held.
     expect(await statInChild(tmpdir(), 1)).toMatchObject({ ok: false });
-    expect(probesInPool()).toBe(0);
+    expect(probes.inPool()).toBe(0);
   });
 
   it('uses at most POOL_PROBES pool threads at once, then children', async () => {
-    const results = await Promise.all(Array.from({ length: POOL_PROBES + 2 }, () => probeMount(tmpdir(), 10_000)));
+    const probes = createMountProbe();
+    const results = await Promise.all(Array.from({ length: POOL_PROBES + 2 }, () => probes.probe(tmpdir(), 10_000)));
     expect(results.every((r) => r.ok)).toBe(true);
-    expect(probesInPool()).toBe(0);
+    expect(probes.inPool()).toBe(0);
   });
 });
 
@@ -389,6 +392,25 @@ describe('openDeps: the dependencies, complete when opened', () => {
     expect(typeof deps.mounts.usersOf).toBe('function');
     // Where the state directory is on the host: known at once (a tmp directory is no bind mount of its own).
     if (!dryRun) expect(deps.config.hostDirs).toEqual({});
+    await rm(dir, { recursive: true });
+  });
+});
+
+describe('MemoryFs over the host (a dry run)', () => {
+  it('reads what it did not write from the host, keeps its writes and removals in memory, and changes nothing below', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'memory-fs-'));
+    await writeFile(join(dir, 'key'), 'host key\n', { mode: 0o600 });
+    const fs = new MemoryFs(createHostFs());
+    expect(await fs.readText(join(dir, 'key'))).toBe('host key\n');
+    expect(await fs.fileInfo(join(dir, 'key'))).toMatchObject({ isFile: true, size: 9 });
+    await fs.writeSecretFile(join(dir, 'new'), 'in memory');
+    expect(await fs.readText(join(dir, 'new'))).toBe('in memory');
+    await fs.removeFile(join(dir, 'key'));
+    expect(await fs.exists(join(dir, 'key'))).toBe(false);
+    expect(await fs.readText(join(dir, 'key'))).toBe('');
+    expect(await fs.fileInfo(join(dir, 'key'))).toBeUndefined();
+    expect((await readdir(dir)).sort()).toEqual(['key']);
+    expect(await readFile(join(dir, 'key'), 'utf8')).toBe('host key\n');
     await rm(dir, { recursive: true });
   });
 });

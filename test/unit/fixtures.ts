@@ -2,44 +2,10 @@
 // filesystem.
 import { FakeMountTable } from '../../adapter/fakes/fake-mount-table.js';
 import { FakeRunner } from '../../adapter/fakes/fake-runner.js';
+import { MemoryFs } from '../../adapter/fakes/memory-fs.js';
 import { createKeyedLock } from '../../handlers/keyed-lock.js';
-import type { Config, Deps, HostFs, Timers } from '../../handlers/types.js';
+import type { Config, Deps, Timers } from '../../handlers/types.js';
 import { MemoryStore } from '../../state/memory-store.js';
-
-export class MemoryFs implements HostFs {
-  readonly dirs = new Set<string>();
-  readonly files = new Map<string, { content: string; mode: number }>();
-
-  async ensureDir(path: string) {
-    this.dirs.add(path);
-  }
-  async removeEmptyDir(path: string) {
-    if (!this.dirs.has(path)) return 'absent' as const;
-    if ([...this.files.keys()].some((f) => f.startsWith(`${path}/`))) return 'not-empty' as const;
-    this.dirs.delete(path);
-    return 'removed' as const;
-  }
-  async writeSecretFile(path: string, content: string) {
-    this.files.set(path, { content, mode: 0o600 });
-  }
-  async removeFile(path: string) {
-    this.files.delete(path);
-  }
-  async readText(path: string) {
-    return this.files.get(path)?.content ?? '';
-  }
-  async exists(path: string) {
-    return this.dirs.has(path) || this.files.has(path);
-  }
-  /** Symlinks in the fake: path -> target (absolute). */
-  readonly links = new Map<string, string>();
-  async fileInfo(path: string) {
-    const realPath = this.links.get(path) ?? path;
-    const file = this.files.get(realPath);
-    if (file !== undefined) return { realPath, isFile: true, size: Buffer.byteLength(file.content) };
-    return this.dirs.has(realPath) ? { realPath, isFile: false, size: 0 } : undefined;
-  }
-}
 
 export const CONFIG: Config = {
   stateDir: '/state',
