@@ -7,11 +7,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { dockerCliEnv, type E2EEnv } from '../lib/e2e-env.js';
+import { PLUGIN_SOCKET_DIR, spawnLegacyPlugin, type SpawnedPlugin } from '../lib/legacy-plugin.js';
 import { pluginRequest, type PluginHttpResponse } from '../lib/plugin-request.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const PLUGIN_ENTRY = path.join(REPO_ROOT, 'dist', 'adapter', 'main.js');
-export const PLUGIN_SOCKET_DIR = '/run/docker/plugins';
 
 export function log(message: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
@@ -71,20 +71,8 @@ export async function dockerOk(env: E2EEnv, args: string[], timeoutMs = 150_000)
 // ---------------------------------------------------------------------------------------------------------------
 // The plugin in host mode
 
-export interface Plugin {
-  name: string;
-  socketPath: string;
-  stateDir: string;
-  mountRoot: string;
-  pid: number;
-  /** performance.now() when the process was spawned. */
-  spawnedAt: number;
-  /** Everything the process printed, appended as it comes (complete, unlike output()). */
-  logFile: string;
-  output(): string;
-  running(): boolean;
-  stop(): Promise<void>;
-}
+/** The plugin as the tests start it (scripts/lib/legacy-plugin.ts). */
+export type Plugin = SpawnedPlugin;
 
 const live = new Set<ChildProcess>();
 process.on('exit', () => {
@@ -92,74 +80,20 @@ process.on('exit', () => {
 });
 
 /**
- * Spawns `node [flags] dist/adapter/main.js` with its socket in /run/docker/plugins (so dockerd finds it as driver NAME)
- * and its state under DIR/plugins/NAME (so `e2e-env.sh down DIR` stops it if the benchmark dies). Does not wait.
+ * Spawns `node [flags] dist/adapter/main.js` as the tests do (scripts/lib/legacy-plugin.ts): socket in
+ * /run/docker/plugins (so dockerd finds it as driver NAME), state under DIR/plugins/NAME (so `e2e-env.sh down DIR`
+ * stops it if the benchmark dies), DEBUG=0 unless extraEnv says otherwise. Does not wait.
  */
 export function spawnPlugin(dir: string, name: string, nodeFlags: string[], extraEnv: Record<string, string> = {}): Plugin {
-  const base = path.join(dir, 'plugins', name);
-  const stateDir = path.join(base, 'state');
-  const mountRoot = path.join(base, 'mnt');
-  const socketPath = path.join(PLUGIN_SOCKET_DIR, `${name}.sock`);
-  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  mkdirSync(mountRoot, { recursive: true });
-  mkdirSync(PLUGIN_SOCKET_DIR, { recursive: true });
-  rmSync(socketPath, { force: true });
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS')) as Record<string, string>;
-  const spawnedAt = performance.now();
-  const child = spawn(process.execPath, [...nodeFlags, PLUGIN_ENTRY], {
+  return spawnLegacyPlugin(name, {
+    dir,
+    entry: PLUGIN_ENTRY,
     cwd: REPO_ROOT,
-    // KEYS_DIR: the e2e environment's keys directory, where its key file lives (volumes may name files only there).
-    env: { ...env, SOCKET_PATH: socketPath, STATE_DIR: stateDir, MOUNT_ROOT: mountRoot, KEYS_DIR: path.join(dir, 'keys'), DEBUG: '0', ...extraEnv },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    keysDir: path.join(dir, 'keys'),
+    nodeFlags,
+    env: { DEBUG: '0', ...extraEnv },
+    keepOutputChars: 100_000,
   });
-  live.add(child);
-  let out = '';
-  let exited = false;
-  const logFile = path.join(base, 'plugin.log');
-  rmSync(logFile, { force: true }); // a restart under the same name starts a new log
-  const onData = (c: Buffer) => {
-    out += c.toString('utf8');
-    if (out.length > 200_000) out = out.slice(-100_000);
-    try {
-      appendFileSync(logFile, c);
-    } catch {
-      // ignore
-    }
-  };
-  child.stdout?.on('data', onData);
-  child.stderr?.on('data', onData);
-  const exitP = new Promise<void>((resolve) =>
-    child.on('exit', () => {
-      exited = true;
-      live.delete(child);
-      resolve();
-    }),
-  );
-  if (child.pid === undefined) throw new Error('could not spawn the plugin');
-  writeFileSync(path.join(base, 'plugin.pid'), `${child.pid}\n`);
-  return {
-    name,
-    socketPath,
-    stateDir,
-    mountRoot,
-    pid: child.pid,
-    spawnedAt,
-    logFile,
-    output: () => out,
-    running: () => !exited,
-    async stop() {
-      if (!exited) {
-        child.kill('SIGTERM');
-        const t = await Promise.race([exitP.then(() => true), sleep(10_000).then(() => false)]);
-        if (!t) {
-          child.kill('SIGKILL');
-          await Promise.race([exitP, sleep(5_000)]);
-        }
-      }
-      rmSync(socketPath, { force: true });
-      rmSync(path.join(base, 'plugin.pid'), { force: true });
-    },
-  };
 }
 
 /** Polls until the plugin answers PROBE (default: Activate); returns ms since spawn. Bounded by timeoutMs. */
@@ -168,7 +102,7 @@ export async function waitServing(p: Plugin, probe: (c: SocketClient) => Promise
   const client = new SocketClient(p.socketPath);
   try {
     for (;;) {
-      if (!p.running()) throw new Error(`plugin exited during start:\n${p.output().slice(-3000)}`);
+      if (!p.running()) throw new Error(`plugin exited during start:\n${p.logs().slice(-3000)}`);
       if (existsSync(p.socketPath)) {
         try {
           if (await probe(client)) return performance.now() - p.spawnedAt;
@@ -176,7 +110,7 @@ export async function waitServing(p: Plugin, probe: (c: SocketClient) => Promise
           // not yet
         }
       }
-      if (performance.now() > deadline) throw new Error(`plugin did not serve within ${timeoutMs} ms:\n${p.output().slice(-3000)}`);
+      if (performance.now() > deadline) throw new Error(`plugin did not serve within ${timeoutMs} ms:\n${p.logs().slice(-3000)}`);
       await sleep(2);
     }
   } finally {

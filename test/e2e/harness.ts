@@ -1,7 +1,6 @@
 // Helpers for the end-to-end tests: the environment written by scripts/e2e-env.sh, the docker CLI against the
 // isolated dockerd, the plugin started in host ("legacy") mode, and checks on the sshd side and on the kernel's mounts.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,10 +8,11 @@ import { execa } from 'execa';
 import { expect, inject } from 'vitest';
 import { parseMountInfo, unescapeMountField } from '../../adapter/host/proc-mounts.js';
 import { dockerCliEnv, keyUserSshArgs, parseEnvFile, randomId, readE2EEnv, uniq, type E2EEnv } from '../../scripts/lib/e2e-env.js';
+import { PLUGIN_SOCKET_DIR, spawnLegacyPlugin, type SpawnedPlugin, type SpawnOptions } from '../../scripts/lib/legacy-plugin.js';
 import { pluginRequest, type PluginHttpResponse } from '../../scripts/lib/plugin-request.js';
 import { endedPluginStandIn } from './ended-plugins.js';
 
-export { parseEnvFile, pluginRequest, randomId, uniq, type E2EEnv, type PluginHttpResponse };
+export { parseEnvFile, PLUGIN_SOCKET_DIR, pluginRequest, randomId, uniq, type E2EEnv, type PluginHttpResponse };
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -23,8 +23,6 @@ declare module 'vitest' {
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** The plugin's entry point; E2E_PLUGIN_ENTRY overrides it (e.g. to try another build). */
 export const PLUGIN_ENTRY = process.env.E2E_PLUGIN_ENTRY || path.join(REPO_ROOT, 'dist', 'adapter', 'main.js');
-/** Where dockerd looks for legacy plugin sockets; shared by every dockerd on the machine. */
-export const PLUGIN_SOCKET_DIR = '/run/docker/plugins';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Environment
@@ -162,62 +160,17 @@ export class Resources {
 // ---------------------------------------------------------------------------------------------------------------
 // The plugin in host mode
 
-export interface LegacyPlugin {
-  name: string;
-  socketPath: string;
-  stateDir: string;
-  mountRoot: string;
-  /** The directory holding stateDir, mountRoot, plugin.log and plugin.pid. */
-  baseDir: string;
-  pid: number;
-  /** Everything the plugin wrote to stdout and stderr so far (of this process). */
-  logs(): string;
-  /** True while the process runs. */
-  running(): boolean;
-  /** SIGTERM, SIGKILL after a bounded wait; removes the socket. */
-  stop(): Promise<void>;
-  /** SIGKILL, as a crash would; leaves the socket file behind. Resolves once the process is gone. */
-  kill(): Promise<void>;
+/** The plugin as a test drives it (what the launcher gives, less the bench's own measures). */
+export interface LegacyPlugin extends Omit<SpawnedPlugin, 'logFile' | 'spawnedAt' | 'exitStatus'> {
   /** stop(), for good: an ended plugin's stand-in answers dockerd on its socket from then on (see endedPluginStandIn). */
   end(): Promise<void>;
   /** Milliseconds from spawning the process to its first answer to /Plugin.Activate (polled every 25 ms). */
   readyMs: number;
 }
 
-export interface StartPluginOptions {
-  /** Extra environment for the plugin process. */
-  env?: Record<string, string>;
+export interface StartPluginOptions extends Pick<SpawnOptions, 'env' | 'wrapper' | 'socketDir'> {
   /** How long to wait for the socket to answer /Plugin.Activate (default 20 s). */
   readyTimeoutMs?: number;
-  /**
-   * A program that runs the plugin, e.g. ['tini', '-s', '--'] (a reaping init, as in the managed plugin). The wrapper
-   * then runs in its own process group, and kill() sends SIGKILL to that whole group (wrapper and plugin).
-   */
-  wrapper?: string[];
-  /**
-   * Where this process sees the plugin's PLUGIN_SOCKET_DIR (default: that directory itself): for a plugin that a
-   * wrapper starts in another mount namespace, whose /run/docker/plugins is this directory bound there.
-   */
-  socketDir?: string;
-}
-
-const livePlugins = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // A test worker that dies must not leave plugins running (e2e-env.sh down also checks).
-  process.on('exit', () => {
-    for (const child of livePlugins) {
-      try {
-        if (child.spawnargs[0] !== process.execPath && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
-        else child.kill('SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  });
 }
 
 /** A fresh plugin name: legacy plugin sockets share one directory with every dockerd on the machine. */
@@ -226,148 +179,36 @@ export function uniquePluginName(): string {
 }
 
 /**
- * Starts `node dist/adapter/main.js` in host mode with SOCKET_PATH=/run/docker/plugins/<name>.sock, and waits until it
- * answers /Plugin.Activate. Starting again with the same name reuses its STATE_DIR and MOUNT_ROOT (a restart).
+ * Starts `node dist/adapter/main.js` in host mode with SOCKET_PATH=/run/docker/plugins/<name>.sock
+ * (scripts/lib/legacy-plugin.ts), and waits until it answers /Plugin.Activate. Starting again with the same name
+ * reuses its STATE_DIR and MOUNT_ROOT (a restart).
  */
 export async function startLegacyPlugin(name: string = uniquePluginName(), opts: StartPluginOptions = {}): Promise<LegacyPlugin> {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new Error(`bad plugin name ${name}`);
   if (!existsSync(PLUGIN_ENTRY)) throw new Error(`${PLUGIN_ENTRY} does not exist: run "npm run build"`);
-  const dir = e2eDir();
-  const baseDir = path.join(dir, 'plugins', name);
-  const stateDir = path.join(baseDir, 'state');
-  const mountRoot = path.join(baseDir, 'mnt');
-  const logFile = path.join(baseDir, 'plugin.log');
-  const pidFile = path.join(baseDir, 'plugin.pid');
-  const socketPath = path.join(opts.socketDir ?? PLUGIN_SOCKET_DIR, `${name}.sock`);
-  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  mkdirSync(mountRoot, { recursive: true, mode: 0o755 });
-  mkdirSync(opts.socketDir ?? PLUGIN_SOCKET_DIR, { recursive: true, mode: 0o755 });
-  rmSync(socketPath, { force: true });
-
-  // The worker's environment minus what belongs to the test runner (loader hooks, vitest's own flags).
-  const baseEnv = Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => key !== 'NODE_OPTIONS' && !key.startsWith('VITEST') && key !== 'TEST'),
-  );
-  const spawnedAt = performance.now();
-  const wrapper = opts.wrapper ?? [];
-  const argv = [...wrapper, process.execPath, PLUGIN_ENTRY];
-  const child = spawn(argv[0] ?? process.execPath, argv.slice(1), {
-    cwd: REPO_ROOT,
-    detached: wrapper.length > 0,
-    env: {
-      ...baseEnv,
-      SOCKET_PATH: path.join(PLUGIN_SOCKET_DIR, `${name}.sock`),
-      STATE_DIR: stateDir,
-      MOUNT_ROOT: mountRoot,
-      KEYS_DIR: loadEnv().keysDir,
-      DEBUG: '1',
-      ...opts.env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  installExitHook();
-  livePlugins.add(child);
-  let output = '';
-  let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  const exitPromise = new Promise<void>((resolve) => {
-    child.on('exit', (code, signal) => {
-      exited = { code, signal };
-      livePlugins.delete(child);
-      const line = `[harness] plugin ${name} exited (code ${code}, signal ${signal})\n`;
-      output += line;
-      try {
-        appendFileSync(logFile, line);
-      } catch {
-        // the work dir may be gone already
-      }
-      resolve();
-    });
-  });
-  const onData = (chunk: Buffer): void => {
-    const text = chunk.toString('utf8');
-    output += text;
-    try {
-      appendFileSync(logFile, text);
-    } catch {
-      // ignore
-    }
-  };
-  child.stdout?.on('data', onData);
-  child.stderr?.on('data', onData);
-  const pid = child.pid;
-  if (pid === undefined) throw new Error(`could not start the plugin: ${output}`);
-  writeFileSync(pidFile, `${pid}\n`);
-  appendFileSync(logFile, `[harness] started plugin ${name} pid ${pid} at ${new Date().toISOString()}\n`);
-
-  const waitExit = async (ms: number): Promise<boolean> => {
-    if (exited) return true;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), ms);
-    });
-    const done = await Promise.race([exitPromise.then(() => true), timeout]);
-    if (timer) clearTimeout(timer);
-    return done;
-  };
-
-  const sigkill = (): void => {
-    if (wrapper.length > 0 && child.pid !== undefined) {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-        return;
-      } catch {
-        // fall through: the group may be gone
-      }
-    }
-    child.kill('SIGKILL');
-  };
+  const spawned = spawnLegacyPlugin(name, { ...opts, dir: e2eDir(), entry: PLUGIN_ENTRY, cwd: REPO_ROOT, keysDir: loadEnv().keysDir });
   const plugin: LegacyPlugin = {
-    name,
+    ...spawned,
     readyMs: 0,
-    socketPath,
-    stateDir,
-    mountRoot,
-    baseDir,
-    pid,
-    logs: () => output,
-    running: () => exited === undefined,
-    async stop() {
-      if (!exited) {
-        child.kill('SIGTERM');
-        if (!(await waitExit(15_000))) {
-          sigkill();
-          if (!(await waitExit(5_000))) throw new Error(`plugin ${name} (pid ${pid}) survived SIGKILL`);
-        }
-      }
-      rmSync(socketPath, { force: true });
-      rmSync(pidFile, { force: true });
-    },
-    async kill() {
-      if (!exited) {
-        sigkill();
-        if (!(await waitExit(5_000))) throw new Error(`plugin ${name} (pid ${pid}) survived SIGKILL`);
-      }
-      rmSync(pidFile, { force: true });
-    },
     async end() {
       await plugin.stop();
-      await endedPluginStandIn(socketPath, e2eDir());
+      await endedPluginStandIn(spawned.socketPath, e2eDir());
     },
   };
-
+  const { socketPath } = spawned;
   const readyMs = opts.readyTimeoutMs ?? 20_000;
   const deadline = Date.now() + readyMs;
   let lastError = 'socket not created yet';
   for (;;) {
+    const exited = spawned.exitStatus();
     if (exited) {
-      throw new Error(`plugin ${name} exited before answering /Plugin.Activate (code ${exited.code}, signal ${exited.signal}). Output:\n${output}`);
+      throw new Error(`plugin ${name} exited before answering /Plugin.Activate (code ${exited.code}, signal ${exited.signal}). Output:\n${spawned.logs()}`);
     }
     if (existsSync(socketPath)) {
       try {
         const res = await pluginRequest(socketPath, '/Plugin.Activate', undefined, 2_000);
         const body = JSON.parse(res.body) as { Implements?: unknown };
         if (res.status === 200 && Array.isArray(body.Implements) && body.Implements.includes('VolumeDriver')) {
-          plugin.readyMs = performance.now() - spawnedAt;
+          plugin.readyMs = performance.now() - spawned.spawnedAt;
           return plugin;
         }
         lastError = `unexpected answer ${res.status} ${res.body}`;
@@ -377,7 +218,7 @@ export async function startLegacyPlugin(name: string = uniquePluginName(), opts:
     }
     if (Date.now() > deadline) {
       await plugin.kill().catch(() => undefined);
-      throw new Error(`plugin ${name} did not answer /Plugin.Activate on ${socketPath} within ${readyMs} ms (${lastError}). Output:\n${output}`);
+      throw new Error(`plugin ${name} did not answer /Plugin.Activate on ${socketPath} within ${readyMs} ms (${lastError}). Output:\n${spawned.logs()}`);
     }
     await sleep(25);
   }
