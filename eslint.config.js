@@ -25,6 +25,15 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': ['error', { paths: IMPURE_MODULES, patterns: [IMPURE_GROUP, ADAPTER_GROUP] }] },
   },
   {
+    // Front ends are siblings over the same handlers: what they share lives in handlers/ or adapter/host/.
+    files: ['adapter/csi/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['**/docker', '**/docker/**'], message: 'the CSI front end does not import the Docker binding: share through handlers/ or adapter/host/' }] }] },
+  },
+  {
+    files: ['adapter/docker/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [{ group: ['**/csi', '**/csi/**'], message: 'the Docker binding does not import the CSI front end: share through handlers/ or adapter/host/' }] }] },
+  },
+  {
     // An endpoint never imports another: what two endpoints share belongs in a helper (lifecycle.ts, volume.ts...).
     files: ['handlers/endpoints/*.ts'],
     rules: {

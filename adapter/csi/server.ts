@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { loadPackageDefinition, Server, ServerCredentials, status, type GrpcObject, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from '../../handlers/types.js';
-import { removeStaleSocket } from '../docker/server.js';
+import { removeStaleSocket } from '../host/unix-socket.js';
 import { unary, type Method } from './rpc.js';
 import { csiPackage } from './schema.js';
 

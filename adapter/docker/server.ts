@@ -5,6 +5,7 @@ import type { Server, ServerResponse } from 'node:http';
 import net from 'node:net';
 import { dirname } from 'node:path';
 import type { Hono } from 'hono';
+import { removeStaleSocket } from '../host/unix-socket.js';
 
 export interface StopReport {
   /** Requests that were still running when the grace period ran out (their connections were cut). */
@@ -104,16 +105,5 @@ async function unlinkIfOurs(socketPath: string, ino: number): Promise<void> {
     if ((await lstat(socketPath)).ino === ino) await unlink(socketPath);
   } catch {
     // already gone
-  }
-}
-
-/** A socket left by a crashed run would make listen fail with EADDRINUSE. */
-export async function removeStaleSocket(socketPath: string): Promise<void> {
-  try {
-    const info = await lstat(socketPath);
-    if (!info.isSocket()) throw new Error(`${socketPath} exists and is not a socket; refusing to replace it`);
-    await unlink(socketPath);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
 }
