@@ -3,7 +3,7 @@
 import { UserError } from './errors.js';
 import { printable } from './options.js';
 
-/** Remove, Path and Get: a volume by its name (checked with volumeName). */
+/** Remove, Path and Get: a volume by its name (checked with checkVolumeName). */
 export interface VolumeRequest {
   name: string;
 }
@@ -41,7 +41,7 @@ const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
  * The rule every front end checks a volume's name with before a handler sees it: the plugin names files and
  * directories after volumes, so a name can never be a path.
  */
-export function volumeName(name: string): string {
+export function checkVolumeName(name: string): string {
   if (!VOLUME_NAME.test(name)) {
     throw new UserError(
       `volume name "${printable(name)}" is not valid: use letters, digits and _ . - (starting with a letter or digit, at most 255)`,

@@ -5,7 +5,7 @@ import { mount } from '../../handlers/endpoints/mount.js';
 import { remove } from '../../handlers/endpoints/remove.js';
 import { unmount } from '../../handlers/endpoints/unmount.js';
 import { describe, failureOf } from '../../handlers/errors.js';
-import { volumeName } from '../../handlers/requests.js';
+import { checkVolumeName } from '../../handlers/requests.js';
 import type { Deps } from '../../handlers/types.js';
 
 /** A handler's refusal (a UserError: its message says what to do) or an internal failure. */
@@ -24,7 +24,7 @@ export class HandlerError extends Error {
  */
 async function handled<T>(what: string, name: string, deps: Deps, handler: (name: string) => Promise<T>): Promise<T> {
   try {
-    return await handler(volumeName(name));
+    return await handler(checkVolumeName(name));
   } catch (error) {
     const { message, internal } = failureOf(error);
     if (internal) deps.log.error(`${what} ${name}: internal error: ${describe(error)}`);

@@ -1,42 +1,37 @@
-// Checks request bodies into the domain's requests (handlers/requests.ts): Docker sends well-formed JSON, but the
+// Validates request bodies into the domain's requests (handlers/requests.ts): Docker sends well-formed JSON, but the
 // socket accepts anything.
 import { UserError } from '../../handlers/errors.js';
 import { printable } from '../../handlers/options.js';
-import { volumeName, type CreateRequest, type ReferenceRequest, type VolumeRequest } from '../../handlers/requests.js';
-import type * as Docker from './protocol.js';
+import { checkVolumeName, type CreateRequest, type ReferenceRequest, type VolumeRequest } from '../../handlers/requests.js';
+import type { EmptyRequest } from './protocol.js';
 
-/** A body as posted: any of the protocol's fields may be missing or of any type. */
-type Posted<T> = { [K in keyof T]?: unknown };
-
-function asObject<T>(body: unknown): Posted<T> {
+function asObject(body: unknown): Record<string, unknown> {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw new UserError('request body must be a JSON object');
   }
-  return body as Posted<T>;
+  return body as Record<string, unknown>;
 }
 
-function nameOf(body: Posted<Docker.NameRequest>): string {
-  const name = body.Name;
+function volumeName(body: unknown): string {
+  const name = asObject(body).Name;
   if (typeof name !== 'string' || name === '') throw new UserError('request needs a Name (a string)');
-  return volumeName(name);
+  return checkVolumeName(name);
 }
 
 export function nameRequest(body: unknown): VolumeRequest {
-  return { name: nameOf(asObject<Docker.NameRequest>(body)) };
+  return { name: volumeName(body) };
 }
 
 export function mountRequest(body: unknown): ReferenceRequest {
-  const posted = asObject<Docker.MountRequest>(body);
-  const name = nameOf(posted);
-  const id = posted.ID;
+  const name = volumeName(body);
+  const id = asObject(body).ID;
   if (typeof id !== 'string' || id === '' || id.length > 256) throw new UserError('request needs an ID (a string of 1 to 256 characters)');
   return { name, ref: id };
 }
 
 export function createRequest(body: unknown): CreateRequest {
-  const posted = asObject<Docker.CreateRequest>(body);
-  const name = nameOf(posted);
-  const opts = posted.Opts;
+  const name = volumeName(body);
+  const opts = asObject(body).Opts;
   if (opts === undefined || opts === null) return { name, options: {} };
   if (typeof opts !== 'object' || Array.isArray(opts)) throw new UserError('Opts must be an object of strings');
   // No prototype: an option named "__proto__" stays an own key (then refused as unknown) instead of being dropped.
@@ -49,6 +44,6 @@ export function createRequest(body: unknown): CreateRequest {
 }
 
 /** Activate, Capabilities and List read nothing from their body. */
-export function emptyRequest(_body: unknown): Docker.EmptyRequest {
+export function emptyRequest(_body: unknown): EmptyRequest {
   return {};
 }
