@@ -4,6 +4,7 @@
 import { chmod, mkdir } from 'node:fs/promises';
 import { describe } from '../handlers/errors.js';
 import { createKeyedLock } from '../handlers/keyed-lock.js';
+import { createMemory } from '../handlers/memory.js';
 import type { CommandRunner, Config, Deps, Logger, MountTable, ProcessTable, ReadAheadControl, VolumeStore } from '../handlers/types.js';
 import { LowdbStore } from '../state/lowdb-store.js';
 import { MemoryStore } from '../state/memory-store.js';
@@ -23,7 +24,7 @@ import { lockStateDir, removeLeftovers } from './host/state-dir.js';
 import { createTimers } from './host/timers.js';
 
 function common(config: Config, log: Logger) {
-  return { config, locks: createKeyedLock(), timers: createTimers(), now: () => new Date(), log };
+  return { config, locks: createKeyedLock(), timers: createTimers(), now: () => new Date(), log, memory: createMemory() };
 }
 
 /** The host as /proc and /sys show it: mounts (and who else holds them), the processes the plugin started, read-ahead. */

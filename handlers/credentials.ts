@@ -7,12 +7,12 @@ import { printable, type VolumeOptions } from './options.js';
 import { boundPassword, checkKeyBinding, destinationOf, KEY_BINDING_SUFFIX, serversReachedBy } from './server-binding.js';
 import type { Deps } from './types.js';
 
-export const MAX_KEY_FILE_BYTES = 64 * 1024;
+const MAX_KEY_FILE_BYTES = 64 * 1024;
 export const MAX_KNOWN_HOSTS_BYTES = 1024 * 1024;
-export const MAX_PASSWORD_FILE_BYTES = 4096;
-export const MAX_BINDING_FILE_BYTES = 4096;
+const MAX_PASSWORD_FILE_BYTES = 4096;
+const MAX_BINDING_FILE_BYTES = 4096;
 /** Tried in this order when a volume names no credential: the operator's plugin-wide default key. */
-export const DEFAULT_KEY_NAMES = ['id_ed25519', 'id_ecdsa', 'id_rsa'] as const;
+const DEFAULT_KEY_NAMES = ['id_ed25519', 'id_ecdsa', 'id_rsa'] as const;
 
 /** How sshfs logs in: a key file ssh reads, or a password given on sshfs's stdin. `source` is shown in Status. */
 export type Login = { keyFile: string; source: string; certificateFile?: string } | { password: string; source: string };
@@ -23,7 +23,7 @@ const within = (path: string, dir: string) => path.startsWith(dir.endsWith('/') 
  * The real path of a file in the keys directory, or a UserError. The message is the same whether the file is missing,
  * too large, not a regular file or a symlink leading out of the directory, so it tells nothing about other paths.
  */
-export async function keysDirFile(deps: Deps, path: string, option: string, maxBytes: number): Promise<string> {
+async function readableKeysDirFile(deps: Deps, path: string, option: string, maxBytes: number): Promise<string> {
   const { keysDir, stateDir } = deps.config;
   const [info, keys, state] = await Promise.all([
     deps.fs.fileInfo(path),
@@ -64,12 +64,12 @@ export async function resolveLogin(opts: VolumeOptions, keyFile: string | undefi
   if (keyFile !== undefined) return { keyFile, source: 'key' };
   if (opts.password !== undefined) return { password: opts.password, source: 'password' };
   if (opts.identityFile !== undefined) {
-    const file = await keysDirFile(deps, opts.identityFile, 'IdentityFile', MAX_KEY_FILE_BYTES);
+    const file = await readableKeysDirFile(deps, opts.identityFile, 'IdentityFile', MAX_KEY_FILE_BYTES);
     await checkKeyServers(deps, opts, file, opts.identityFile, `IdentityFile ${printable(opts.identityFile)}`);
     return { keyFile: file, source: `IdentityFile ${opts.identityFile}` };
   }
   if (opts.passwordFile !== undefined) {
-    const file = await keysDirFile(deps, opts.passwordFile, 'password_file', MAX_PASSWORD_FILE_BYTES);
+    const file = await readableKeysDirFile(deps, opts.passwordFile, 'password_file', MAX_PASSWORD_FILE_BYTES);
     const password = boundPassword(await deps.fs.readText(file, MAX_PASSWORD_FILE_BYTES), opts.passwordFile, destinationOf(opts));
     return { password, source: `password_file ${opts.passwordFile}` };
   }
@@ -77,7 +77,7 @@ export async function resolveLogin(opts: VolumeOptions, keyFile: string | undefi
     const path = `${deps.config.keysDir}/${name}`;
     let file: string;
     try {
-      file = await keysDirFile(deps, path, 'IdentityFile', MAX_KEY_FILE_BYTES);
+      file = await readableKeysDirFile(deps, path, 'IdentityFile', MAX_KEY_FILE_BYTES);
     } catch {
       continue; // try the next name
     }
@@ -97,7 +97,7 @@ export async function resolveLogin(opts: VolumeOptions, keyFile: string | undefi
 async function checkKeyServers(deps: Deps, opts: VolumeOptions, realKey: string, namedKey: string, keyName: string): Promise<void> {
   for (const candidate of new Set([`${namedKey}${KEY_BINDING_SUFFIX}`, `${realKey}${KEY_BINDING_SUFFIX}`])) {
     if ((await deps.fs.fileInfo(candidate)) === undefined) continue;
-    const file = await keysDirFile(deps, candidate, 'IdentityFile', MAX_BINDING_FILE_BYTES);
+    const file = await readableKeysDirFile(deps, candidate, 'IdentityFile', MAX_BINDING_FILE_BYTES);
     const text = await deps.fs.readText(file, MAX_BINDING_FILE_BYTES);
     for (const server of serversReachedBy(opts)) checkKeyBinding(text, candidate, keyName, server);
   }
@@ -106,7 +106,7 @@ async function checkKeyServers(deps: Deps, opts: VolumeOptions, realKey: string,
 /** The known_hosts file ssh checks: the user's (read only) or the plugin's own, where keys are pinned on first use. */
 export async function resolveKnownHosts(opts: VolumeOptions, pluginFile: string, deps: Deps): Promise<string> {
   if (opts.knownHostsFile === undefined) return pluginFile;
-  return keysDirFile(deps, opts.knownHostsFile, 'UserKnownHostsFile', MAX_KNOWN_HOSTS_BYTES);
+  return readableKeysDirFile(deps, opts.knownHostsFile, 'UserKnownHostsFile', MAX_KNOWN_HOSTS_BYTES);
 }
 
 /**
@@ -115,5 +115,5 @@ export async function resolveKnownHosts(opts: VolumeOptions, pluginFile: string,
  */
 export async function withCertificate(opts: VolumeOptions, login: Login, deps: Deps): Promise<Login> {
   if (opts.certificateFile === undefined || !('keyFile' in login)) return login;
-  return { ...login, certificateFile: await keysDirFile(deps, opts.certificateFile, 'CertificateFile', MAX_KEY_FILE_BYTES) };
+  return { ...login, certificateFile: await readableKeysDirFile(deps, opts.certificateFile, 'CertificateFile', MAX_KEY_FILE_BYTES) };
 }

@@ -11,30 +11,18 @@ import { mountCount, referenceCount } from './volume.js';
 /** How often a volume holding inherited references is looked at (and the least time a reference is given). */
 export const INHERITED_CHECK_MS = 15_000;
 
-/** Per plugin (per Deps): volume name -> the mount IDs it held when the plugin started. */
-const inheritedBy = new WeakMap<Deps, Map<string, Set<string>>>();
-
-function watched(deps: Deps): Map<string, Set<string>> {
-  let map = inheritedBy.get(deps);
-  if (map === undefined) {
-    map = new Map();
-    inheritedBy.set(deps, map);
-  }
-  return map;
-}
-
 const timerKey = (name: string): string => `inherited:${name}`;
 
 /** Called at start for a live mount whose references were adopted. */
 export function watchInherited(name: string, ids: string[], deps: Deps): void {
   if (ids.length === 0 || deps.mounts.usersOf === undefined) return; // nobody can tell: Remove drops them
-  watched(deps).set(name, new Set(ids));
+  deps.memory.inherited.set(name, new Set(ids));
   deps.timers.set(timerKey(name), INHERITED_CHECK_MS, () => void releaseUnusedInherited(name, deps));
 }
 
 /** Never rejects: it runs from a timer. */
 export async function releaseUnusedInherited(name: string, deps: Deps): Promise<void> {
-  const ids = watched(deps).get(name);
+  const ids = deps.memory.inherited.get(name);
   let again = false;
   try {
     await deps.locks.withLock(name, async () => {
@@ -63,6 +51,6 @@ export async function releaseUnusedInherited(name: string, deps: Deps): Promise<
   if (again) deps.timers.set(timerKey(name), INHERITED_CHECK_MS, () => void releaseUnusedInherited(name, deps));
   else {
     deps.timers.clear(timerKey(name));
-    watched(deps).delete(name);
+    deps.memory.inherited.delete(name);
   }
 }

@@ -3,12 +3,12 @@
 // the volume's lock and owns the record.
 import { explainLoginFailure, explainMountFailure, failureContext, lastSshMessage } from './diagnose.js';
 import { describe, UserError } from './errors.js';
-import { resolveKnownHosts, resolveLogin, withCertificate, type Login } from './credentials.js';
-import { remoteText, type VolumeOptions } from './options.js';
-import { closeSharedConnection, ensureMaster, pickSharedConnection, readJumpHostLogs, sessionRefused, sharedLoginDigest, type SharedConnection } from './shared-ssh.js';
-import { buildSshfsArgs, jumpHostLogFile, type MountPaths } from './sshfs-args.js';
-import type { Deps, RunResult, SshConnection, StartedProcess, VolumeRecord } from './types.js';
-import { markStep } from './mount-steps.js';
+import { resolveKnownHosts, resolveLogin, withCertificate } from './credentials.js';
+import { remoteText } from './options.js';
+import { closeLoginOpenedFor, joinSharedLogin, leaveSharedLogin, readJumpHostLogs, sessionRefused, type SharedJoin } from './shared-ssh.js';
+import { buildSshfsArgs, jumpHostLogFile, mountPlan, type MountPaths, type MountPlan } from './sshfs-args.js';
+import type { Deps, RunResult, StartedProcess, VolumeRecord } from './types.js';
+import type { MountSteps } from './mount-steps.js';
 import { knownHostsFile, optionsOf, referenceCount, sshLogFileFor } from './volume.js';
 
 /**
@@ -19,13 +19,17 @@ export async function detach(mountpoint: string, deps: Deps, timeoutMs = 10_000)
   await deps.runner.run('fusermount3', ['-u', '-z', mountpoint], { timeoutMs });
 }
 
+/** A Mount's step timer, as lifecycle marks it; nothing is timed without one. */
+type StepMarks = Pick<MountSteps, 'mark'>;
+const UNTIMED: StepMarks = { mark: () => undefined };
+
 /**
  * Makes sure the volume is mounted (for a Mount): a mount whose sshfs died ("Transport endpoint is not connected") is
- * detached and mounted afresh; a live one is kept.
+ * detached and mounted afresh; a live one is kept. steps: the Mount's timer, which marks each step taken here.
  */
-export async function ensureMounted(record: VolumeRecord, deps: Deps): Promise<void> {
+export async function ensureMounted(record: VolumeRecord, deps: Deps, steps: StepMarks = UNTIMED): Promise<void> {
   const state = await deps.mounts.state(record.mountpoint, record.sshfs);
-  markStep(record, 'state');
+  steps.mark('state');
   if (state === 'mounted') return;
   if (state === 'stale') {
     deps.log.info(`volume ${record.name}: mount at ${record.mountpoint} lost its sshfs process; mounting again`);
@@ -35,11 +39,11 @@ export async function ensureMounted(record: VolumeRecord, deps: Deps): Promise<v
   if (referenceCount(record) > 0) {
     deps.log.info(`volume ${record.name} has ${referenceCount(record)} reference(s) but is not mounted: mounting again`);
   }
-  await mountVolume(record, deps);
+  await mountVolume(record, deps, steps);
 }
 
-/** Records why the volume could not mount (Status shows it) and throws it for the Mount's Err. */
-async function failMount(record: VolumeRecord, message: string, deps: Deps): Promise<never> {
+/** Records why the volume could not be mounted or unmounted (Status shows it) and throws it for the request's Err. */
+async function recordFailure(record: VolumeRecord, message: string, deps: Deps): Promise<never> {
   record.lastError = message;
   record.lastErrorAt = deps.now().toISOString();
   await deps.store.put(record);
@@ -49,7 +53,8 @@ async function failMount(record: VolumeRecord, message: string, deps: Deps): Pro
 /**
  * How long a Mount waits between looks at the mount table while sshfs connects: a look reads /proc/self/mountinfo
  * (a fraction of a millisecond), and every ms between the mount appearing and the look is added to `docker run`; a
- * shared login mounts in a few ms, a new one in a few hundred.
+ * shared login mounts in a few ms, a new one in a few hundred. The first look comes after the first wait: sshfs just
+ * started cannot have mounted yet (it has to reach its ssh and the server's SFTP first).
  */
 const MOUNT_POLL_MS = [1, 2, 3, 5];
 const MOUNT_POLL_MAX_MS = 10;
@@ -58,7 +63,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 /** What one sshfs start came to: its mount is up (and answers), or why not. */
 type SshfsOutcome =
-  | { ok: true; sshfs: StartedProcess }
+  | { ok: true; sshfs: StartedProcess; device: string }
   | { ok: false; result: RunResult; sshfs?: StartedProcess; mountAppeared: boolean; unanswered?: boolean };
 
 /**
@@ -74,7 +79,7 @@ async function startSshfs(
   input: string | undefined,
   deadline: number,
   deps: Deps,
-  mark: (step: string) => void = () => undefined,
+  steps: StepMarks,
 ): Promise<SshfsOutcome> {
   const failed = (stderr: string, timedOut = false, exitCode = -1): RunResult => ({ exitCode, stdout: '', stderr, timedOut });
   let sshfs: StartedProcess;
@@ -85,19 +90,21 @@ async function startSshfs(
   }
   let exitCode: number | null | undefined;
   void sshfs.exited.then((code) => (exitCode = code));
+  let device: string | undefined;
   for (let i = 0; ; i++) {
-    if (await deps.mounts.isMounted(paths.mountpoint)) break;
+    const left = deadline - Date.now();
     // Its group is ended all the same by the caller (an ssh it started may linger).
     if (exitCode !== undefined) return { ok: false, result: failed('', false, exitCode ?? -1), sshfs, mountAppeared: false };
-    const left = deadline - Date.now();
     if (left <= 0) return { ok: false, result: failed('', true), sshfs, mountAppeared: false };
     await Promise.race([sleep(Math.min(MOUNT_POLL_MS[i] ?? MOUNT_POLL_MAX_MS, left)), sshfs.exited]);
+    device = await deps.mounts.deviceOf(paths.mountpoint);
+    if (device !== undefined) break;
   }
-  mark('sshfs');
+  steps.mark('sshfs');
   // At least a moment for the first answer, even when connecting took nearly the whole timeout.
   const probe = await deps.mounts.probe(paths.mountpoint, Math.max(deadline - Date.now(), 500));
-  mark('check');
-  if (probe.ok) return { ok: true, sshfs };
+  steps.mark('check');
+  if (probe.ok) return { ok: true, sshfs, device };
   // sshfs mounts before its first look at the remote directory (and, with a password, before the login is through):
   // one that exits then (a missing directory, a refused password) took its mount's connection with it, and said why
   // in its log: that is the message.
@@ -118,35 +125,44 @@ async function takeDown(mountpoint: string, sshfs: StartedProcess | undefined, d
   if (await deps.mounts.isMounted(mountpoint)) await detach(mountpoint, deps, 5_000);
 }
 
-/** Mounts the volume, or cleans up everything it started and throws a UserError that explains why not. */
-export async function mountVolume(record: VolumeRecord, deps: Deps): Promise<void> {
-  let opts: VolumeOptions;
-  let login: Login;
-  let knownHosts: string;
-  try {
-    opts = optionsOf(record, deps.config);
-    login = await withCertificate(opts, await resolveLogin(opts, record.keyFile, deps), deps);
-    knownHosts = await resolveKnownHosts(opts, knownHostsFile(deps.config), deps);
-  } catch (error) {
-    if (!(error instanceof UserError)) throw error;
-    return failMount(record, error.message, deps);
-  }
-  const deadline = Date.now() + deps.config.mountTimeoutMs;
+/** What the volume's Mount starts sshfs with: its options, its login and its files, each checked now. */
+async function planMount(record: VolumeRecord, deps: Deps): Promise<MountPlan> {
+  const opts = optionsOf(record, deps);
+  const login = await withCertificate(opts, await resolveLogin(opts, record.keyFile, deps), deps);
   const paths: MountPaths = {
     mountpoint: record.mountpoint,
-    knownHostsFile: knownHosts,
+    knownHostsFile: await resolveKnownHosts(opts, knownHostsFile(deps.config), deps),
     sshLogFile: sshLogFileFor(deps.config, record.name),
   };
+  return mountPlan(opts, login, paths);
+}
+
+/** What the hints of a failed login or mount need to know of the plan. */
+function contextOf({ opts, login, paths }: MountPlan, deps: Deps, jumpHostLogs: string[]) {
+  return failureContext(opts, 'keyFile' in login ? login.keyFile : undefined, paths.knownHostsFile, deps, jumpHostLogs);
+}
+
+/** Mounts the volume, or cleans up everything it started and throws a UserError that explains why not. */
+async function mountVolume(record: VolumeRecord, deps: Deps, steps: StepMarks = UNTIMED): Promise<void> {
+  let plan: MountPlan;
+  try {
+    plan = await planMount(record, deps);
+  } catch (error) {
+    if (!(error instanceof UserError)) throw error;
+    return recordFailure(record, error.message, deps);
+  }
+  const { opts, login, paths } = plan;
+  const deadline = Date.now() + deps.config.mountTimeoutMs;
   await deps.fs.ensureDir(record.mountpoint);
   // Each mount starts a fresh log (ssh's, and sshfs's own output); a log need not survive a crash: no fsync.
   await deps.fs.writeSecretFile(paths.sshLogFile, '', { durable: false });
   for (const index of (opts.jumpHosts ?? []).keys()) await deps.fs.writeSecretFile(jumpHostLogFile(paths.sshLogFile, index), '', { durable: false });
-  markStep(record, 'prepare');
-  const shared = await sharedLogin(record, opts, paths, login, deps);
-  markStep(record, 'shared-login');
+  steps.mark('prepare');
+  const shared = await sharedLogin(record, plan, deps);
+  steps.mark('shared-login');
   const input = 'password' in login ? `${login.password}\n` : undefined;
   const attempt = (controlPath?: string) =>
-    startSshfs(buildSshfsArgs(opts, paths, login, controlPath), paths, input, deadline, deps, (step) => markStep(record, step));
+    startSshfs(buildSshfsArgs(plan, controlPath), paths, input, deadline, deps, steps);
   let outcome: SshfsOutcome;
   let usedShared = shared?.connection;
   try {
@@ -166,7 +182,7 @@ export async function mountVolume(record: VolumeRecord, deps: Deps): Promise<voi
       usedShared = undefined;
     }
   } finally {
-    if (shared !== undefined) mountsJoining(deps, shared.connection.id, -1);
+    if (shared !== undefined) leaveSharedLogin(shared, deps);
   }
   if (outcome.ok) {
     record.sshfs = outcome.sshfs.id;
@@ -182,13 +198,13 @@ export async function mountVolume(record: VolumeRecord, deps: Deps): Promise<voi
     delete record.stalledAfterSeconds;
     deps.log.info(`mounted ${remoteText(opts.remote)} for volume ${record.name} at ${record.mountpoint}`);
     // The check above waited for the mount's first answer, so FUSE's INIT is done: the value now stays.
-    await setReadAhead(record, opts.readAheadKb, deps);
-    markStep(record, 'read-ahead');
+    await setReadAhead(record, opts.readAheadKb, outcome.device, deps);
+    steps.mark('read-ahead');
     return;
   }
   // Leave nothing behind: no half-made mount, no process, no empty mountpoint, no login this Mount opened for nothing.
   await takeDown(record.mountpoint, outcome.sshfs, deps);
-  if (shared?.started === true) await closeLoginIfUnused(shared.connection, record.name, deps);
+  if (shared !== undefined) await closeLoginOpenedFor(shared, record.name, deps);
   const sshLog = await deps.fs.readText(paths.sshLogFile);
   await deps.fs.removeEmptyDir(record.mountpoint);
   const seconds = Math.round(deps.config.mountTimeoutMs / 1000);
@@ -198,89 +214,26 @@ export async function mountVolume(record: VolumeRecord, deps: Deps): Promise<voi
     ? `mounting ${remoteText(opts.remote)} failed: the server accepted the login but its SFTP server does not answer ` +
       `(the first request on the mount got no reply within ${seconds} s, so the mount was aborted): ` +
       'check the server (its disk, the filesystem it serves, its sftp-server) and mount again'
-    : explainMountFailure(outcome.result, sshLog, await failureContext(opts, 'keyFile' in login ? login.keyFile : undefined, paths.knownHostsFile, deps, await readJumpHostLogs(opts, paths.sshLogFile, deps)));
-  return failMount(record, message, deps);
-}
-
-/** Per plugin: shared logins -> Mounts now starting sshfs over them (their volumes are not yet recorded as mounted). */
-const joining = new WeakMap<Deps, Map<string, number>>();
-
-function mountsJoining(deps: Deps, id: string, change: number): number {
-  let map = joining.get(deps);
-  if (map === undefined) joining.set(deps, (map = new Map()));
-  const n = (map.get(id) ?? 0) + change;
-  if (n > 0) map.set(id, n);
-  else map.delete(id);
-  return n;
-}
-
-/**
- * A Mount failed after opening a shared login: the login is closed, unless another volume is mounted over it or
- * another Mount is joining it right now (otherwise each failed option set would leave a logged-in ssh for the
- * whole idle period).
- */
-async function closeLoginIfUnused(shared: SharedConnection, name: string, deps: Deps): Promise<void> {
-  if (mountsJoining(deps, shared.id, 0) > 0) return;
-  const users = (await deps.store.list()).filter((r) => r.name !== name && r.mountedAt !== undefined && r.sharedConnection === shared.id);
-  if (users.length > 0) return;
-  await closeSharedConnection(shared, deps);
-  deps.log.info(`volume ${name}: closed the shared ssh connection ${shared.id} its failed Mount had opened`);
+    : explainMountFailure(outcome.result, sshLog, await contextOf(plan, deps, await readJumpHostLogs(opts, paths.sshLogFile, deps)));
+  return recordFailure(record, message, deps);
 }
 
 /**
  * The shared ssh connection this Mount joins (its master running, logged in), or undefined to log in alone. A master
  * whose login fails fails the Mount with ssh's words, as sshfs's own login would have.
  */
-async function sharedLogin(
-  record: VolumeRecord,
-  opts: VolumeOptions,
-  paths: MountPaths,
-  login: Login,
-  deps: Deps,
-): Promise<{ connection: SharedConnection; started: boolean } | undefined> {
-  const digest = await sharedLoginDigest(opts, paths, login, deps);
-  const shared = digest === undefined ? undefined : await pickSharedConnection(digest, record.name, deps);
-  if (shared === undefined) return undefined;
-  mountsJoining(deps, shared.id, 1);
-  let master: Awaited<ReturnType<typeof ensureMaster>>;
-  try {
-    master = await ensureMaster(shared, opts, paths, login, deps);
-  } catch (error) {
-    mountsJoining(deps, shared.id, -1);
-    throw error;
-  }
-  if (master.ok) return { connection: shared, started: master.started };
-  mountsJoining(deps, shared.id, -1);
-  await deps.fs.writeSecretFile(paths.sshLogFile, master.log); // Status shows ssh's last word, as for sshfs's own login
+async function sharedLogin(record: VolumeRecord, plan: MountPlan, deps: Deps): Promise<SharedJoin | undefined> {
+  const joined = await joinSharedLogin(record.name, plan, deps);
+  if (joined === undefined || joined.ok) return joined;
+  await deps.fs.writeSecretFile(plan.paths.sshLogFile, joined.log); // Status shows ssh's last word, as for sshfs's own login
   await deps.fs.removeEmptyDir(record.mountpoint);
-  return failMount(
-    record,
-    explainLoginFailure(master.result, master.log, await failureContext(opts, 'keyFile' in login ? login.keyFile : undefined, paths.knownHostsFile, deps, master.jumpHostLogs)),
-    deps,
-  );
-}
-
-/** Without mountedTicks (a record from before it was kept): an ssh started this long after sshfs is a reconnect. */
-const FIRST_SSH_WITHIN_TICKS = 200;
-
-/**
- * The volume's ssh connection now: the newest other process in its sshfs's process group (sshfs runs nothing but ssh),
- * null when there is none (the link dropped and sshfs has not reconnected yet), undefined when that cannot be known
- * (no sshfs on record). `reconnected`: sshfs reconnects silently, so this is how Status tells.
- */
-export async function sshConnectionOf(record: VolumeRecord, deps: Deps): Promise<SshConnection | null | undefined> {
-  if (record.sshfs === undefined || deps.processes === undefined) return undefined;
-  const ssh = await deps.processes.groupMember(record.sshfs);
-  if (ssh === undefined) return null;
-  // sshfs connects (its first ssh) before it mounts; any ssh started after the mount appeared is a reconnect.
-  const firstBy = record.mountedTicks ?? record.sshfs.startTicks + FIRST_SSH_WITHIN_TICKS;
-  return { startedAt: deps.processes.startedAt(ssh), reconnected: ssh.startTicks > firstBy };
+  return recordFailure(record, explainLoginFailure(joined.result, joined.log, await contextOf(plan, deps, joined.jumpHostLogs)), deps);
 }
 
 /** Read-ahead only changes speed: when it cannot be set, the mount is still good, and the log says why. */
-async function setReadAhead(record: VolumeRecord, kb: number, deps: Deps): Promise<void> {
+async function setReadAhead(record: VolumeRecord, kb: number, device: string, deps: Deps): Promise<void> {
   try {
-    await deps.readAhead.set(record.mountpoint, kb);
+    await deps.readAhead.set(record.mountpoint, kb, device);
   } catch (error) {
     deps.log.info(`volume ${record.name}: read_ahead_kb=${kb} not set, sequential reads will be slower (${describe(error)})`);
   }
@@ -300,10 +253,7 @@ export async function unmountVolume(record: VolumeRecord, deps: Deps, server = r
     }
     if (await deps.mounts.isMounted(record.mountpoint)) {
       const message = `could not unmount ${record.mountpoint}: ${plain.stderr.trim() || 'fusermount3 failed'}`;
-      record.lastError = message;
-      record.lastErrorAt = deps.now().toISOString();
-      await deps.store.put(record);
-      throw new UserError(message);
+      return recordFailure(record, message, deps);
     }
     // sshfs and its ssh normally exit once unmounted; against a server that stopped answering they can wait forever
     // (on a hung request that held the mount, or on sshfs's own last requests): make sure they end.

@@ -1,22 +1,18 @@
 // Where a Mount's time goes: one debug line per Mount, e.g. "volume v mount steps: lock 0.1 ms, store 0.3, state 0.2,
 // prepare 0.9, shared-login 2.1, sshfs 85.0, check 1.2, read-ahead 0.4, journal 1.0, total 90.8". The bench reads these lines from the
 // plugin's output (DEBUG=1) to print the breakdown beside rclone's cold run. A step costs one clock read.
-// lifecycle.ts marks its steps through the volume record the Mount holds (markStep), so no signature carries a timer.
-import type { Logger, VolumeRecord } from './types.js';
+// The Mount hands its steps to lifecycle.ts (ensureMounted), which marks its own.
+import type { Logger } from './types.js';
 
 /** Milliseconds from a monotonic clock. */
 export type Clock = () => number;
 
 export interface MountSteps {
-  /** Ends the step running since the previous mark (or the start) and names it; RECORD ties later markStep calls to this Mount. */
-  mark(step: string, record?: VolumeRecord): void;
+  /** Ends the step running since the previous mark (or the start) and names it. */
+  mark(step: string): void;
   /** Logs the line at debug level (with the total) and returns it. */
   done(): string;
 }
-
-// Keyed by the record object the Mount fetched for itself: another request's record is another object, and an entry
-// goes away with its record.
-const running = new WeakMap<VolumeRecord, MountSteps>();
 
 const ms = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1));
 
@@ -25,11 +21,10 @@ export function startMountSteps(name: string, log: Logger, clock: Clock = () => 
   let last = started;
   const steps: Array<[string, number]> = [];
   return {
-    mark(step, record) {
+    mark(step) {
       const now = clock();
       steps.push([step, now - last]);
       last = now;
-      if (record !== undefined) running.set(record, this);
     },
     done() {
       const parts = steps.map(([step, took], i) => `${step} ${ms(took)}${i === 0 ? ' ms' : ''}`);
@@ -38,9 +33,4 @@ export function startMountSteps(name: string, log: Logger, clock: Clock = () => 
       return line;
     },
   };
-}
-
-/** Marks a step of the Mount that holds RECORD; nothing when no Mount timer holds it (start-up recovery). */
-export function markStep(record: VolumeRecord, step: string): void {
-  running.get(record)?.mark(step);
 }

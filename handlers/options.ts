@@ -15,6 +15,12 @@ interface OptionSpec {
   target: Target;
   /** Validates the raw value and returns the value to pass on (flags return '' when set, undefined when unset). */
   parse: (value: string, key: string, context: ParseContext) => string | undefined;
+  /** The value is a credential itself: never shown (Status leaves it out). */
+  secret?: true;
+  /** Says how the volume logs in: a volume gives at most one such option (none: the operator's default key). */
+  credential?: true;
+  /** What the plugin uses when the option is not given (its own numeric settings). */
+  default?: number;
 }
 
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
@@ -52,7 +58,7 @@ function oneOf(...allowed: string[]) {
  * absolute path under it (`/keys/id_ed25519`). Only the spelling is checked here; whether it is a regular file that
  * really lies inside the directory (symlinks resolved) is checked against the filesystem at Create and at every Mount.
  */
-function keysDirFile(value: string, key: string, { keysDir }: ParseContext): string {
+function keysDirPath(value: string, key: string, { keysDir }: ParseContext): string {
   {
     const inside = value.startsWith(`${keysDir}/`) ? value.slice(keysDir.length + 1) : value;
     if (!KEYS_DIR_NAME.test(inside) || inside.split('/').some((part) => part === '' || part === '.' || part === '..')) {
@@ -126,18 +132,23 @@ const UID = integer(0, 4_294_967_294);
  * A container blocked on a stalled server gets an error after this long instead of waiting for good (and `docker rm
  * -f` of it works again): a minute is past any pause a working server makes, and far below "hung".
  */
-export const DEFAULT_STALL_TIMEOUT_S = 60;
+const DEFAULT_STALL_TIMEOUT_S = 60;
 
-export const OPTION_SPECS: Record<string, OptionSpec> = {
+// The kernel gives a FUSE mount 128 KiB of read-ahead: one SFTP round trip's worth of data in flight at a time.
+// 1024 KiB keeps enough reads in flight to speed up sequential reads over sshfs (`npm run bench`, bench-results.md).
+export const DEFAULT_READ_AHEAD_KB = 1024;
+
+export const OPTION_SPECS = {
   sshcmd: { target: 'plugin', parse: (v) => v },
   port: { target: 'plugin', parse: integer(1, 65535) },
-  password: { target: 'plugin', parse: (v) => v },
-  password_file: { target: 'plugin', parse: keysDirFile },
-  IdentityFile: { target: 'plugin', parse: keysDirFile },
-  key: { target: 'plugin', parse: (v) => v },
-  unmount_delay: { target: 'plugin', parse: integer(0, 86_400) },
-  read_ahead_kb: { target: 'plugin', parse: integer(0, 65_536) },
-  stall_timeout: { target: 'plugin', parse: integer(0, 86_400) },
+  password: { target: 'plugin', parse: (v) => v, secret: true, credential: true },
+  password_file: { target: 'plugin', parse: keysDirPath, credential: true },
+  IdentityFile: { target: 'plugin', parse: keysDirPath, credential: true },
+  key: { target: 'plugin', parse: (v) => v, secret: true, credential: true },
+  // Opt-in: an idle mount keeps a login (and the server's resources) until then.
+  unmount_delay: { target: 'plugin', parse: integer(0, 86_400), default: 0 },
+  read_ahead_kb: { target: 'plugin', parse: integer(0, 65_536), default: DEFAULT_READ_AHEAD_KB },
+  stall_timeout: { target: 'plugin', parse: integer(0, 86_400), default: DEFAULT_STALL_TIMEOUT_S },
   // sshfs and FUSE options
   allow_other: { target: 'sshfs', parse: flag },
   default_permissions: { target: 'sshfs', parse: flag },
@@ -164,18 +175,26 @@ export const OPTION_SPECS: Record<string, OptionSpec> = {
   KexAlgorithms: { target: 'ssh', parse: cipher },
   GSSAPIAuthentication: { target: 'ssh', parse: oneOf('yes', 'no') },
   StrictHostKeyChecking: { target: 'ssh', parse: oneOf('yes', 'accept-new') },
-  UserKnownHostsFile: { target: 'plugin', parse: keysDirFile },
+  UserKnownHostsFile: { target: 'plugin', parse: keysDirPath },
   // Legacy algorithms (old NAS firmware): opt-in only, e.g. +ssh-rsa; names checked with `ssh -G` at Create.
   HostKeyAlgorithms: { target: 'ssh', parse: cipher },
   PubkeyAcceptedAlgorithms: { target: 'ssh', parse: cipher },
-  CertificateFile: { target: 'plugin', parse: keysDirFile },
+  CertificateFile: { target: 'plugin', parse: keysDirPath },
   ProxyJump: { target: 'plugin', parse: (v) => v },
-};
+} satisfies Record<string, OptionSpec>;
 
 // Lookups by name go through Maps only: OPTION_SPECS is a plain object, whose inherited names (constructor,
 // __proto__, toString...) a user's option name must never reach.
 const CANONICAL = new Map(Object.keys(OPTION_SPECS).map((k) => [k.toLowerCase(), k]));
-const SPECS = new Map(Object.entries(OPTION_SPECS));
+const SPECS = new Map<string, OptionSpec>(Object.entries(OPTION_SPECS));
+
+/** Whether an option's value is a credential itself, never to be shown. */
+export function isSecretOption(key: string): boolean {
+  return SPECS.get(key)?.secret === true;
+}
+
+/** The options that say how a volume logs in; at most one may be given (none: the operator's default key). */
+const CREDENTIAL_OPTIONS: readonly string[] = [...SPECS].flatMap(([key, spec]) => (spec.credential === true ? [key] : []));
 
 export function allowedOptionsText(): string {
   return Object.keys(OPTION_SPECS).join(', ');
@@ -334,13 +353,6 @@ export const DEFAULT_SSH: Record<string, string> = {
 // Kept at ssh's default on purpose: OpenSSH 9.x negotiates a post-quantum hybrid key exchange (sntrup761x25519), which
 // makes each connect slower (bench-results.md); -o KexAlgorithms=^curve25519-sha256 trades that protection for speed.
 
-// The kernel gives a FUSE mount 128 KiB of read-ahead: one SFTP round trip's worth of data in flight at a time.
-// 1024 KiB keeps enough reads in flight to speed up sequential reads over sshfs (`npm run bench`, bench-results.md).
-export const DEFAULT_READ_AHEAD_KB = 1024;
-
-/** The options that say how a volume logs in; at most one may be given (none: the operator's default key). */
-export const CREDENTIAL_OPTIONS = ['password', 'password_file', 'IdentityFile', 'key'] as const;
-
 /** The managed plugin's keys directory, which is also KEYS_DIR's default. */
 export const DEFAULT_KEYS_DIR = '/keys';
 
@@ -391,9 +403,9 @@ export function parseOptions(opts: Record<string, string>, context: ParseContext
     remote: parseSshcmd(given.sshcmd),
     sshfs: { ...DEFAULT_SSHFS },
     ssh: { ...DEFAULT_SSH },
-    readAheadKb: DEFAULT_READ_AHEAD_KB,
-    unmountDelaySeconds: 0,
-    stallTimeoutSeconds: DEFAULT_STALL_TIMEOUT_S,
+    readAheadKb: OPTION_SPECS.read_ahead_kb.default,
+    unmountDelaySeconds: OPTION_SPECS.unmount_delay.default,
+    stallTimeoutSeconds: OPTION_SPECS.stall_timeout.default,
     given,
   };
   for (const [key, value] of Object.entries(given)) {

@@ -35,7 +35,17 @@ export interface VolumeSummary {
   mountpoint: string;
 }
 
+// Docker passes a plugin's volume names on unchecked (on Linux only its local driver holds them to
+// [A-Za-z0-9][A-Za-z0-9_.-]+, and no driver to a length); the plugin names files and a mountpoint after the volume, so
+// it takes that character set and a file name's length.
 const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
+
+/**
+ * Longest name Create accepts: 255 (a file name's limit) less what the longest file named after a volume adds
+ * (`<name>.ssh.log.tmp-<pid>`: 20 characters with a 7-digit pid), with room to spare. Names up to 255 are still
+ * answered (Get, Remove...) so that a request about one says "no such volume", not "invalid".
+ */
+const MAX_NEW_NAME_LENGTH = 200;
 
 /**
  * The rule every front end checks a volume's name with before a handler sees it: the plugin names files and
@@ -47,5 +57,13 @@ export function checkVolumeName(name: string): string {
       `volume name "${printable(name)}" is not valid: use letters, digits and _ . - (starting with a letter or digit, at most 255)`,
     );
   }
+  return name;
+}
+
+/** The name, if a new volume may have it (Create): the rule above, and short enough for the files named after it. */
+export function checkNewVolumeName(name: string): string {
+  checkVolumeName(name);
+  // The plugin names files after the volume (its key, its ssh log, their temp files): longer names could never mount.
+  if (name.length > MAX_NEW_NAME_LENGTH) throw new UserError(`volume name is ${name.length} characters long; use at most ${MAX_NEW_NAME_LENGTH}`);
   return name;
 }

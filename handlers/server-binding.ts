@@ -7,7 +7,7 @@ import { UserError } from './errors.js';
 import { printable, type VolumeOptions } from './options.js';
 
 /** How a binding line starts; the rest of the line is the servers, separated by spaces. */
-export const BINDING_PREFIX = '# sshfs-for:';
+const BINDING_PREFIX = '# sshfs-for:';
 /** The file next to a key (same name plus this) that binds the key to servers, when the operator wants that. */
 export const KEY_BINDING_SUFFIX = '.sshfs-for';
 /** The user ssh logs in as when sshcmd names none: the plugin's own (README: the plugin runs as root). */
@@ -80,7 +80,7 @@ export function parseBindingLines(lines: readonly string[], what: string): Serve
   return servers;
 }
 
-export const isBindingLine = (line: string): boolean => line.startsWith(BINDING_PREFIX);
+const isBindingLine = (line: string): boolean => line.startsWith(BINDING_PREFIX);
 
 /** True when one of the servers is the destination (user and port exact, host as normalHost() spells it). */
 export function allows(servers: readonly Server[], destination: Server): boolean {

@@ -7,10 +7,9 @@
 // when the last volume that used one is removed, and when the plugin stops.
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
-import type { Login } from './credentials.js';
 import { describe } from './errors.js';
 import { bareHost, jumpHostText, MAX_JUMP_HOSTS, type VolumeOptions } from './options.js';
-import { jumpHostLogFile, proxyCommand, sshOptionEntries, type MountPaths } from './sshfs-args.js';
+import { jumpHostLogFile, proxyCommand, type MountPlan } from './sshfs-args.js';
 import type { Deps, RunResult, VolumeRecord } from './types.js';
 
 /**
@@ -20,7 +19,7 @@ import type { Deps, RunResult, VolumeRecord } from './types.js';
  * uses, or opens another one (its own ssh process, as without sharing) that later Mounts reuse in turn. Beyond this
  * many mounted at once, a volume logs in by itself.
  */
-export const MAX_LOGINS_PER_SERVER = 16;
+const MAX_LOGINS_PER_SERVER = 16;
 
 /**
  * Unix socket paths hold at most 107 bytes, and ssh first binds `<path>.<16 random characters>`: longer paths
@@ -39,7 +38,7 @@ export interface SharedConnection {
   logFile: string;
 }
 
-export function controlDir(stateDir: string): string {
+function controlDir(stateDir: string): string {
   return posix.join(stateDir, 'cm');
 }
 
@@ -61,12 +60,7 @@ const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
  * I/O over several connections (max_conns > 1, which one ssh process would undo), or the state directory's path is
  * too long for a socket.
  */
-export async function sharedLoginDigest(
-  opts: VolumeOptions,
-  paths: MountPaths,
-  login: Login,
-  deps: Deps,
-): Promise<string | undefined> {
+async function sharedLoginDigest({ opts, paths, login, sshOptions }: MountPlan, deps: Deps): Promise<string | undefined> {
   const idle = deps.config.sharedConnectionIdleSeconds ?? 0;
   if (idle <= 0 || !('keyFile' in login) || Number(opts.sshfs.max_conns ?? 1) > 1) return undefined;
   // Everything that decides who logs in where and how: the options ssh gets (key file path, known_hosts file, host
@@ -76,7 +70,7 @@ export async function sharedLoginDigest(
     user: opts.remote.user ?? null,
     host: opts.remote.host,
     port: opts.port ?? null,
-    ssh: sshOptionEntries(opts, paths, login).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+    ssh: [...sshOptions].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
     key: sha256(await deps.fs.readText(login.keyFile, 64 * 1024)),
     knownHosts: opts.knownHostsFile === undefined ? null : sha256(await deps.fs.readText(paths.knownHostsFile, 1024 * 1024)),
     // The way there (every hop logs in with the options above) and the certificate's content, like the key's.
@@ -105,7 +99,7 @@ async function masterRunning(shared: SharedConnection, deps: Deps): Promise<bool
  * The login of this digest the volume `name` should use: the first running one that no other mounted volume uses,
  * else the first free place for a new one; undefined when MAX_LOGINS_PER_SERVER are in use.
  */
-export async function pickSharedConnection(digest: string, name: string, deps: Deps): Promise<SharedConnection | undefined> {
+async function pickSharedConnection(digest: string, name: string, deps: Deps): Promise<SharedConnection | undefined> {
   const taken = new Set(
     (await deps.store.list()).flatMap((r) => (r.name !== name && r.mountedAt !== undefined && r.sharedConnection !== undefined ? [r.sharedConnection] : [])),
   );
@@ -127,21 +121,28 @@ function control(command: 'check' | 'exit' | 'stop', controlPath: string, deps: 
 }
 
 /** The master's command line: the volume's own login options, plus the control socket and its idle period. */
-export function masterArgs(shared: SharedConnection, opts: VolumeOptions, paths: MountPaths, login: Login, idleSeconds: number): string[] {
+export function masterArgs(shared: SharedConnection, plan: MountPlan, idleSeconds: number): string[] {
+  const { opts } = plan;
   const args = ['-E', shared.logFile, '-F', 'none', '-N'];
   args.push('-o', 'ControlMaster=yes', '-o', `ControlPath=${shared.controlPath}`, '-o', `ControlPersist=${idleSeconds}`);
   if (opts.port !== undefined) args.push('-p', String(opts.port));
-  for (const [k, v] of sshOptionEntries(opts, paths, login)) args.push('-o', `${k}=${v}`);
-  const proxy = proxyCommand(opts, paths, login, shared.logFile);
+  for (const [k, v] of plan.sshOptions) args.push('-o', `${k}=${v}`);
+  const proxy = proxyCommand(plan, shared.logFile);
   if (proxy !== undefined) args.push('-o', `ProxyCommand=${proxy}`);
   // The host was validated (options.ts: it never starts with '-'); `--` all the same. ssh takes an IPv6 address bare.
   args.push('--', `${opts.remote.user !== undefined ? `${opts.remote.user}@` : ''}${bareHost(opts.remote.host)}`);
   return args;
 }
 
-export type MasterOutcome =
-  | { ok: true; started: boolean }
-  | { ok: false; result: RunResult; log: string; jumpHostLogs: string[] };
+/** A master's login that failed: ssh's result and words, and each jump host's. */
+export interface MasterRefused {
+  ok: false;
+  result: RunResult;
+  log: string;
+  jumpHostLogs: string[];
+}
+
+type MasterOutcome = { ok: true; started: boolean } | MasterRefused;
 
 /** What each jump host's ssh said (in the order of the chain) when a login through them failed. */
 export async function readJumpHostLogs(opts: VolumeOptions, logFile: string, deps: Deps): Promise<string[]> {
@@ -153,13 +154,8 @@ export async function readJumpHostLogs(opts: VolumeOptions, logFile: string, dep
  * so concurrent Mounts of the same server log in once). A failed login is the volume's own: it is returned with ssh's
  * words, and the Mount fails with them.
  */
-export async function ensureMaster(
-  shared: SharedConnection,
-  opts: VolumeOptions,
-  paths: MountPaths,
-  login: Login,
-  deps: Deps,
-): Promise<MasterOutcome> {
+async function ensureMaster(shared: SharedConnection, plan: MountPlan, deps: Deps): Promise<MasterOutcome> {
+  const { opts } = plan;
   return deps.locks.withLock(`shared-ssh/${shared.id}`, async () => {
     if (await masterRunning(shared, deps)) return { ok: true, started: false };
     // A socket left by a master that died would make the new one run without sharing (ssh does not replace it).
@@ -167,7 +163,7 @@ export async function ensureMaster(
     await deps.fs.writeSecretFile(shared.logFile, '', { durable: false }); // also creates the 0700 control directory
     for (const index of (opts.jumpHosts ?? []).keys()) await deps.fs.writeSecretFile(jumpHostLogFile(shared.logFile, index), '', { durable: false });
     const idle = deps.config.sharedConnectionIdleSeconds ?? 0;
-    const result = await deps.runner.run('ssh', masterArgs(shared, opts, paths, login, idle), {
+    const result = await deps.runner.run('ssh', masterArgs(shared, plan, idle), {
       timeoutMs: deps.config.mountTimeoutMs,
       endGroupOnFailure: true,
     });
@@ -178,6 +174,62 @@ export async function ensureMaster(
     }
     return { ok: false, result, log: await deps.fs.readText(shared.logFile), jumpHostLogs: await readJumpHostLogs(opts, shared.logFile, deps) };
   });
+}
+
+/** A Mount's place on a shared login: the connection, and whether this Mount opened its master. */
+export interface SharedJoin {
+  ok: true;
+  connection: SharedConnection;
+  started: boolean;
+}
+
+/**
+ * The shared login a Mount joins (its master running, logged in: counted as joining until leaveSharedLogin), undefined
+ * to log in alone, or the master's failed login, with ssh's words.
+ */
+export async function joinSharedLogin(name: string, plan: MountPlan, deps: Deps): Promise<SharedJoin | MasterRefused | undefined> {
+  const digest = await sharedLoginDigest(plan, deps);
+  const shared = digest === undefined ? undefined : await pickSharedConnection(digest, name, deps);
+  if (shared === undefined) return undefined;
+  mountsJoining(deps, shared.id, 1);
+  let master: MasterOutcome;
+  try {
+    master = await ensureMaster(shared, plan, deps);
+  } catch (error) {
+    mountsJoining(deps, shared.id, -1);
+    throw error;
+  }
+  if (master.ok) return { ok: true, connection: shared, started: master.started };
+  mountsJoining(deps, shared.id, -1);
+  return master;
+}
+
+/** The Mount's sshfs has mounted over the login (its volume is now recorded as mounted), or given up. */
+export function leaveSharedLogin(join: SharedJoin, deps: Deps): void {
+  mountsJoining(deps, join.connection.id, -1);
+}
+
+/** Mounts now starting sshfs over the shared login `id` (their volumes are not yet recorded as mounted), after CHANGE. */
+function mountsJoining(deps: Deps, id: string, change: number): number {
+  const map = deps.memory.joiningLogins;
+  const n = (map.get(id) ?? 0) + change;
+  if (n > 0) map.set(id, n);
+  else map.delete(id);
+  return n;
+}
+
+/**
+ * A Mount failed: the login it opened (none when it joined a running one) is closed, unless another volume is mounted
+ * over it or another Mount is joining it right now (otherwise each failed option set would leave a logged-in ssh for
+ * the whole idle period).
+ */
+export async function closeLoginOpenedFor(join: SharedJoin, name: string, deps: Deps): Promise<void> {
+  const shared = join.connection;
+  if (!join.started || mountsJoining(deps, shared.id, 0) > 0) return;
+  const users = (await deps.store.list()).filter((r) => r.name !== name && r.mountedAt !== undefined && r.sharedConnection === shared.id);
+  if (users.length > 0) return;
+  await closeSharedConnection(shared, deps);
+  deps.log.info(`volume ${name}: closed the shared ssh connection ${shared.id} its failed Mount had opened`);
 }
 
 /** ssh's words when a master refused a session (the server's MaxSessions): the mount is tried again without it. */
@@ -208,7 +260,7 @@ export async function releaseSharedConnection(record: VolumeRecord, deps: Deps):
 }
 
 /** Closes a shared connection now (`ssh -O exit`) and removes its socket; never throws (it also closes when idle). */
-export async function closeSharedConnection(shared: SharedConnection, deps: Deps): Promise<void> {
+async function closeSharedConnection(shared: SharedConnection, deps: Deps): Promise<void> {
   try {
     await deps.locks.withLock(`shared-ssh/${shared.id}`, async () => {
       await control('exit', shared.controlPath, deps);
@@ -234,14 +286,13 @@ export async function stopSharedConnections(deps: Deps): Promise<void> {
   );
 }
 
-/** What Status shows of the volume's shared connection. */
-export async function sharedConnectionStatus(record: VolumeRecord, mounted: boolean, deps: Deps): Promise<Record<string, unknown>> {
-  if (record.sharedConnection === undefined) return mounted ? { sharedConnection: 'none' } : {};
-  const shared = connectionFor(deps.config.stateDir, record.sharedConnection);
-  if (deps.processes === undefined) return { sharedConnectionId: shared.id };
+/**
+ * The master of a shared connection, for Status: when it started, null when it runs no more, undefined when the
+ * plugin's processes cannot be seen.
+ */
+export async function sharedMaster(id: string, deps: Deps): Promise<{ startedAt: Date } | null | undefined> {
+  if (deps.processes === undefined) return undefined;
+  const shared = connectionFor(deps.config.stateDir, id);
   // No socket, no master (it removes its socket when it ends): Get then costs no process lookup.
-  const master = (await deps.fs.exists(shared.controlPath)) ? await deps.processes.sshMaster(shared.controlPath) : undefined;
-  return master === undefined
-    ? { sharedConnection: 'closed', sharedConnectionId: shared.id }
-    : { sharedConnection: 'up', sharedConnectionId: shared.id, sharedConnectionSince: master.startedAt.toISOString() };
+  return ((await deps.fs.exists(shared.controlPath)) ? await deps.processes.sshMaster(shared.controlPath) : undefined) ?? null;
 }

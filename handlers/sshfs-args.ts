@@ -1,5 +1,6 @@
-// Builds the argv for sshfs. Values have been validated by options.ts; here they are only placed,
-// one -o per option so none can merge into another.
+// A Mount's plan (the volume's options, its login and its files, decided once) and the argv it gives sshfs, a shared
+// login's master and each jump host. Values have been validated by options.ts; here they are only placed, one -o per
+// option so none can merge into another.
 import type { Login } from './credentials.js';
 import { bareHost, remoteText, type VolumeOptions } from './options.js';
 
@@ -15,12 +16,24 @@ export interface MountPaths {
  * The ssh command sshfs runs, set by the plugin only (users cannot pass ssh_command). `-F none`: no ssh_config of the
  * host or of root applies, so nothing there (a ProxyCommand, an IdentityFile, an agent) reaches a volume.
  */
-export function sshCommand(sshLogFile: string): string {
+function sshCommand(sshLogFile: string): string {
   return `ssh -E ${sshLogFile} -F none`;
 }
 
-/** The ssh options of a volume's login, unescaped: sshfs passes them on, and a shared connection's master uses them. */
-export function sshOptionEntries(opts: VolumeOptions, paths: MountPaths, login: Login): Array<[string, string]> {
+/** What one Mount starts sshfs (and ssh) with: built once, then every argv comes from it. */
+export interface MountPlan {
+  opts: VolumeOptions;
+  login: Login;
+  paths: MountPaths;
+  /** The login's ssh options, unescaped: sshfs passes them on; a shared login's master and every jump host use them too. */
+  sshOptions: ReadonlyArray<readonly [string, string]>;
+}
+
+export function mountPlan(opts: VolumeOptions, login: Login, paths: MountPaths): MountPlan {
+  return { opts, login, paths, sshOptions: sshOptionEntries(opts, paths, login) };
+}
+
+function sshOptionEntries(opts: VolumeOptions, paths: MountPaths, login: Login): Array<[string, string]> {
   const ssh: Record<string, string> = {
     UserKnownHostsFile: paths.knownHostsFile,
     // Host keys come from that one file only; ssh must never rewrite it (UpdateHostKeys) or read the host's own.
@@ -69,13 +82,13 @@ const literalPercent = (text: string) => text.replace(/%/g, '%%');
  * every word is single-quoted (and its % doubled) here: no value, however written, can become shell syntax; the
  * values come from options.ts, which allows only names, numbers and paths there anyway.
  */
-export function proxyCommand(opts: VolumeOptions, paths: MountPaths, login: Login, logFile: string): string | undefined {
+export function proxyCommand(plan: MountPlan, logFile: string): string | undefined {
   let command: string | undefined;
-  for (const [index, hop] of (opts.jumpHosts ?? []).entries()) {
+  for (const [index, hop] of (plan.opts.jumpHosts ?? []).entries()) {
     const argv = ['-E', jumpHostLogFile(logFile, index), '-F', 'none'];
     if (hop.port !== undefined) argv.push('-p', String(hop.port));
     if (hop.user !== undefined) argv.push('-l', hop.user);
-    for (const [k, v] of sshOptionEntries(opts, paths, login)) argv.push('-o', `${k}=${v}`);
+    for (const [k, v] of plan.sshOptions) argv.push('-o', `${k}=${v}`);
     // The hops before this one, run by this hop's own ssh (which expands their %h to this hop's host).
     if (command !== undefined) argv.push('-o', `ProxyCommand=${command}`);
     argv.push('-W');
@@ -83,10 +96,6 @@ export function proxyCommand(opts: VolumeOptions, paths: MountPaths, login: Logi
     command = ['ssh', ...words, "'[%h]:%p'", '--', shellWord(literalPercent(bareHost(hop.host)))].join(' ');
   }
   return command;
-}
-
-function sshOptions(opts: VolumeOptions, paths: MountPaths, login: Login): string[] {
-  return sshOptionEntries(opts, paths, login).map(([k, v]) => `${k}=${escapeFuse(v)}`);
 }
 
 /** FUSE splits -o on commas; a backslash keeps one inside a value (e.g. a list of authentication methods). */
@@ -98,15 +107,16 @@ function escapeFuse(value: string): string {
  * controlPath: the shared connection to use (shared-ssh.ts). ControlMaster=no: sshfs's ssh only ever joins the
  * plugin's master; when that is gone, ssh finds no socket and logs in by itself, as without sharing.
  */
-export function buildSshfsArgs(opts: VolumeOptions, paths: MountPaths, login: Login, controlPath?: string): string[] {
+export function buildSshfsArgs(plan: MountPlan, controlPath?: string): string[] {
+  const { opts, paths, login } = plan;
   // -f: sshfs stays the plugin's own child (no daemon to look for), its pid known from the start.
   const args = [remoteText(opts.remote), paths.mountpoint, '-f'];
   if (opts.port !== undefined) args.push('-p', String(opts.port));
   for (const [k, v] of Object.entries(opts.sshfs)) args.push('-o', v === '' ? k : `${k}=${v}`);
   if ('password' in login) args.push('-o', 'password_stdin');
   args.push('-o', `ssh_command=${sshCommand(paths.sshLogFile)}`);
-  for (const o of sshOptions(opts, paths, login)) args.push('-o', o);
-  const proxy = proxyCommand(opts, paths, login, paths.sshLogFile);
+  for (const [k, v] of plan.sshOptions) args.push('-o', `${k}=${escapeFuse(v)}`);
+  const proxy = proxyCommand(plan, paths.sshLogFile);
   if (proxy !== undefined) args.push('-o', `ProxyCommand=${escapeFuse(proxy)}`);
   if (controlPath !== undefined) args.push('-o', `ControlPath=${controlPath}`, '-o', 'ControlMaster=no');
   return args;

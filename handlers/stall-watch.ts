@@ -11,10 +11,10 @@
 import { describe } from './errors.js';
 import type { Deps, ProcessId } from './types.js';
 import { optionsOrProblem } from './volume.js';
-import { DEFAULT_STALL_TIMEOUT_S } from './options.js';
+import { OPTION_SPECS } from './options.js';
 
 /** How often mounted volumes are looked at: a stall is acted on within this much after stall_timeout. */
-export const STALL_CHECK_MS = 2_000;
+const STALL_CHECK_MS = 2_000;
 
 interface Seen {
   sshfs: ProcessId;
@@ -82,7 +82,7 @@ export function createStallWatch(deps: Deps): StallWatch {
       const names = new Set<string>();
       for (const record of await deps.store.list()) {
         if (record.mountedAt === undefined || record.sshfs === undefined) continue;
-        const timeoutS = optionsOrProblem(record, deps.config).opts?.stallTimeoutSeconds ?? DEFAULT_STALL_TIMEOUT_S;
+        const timeoutS = optionsOrProblem(record, deps).opts?.stallTimeoutSeconds ?? OPTION_SPECS.stall_timeout.default;
         if (timeoutS === 0) continue;
         names.add(record.name);
         try {

@@ -1,5 +1,6 @@
 // What handlers work on (the volume record) and the dependencies every handler receives, in one place; the
 // protocol's own types are in protocol.ts.
+import type { Memory } from './memory.js';
 
 /** What the plugin keeps per volume. Secrets live only here and in 0600 key files. */
 export interface VolumeRecord {
@@ -116,6 +117,8 @@ export interface FuseConnection {
 /** What is mounted right now: the kernel's mount table, or a simulated one. */
 export interface MountTable {
   isMounted(path: string): Promise<boolean>;
+  /** The device (major:minor) of what is mounted at path, undefined when nothing is: one look, like isMounted. */
+  deviceOf(path: string): Promise<string | undefined>;
   /**
    * server: the sshfs the plugin started for the mount at path. The mount is 'stale' when that process is gone (a FUSE
    * mount whose server died has its connection aborted by the kernel: every access fails). Without one (a mount made
@@ -185,9 +188,10 @@ export interface ProcessTable {
 export interface ReadAheadControl {
   /**
    * Sets it once the new mount answers. Throws when /sys cannot be written (a managed plugin without the bdi mount),
-   * which costs read speed, never correctness.
+   * which costs read speed, never correctness. device: the mount's, when the caller has just seen it (deviceOf),
+   * which saves a look at the mount table.
    */
-  set(path: string, kb: number): Promise<void>;
+  set(path: string, kb: number, device?: string): Promise<void>;
   /** The value in force now; undefined when it cannot be read. */
   get(path: string): Promise<number | undefined>;
 }
@@ -270,4 +274,6 @@ export interface Deps {
   timers: Timers;
   now: () => Date;
   log: Logger;
+  /** What handlers remember between requests (memory.ts): made once with the rest. */
+  memory: Memory;
 }

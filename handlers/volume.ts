@@ -1,9 +1,9 @@
-// Shared per-volume helpers: where things live, how a record maps back to mount options, what Status shows.
+// Shared per-volume helpers: where things live, how a record maps back to mount options, its references.
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { NoSuchVolume, UserError } from './errors.js';
-import { parseOptions, remoteText, type VolumeOptions } from './options.js';
-import type { Config, Deps, MountState, SshConnection, VolumeRecord } from './types.js';
+import { parseOptions, type VolumeOptions } from './options.js';
+import type { Config, Deps, VolumeRecord } from './types.js';
 
 export function mountpointFor(config: Config, name: string): string {
   // From the volume name, never from sshcmd: two volumes on one remote path must not share a mountpoint.
@@ -40,12 +40,6 @@ export function sameOptions(a: Record<string, string>, b: Record<string, string>
 /** A stored volume's options as the plugin uses them, or why this version refuses them. */
 export type ParsedOptions = { opts: VolumeOptions; problem?: undefined } | { opts?: undefined; problem: string };
 
-/**
- * Each volume's options, parsed once and kept with its name (per configuration: the keys directory is part of the
- * parse) until the stored options change (a volume removed and created again with others).
- */
-const parsedByConfig = new WeakMap<Config, Map<string, { stored: Record<string, string>; parsed: ParsedOptions }>>();
-
 function parseStored(record: Readonly<VolumeRecord>, config: Config): ParsedOptions {
   const { key: _digest, umask, ...rest } = record.options;
   // Volumes created before `mode` replaced `umask` keep working: mode is exactly 0777 minus that umask.
@@ -64,28 +58,28 @@ function parseStored(record: Readonly<VolumeRecord>, config: Config): ParsedOpti
 
 /**
  * The volume's options (the key is replaced by its key file). For Get, a volume created by an older version whose
- * options today's rules refuse still answers: `problem` says what to change.
+ * options today's rules refuse still answers: `problem` says what to change. Parsed once per volume and kept (in the
+ * plugin's memory) until the stored options change (a volume removed and created again with others).
  */
-export function optionsOrProblem(record: Readonly<VolumeRecord>, config: Config): ParsedOptions {
-  let cache = parsedByConfig.get(config);
-  if (cache === undefined) parsedByConfig.set(config, (cache = new Map()));
+export function optionsOrProblem(record: Readonly<VolumeRecord>, deps: Pick<Deps, 'config' | 'memory'>): ParsedOptions {
+  const cache = deps.memory.parsedOptions;
   const kept = cache.get(record.name);
   if (kept !== undefined && sameOptions(kept.stored, record.options)) return kept.parsed;
-  const parsed = parseStored(record, config);
+  const parsed = parseStored(record, deps.config);
   cache.set(record.name, { stored: { ...record.options }, parsed });
   return parsed;
 }
 
 /** Like optionsOrProblem, for a Mount: refused options throw a UserError that says what to change. */
-export function optionsOf(record: Readonly<VolumeRecord>, config: Config): VolumeOptions {
-  const { opts, problem } = optionsOrProblem(record, config);
+export function optionsOf(record: Readonly<VolumeRecord>, deps: Pick<Deps, 'config' | 'memory'>): VolumeOptions {
+  const { opts, problem } = optionsOrProblem(record, deps);
   if (opts === undefined) throw new UserError(problem);
   return opts;
 }
 
 /** A removed volume's parsed options are not kept. */
-export function forgetOptions(name: string, config: Config): void {
-  parsedByConfig.get(config)?.delete(name);
+export function forgetOptions(name: string, deps: Pick<Deps, 'memory'>): void {
+  deps.memory.parsedOptions.delete(name);
 }
 
 /** How often Docker mounted the volume with this ID; own properties only, so an ID like "toString" counts 0. */
@@ -110,56 +104,4 @@ export async function getVolume(deps: Deps, name: string): Promise<VolumeRecord>
   const record = await deps.store.get(name);
   if (record === undefined) throw new NoSuchVolume(name);
   return record;
-}
-
-function authOf(record: VolumeRecord, config: Config): string {
-  const o = record.options;
-  if (o.password !== undefined) return 'password';
-  if (o.password_file !== undefined) return `password_file ${o.password_file}`;
-  if (o.key !== undefined) return 'key';
-  if (o.IdentityFile !== undefined) return `IdentityFile ${o.IdentityFile}`;
-  return `default key in ${config.keysDir}`;
-}
-
-/**
- * What `docker volume inspect` shows: everything an operator acts on, never a secret.
- * ssh: the volume's current ssh connection; null when none runs; undefined when unknown (not mounted, or not visible).
- */
-export function statusOf(
-  record: VolumeRecord,
-  config: Config,
-  state: MountState,
-  lastSshMessage?: string,
-  ssh?: SshConnection | null,
-  readAheadKb?: number,
-): Record<string, unknown> {
-  const mounted = state === 'mounted';
-  const { opts, problem } = optionsOrProblem(record, config);
-  const shown = Object.fromEntries(
-    Object.entries(record.options).filter(([k]) => k !== 'password' && k !== 'key' && k !== 'sshcmd'),
-  );
-  const connection =
-    !mounted || ssh === undefined
-      ? {}
-      : ssh === null
-        ? { connection: 'down: the ssh connection dropped; sshfs reconnects at the next access to the volume' }
-        : ssh.reconnected
-          ? { connection: 'reconnected', reconnectedAt: ssh.startedAt.toISOString() }
-          : { connection: 'up' };
-  return {
-    mounted,
-    ...(state === 'stale' ? { stale: 'sshfs is no longer running for this mount; the next Mount replaces it' } : {}),
-    remote: opts === undefined ? record.options.sshcmd : remoteText(opts.remote) + (opts.port !== undefined ? ` (port ${opts.port})` : ''),
-    ...(problem !== undefined ? { invalid: problem } : {}),
-    auth: authOf(record, config),
-    references: referenceCount(record),
-    mountIDs: Object.keys(record.mounts).length,
-    ...(record.mountedAt !== undefined && mounted ? { mountedAt: record.mountedAt } : {}),
-    ...(record.idleUntil !== undefined && mounted ? { unmountsAt: record.idleUntil } : {}),
-    ...(readAheadKb !== undefined && mounted ? { readAheadKb } : {}),
-    ...connection,
-    ...(Object.keys(shown).length > 0 ? { options: shown } : {}),
-    ...(record.lastError !== undefined ? { lastError: record.lastError, lastErrorAt: record.lastErrorAt } : {}),
-    ...(lastSshMessage !== undefined ? { lastSshMessage } : {}),
-  };
 }

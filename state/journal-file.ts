@@ -4,10 +4,8 @@ import { open, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { keepAsideAndFail, syncDir } from './atomic-json-file.js';
 
-export interface JournalContent<C> {
+interface JournalContent<C> {
   changes: C[];
-  /** Bytes after the last newline: an append that a crash cut short. It was never acknowledged, so it is dropped. */
-  tornTailBytes: number;
 }
 
 export class JournalFile<C> {
@@ -25,14 +23,15 @@ export class JournalFile<C> {
 
   /**
    * Reads every complete line. Only the end of the file can be torn (each append waits for the previous one's fsync),
-   * so an unreadable complete line is corruption: a copy is kept aside and the plugin refuses to start.
+   * so an unreadable complete line is corruption: a copy is kept aside and the plugin refuses to start. Bytes after the
+   * last newline are an append that a crash cut short: never acknowledged, so dropped.
    */
   async read(): Promise<JournalContent<C>> {
     let text: string;
     try {
       text = await readFile(this.file, 'utf8');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { changes: [], tornTailBytes: 0 };
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { changes: [] };
       throw error;
     }
     const end = text.lastIndexOf('\n') + 1;
@@ -49,7 +48,7 @@ export class JournalFile<C> {
       changes.push(change);
     }
     this.bytes = end;
-    return { changes, tornTailBytes: Buffer.byteLength(text.slice(end)) };
+    return { changes };
   }
 
   /**

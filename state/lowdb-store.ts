@@ -6,7 +6,7 @@ import type { VolumeRecord, VolumeStore } from '../handlers/types.js';
 import { AtomicJsonFile } from './atomic-json-file.js';
 import { JournalFile } from './journal-file.js';
 
-export interface StateData {
+interface StateData {
   version: 1;
   volumes: Record<string, VolumeRecord>;
 }
@@ -20,7 +20,7 @@ function isRecord(v: unknown): v is VolumeRecord {
   );
 }
 
-export function isStateData(v: unknown): v is StateData {
+function isStateData(v: unknown): v is StateData {
   const d = v as StateData;
   return (
     typeof d === 'object' && d !== null && d.version === 1 && typeof d.volumes === 'object' && d.volumes !== null &&

@@ -35,6 +35,11 @@ export class FakeMountTable implements MountTable {
     return this.mounted.has(path);
   }
 
+  /** Every simulated mount is a FUSE one: major 0, the minor made up. */
+  async deviceOf(path: string): Promise<string | undefined> {
+    return this.mounted.has(path) ? '0:99' : undefined;
+  }
+
   async state(path: string, server?: ProcessId): Promise<MountState> {
     if (!this.mounted.has(path)) return 'absent';
     if (this.stale.has(path)) return 'stale';

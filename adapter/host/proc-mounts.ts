@@ -75,6 +75,9 @@ export function createProcMountTable({ alive, probe, usersOf, procDir = '/proc',
     async isMounted(path) {
       return entries().some((e) => e.mountPoint === path);
     },
+    async deviceOf(path) {
+      return entries().find((e) => e.mountPoint === path)?.device;
+    },
     async state(path, server): Promise<MountState> {
       const entry = entries().find((e) => e.mountPoint === path);
       if (entry === undefined) return 'absent';

@@ -6,17 +6,17 @@ import { readMountInfo } from './proc-mounts.js';
 
 export function createReadAhead(procDir = '/proc', sysDir = '/sys'): ReadAheadControl {
   /** The mount's own read_ahead_kb in /sys/class/bdi (named after its major:minor). */
-  const readAheadFile = async (path: string): Promise<string> => {
-    const entry = readMountInfo(procDir).find((e) => e.mountPoint === path);
-    if (entry === undefined) throw new Error(`${path} is not mounted`);
-    if (!/^[0-9]+:[0-9]+$/.test(entry.device)) throw new Error(`unexpected device "${entry.device}" for ${path}`);
-    return `${sysDir}/class/bdi/${entry.device}/read_ahead_kb`;
+  const readAheadFile = async (path: string, known?: string): Promise<string> => {
+    const device = known ?? readMountInfo(procDir).find((e) => e.mountPoint === path)?.device;
+    if (device === undefined) throw new Error(`${path} is not mounted`);
+    if (!/^[0-9]+:[0-9]+$/.test(device)) throw new Error(`unexpected device "${device}" for ${path}`);
+    return `${sysDir}/class/bdi/${device}/read_ahead_kb`;
   };
   return {
-    async set(path, kb) {
+    async set(path, kb, device) {
       // Called once the mount answered its first request (the fresh-mount check): FUSE's INIT is done, and the kernel
       // no longer lowers the value to what sshfs answered in it (128 KiB).
-      const file = await readAheadFile(path);
+      const file = await readAheadFile(path, device);
       await writeFile(file, `${kb}\n`, { flag: 'r+' });
       const now = (await readFile(file, 'utf8')).trim();
       if (now !== String(kb)) throw new Error(`the kernel kept read_ahead_kb at ${now}`);

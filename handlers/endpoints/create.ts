@@ -2,21 +2,12 @@ import { resolveKnownHosts, resolveLogin, withCertificate } from '../credentials
 import { meaningfulLines } from '../diagnose.js';
 import { UserError } from '../errors.js';
 import { parseOptions, type VolumeOptions } from '../options.js';
-import type { CreateRequest } from '../requests.js';
+import { checkNewVolumeName, type CreateRequest } from '../requests.js';
 import type { Deps, VolumeRecord } from '../types.js';
 import { keyFileFor, knownHostsFile, mountpointFor, sameOptions, storedOptions } from '../volume.js';
 
-/**
- * Longest name Create accepts: 255 (a file name's limit) less what the longest file named after a volume adds
- * (`<name>.ssh.log.tmp-<pid>`: 20 characters with a 7-digit pid), with room to spare.
- */
-export const MAX_NEW_NAME_LENGTH = 200;
-
 export async function create({ name, options: opts }: CreateRequest, deps: Deps): Promise<void> {
-  if (name.length > MAX_NEW_NAME_LENGTH) {
-    // The plugin names files after the volume (its key, its ssh log, their temp files): longer names could never mount.
-    throw new UserError(`volume name is ${name.length} characters long; use at most ${MAX_NEW_NAME_LENGTH}`);
-  }
+  checkNewVolumeName(name);
   const parsed = parseOptions(opts, { keysDir: deps.config.keysDir });
   const options = storedOptions(parsed.given, parsed.key);
   return deps.locks.withLock(name, async () => {

@@ -12,9 +12,9 @@ export async function mount({ name, ref: id }: ReferenceRequest, deps: Deps): Pr
   return deps.locks.withLock(name, async () => {
     steps.mark('lock');
     const record = await getVolume(deps, name);
-    steps.mark('store', record);
+    steps.mark('store');
     if (cancelIdleUnmount(record, deps)) deps.log.info(`volume ${name}: in use again before its delayed unmount`);
-    await ensureMounted(record, deps);
+    await ensureMounted(record, deps, steps);
     setMountCount(record, id, mountCount(record, id) + 1);
     await deps.store.put(record);
     steps.mark('journal');

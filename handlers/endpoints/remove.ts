@@ -49,7 +49,7 @@ export async function remove({ name }: VolumeRequest, deps: Deps): Promise<void>
       );
     }
     await deps.store.delete(name);
-    forgetOptions(name, deps.config);
+    forgetOptions(name, deps);
     if (record.keyFile !== undefined) await deps.fs.removeFile(record.keyFile);
     await deps.fs.removeFile(sshLogFileFor(deps.config, name));
     if (record.options.ProxyJump !== undefined) {

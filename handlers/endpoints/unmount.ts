@@ -1,4 +1,5 @@
 import { unmountLater, unmountUnused } from '../lifecycle.js';
+import { OPTION_SPECS } from '../options.js';
 import type { ReferenceRequest } from '../requests.js';
 import type { Deps } from '../types.js';
 import { getVolume, mountCount, optionsOrProblem, referenceCount, setMountCount } from '../volume.js';
@@ -14,7 +15,7 @@ export async function unmount({ name, ref: id }: ReferenceRequest, deps: Deps): 
       return;
     }
     setMountCount(record, id, count - 1);
-    const delay = optionsOrProblem(record, deps.config).opts?.unmountDelaySeconds ?? 0;
+    const delay = optionsOrProblem(record, deps).opts?.unmountDelaySeconds ?? OPTION_SPECS.unmount_delay.default;
     if (referenceCount(record) > 0) await deps.store.put(record);
     else if (delay > 0 && (await deps.mounts.state(record.mountpoint, record.sshfs)) === 'mounted') await unmountLater(record, delay, deps);
     else await unmountUnused(record, deps);

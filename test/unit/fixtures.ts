@@ -4,6 +4,7 @@ import { FakeMountTable } from '../../adapter/fakes/fake-mount-table.js';
 import { FakeRunner } from '../../adapter/fakes/fake-runner.js';
 import { MemoryFs } from '../../adapter/fakes/memory-fs.js';
 import { createKeyedLock } from '../../handlers/keyed-lock.js';
+import { createMemory } from '../../handlers/memory.js';
 import type { Config, Deps, Timers } from '../../handlers/types.js';
 import { MemoryStore } from '../../state/memory-store.js';
 
@@ -73,6 +74,7 @@ export function makeDeps(overrides: Partial<Config> = {}, withDefaultKey = true)
       error: (m) => logs.push(`error ${m}`),
     },
     logs,
+    memory: createMemory(),
   };
 }
 

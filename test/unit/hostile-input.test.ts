@@ -2,6 +2,7 @@
 // options today's rules refuse still answer Get and List.
 import { describe, expect, it } from 'vitest';
 import { create, get, list, mount, unmount } from '../../adapter/docker/routes.js';
+import { create as createVolume } from '../../handlers/endpoints/create.js';
 import { unmountIdle } from '../../handlers/lifecycle.js';
 import { DEFAULT_KEY, makeDeps, type TestDeps } from './fixtures.js';
 
@@ -138,6 +139,15 @@ describe('edges', () => {
     expect(res.Err).toMatch(/volume name is 201 characters long; use at most 200/);
     expect(await deps.store.list()).toEqual([]);
     expect(await create({ Name: 'a'.repeat(200), Opts: { sshcmd: SSHCMD } }, deps)).toEqual({ Err: '' });
+  });
+
+  it('refuses at Create, called by any front end, a name that is not one path component of the allowed characters', async () => {
+    const deps = makeDeps();
+    for (const name of ['../escape', 'a/b', '.hidden', '-flag', 'a'.repeat(256)]) {
+      await expect(createVolume({ name, options: { sshcmd: SSHCMD } }, deps)).rejects.toThrow(/volume name "[^"]*" is not valid/);
+    }
+    expect(await deps.store.list()).toEqual([]);
+    expect(deps.fs.files.size).toBe(1); // the default key only: nothing was written
   });
 
   it('counts references for any mount ID, __proto__ and constructor included', async () => {

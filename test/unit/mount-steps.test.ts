@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { create, mount } from '../../adapter/docker/routes.js';
-import { markStep, startMountSteps } from '../../handlers/mount-steps.js';
-import type { Logger, VolumeRecord } from '../../handlers/types.js';
+import { startMountSteps } from '../../handlers/mount-steps.js';
+import type { Logger } from '../../handlers/types.js';
 import { makeDeps } from './fixtures.js';
 
 /** A clock that moves only when told: each read returns the next of TIMES. */
@@ -15,17 +15,13 @@ function capture(): Logger & { lines: string[] } {
   return { lines, debug: (m) => lines.push(`debug ${m}`), info: (m) => lines.push(`info ${m}`), error: (m) => lines.push(`error ${m}`) };
 }
 
-const record = (name: string): VolumeRecord => ({ name, createdAt: '', options: {}, mountpoint: `/mnt/${name}`, mounts: {} });
-
 describe('the Mount step timer', () => {
   it('logs each step with its own duration, then the total, at debug level', () => {
     const log = capture();
     const steps = startMountSteps('v', log, steppedClock(10, 10.1, 10.4, 95.4, 96.4));
-    const rec = record('v');
     steps.mark('lock');
-    steps.mark('store', rec);
-    markStep(rec, 'sshfs'); // through the record, as lifecycle.ts marks
-    markStep(record('v'), 'elsewhere'); // another request's record: not this Mount's
+    steps.mark('store');
+    steps.mark('sshfs'); // as lifecycle.ts marks, handed the Mount's steps
     steps.mark('journal');
     expect(steps.done()).toBe('volume v mount steps: lock 0.1 ms, store 0.3, sshfs 85.0, journal 1.0, total 86.4');
     expect(log.lines).toEqual(['debug volume v mount steps: lock 0.1 ms, store 0.3, sshfs 85.0, journal 1.0, total 86.4']);

@@ -3,10 +3,11 @@ import { describe, expect, it } from 'vitest';
 import { UserError } from '../../handlers/errors.js';
 import { create as createEndpoint } from '../../adapter/docker/routes.js';
 import { normalizeKey, OPTION_SPECS, parseOptions, parseSshcmd } from '../../handlers/options.js';
-import { buildSshfsArgs } from '../../handlers/sshfs-args.js';
+import { buildSshfsArgs, mountPlan } from '../../handlers/sshfs-args.js';
 import { forgetOptions, optionsOrProblem } from '../../handlers/volume.js';
+import { statusOf } from '../../handlers/status.js';
 import type { VolumeRecord } from '../../handlers/types.js';
-import { CONFIG, makeDeps, TEST_KEY } from './fixtures.js';
+import { makeDeps, TEST_KEY } from './fixtures.js';
 
 // A fixed seed keeps CI deterministic; FC_SEED=<n> explores other inputs (a failure prints the seed to rerun).
 const FC_SEED = Number(process.env.FC_SEED ?? 20261128);
@@ -196,9 +197,11 @@ describe('hostile option values never reach sshfs as extra options', () => {
           return;
         }
         const args = buildSshfsArgs(
-          parsed,
-          { mountpoint: '/mnt/volumes/v', knownHostsFile: '/state/known_hosts', sshLogFile: '/state/logs/v.ssh.log' },
-          { keyFile: parsed.identityFile ?? '/keys/id_ed25519', source: 'test' },
+          mountPlan(
+            parsed,
+            { keyFile: parsed.identityFile ?? '/keys/id_ed25519', source: 'test' },
+            { mountpoint: '/mnt/volumes/v', knownHostsFile: '/state/known_hosts', sshLogFile: '/state/logs/v.ssh.log' },
+          ),
         );
         expect(args.filter((a) => a.startsWith('ssh_command=')).length).toBe(1);
         args.forEach((arg, i) => {
@@ -241,21 +244,21 @@ describe('stored options', () => {
   });
 
   it('are parsed once per volume and kept until they change or the volume is forgotten', () => {
-    const config = { ...CONFIG };
-    const first = optionsOrProblem(record({ sshcmd: 'u@h:/p', port: '2222' }), config);
+    const deps = makeDeps();
+    const first = optionsOrProblem(record({ sshcmd: 'u@h:/p', port: '2222' }), deps);
     expect(first.opts?.port).toBe(2222);
     // A fresh copy of the same record (as the store hands out) gets the kept value, not a new parse.
-    expect(optionsOrProblem(record({ sshcmd: 'u@h:/p', port: '2222' }), config)).toBe(first);
+    expect(optionsOrProblem(record({ sshcmd: 'u@h:/p', port: '2222' }), deps)).toBe(first);
     // Other options under the same name (removed and created again): parsed anew.
-    const changed = optionsOrProblem(record({ sshcmd: 'u@h:/p', port: '2200' }), config);
+    const changed = optionsOrProblem(record({ sshcmd: 'u@h:/p', port: '2200' }), deps);
     expect(changed).not.toBe(first);
     expect(changed.opts?.port).toBe(2200);
-    forgetOptions('kept', config);
-    expect(optionsOrProblem(record({ sshcmd: 'u@h:/p', port: '2200' }), config)).not.toBe(changed);
+    forgetOptions('kept', deps);
+    expect(optionsOrProblem(record({ sshcmd: 'u@h:/p', port: '2200' }), deps)).not.toBe(changed);
   });
 
   it('that this version refuses give the problem, kept like options', () => {
-    const parsed = optionsOrProblem(record({ sshcmd: 'u@h:/p', nonsense: 'x' }), { ...CONFIG });
+    const parsed = optionsOrProblem(record({ sshcmd: 'u@h:/p', nonsense: 'x' }), makeDeps());
     expect(parsed.opts).toBeUndefined();
     expect(parsed.problem).toMatch(/created with options this version refuses: option "nonsense" is not supported/);
   });
@@ -301,5 +304,36 @@ describe("option names that are Object's own", () => {
       ),
       { numRuns: 2000, seed: FC_SEED },
     );
+  });
+});
+
+describe('facts the option specs carry', () => {
+  const volume: VolumeRecord = { name: 'facts', createdAt: '', options: {}, mountpoint: '/mnt/volumes/facts', mounts: {} };
+
+  it('a spec marked secret is never shown in Status; every other option given is (sshcmd as remote)', () => {
+    const secret = Object.entries(OPTION_SPECS).flatMap(([k, spec]) => ('secret' in spec && spec.secret ? [k] : []));
+    expect(secret).toEqual(expect.arrayContaining(['password', 'key']));
+    for (const key of Object.keys(OPTION_SPECS)) {
+      if (key === 'sshcmd') continue;
+      const value = `value-of-${key}`;
+      // Status shows what is stored, parsed or not: a value no parse accepts still must not appear when secret.
+      const status = statusOf({ ...volume, options: { sshcmd: 'u@h:/p', [key]: value } }, { state: 'mounted' }, makeDeps());
+      expect(JSON.stringify(status).includes(value), `${key} shown in Status`).toBe(!secret.includes(key));
+    }
+  });
+
+  it('the credential options are exactly the specs marked credential, and only one may be given', () => {
+    const marked = Object.entries(OPTION_SPECS).flatMap(([k, spec]) => ('credential' in spec && spec.credential ? [k] : []));
+    expect(marked).toEqual(['password', 'password_file', 'IdentityFile', 'key']);
+    expect(() => parseOptions({ ...base, password: 'p', IdentityFile: 'id' })).toThrow(
+      /give only one of password, password_file, IdentityFile, key \(got password and IdentityFile\)/,
+    );
+  });
+
+  it('an option not given takes its spec default', () => {
+    const parsed = parseOptions(base);
+    expect(parsed.unmountDelaySeconds).toBe(OPTION_SPECS.unmount_delay.default);
+    expect(parsed.readAheadKb).toBe(OPTION_SPECS.read_ahead_kb.default);
+    expect(parsed.stallTimeoutSeconds).toBe(OPTION_SPECS.stall_timeout.default);
   });
 });

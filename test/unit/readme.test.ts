@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { allowedOptionsText, DEFAULT_SSH, OPTION_SPECS, parseOptions } from '../../handlers/options.js';
 import type { VolumeRecord } from '../../handlers/types.js';
-import { statusOf } from '../../handlers/volume.js';
-import { CONFIG } from './fixtures.js';
+import { statusOf, type LiveView } from '../../handlers/status.js';
+import { makeDeps } from './fixtures.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const README = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
@@ -76,10 +76,24 @@ describe('README Status fields', () => {
       idleUntil: '2026-01-01T00:05:00.000Z',
       lastError: 'x',
       lastErrorAt: '2026-01-01T00:00:00.000Z',
+      sharedConnection: 'c0',
+      stalledAt: '2026-01-01T00:01:00.000Z',
+      stalledAfterSeconds: 60,
     };
+    // Every field a live view can hold, and every state: each Status field shows up in one of these.
+    const full: LiveView = {
+      state: 'mounted',
+      lastSshMessage: 'said',
+      ssh: { startedAt: new Date(0), reconnected: true },
+      readAheadKb: 1024,
+      sharedMaster: { startedAt: new Date(0) },
+    };
+    const refused: VolumeRecord = { ...record, options: { sshcmd: 'a@h:/p', nonsense: 'x' } };
+    const deps = makeDeps();
     const keys = new Set([
-      ...Object.keys(statusOf(record, CONFIG, 'mounted', 'said', { startedAt: new Date(0), reconnected: true }, 1024)),
-      ...Object.keys(statusOf(record, CONFIG, 'stale')),
+      ...Object.keys(statusOf(record, full, deps)),
+      ...Object.keys(statusOf(record, { state: 'stale' }, deps)),
+      ...Object.keys(statusOf(refused, { state: 'absent' }, deps)),
     ]);
     const paragraph = /\*\*Status\*\* in `docker volume inspect`[\s\S]*?\n\n/.exec(README)?.[0] ?? '';
     expect(paragraph).not.toBe('');

@@ -7,7 +7,7 @@ import { explainMountFailure, isRsaKey, type HintContext } from '../../handlers/
 import { UserError } from '../../handlers/errors.js';
 import { create, get, mount, remove } from '../../adapter/docker/routes.js';
 import { parseOptions, parseProxyJump } from '../../handlers/options.js';
-import { buildSshfsArgs, proxyCommand, type MountPaths } from '../../handlers/sshfs-args.js';
+import { buildSshfsArgs, mountPlan, proxyCommand, type MountPaths } from '../../handlers/sshfs-args.js';
 import { masterArgs } from '../../handlers/shared-ssh.js';
 import { makeDeps, type TestDeps } from './fixtures.js';
 
@@ -35,14 +35,14 @@ describe('IPv6 literals', () => {
   it('sshfs gets the bracketed form (it strips the brackets), the shared login ssh gets the address bare, with and without port', () => {
     for (const port of [undefined, '2222']) {
       const opts = parseOptions({ sshcmd: 'alice@[::1]:/srv/data', ...(port !== undefined ? { port } : {}) });
-      expect(buildSshfsArgs(opts, PATHS, KEY_LOGIN)[0]).toBe('alice@[::1]:/srv/data');
-      const args = masterArgs(SHARED, opts, PATHS, KEY_LOGIN, 300);
+      expect(buildSshfsArgs(mountPlan(opts, KEY_LOGIN, PATHS))[0]).toBe('alice@[::1]:/srv/data');
+      const args = masterArgs(SHARED, mountPlan(opts, KEY_LOGIN, PATHS), 300);
       expect(args.slice(-2)).toEqual(['--', 'alice@::1']);
       expect(args.includes('-p')).toBe(port !== undefined);
       if (port !== undefined) expect(args[args.indexOf('-p') + 1]).toBe(port);
     }
     const noUser = parseOptions({ sshcmd: '[2001:db8::5]:' });
-    expect(masterArgs(SHARED, noUser, PATHS, KEY_LOGIN, 300).at(-1)).toBe('2001:db8::5');
+    expect(masterArgs(SHARED, mountPlan(noUser, KEY_LOGIN, PATHS), 300).at(-1)).toBe('2001:db8::5');
   });
 
   it('a Mount through a shared login and Status show the address as written', async () => {
@@ -69,7 +69,7 @@ describe('legacy algorithms, opt-in only', () => {
   it('accepts HostKeyAlgorithms and PubkeyAcceptedAlgorithms with +ssh-rsa and passes them to ssh', () => {
     const opts = parseOptions({ sshcmd: 'a@h:/p', HostKeyAlgorithms: '+ssh-rsa', PubkeyAcceptedAlgorithms: '+ssh-rsa' });
     expect(opts.ssh).toMatchObject({ HostKeyAlgorithms: '+ssh-rsa', PubkeyAcceptedAlgorithms: '+ssh-rsa' });
-    const args = buildSshfsArgs(opts, PATHS, KEY_LOGIN);
+    const args = buildSshfsArgs(mountPlan(opts, KEY_LOGIN, PATHS));
     expect(args).toContain('HostKeyAlgorithms=+ssh-rsa');
     expect(args).toContain('PubkeyAcceptedAlgorithms=+ssh-rsa');
     for (const bad of ['+ssh-rsa,ssh-dss', '-oProxyCommand=x', '+', 'a b']) {
@@ -186,7 +186,7 @@ describe('jump hosts', () => {
 
   it('builds the hops itself: each hop ssh gets the volume\'s key, known_hosts and host key policy, and -F none', () => {
     const opts = parseOptions({ sshcmd: 'alice@target:/srv', port: '2200', ProxyJump: 'bob@bastion:2222', StrictHostKeyChecking: 'yes' });
-    const args = buildSshfsArgs(opts, PATHS, KEY_LOGIN);
+    const args = buildSshfsArgs(mountPlan(opts, KEY_LOGIN, PATHS));
     const command = optionValue(args, 'ProxyCommand') ?? '';
     const argv = runAsSsh(command, 'target', 2200);
     expect(argv.slice(0, 8)).toEqual(['-E', '/state/logs/v.ssh.log.hop0', '-F', 'none', '-p', '2222', '-l', 'bob']);
@@ -200,7 +200,7 @@ describe('jump hosts', () => {
 
   it('chains hops: each hop\'s ssh runs the hops before it, %-tokens expanded at the right level', () => {
     const opts = parseOptions({ sshcmd: 'alice@[::1]:/srv', ProxyJump: 'u1@h1:2201,u2@[fe80::2]:2202,h3' });
-    const command = proxyCommand(opts, PATHS, KEY_LOGIN, '/state/cm/x.log') ?? '';
+    const command = proxyCommand(mountPlan(opts, KEY_LOGIN, PATHS), '/state/cm/x.log') ?? '';
     // Run by the target's ssh: connects to h3, which forwards to the target.
     const third = runAsSsh(command, '::1', 22);
     expect(third.slice(-4)).toEqual(['-W', '[::1]:22', '--', 'h3']);
@@ -227,7 +227,7 @@ describe('jump hosts', () => {
           return;
         }
         const hops = opts.jumpHosts ?? [];
-        const argv = runAsSsh(proxyCommand(opts, PATHS, KEY_LOGIN, '/l') ?? '', 't', 22);
+        const argv = runAsSsh(proxyCommand(mountPlan(opts, KEY_LOGIN, PATHS), '/l') ?? '', 't', 22);
         expect(argv.at(-1)).toBe(hops.at(-1)?.host.replace(/^\[(.*)\]$/, '$1'));
       }),
       { numRuns: 150, seed: FC_SEED },
