@@ -411,7 +411,7 @@ do_down() {
   if [[ -n $(mounts_under "$DIR") ]]; then log "ERROR: mounts remain:"; mounts_under "$DIR" >&2; return 1; fi
   # Logs stay for a look after a failed run; data, sockets and the plugins' directories go.
   rm -rf --one-file-system -- "$DIR/docker-data" "$DIR/plugins" "$DIR"/podman-* "$DIR/managed" "$DIR/rootfs" \
-    "$DIR/plugin-sockets" "$DIR/newroot" "$DIR/bin" "$DIR/env" "$DIR/docker.sock"
+    "$DIR/plugin-sockets" "$DIR/newroot" "$DIR/bin" "$DIR/env" "$DIR/docker.sock" "$DIR"/csi "$DIR"/csi-*
   for k in $(extra_nodes); do
     rm -rf --one-file-system -- "$DIR/node$k/docker-data" "$DIR/node$k/plugin-sockets" "$DIR/node$k/newroot" \
       "$DIR/node$k/rootfs" "$DIR/node$k/docker.sock"

@@ -8,8 +8,10 @@
 //   executor does, and a second plugin instance as a second node: real sshfs, FUSE, propagated mount and link;
 // - the Swarm flows themselves: a single-node swarm inside the environment's own network namespace, volumes with
 //   their credential as a Swarm secret, a service on `--mount type=cluster`, pause, a plugin restart while published,
-//   `docker service rm` unpublishing it, `docker volume rm`; the credential never in `docker volume inspect`. The drain
-//   test is skipped: Docker 28.5's Swarm never unpublishes a drained volume whose service still runs (see there).
+//   `docker service rm` unpublishing it, a volume drain (with the node paused, see there), `docker volume rm`; the
+//   credential never in `docker volume inspect`;
+// - a two-node swarm (TRIXIE_NODES=2: a second dockerd in namespaces of its own): a node drain moves the task with its
+//   data to the other node, a plugin restart while published, volume pause and drain, rm (see the last describe).
 import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import path from 'node:path';
@@ -310,15 +312,15 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 28.5', () => {
     expect(await stateVolumes(dirs.stateSource)).not.toContain(vol);
   });
 
-  // Skipped: not the plugin's to fix. On Docker 28.5 (Debian forky), seen in this environment: after
-  // `docker volume update --availability drain`, Swarm's volume enforcer marks the running task Rejected ("attached to
-  // volume which is being drained", desired state Shutdown) and the replacement task waits Pending on no node; but the
-  // volume's PublishStatus for the node stays "published" (`docker volume ls --cluster`: "in use (1 node)") and Swarm
-  // never sends NodeUnpublishVolume (none in dockerd's log after 120 s). Scaling the service to 0 leaves it so too;
-  // only `docker service rm` (which deletes the rejected task) makes Swarm unpublish it (then "created", unmounted).
-  // Without a drain, scaling to 0 or removing the service unpublishes at once (the test above): Swarm frees a volume
-  // for a task that shut down, not for one its enforcer rejected while running. Related: moby/moby#45547.
-  it.skip('drain stops the task and unpublishes the volume (Swarm keeps a drained volume published: see above)', async () => {
+  // Drain on one node: Swarm rejects the task ("attached to volume which is being drained"), but unpublishes the
+  // volume only once no task that wants it is placed on the node, and that is swarmkit's scheduler, not the plugin. It
+  // marks a node's publication for NodeUnpublishVolume only in freeVolumes (manager/scheduler/volumes.go), which runs
+  // only at the end of applySchedulingDecisions (scheduler.go) and counts the volume's reservations per node then. The
+  // replacement task is first placed on a node (scheduleNTasksOnNodes reserves its volumes there), then refused since
+  // the volume is not active; its reservation is released only after freeVolumes ran. With the only node active, it
+  // always lands there and the volume stays published (seen: "in use (1 node)" for minutes, no NodeUnpublishVolume).
+  // With the node paused there is nowhere to place the replacement, no reservation, and Swarm unpublishes it.
+  it('drain with the node paused: the task is rejected and the volume unpublished', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'csid');
     const vol = uniq('cd');
     const service = uniq('dsvc');
@@ -334,9 +336,21 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 28.5', () => {
       '--mount', `type=cluster,src=${vol},dst=/data`, env.image, 'sh', '-c', 'echo drained > /data/d.txt && exec sleep 600',
     ]);
     await waitFor('the task to write', () => remoteExists(remote, 'd.txt'), 180_000, 1000);
-    await dkok(['volume', 'update', '--availability', 'drain', vol]);
-    await waitFor('no task to run on the drained volume', async () => (await taskStates(service)).every((s) => s.split(' ')[1] !== 'Running'), 120_000, 1000);
-    await waitFor('the drained volume to be unpublished', async () => !(await mountedIn(vol)), 120_000, 1000);
+    const self = (await dkok(['info', '--format', '{{.Swarm.NodeID}}'])).trim();
+    await dkok(['node', 'update', '--availability', 'pause', self]);
+    try {
+      await dkok(['volume', 'update', '--availability', 'drain', vol]);
+      await waitFor('no task to run on the drained volume', async () => (await taskStates(service)).every((s) => s.split(' ')[1] !== 'Running'), 120_000, 1000);
+      expect(await dkok(['service', 'ps', '--no-trunc', '--format', '{{.Error}}', service])).toContain('attached to volume which is being drained');
+      await waitFor('the drained volume to be unpublished', async () => (await clusterStatus(vol)) === 'created', 120_000, 1000);
+      await waitFor('the drained volume to be unmounted', async () => !(await mountedIn(vol)), 60_000, 1000);
+      await dkok(['service', 'rm', service]);
+      await dkok(['volume', 'rm', vol]);
+      await waitFor('the drained volume to be deleted', async () => (await clusterStatus(vol)) === '', 120_000, 1000);
+      expect(await readRemote(remote, 'd.txt')).toBe('drained\n');
+    } finally {
+      await dkok(['node', 'update', '--availability', 'active', self]);
+    }
   });
 
   it('a private key given as a Swarm secret: written by the plugin, never shown by Docker', async () => {
