@@ -428,8 +428,6 @@ describe('a cluster volume on a two-node swarm follows its service (Docker 28.5)
   const service = uniq('msvc');
   const vol = uniq('mv');
   const secret = uniq('mkey');
-  let remote = '';
-  let key = '';
 
   /** The nodes of the service's tasks that run (desired and current state running), by Swarm node id. */
   async function runningOn(): Promise<string[]> {
@@ -487,8 +485,8 @@ describe('a cluster volume on a two-node swarm follows its service (Docker 28.5)
 
   it('the task writes on one node; a plugin restart there while published; a node drain moves it with its data; pause; a volume drain; rm', async () => {
     const started = Date.now();
-    remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'csimn');
-    key = readFileSync(env.keyFile, 'utf8');
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'csimn');
+    const key = readFileSync(env.keyFile, 'utf8');
     const keyBody = key.split('\n')[1] ?? 'no key body';
     // Every node reaches the sshd at node 1's bridge address (its loopback is node 1's own).
     const secretId = (await dkokAt(nodes[0]!, ['secret', 'create', secret, '-'], key)).trim();
