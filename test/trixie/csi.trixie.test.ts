@@ -318,8 +318,9 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 28.5', () => {
   // only at the end of applySchedulingDecisions (scheduler.go) and counts the volume's reservations per node then. The
   // replacement task is first placed on a node (scheduleNTasksOnNodes reserves its volumes there), then refused since
   // the volume is not active; its reservation is released only after freeVolumes ran. With the only node active, it
-  // always lands there and the volume stays published (seen: "in use (1 node)" for minutes, no NodeUnpublishVolume).
-  // With the node paused there is nowhere to place the replacement, no reservation, and Swarm unpublishes it.
+  // always lands there and the volume stays published (seen: "in use (1 node)" for 140 s, no NodeUnpublishVolume).
+  // With the node paused there is nowhere to place the replacement, no reservation, and Swarm unpublishes it (seen
+  // too when the node is paused only after the drain: "created" 3 s later).
   it('drain with the node paused: the task is rejected and the volume unpublished', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'csid');
     const vol = uniq('cd');
