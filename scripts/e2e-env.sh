@@ -15,6 +15,8 @@
 #   E2E_STORAGE_DRIVER   force dockerd's --storage-driver (default: dockerd chooses, overlay2 where possible)
 #   E2E_DOCKERD_WAIT     seconds to wait for dockerd to answer (default 60)
 #   E2E_NO_DOCKERD=1     no dockerd and no image: the sshd side only (scripts/trixie-env.sh brings its own dockerd)
+#   E2E_SSHD_EXTRA_ADDR  one more address sshd listens on (same port), e.g. a bridge's that other network namespaces
+#                        route to (scripts/trixie-env.sh's multi-node swarm)
 set -euo pipefail
 
 KEY_USER=sshfse2ekey
@@ -217,6 +219,7 @@ start_sshd() {
 # sshd for the sshfs plugin e2e tests only: loopback, two test users.
 Port $port
 ListenAddress 127.0.0.1
+${E2E_SSHD_EXTRA_ADDR:+ListenAddress $E2E_SSHD_EXTRA_ADDR}
 HostKey $DIR/ssh/ssh_host_ed25519_key
 PidFile $DIR/sshd.pid
 AuthorizedKeysFile .ssh/authorized_keys.sshfs-e2e-$ENV_ID

@@ -27,7 +27,13 @@
 # package list; it is built under a temporary name and renamed when complete, so a partial build is never taken for a
 # complete one. Must run as root. Optional: TRIXIE_MIRROR, TRIXIE_DOCKERD_WAIT (seconds, default 90), TRIXIE_SUITE
 # (default trixie; forky gives Docker 28.5, whose Swarm calls CSI plugins: test/trixie/csi.trixie.test.ts uses it;
-# a debootstrap without a script for the suite bootstraps it with sid's).
+# a debootstrap without a script for the suite bootstraps it with sid's), TRIXIE_NODES (1..4, default 1: see below).
+#
+# TRIXIE_NODES=N > 1 adds nodes 2..N for a multi-node swarm: each its own network namespace (NETNS-nK, a veth eth0 with
+# 10.99.21.K to a bridge br0 in node 1's namespace, which then holds SWARM_ADDR instead of the veth pair), its own
+# holder (mount and UTS namespace, host name forky-nK or trixie-nK, the same root), its own dockerd (DIR/nodeK/: data
+# root, socket, log, plugin sockets; its own cgroup parent) and DIR/bin/in-ns-nK. The sshd listens on SWARM_ADDR too,
+# so every node reaches it. Nothing joins a swarm here: the tests do (their own `swarm init` / `join`).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,6 +44,8 @@ PACKAGES=(docker.io docker-cli containerd runc tini iptables fuse3 sshfs openssh
   nodejs busybox-static iproute2 ca-certificates)
 CACHE=${TRIXIE_CACHE:-/var/cache/sshfs-e2e}
 SWARM_ADDR=10.99.21.1
+NODES=${TRIXIE_NODES:-1}
+[[ $NODES =~ ^[1-4]$ ]] || { echo "[trixie-env] ERROR: TRIXIE_NODES must be 1..4" >&2; exit 2; }
 IMAGE=e2e-busybox:latest
 
 log() { printf '[trixie-env] %s\n' "$*" >&2; }
@@ -133,10 +141,23 @@ NETNS=sshfs-tx-$ENV_ID
 CGROUP_PARENT=sshfs-trixie-$ENV_ID
 HOLDER_TAG="sshfs-trixie-holder $DIR"
 
+# Node K's pieces (node 1 is the environment itself: DIR, NETNS; nodes 2.. of TRIXIE_NODES live in DIR/nodeK).
+node_dir() { if [[ $1 == 1 ]]; then echo "$DIR"; else echo "$DIR/node$1"; fi; }
+node_netns() { if [[ $1 == 1 ]]; then echo "$NETNS"; else echo "$NETNS-n$1"; fi; }
+node_tag() { if [[ $1 == 1 ]]; then echo "$HOLDER_TAG"; else echo "sshfs-trixie-holder-n$1 $DIR"; fi; }
+node_cgroup() { if [[ $1 == 1 ]]; then echo "$CGROUP_PARENT"; else echo "$CGROUP_PARENT-n$1"; fi; }
+node_addr() { echo "${SWARM_ADDR%.*}.$1"; }
+# The extra nodes that exist on disk (down works from what is there, whatever TRIXIE_NODES says now).
+extra_nodes() {
+  local d
+  for d in "$DIR"/node[2-9]; do [[ -d $d ]] && echo "${d##*/node}"; done
+  return 0
+}
+
 holder_pid() {
-  local pid
-  pid=$(cat "$DIR/holder.pid" 2>/dev/null || true)
-  pid_matches "$pid" "$HOLDER_TAG" && echo "$pid"
+  local k=${1:-1} pid
+  pid=$(cat "$(node_dir "$k")/holder.pid" 2>/dev/null || true)
+  pid_matches "$pid" "$(node_tag "$k")" && echo "$pid"
   return 0
 }
 
@@ -144,11 +165,13 @@ holder_pid() {
 in_mount_ns() { [[ $(readlink "/proc/$1/ns/mnt" 2>/dev/null) == "$2" ]]; }
 
 # Runs inside the new mount namespace (a copy of the host's, all private): builds the root on a tmpfs, pivots into it,
-# leaves the old root, then holds the namespace. Arguments: TREE DIR REPO TAG.
+# leaves the old root, then holds the namespace. Arguments: TREE DIR REPO TAG NODEDIR [HOSTNAME] (NODEDIR holds the
+# node's newroot, plugin-sockets and holder.ready: DIR for node 1; a HOSTNAME only in a UTS namespace of its own).
 # shellcheck disable=SC2016 # expanded by the holder's shell
 HOLDER_SCRIPT='
 set -eu
-tree=$1 dir=$2 repo=$3 tag=$4 r=$2/newroot
+tree=$1 dir=$2 repo=$3 tag=$4 nd=$5 r=$5/newroot
+[ -z "${6:-}" ] || hostname "$6"
 mount -t tmpfs -o mode=0755 sshfs-trixie-root "$r"
 for d in usr etc var; do
   mkdir "$r/$d"; mount --bind "$tree/$d" "$r/$d"; mount -o remount,bind,ro "$r/$d"
@@ -163,7 +186,7 @@ mount --rbind /dev "$r/dev"
 mount -t tmpfs -o mode=0755 sshfs-trixie-run "$r/run"
 mount -t tmpfs -o mode=1777 sshfs-trixie-vartmp "$r/var/tmp"
 mkdir -p "$r/run/docker/plugins" "$r/run/lock"
-mount --bind "$dir/plugin-sockets" "$r/run/docker/plugins"
+mount --bind "$nd/plugin-sockets" "$r/run/docker/plugins"
 mkdir -p "$r$repo"
 mount --bind "$repo" "$r$repo"
 mount -o remount,bind,ro "$r$repo"
@@ -174,48 +197,87 @@ pivot_root . .old
 cd /
 umount -l /.old
 rmdir /.old
-: >"$dir/holder.ready"
+: >"$nd/holder.ready"
 exec -a "$tag" sleep infinity
 '
 
-in_ns() {
-  local pid
-  pid=$(holder_pid)
-  [[ -n $pid ]] || die "the namespace holder is not running: run up first"
-  nsenter -t "$pid" -m -n -r -w -- "$@"
+# nsenter's namespaces of node K's holder: mount, network, root, cwd; and UTS for nodes 2.. (their own host name).
+ns_flags() { if [[ $1 == 1 ]]; then echo "-m -n -r -w"; else echo "-m -n -u -r -w"; fi; }
+
+in_node() {
+  local k=$1 pid
+  shift
+  pid=$(holder_pid "$k")
+  [[ -n $pid ]] || die "the namespace holder of node $k is not running: run up first"
+  # shellcheck disable=SC2046 # the flags are words
+  nsenter -t "$pid" $(ns_flags "$k") -- "$@"
 }
+in_ns() { in_node 1 "$@"; }
 
 start_holder() {
-  local tree=$1 i
-  install -d -m 0755 "$DIR/newroot" "$DIR/plugin-sockets"
-  rm -f "$DIR/holder.ready"
-  nsenter --net="/run/netns/$NETNS" unshare --mount --propagation private setsid bash -c "$HOLDER_SCRIPT" holder \
-    "$tree" "$DIR" "$REPO" "$HOLDER_TAG" >"$DIR/holder.log" 2>&1 </dev/null &
-  echo $! >"$DIR/holder.pid"
+  local tree=$1 k=${2:-1} nd i uts=() host=''
+  nd=$(node_dir "$k")
+  [[ $k == 1 ]] || { uts=(--uts); host=$SUITE-n$k; }
+  install -d -m 0755 "$nd/newroot" "$nd/plugin-sockets"
+  rm -f "$nd/holder.ready"
+  nsenter --net="/run/netns/$(node_netns "$k")" unshare --mount ${uts[@]+"${uts[@]}"} --propagation private setsid bash -c \
+    "$HOLDER_SCRIPT" holder "$tree" "$DIR" "$REPO" "$(node_tag "$k")" "$nd" "$host" >"$nd/holder.log" 2>&1 </dev/null &
+  echo $! >"$nd/holder.pid"
   for ((i = 0; i < 200; i++)); do
-    [[ -e $DIR/holder.ready ]] && break
-    kill -0 "$(cat "$DIR/holder.pid")" 2>/dev/null || { cat "$DIR/holder.log" >&2; die "the namespace holder exited"; }
+    [[ -e $nd/holder.ready ]] && break
+    kill -0 "$(cat "$nd/holder.pid")" 2>/dev/null || { cat "$nd/holder.log" >&2; die "the namespace holder of node $k exited"; }
     sleep 0.1
   done
-  [[ -e $DIR/holder.ready ]] || { cat "$DIR/holder.log" >&2; die "the namespace holder did not get ready in 20 s"; }
-  [[ -n $(holder_pid) ]] || die "the namespace holder does not run as expected"
-  readlink "/proc/$(holder_pid)/ns/mnt" >"$DIR/mntns"
+  [[ -e $nd/holder.ready ]] || { cat "$nd/holder.log" >&2; die "the namespace holder of node $k did not get ready in 20 s"; }
+  [[ -n $(holder_pid "$k") ]] || die "the namespace holder of node $k does not run as expected"
+  readlink "/proc/$(holder_pid "$k")/ns/mnt" >"$nd/mntns"
   # Nothing of other runs may stay mounted in here (their sshfs would live on through it).
-  if grep -E ' - (fuse\.sshfs|overlay|nsfs) ' "/proc/$(holder_pid)/mountinfo" | grep -v " $DIR/" >&2; then
-    die "mounts of other runs are still in the namespace"
+  if grep -E ' - (fuse\.sshfs|overlay|nsfs) ' "/proc/$(holder_pid "$k")/mountinfo" | grep -v " $DIR/" >&2; then
+    die "mounts of other runs are still in the namespace of node $k"
   fi
 }
 
 start_dockerd() {
+  local k=${1:-1} nd
+  nd=$(node_dir "$k")
   local args=(
     --bridge=none --iptables=false --ip6tables=false --ip-masq=false
-    --config-file "$DIR/daemon.json" --data-root "$DIR/docker-data" --exec-root /run/docker-$SUITE
-    --pidfile "$DIR/dockerd.pid" --cgroup-parent "/$CGROUP_PARENT" -H "unix://$DIR/docker.sock"
+    --config-file "$nd/daemon.json" --data-root "$nd/docker-data" --exec-root /run/docker-$SUITE
+    --pidfile "$nd/dockerd.pid" --cgroup-parent "/$(node_cgroup "$k")" -H "unix://$nd/docker.sock"
   )
-  echo '{}' >"$DIR/daemon.json"
-  log "starting dockerd $(in_ns dockerd --version | sed 's/^Docker version //') in the $SUITE namespace"
-  in_ns setsid dockerd "${args[@]}" >>"$DIR/dockerd.log" 2>&1 </dev/null &
-  wait_dockerd "$DIR/docker.sock" $! "${TRIXIE_DOCKERD_WAIT:-90}" "$DIR/dockerd.log" "dockerd (trixie)"
+  echo '{}' >"$nd/daemon.json"
+  log "starting dockerd $(in_node "$k" dockerd --version | sed 's/^Docker version //') of node $k in the $SUITE namespace"
+  in_node "$k" setsid dockerd "${args[@]}" >>"$nd/dockerd.log" 2>&1 </dev/null &
+  wait_dockerd "$nd/docker.sock" $! "${TRIXIE_DOCKERD_WAIT:-90}" "$nd/dockerd.log" "dockerd (trixie) of node $k"
+}
+
+# Nodes 2..NODES: a network namespace on node 1's bridge, a holder, a dockerd with the image, DIR/bin/in-ns-nK.
+start_extra_nodes() {
+  local tree=$1 k ns
+  for ((k = 2; k <= NODES; k++)); do
+    ns=$(node_netns "$k")
+    install -d -m 0755 "$(node_dir "$k")"
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    ip -n "$NETNS" link add "v$k" type veth peer name eth0 netns "$ns"
+    ip -n "$NETNS" link set "v$k" master br0 up
+    ip -n "$ns" addr add "$(node_addr "$k")/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    start_holder "$tree" "$k"
+    write_in_ns "$k"
+    start_dockerd "$k"
+    busybox_tar "$(node_dir "$k")/rootfs" |
+      DOCKER_HOST="unix://$(node_dir "$k")/docker.sock" docker import -c 'CMD ["sh"]' - "$IMAGE" >/dev/null
+  done
+}
+
+# DIR/bin/in-ns (node 1) or DIR/bin/in-ns-nK: runs a command in that node's namespaces.
+write_in_ns() {
+  local k=$1 file=$DIR/bin/in-ns
+  [[ $k == 1 ]] || file=$DIR/bin/in-ns-n$k
+  printf '#!/bin/sh\n# Runs a command in the %s test namespace of node %s (its root, mounts and network).\nexec nsenter -t %s %s -- "$@"\n' \
+    "$SUITE" "$k" "$(holder_pid "$k")" "$(ns_flags "$k")" >"$file"
+  chmod 0755 "$file"
 }
 
 write_env() {
@@ -234,7 +296,18 @@ TRIXIE_NETNS=$NETNS
 TRIXIE_SWARM_ADDR=$SWARM_ADDR
 TRIXIE_DOCKER_VERSION=$(DOCKER_HOST="unix://$DIR/docker.sock" docker version --format '{{.Server.Version}}')
 TRIXIE_PODMAN_VERSION=$(in_ns podman --version | awk '{ print $3 }')
+TRIXIE_NODES=$NODES
 EOF
+    local k
+    for ((k = 2; k <= NODES; k++)); do
+      cat <<EOF
+TRIXIE_NODE${k}_DOCKER_HOST=unix://$(node_dir "$k")/docker.sock
+TRIXIE_NODE${k}_IN_NS=$DIR/bin/in-ns-n$k
+TRIXIE_NODE${k}_HOLDER_PID=$(holder_pid "$k")
+TRIXIE_NODE${k}_SOCKET_DIR=$(node_dir "$k")/plugin-sockets
+TRIXIE_NODE${k}_ADDR=$(node_addr "$k")
+EOF
+    done
   ) >"$DIR/env.tmp"
   mv "$DIR/env.tmp" "$DIR/env"
 }
@@ -250,72 +323,99 @@ do_up() {
 
   ip netns add "$NETNS"
   ip -n "$NETNS" link set lo up
-  # Swarm wants an address that is not loopback: a veth pair with both ends in here (no dummy module on every kernel).
-  ip -n "$NETNS" link add eth0 type veth peer name eth1
-  ip -n "$NETNS" addr add "$SWARM_ADDR/24" dev eth0
-  ip -n "$NETNS" link set eth1 up
-  ip -n "$NETNS" link set eth0 up
+  local sshd_extra=''
+  if [[ $NODES == 1 ]]; then
+    # Swarm wants an address that is not loopback: a veth pair with both ends in here (no dummy module on every kernel).
+    ip -n "$NETNS" link add eth0 type veth peer name eth1
+    ip -n "$NETNS" addr add "$SWARM_ADDR/24" dev eth0
+    ip -n "$NETNS" link set eth1 up
+    ip -n "$NETNS" link set eth0 up
+  else
+    # The other nodes' veths join this bridge; the sshd listens on its address too, so every node reaches it.
+    ip -n "$NETNS" link add br0 type bridge
+    ip -n "$NETNS" addr add "$SWARM_ADDR/24" dev br0
+    ip -n "$NETNS" link set br0 up
+    sshd_extra=$SWARM_ADDR
+  fi
 
   log "starting the test sshd in $NETNS"
-  E2E_NO_DOCKERD=1 nsenter --net="/run/netns/$NETNS" bash "$REPO/scripts/e2e-env.sh" up "$DIR/host"
+  E2E_NO_DOCKERD=1 E2E_SSHD_EXTRA_ADDR=$sshd_extra nsenter --net="/run/netns/$NETNS" \
+    bash "$REPO/scripts/e2e-env.sh" up "$DIR/host"
 
   start_holder "$tree"
   install -d -m 0755 "$DIR/bin"
-  printf '#!/bin/sh\n# Runs a command in the %s test namespace (its root, mounts and network).\nexec nsenter -t %s -m -n -r -w -- "$@"\n' \
-    "$SUITE" "$(holder_pid)" >"$DIR/bin/in-ns"
-  chmod 0755 "$DIR/bin/in-ns"
+  write_in_ns 1
   start_dockerd
   busybox_tar "$DIR/rootfs" | DOCKER_HOST="unix://$DIR/docker.sock" docker import -c 'CMD ["sh"]' - "$IMAGE" >/dev/null
   DOCKER_HOST="unix://$DIR/docker.sock" docker run --rm --network none "$IMAGE" true ||
     die "cannot run a container on the $SUITE dockerd (log: $DIR/dockerd.log)"
+  start_extra_nodes "$tree"
   write_env
   log "up: dockerd $(sed -n 's/^TRIXIE_DOCKER_VERSION=//p' "$DIR/env"), podman $(sed -n 's/^TRIXIE_PODMAN_VERSION=//p' "$DIR/env"); environment written to $DIR/env"
 }
 
-do_down() {
-  [[ -d $DIR ]] || { log "nothing to do: $DIR does not exist"; return 0; }
-  local pid mntns round
-  mntns=$(cat "$DIR/mntns" 2>/dev/null || true)
-  # dockerd first: on a graceful stop it stops its containers and sends the plugins their Unmounts.
-  pid=$(cat "$DIR/dockerd.pid" 2>/dev/null || true)
-  if pid_matches "$pid" "$DIR/docker.sock"; then
-    log "stopping dockerd (pid $pid)"
+# Stops node K: its dockerd (gracefully: it stops its containers and sends the plugins their Unmounts), then every
+# other process of its mount namespace (containerd, shims, plugins, sshfs, podman's conmon), its holder last: with the
+# last of them the namespace and every mount in it are gone.
+stop_node() {
+  local k=$1 nd pid mntns round
+  nd=$(node_dir "$k")
+  mntns=$(cat "$nd/mntns" 2>/dev/null || true)
+  pid=$(cat "$nd/dockerd.pid" 2>/dev/null || true)
+  if pid_matches "$pid" "$nd/docker.sock"; then
+    log "stopping dockerd of node $k (pid $pid)"
     stop_pid "$pid" 40
   fi
-  rm -f "$DIR/dockerd.pid"
-  # Then every other process of the namespace (containerd, shims, plugins, sshfs, podman's conmon), the holder last:
-  # with the last of them the namespace and every mount in it are gone.
+  rm -f "$nd/dockerd.pid"
   if [[ $mntns == mnt:* ]]; then
     for round in 1 2; do
       for pid in $(pids_where in_mount_ns "$mntns"); do
-        pid_matches "$pid" "$HOLDER_TAG" && continue
-        log "stopping $(cat "/proc/$pid/comm" 2>/dev/null) (pid $pid) of the $SUITE namespace (round $round)"
+        pid_matches "$pid" "$(node_tag "$k")" && continue
+        log "stopping $(cat "/proc/$pid/comm" 2>/dev/null) (pid $pid) of the $SUITE namespace of node $k (round $round)"
         stop_pid "$pid" 10
       done
     done
   fi
-  pid=$(holder_pid)
-  if [[ -n $pid ]]; then log "stopping the namespace holder (pid $pid)"; stop_pid "$pid" 10; fi
-  rm -f "$DIR/holder.pid" "$DIR/holder.ready" "$DIR/mntns"
+  pid=$(holder_pid "$k")
+  if [[ -n $pid ]]; then log "stopping the namespace holder of node $k (pid $pid)"; stop_pid "$pid" 10; fi
+  rm -f "$nd/holder.pid" "$nd/holder.ready" "$nd/mntns"
+}
+
+# Deletes the network namespace NS after stopping whatever still runs in it.
+delete_netns() {
+  local ns=$1 pid
+  ip netns list 2>/dev/null | awk '{ print $1 }' | grep -qx "$ns" || return 0
+  for pid in $(ip netns pids "$ns" 2>/dev/null); do
+    log "stopping leftover process $pid in $ns ($(cat "/proc/$pid/comm" 2>/dev/null))"
+    stop_pid "$pid" 5
+  done
+  log "deleting network namespace $ns"
+  ip netns del "$ns" || log "WARNING: could not delete $ns"
+}
+
+do_down() {
+  [[ -d $DIR ]] || { log "nothing to do: $DIR does not exist"; return 0; }
+  local k ns
+  # The extra nodes first (they may be swarm workers of node 1's manager), then node 1.
+  for k in $(extra_nodes); do stop_node "$k"; done
+  stop_node 1
   # The sshd and what e2e-env.sh made for it.
   bash "$REPO/scripts/e2e-env.sh" down "$DIR/host"
-  if ip netns list 2>/dev/null | awk '{ print $1 }' | grep -qx "$NETNS"; then
-    for pid in $(ip netns pids "$NETNS" 2>/dev/null); do
-      log "stopping leftover process $pid in $NETNS ($(cat "/proc/$pid/comm" 2>/dev/null))"
-      stop_pid "$pid" 5
-    done
-    log "deleting network namespace $NETNS"
-    ip netns del "$NETNS" || log "WARNING: could not delete $NETNS"
-  fi
+  for ns in $(ip netns list 2>/dev/null | awk '{ print $1 }' | grep -E "^$NETNS-n[0-9]\$" || true); do delete_netns "$ns"; done
+  delete_netns "$NETNS"
   local cg
-  for cg in /sys/fs/cgroup/*/"$CGROUP_PARENT"; do
+  for cg in /sys/fs/cgroup/*/"$CGROUP_PARENT" /sys/fs/cgroup/*/"$CGROUP_PARENT"-n[0-9]; do
     [[ -d $cg ]] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null
     [[ -d $cg ]] && log "WARNING: could not remove cgroup $cg"
   done
   if [[ -n $(mounts_under "$DIR") ]]; then log "ERROR: mounts remain:"; mounts_under "$DIR" >&2; return 1; fi
   # Logs stay for a look after a failed run; data, sockets and the plugins' directories go.
   rm -rf --one-file-system -- "$DIR/docker-data" "$DIR/plugins" "$DIR"/podman-* "$DIR/managed" "$DIR/rootfs" \
-    "$DIR/plugin-sockets" "$DIR/newroot" "$DIR/bin" "$DIR/env" "$DIR/docker.sock"
+    "$DIR/plugin-sockets" "$DIR/newroot" "$DIR/bin" "$DIR/env" "$DIR/docker.sock" "$DIR"/csi "$DIR"/csi-*
+  for k in $(extra_nodes); do
+    rm -rf --one-file-system -- "$DIR/node$k/docker-data" "$DIR/node$k/plugin-sockets" "$DIR/node$k/newroot" \
+      "$DIR/node$k/rootfs" "$DIR/node$k/docker.sock"
+  done
   log "down: nothing left running, mounted or namespaced for $DIR"
 }
 

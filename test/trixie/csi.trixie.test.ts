@@ -8,13 +8,15 @@
 //   executor does, and a second plugin instance as a second node: real sshfs, FUSE, propagated mount and link;
 // - the Swarm flows themselves: a single-node swarm inside the environment's own network namespace, volumes with
 //   their credential as a Swarm secret, a service on `--mount type=cluster`, pause, a plugin restart while published,
-//   `docker service rm` unpublishing it, `docker volume rm`; the credential never in `docker volume inspect`. The drain
-//   test is skipped: Docker 28.5's Swarm never unpublishes a drained volume whose service still runs (see there).
+//   `docker service rm` unpublishing it, a volume drain (with the node paused, see there), `docker volume rm`; the
+//   credential never in `docker volume inspect`;
+// - a two-node swarm (TRIXIE_NODES=2: a second dockerd in namespaces of its own): a node drain moves the task with its
+//   data to the other node, a plugin restart while published, volume pause and drain, rm (see the last describe).
 import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import path from 'node:path';
 import { credentials, loadPackageDefinition, type Client, type GrpcObject, type ServiceError } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, assert, beforeAll, describe, expect, it } from 'vitest';
 import { csiPackage } from '../../adapter/csi/schema.js';
 import { JournalFile } from '../../state/journal-file.js';
 import { JOURNAL_FILE_NAME, STATE_FILE_NAME, type StateChange } from '../../state/lowdb-store.js';
@@ -27,7 +29,7 @@ let env: E2EEnv;
 let downForky: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  downForky = await upSuiteEnvironment('forky');
+  downForky = await upSuiteEnvironment('forky', 2);
   env = loadEnv();
 }, 1_800_000);
 
@@ -310,15 +312,16 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 28.5', () => {
     expect(await stateVolumes(dirs.stateSource)).not.toContain(vol);
   });
 
-  // Skipped: not the plugin's to fix. On Docker 28.5 (Debian forky), seen in this environment: after
-  // `docker volume update --availability drain`, Swarm's volume enforcer marks the running task Rejected ("attached to
-  // volume which is being drained", desired state Shutdown) and the replacement task waits Pending on no node; but the
-  // volume's PublishStatus for the node stays "published" (`docker volume ls --cluster`: "in use (1 node)") and Swarm
-  // never sends NodeUnpublishVolume (none in dockerd's log after 120 s). Scaling the service to 0 leaves it so too;
-  // only `docker service rm` (which deletes the rejected task) makes Swarm unpublish it (then "created", unmounted).
-  // Without a drain, scaling to 0 or removing the service unpublishes at once (the test above): Swarm frees a volume
-  // for a task that shut down, not for one its enforcer rejected while running. Related: moby/moby#45547.
-  it.skip('drain stops the task and unpublishes the volume (Swarm keeps a drained volume published: see above)', async () => {
+  // Drain on one node: Swarm rejects the task ("attached to volume which is being drained"), but unpublishes the
+  // volume only once no task that wants it is placed on the node, and that is swarmkit's scheduler, not the plugin. It
+  // marks a node's publication for NodeUnpublishVolume only in freeVolumes (manager/scheduler/volumes.go), which runs
+  // only at the end of applySchedulingDecisions (scheduler.go) and counts the volume's reservations per node then. The
+  // replacement task is first placed on a node (scheduleNTasksOnNodes reserves its volumes there), then refused since
+  // the volume is not active; its reservation is released only after freeVolumes ran. With the only node active, it
+  // always lands there and the volume stays published (seen: "in use (1 node)" for 140 s, no NodeUnpublishVolume).
+  // With the node paused there is nowhere to place the replacement, no reservation, and Swarm unpublishes it (seen
+  // too when the node is paused only after the drain: "created" 3 s later).
+  it('drain with the node paused: the task is rejected and the volume unpublished', async () => {
     const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'csid');
     const vol = uniq('cd');
     const service = uniq('dsvc');
@@ -334,9 +337,21 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 28.5', () => {
       '--mount', `type=cluster,src=${vol},dst=/data`, env.image, 'sh', '-c', 'echo drained > /data/d.txt && exec sleep 600',
     ]);
     await waitFor('the task to write', () => remoteExists(remote, 'd.txt'), 180_000, 1000);
-    await dkok(['volume', 'update', '--availability', 'drain', vol]);
-    await waitFor('no task to run on the drained volume', async () => (await taskStates(service)).every((s) => s.split(' ')[1] !== 'Running'), 120_000, 1000);
-    await waitFor('the drained volume to be unpublished', async () => !(await mountedIn(vol)), 120_000, 1000);
+    const self = (await dkok(['info', '--format', '{{.Swarm.NodeID}}'])).trim();
+    await dkok(['node', 'update', '--availability', 'pause', self]);
+    try {
+      await dkok(['volume', 'update', '--availability', 'drain', vol]);
+      await waitFor('no task to run on the drained volume', async () => (await taskStates(service)).every((s) => s.split(' ')[1] !== 'Running'), 120_000, 1000);
+      expect(await dkok(['service', 'ps', '--no-trunc', '--format', '{{.Error}}', service])).toContain('attached to volume which is being drained');
+      await waitFor('the drained volume to be unpublished', async () => (await clusterStatus(vol)) === 'created', 120_000, 1000);
+      await waitFor('the drained volume to be unmounted', async () => !(await mountedIn(vol)), 60_000, 1000);
+      await dkok(['service', 'rm', service]);
+      await dkok(['volume', 'rm', vol]);
+      await waitFor('the drained volume to be deleted', async () => (await clusterStatus(vol)) === '', 120_000, 1000);
+      expect(await readRemote(remote, 'd.txt')).toBe('drained\n');
+    } finally {
+      await dkok(['node', 'update', '--availability', 'active', self]);
+    }
   });
 
   it('a private key given as a Swarm secret: written by the plugin, never shown by Docker', async () => {
@@ -373,4 +388,174 @@ describe('Swarm cluster volumes through the CSI plugin on Docker 28.5', () => {
     expect(daemonLog).not.toContain(body);
     expect(daemonLog).not.toContain(env.password);
   });
+});
+
+/** One dockerd of the multi-node swarm, as the tests reach it from here. */
+interface SwarmNode {
+  label: string;
+  dockerHost: string;
+  /** Its namespace's mount table (where its plugin's sshfs mounts show). */
+  mountsFile: string;
+  /** Its dockerd's log (the plugin's lines are in it). */
+  log: string;
+  /** Its Swarm node id (once it joined). */
+  id: string;
+}
+
+/** The forky docker CLI against NODE's dockerd. */
+function dkAt(node: SwarmNode, args: string[], input?: string): Promise<CmdResult> {
+  return inNs(['docker', ...args], { env: { DOCKER_HOST: node.dockerHost, DOCKER_CLI_HINTS: 'false' }, ...(input !== undefined ? { input } : {}) });
+}
+
+async function dkokAt(node: SwarmNode, args: string[], input?: string): Promise<string> {
+  const r = await dkAt(node, args, input);
+  if (r.exitCode !== 0) throw new Error(`docker ${args.join(' ')} on ${node.label} exited ${r.exitCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function mountedOn(node: SwarmNode, vol: string): Promise<boolean> {
+  return (await readMounts(node.mountsFile)).some((m) => m.fstype === 'fuse.sshfs' && m.mountpoint.endsWith(`/.mounts/${vol}`));
+}
+
+// Two dockerds 28.5, each in network, mount and UTS namespaces of its own (TRIXIE_NODES=2), one swarm: node 1
+// manages, node 2 works; each runs the CSI plugin created from the same build. The key reaches the plugins only as a
+// Swarm secret. What Swarm does with the volume's and the nodes' availability is in swarmkit's scheduler
+// (manager/scheduler/volumes.go, scheduler.go; see the README's cluster-volume section): a node drain moves the task
+// and unpublishes the volume from the drained node; a volume drain rejects the tasks, and unpublishes the volume only
+// once the scheduler places no task that wants it on that node (here: every node paused).
+describe('a cluster volume on a two-node swarm follows its service (Docker 28.5)', () => {
+  let dirs: PluginDirs;
+  let nodes: SwarmNode[] = [];
+  const service = uniq('msvc');
+  const vol = uniq('mv');
+  const secret = uniq('mkey');
+
+  /** The nodes of the service's tasks that run (desired and current state running), by Swarm node id. */
+  async function runningOn(): Promise<string[]> {
+    const ids = (await dkokAt(nodes[0]!, ['service', 'ps', '-q', '--filter', 'desired-state=running', service])).split('\n').filter(Boolean);
+    const out: string[] = [];
+    for (const id of ids) {
+      const [node = '', state = ''] = (await dkokAt(nodes[0]!, ['inspect', '--format', '{{.NodeID}} {{.Status.State}}', id])).split(' ');
+      if (state === 'running') out.push(node);
+    }
+    return out;
+  }
+  const byId = (id: string) => nodes.find((n) => n.id === id) ?? assert.fail(`no node ${id}`);
+  const logs = () => nodes.map((n) => readFileSync(n.log, 'utf8')).join('\n');
+
+  beforeAll(async () => {
+    expect(trixie.nodes()).toBeGreaterThanOrEqual(2);
+    const n2 = trixie.node(2);
+    nodes = [
+      { label: 'node 1', dockerHost: env.dockerHost, mountsFile: trixie.mountsFile(), log: path.join(env.dir, 'dockerd.log'), id: '' },
+      { label: 'node 2', dockerHost: n2.dockerHost, mountsFile: n2.mountsFile, log: path.join(env.dir, 'node2', 'dockerd.log'), id: '' },
+    ];
+    dirs = pluginDirs('csi-multi', 'sshfs-csi');
+    freshPluginDirs(dirs);
+    const common = { PLUGIN_CONFIG: 'csi', PLUGIN_NAME: dirs.name, PLUGIN_DIR: dirs.pluginDir, PLUGIN_KEYS_SOURCE: dirs.keysSource, PLUGIN_DEBUG: '1' };
+    // Node 1 builds and installs it; node 2 creates its plugin from the same build (its own state directory).
+    const installed = await pluginScript('install', { ...common, PLUGIN_BUILDER: 'offline', PLUGIN_SKIP_APP_BUILD: '1', PLUGIN_STATE_SOURCE: dirs.stateSource });
+    if (installed.exitCode !== 0) throw new Error(`plugin.sh install on node 1 failed (${installed.exitCode}):\n${installed.stderr}`);
+    for (const step of ['create', 'enable']) {
+      const r = await pluginScript(step, { ...common, PLUGIN_STATE_SOURCE: `${dirs.stateSource}-node2`, DOCKER_HOST: n2.dockerHost });
+      if (r.exitCode !== 0) throw new Error(`plugin.sh ${step} on node 2 failed (${r.exitCode}):\n${r.stderr}`);
+    }
+    await dkokAt(nodes[0]!, ['swarm', 'init', '--advertise-addr', trixie.swarmAddr(), '--listen-addr', `${trixie.swarmAddr()}:2377`]);
+    const token = (await dkokAt(nodes[0]!, ['swarm', 'join-token', '-q', 'worker'])).trim();
+    await dkokAt(nodes[1]!, ['swarm', 'join', '--advertise-addr', n2.addr, '--listen-addr', `${n2.addr}:2377`, '--token', token, `${trixie.swarmAddr()}:2377`]);
+    for (const node of nodes) node.id = (await dkokAt(node, ['info', '--format', '{{.Swarm.NodeID}}'])).trim();
+    // The manager places a task only where the node reported the CSI plugin (NodeGetInfo): both must have.
+    for (const node of nodes) {
+      await waitFor(`${node.label} to report the CSI plugin`, async () => (await dkokAt(nodes[0]!, ['node', 'inspect', '--format', '{{json .Description.CSIInfo}}', node.id])).includes(dirs.ref), 120_000, 1000);
+    }
+  }, 600_000);
+
+  afterAll(async () => {
+    if (nodes.length === 0) return;
+    await dkAt(nodes[0]!, ['service', 'rm', service]);
+    await dkAt(nodes[0]!, ['volume', 'rm', '-f', vol]);
+    await dkAt(nodes[0]!, ['secret', 'rm', secret]);
+    await dkAt(nodes[1]!, ['swarm', 'leave', '--force']);
+    await dkAt(nodes[0]!, ['swarm', 'leave', '--force']);
+    for (const node of nodes) {
+      await dkAt(node, ['container', 'prune', '-f']);
+      await dkAt(node, ['plugin', 'disable', '-f', dirs.ref]);
+      await dkAt(node, ['plugin', 'rm', '-f', dirs.ref]);
+    }
+  }, 300_000);
+
+  it('the task writes on one node; a plugin restart there while published; a node drain moves it with its data; pause; a volume drain; rm', async () => {
+    const started = Date.now();
+    const remote = await makeRemoteSubdir(env.keyRemoteDir, env.keyUser, 'csimn');
+    const key = readFileSync(env.keyFile, 'utf8');
+    const keyBody = key.split('\n')[1] ?? 'no key body';
+    // Every node reaches the sshd at node 1's bridge address (its loopback is node 1's own).
+    const secretId = (await dkokAt(nodes[0]!, ['secret', 'create', secret, '-'], key)).trim();
+    await dkokAt(nodes[0]!, [
+      'volume', 'create', '-d', dirs.ref, '--type', 'mount', '--scope', 'multi', '--sharing', 'all',
+      '-o', `sshcmd=${env.keyUser}@${trixie.swarmAddr()}:${remote}`, '-o', `port=${env.sshPort}`, '--secret', `key=${secretId}`, vol,
+    ]);
+    await waitFor('the volume to be created by the plugin', async () => (await clusterStatus(vol)) === 'created', 120_000, 1000);
+    expect(await dkokAt(nodes[0]!, ['volume', 'inspect', vol])).not.toContain(keyBody);
+
+    // Each task records what it found (the earlier tasks' lines), then adds its own line.
+    await dkokAt(nodes[0]!, [
+      'service', 'create', '--detach', '--name', service, '--network', 'host', '--stop-grace-period', '1s', '--env', 'NODE={{.Node.ID}}',
+      '--mount', `type=cluster,src=${vol},dst=/data`,
+      env.image, 'sh', '-c', 'cat /data/log.txt > "/data/seen-$NODE.txt" 2>/dev/null; echo "written on $NODE" >> /data/log.txt && exec sleep 600',
+    ]);
+    await waitFor('the task to write through the cluster volume', () => remoteExists(remote, 'log.txt'), 180_000, 1000);
+    const [firstId = ''] = await runningOn();
+    const a = byId(firstId);
+    const b = nodes.find((n) => n !== a)!;
+    expect(await readRemote(remote, 'log.txt')).toBe(`written on ${a.id}\n`);
+    expect(await mountedOn(a, vol)).toBe(true);
+    expect(await mountedOn(b, vol)).toBe(false);
+
+    // A plugin restart on the task's node while published: the plugin mounts it again from its own state.
+    await dkokAt(a, ['plugin', 'disable', '-f', dirs.ref]);
+    await dkokAt(a, ['plugin', 'enable', dirs.ref]);
+    // (The dead mount stays listed until the plugin's recovery unmounts it: its log line tells the mount is new.)
+    const again = new RegExp(`volume ${vol}: published at /data/published/\\w+ before the restart; mounted again`);
+    await waitFor(`the plugin on ${a.label} to mount the published volume again`, () => again.test(readFileSync(a.log, 'utf8')), 90_000, 1000);
+    expect(await mountedOn(a, vol)).toBe(true);
+
+    // Drain the task's node: Swarm moves the task to the other node, which publishes the volume and reads what the
+    // first task wrote; the drained node unpublishes it (NodeUnpublishVolume: link and mount gone).
+    await dkokAt(nodes[0]!, ['node', 'update', '--availability', 'drain', a.id]);
+    await waitFor(`the task to run on ${b.label}`, async () => (await runningOn()).join() === b.id, 120_000, 1000);
+    await waitFor(`the task on ${b.label} to have read the data`, () => remoteExists(remote, `seen-${b.id}.txt`), 60_000, 1000);
+    expect(await readRemote(remote, `seen-${b.id}.txt`)).toBe(`written on ${a.id}\n`);
+    expect(await readRemote(remote, 'log.txt')).toBe(`written on ${a.id}\nwritten on ${b.id}\n`);
+    await waitFor(`${a.label} to unpublish the volume`, async () => !(await mountedOn(a, vol)), 120_000, 1000);
+    expect(readFileSync(a.log, 'utf8')).toContain(`NodeUnpublishVolume ${vol}: /data/published/`);
+    expect(await mountedOn(b, vol)).toBe(true);
+    await dkokAt(nodes[0]!, ['node', 'update', '--availability', 'active', a.id]);
+
+    // Volume paused: the running task goes on, a new one is not placed; active again, it is.
+    await dkokAt(nodes[0]!, ['volume', 'update', '--availability', 'pause', vol]);
+    await dkokAt(nodes[0]!, ['service', 'scale', '--detach', `${service}=2`]);
+    await new Promise((resolve) => setTimeout(resolve, 10_000));
+    expect(await runningOn()).toEqual([b.id]);
+    await dkokAt(nodes[0]!, ['volume', 'update', '--availability', 'active', vol]);
+    await waitFor('the second task to run once the volume is active', async () => (await runningOn()).length === 2, 120_000, 1000);
+
+    // Volume drained with every node paused: Swarm rejects every task using it and, having nowhere to place their
+    // replacements, unpublishes the volume from every node.
+    for (const node of nodes) await dkokAt(nodes[0]!, ['node', 'update', '--availability', 'pause', node.id]);
+    await dkokAt(nodes[0]!, ['volume', 'update', '--availability', 'drain', vol]);
+    await waitFor('no task to run on the drained volume', async () => (await runningOn()).length === 0, 120_000, 1000);
+    expect(await dkokAt(nodes[0]!, ['service', 'ps', '--no-trunc', '--format', '{{.Error}}', service])).toContain('attached to volume which is being drained');
+    await waitFor('the drained volume to be unpublished from every node', async () => (await clusterStatus(vol)) === 'created', 120_000, 1000);
+    for (const node of nodes) await waitFor(`${node.label} to unmount the drained volume`, async () => !(await mountedOn(node, vol)), 60_000, 1000);
+
+    await dkokAt(nodes[0]!, ['service', 'rm', service]);
+    await dkokAt(nodes[0]!, ['volume', 'rm', vol]);
+    await waitFor('the cluster volume to be deleted', async () => (await clusterStatus(vol)) === '', 120_000, 1000);
+    for (const node of nodes) await dkokAt(nodes[0]!, ['node', 'update', '--availability', 'active', node.id]);
+    expect(remoteExists(remote, 'log.txt')).toBe(true);
+    // The key went to the plugins as a Swarm secret only: in no record Docker shows, in neither dockerd's log.
+    expect(logs()).not.toContain(keyBody);
+    console.log(`[csi] two-node flow took ${Math.round((Date.now() - started) / 1000)} s`);
+  }, 900_000);
 });

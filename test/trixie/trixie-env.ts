@@ -20,6 +20,16 @@ export const trixie = {
   mountsFile: (): string => `/proc/${need('TRIXIE_HOLDER_PID')}/mounts`,
   /** The address `docker swarm init` advertises (on a veth inside the namespace's own network). */
   swarmAddr: (): string => need('TRIXIE_SWARM_ADDR'),
+  /** How many nodes the environment has (TRIXIE_NODES: node 1 is the environment itself). */
+  nodes: (): number => Number(loadEnv().raw.TRIXIE_NODES ?? '1'),
+  /** Node K (2..) of a multi-node environment: its dockerd, namespace runner, mount table, address, plugin sockets. */
+  node: (k: number) => ({
+    dockerHost: need(`TRIXIE_NODE${k}_DOCKER_HOST`),
+    inNs: need(`TRIXIE_NODE${k}_IN_NS`),
+    mountsFile: `/proc/${need(`TRIXIE_NODE${k}_HOLDER_PID`)}/mounts`,
+    addr: need(`TRIXIE_NODE${k}_ADDR`),
+    socketDir: need(`TRIXIE_NODE${k}_SOCKET_DIR`),
+  }),
 };
 
 /** Runs ARGS inside the namespace (e.g. the trixie docker CLI). Never throws; a timeout gives exitCode -1. */
@@ -53,15 +63,17 @@ export function startTrixiePlugin(name: string = uniquePluginName()): Promise<Le
 
 /**
  * The same environment from another Debian suite's root (TRIXIE_SUITE), in <repo>/.e2e-SUITE, for the one test file
- * that needs that suite's engine (forky: Docker 28.5, whose Swarm calls CSI plugins). Brings it up (building the root
+ * that needs that suite's engine (forky: Docker 28.5, whose Swarm calls CSI plugins), with NODES nodes (TRIXIE_NODES:
+ * the others each in network and mount namespaces of their own, for a multi-node swarm). Brings it up (building the root
  * once if it is not cached), points this file's harness at it, and returns its teardown (skipped under E2E_KEEP, as
  * the global setups do). dist/ is the project's global setup's build.
  */
-export async function upSuiteEnvironment(suite: string): Promise<() => Promise<void>> {
+export async function upSuiteEnvironment(suite: string, nodes = 1): Promise<() => Promise<void>> {
   const dir = path.join(REPO_ROOT, `.e2e-${suite}`);
   const script = path.join(REPO_ROOT, 'scripts', 'trixie-env.sh');
   const run = async (step: 'up' | 'down', timeoutMs: number) => {
-    const r = await execa('bash', [script, step, dir], { env: { TRIXIE_SUITE: suite }, reject: false, all: true, timeout: timeoutMs, input: '' });
+    const env = { TRIXIE_SUITE: suite, TRIXIE_NODES: String(nodes) };
+    const r = await execa('bash', [script, step, dir], { env, reject: false, all: true, timeout: timeoutMs, input: '' });
     if (r.exitCode !== 0) throw new Error(`TRIXIE_SUITE=${suite} scripts/trixie-env.sh ${step} ${dir} failed (exit ${r.exitCode}${r.timedOut ? ', timed out' : ''}):\n${r.all ?? ''}`);
   };
   await run('up', 1_500_000);
