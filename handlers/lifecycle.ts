@@ -291,8 +291,11 @@ async function setReadAhead(record: VolumeRecord, kb: number, deps: Deps): Promi
  * that served the mount (the record's, unless the caller already cleared it from the record).
  */
 export async function unmountVolume(record: VolumeRecord, deps: Deps, server = record.sshfs): Promise<void> {
-  if (await deps.mounts.isMounted(record.mountpoint)) {
+  const mounted = await deps.mounts.isMounted(record.mountpoint);
+  markStep(record, 'state');
+  if (mounted) {
     const plain = await deps.runner.run('fusermount3', ['-u', record.mountpoint], { timeoutMs: 10_000 });
+    markStep(record, 'fusermount');
     const lazy = plain.exitCode !== 0;
     if (lazy) {
       deps.log.info(`unmount of ${record.mountpoint} failed (${plain.stderr.trim()}); detaching it lazily`);
@@ -309,8 +312,10 @@ export async function unmountVolume(record: VolumeRecord, deps: Deps, server = r
     // (on a hung request that held the mount, or on sshfs's own last requests): make sure they end.
     if (server !== undefined) deps.processes?.retire(server);
     deps.log.info(`unmounted volume ${record.name}${lazy ? ' (detached lazily: it was busy)' : ''}`);
+    markStep(record, 'unmounted');
   }
   await deps.fs.removeEmptyDir(record.mountpoint);
+  markStep(record, 'rmdir');
 }
 
 /** The volume is no longer used: saved as unmounted first (a crash then leaves no claim on the mount), then unmounted. */
@@ -321,6 +326,7 @@ export async function unmountUnused(record: VolumeRecord, deps: Deps): Promise<v
   delete record.sshfs;
   delete record.mountedTicks;
   await deps.store.put(record);
+  markStep(record, 'journal');
   await unmountVolume(record, deps, server);
 }
 
