@@ -19,6 +19,7 @@ import {
   waitServing,
 } from './lib.js';
 import { tracedMount } from './phases.js';
+import { tracedColdRows, tracedSide } from './requests.js';
 import { pipeOnce, readFindings } from './reads.js';
 import { sweep } from './sweep.js';
 
@@ -588,6 +589,70 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
   row('control plane', 'RSS after the whole run', after.text, `${RSS_METHOD}, 2 s after the data section`, '≤ 45 MB', after.rss * 1.048576 <= 45);
 }
 
+/** The -o options of the plugin's and of rclone's bench volumes on REMOTE dirs of the test sshd. */
+function volumeOpts(env: E2EEnv, remotePlugin: string, remoteRclone: string): { ours: string[]; rclone: string[] } {
+  return {
+    ours: [`sshcmd=${env.keyUser}@${env.sshHost}:${remotePlugin}`, `port=${env.sshPort}`, `IdentityFile=${env.keyFile}`],
+    rclone: ['type=sftp', `sftp-host=${env.sshHost}`, `sftp-port=${env.sshPort}`, `sftp-user=${env.keyUser}`, `sftp-key-file=${env.keyFile}`,
+      `sftp-known-hosts-file=${env.knownHostsFile}`, `path=${remoteRclone}`],
+  };
+}
+
+/**
+ * `npm run bench -- --cold` (a minute or two): the cold docker run alone, plugin (login shared) against rclone and no
+ * volume, interleaved, with the Mount and Unmount breakdowns and the requests dockerd makes (through timing proxies).
+ */
+async function coldOnly(env: E2EEnv): Promise<void> {
+  const pluginName = `sshfs-e2e-bench-${randomId()}`;
+  const p = await plainPlugin(pluginName, { DEBUG: '1' });
+  const rc = spawnRclone(DIR, `sshfs-e2e-rclone-${randomId()}`);
+  peers.push(rc);
+  await waitActivate(rc.socketPath);
+  const remotePlugin = `${env.keyRemoteDir}/plugin`;
+  const remoteRclone = `${env.keyRemoteDir}/rclone`;
+  for (const d of [remotePlugin, remoteRclone]) await runOk('install', ['-d', '-o', env.keyUser, '-g', env.keyUser, d]);
+  const opts = volumeOpts(env, remotePlugin, remoteRclone);
+  const vol = `bench-vol-${randomId()}`;
+  const rcVol = `bench-rclone-${randomId()}`;
+  await dockerOk(env, ['volume', 'create', '-d', pluginName, ...opts.ours.flatMap((o) => ['-o', o]), vol]);
+  await dockerOk(env, ['volume', 'create', '-d', rc.name, ...opts.rclone.flatMap((o) => ['-o', o]), rcVol]);
+  const img = env.image;
+  await dockerRunMs(env, [img, 'true']);
+  for (const v of [vol, rcVol]) await dockerRunMs(env, ['-v', `${v}:/data`, img, 'true']); // first login, rclone's connection
+  const none: number[] = [];
+  const ours: number[] = [];
+  const rcs: number[] = [];
+  const mountSteps: Array<Record<string, number>> = [];
+  const unmountSteps: Array<Record<string, number>> = [];
+  const loads = [load1()];
+  for (let i = 0; i < COLD_RUNS; i++) {
+    none.push(await dockerRunMs(env, [img, 'true']));
+    rcs.push(await dockerRunMs(env, ['-v', `${rcVol}:/data`, img, 'true']));
+    const mark = logSize(p);
+    ours.push(await dockerRunMs(env, ['-v', `${vol}:/data`, img, 'true']));
+    await sleep(30); // the Unmount's debug line reaches the log
+    mountSteps.push(...mountStepsSince(p, vol, mark));
+    unmountSteps.push(...mountStepsSince(p, vol, mark, 'unmount'));
+  }
+  loads.push(load1());
+  const M = 'mount';
+  const ratio = pairedRatio(ours, rcs);
+  row(M, 'cold docker run: no volume / rclone / plugin (login shared)',
+    `${fmt(median(none), 0)} / ${fmt(median(rcs), 0)} / ${fmt(median(ours), 0)} ms (plugin / rclone ${fmt(ratio, 2)}×; load ${fmt(loads[0] ?? NaN, 1)} → ${fmt(loads[1] ?? NaN, 1)})`,
+    `medians of ${COLD_RUNS} interleaved rounds of \`docker run --rm --network none -v X:/data busybox true\` after a first login; the ratio is the median of the ${COLD_RUNS} paired ratios; 1-min load average before → after`,
+    '≤ 1.0× rclone', ratio <= 1.0);
+  row(M, 'Mount breakdown, login shared (plugin\'s own timing, ms)', formatSteps(medianSteps(mountSteps)), `median per step over the ${mountSteps.length} Mounts above (handlers/mount-steps.ts)`);
+  row(M, 'Unmount breakdown (plugin\'s own timing, ms)', formatSteps(medianSteps(unmountSteps)),
+    `median per step over the ${unmountSteps.length} Unmounts above: journal = the reference released and saved (fsync), state = is it mounted (mountinfo), fusermount = fusermount3 -u, unmounted = the check that it is gone, rmdir = the empty mountpoint removed`);
+  const sides = {
+    ours: await tracedSide('plugin', `${pluginName}-traced`, p.socketPath, p),
+    rclone: await tracedSide('rclone', `${rc.name}-traced`, rc.socketPath),
+  };
+  closers.push(() => sides.ours.proxy.close(), () => sides.rclone.proxy.close());
+  await tracedColdRows(env, img, sides, opts, COLD_RUNS, row, load1);
+  for (const v of [vol, rcVol]) await dockerOk(env, ['volume', 'rm', v]);
+}
+
 /**
  * Several busy volumes of one server: 3 containers reading (then writing) 256 MiB at once through 3 volumes with the
  * same credentials: sharing one login (one TCP stream, one ssh process) against separate logins (SHARED_CONNECTION_IDLE=0).
@@ -696,6 +761,11 @@ async function main(): Promise<void> {
       const f = await readFindings(env, work, path.join(work, 'src', 'rand'), REPS);
       for (const r of f.rows) row('reads', r.metric, r.value, r.method);
       process.stdout.write(`\n${table()}\n`);
+      return;
+    }
+    if (process.argv.includes('--cold')) {
+      await coldOnly(env);
+      process.stdout.write(`\n${await header()}\n\n${table()}\n\nTotal benchmark time ${fmt((performance.now() - started) / 1000, 0)} s.\n`);
       return;
     }
     if (process.argv.includes('--sweep')) {

@@ -373,8 +373,8 @@ export function logSize(p: Plugin): number {
   }
 }
 
-/** The "mount steps" lines of VOLUME logged after byte FROM, each as step -> ms (total included), in order. */
-export function mountStepsSince(p: Plugin, volume: string, from: number): Array<Record<string, number>> {
+/** The "mount steps" (or "unmount steps") lines of VOLUME logged after byte FROM, each as step -> ms (total included), in order. */
+export function mountStepsSince(p: Plugin, volume: string, from: number, request: 'mount' | 'unmount' = 'mount'): Array<Record<string, number>> {
   let text = '';
   try {
     text = readFileSync(p.logFile).subarray(from).toString('utf8');
@@ -383,10 +383,10 @@ export function mountStepsSince(p: Plugin, volume: string, from: number): Array<
   }
   const out: Array<Record<string, number>> = [];
   for (const line of text.split('\n')) {
-    const m = / debug volume (\S+) mount steps: (.*)$/.exec(line);
-    if (m === null || m[1] !== volume) continue;
+    const m = / debug volume (\S+) (mount|unmount) steps: (.*)$/.exec(line);
+    if (m === null || m[1] !== volume || m[2] !== request) continue;
     const steps: Record<string, number> = {};
-    for (const [, step, ms] of (m[2] ?? '').matchAll(/([a-z-]+) ([0-9.]+)/g)) steps[step ?? '?'] = Number(ms);
+    for (const [, step, ms] of (m[3] ?? '').matchAll(/([a-z-]+) ([0-9.]+)/g)) steps[step ?? '?'] = Number(ms);
     out.push(steps);
   }
   return out;
