@@ -158,6 +158,28 @@ describe('processes from /proc/<pid>/stat', () => {
     expect(await table.identify(10)).toBeUndefined();
   });
 
+  it("looks for sshfs's ssh among the next pids first, and in all of /proc when it is not there", async () => {
+    const proc = await mkdtemp(join(tmpdir(), 'proc-'));
+    await writeFile(join(proc, 'uptime'), '100.00 0.00\n');
+    const add = async (pid: number, ticks: number, pgrp = pid, state = 'S') => {
+      await mkdir(join(proc, String(pid)), { recursive: true });
+      await writeFile(join(proc, String(pid), 'stat'), stat(ticks, 'x', 1, state, pgrp));
+    };
+    await add(500, 1_000); // sshfs
+    await add(501, 1_000); // a neighbour in a group of its own: not its ssh
+    await add(502, 1_000, 500, 'Z'); // sshfs's intermediate fork, exited: not its ssh
+    await add(503, 1_001, 500); // the ssh
+    const table = createHostView(new FakeRunner(), proc).processes;
+    expect(await table.groupMember({ pid: 500, startTicks: 1_000 })).toEqual({ pid: 503, startTicks: 1_001 });
+    // Pids taken by other processes in between: the ssh is far from sshfs's pid, and found by the scan.
+    await add(600, 2_000); // another sshfs
+    for (let pid = 601; pid < 640; pid++) await add(pid, 2_000);
+    await add(640, 2_001, 600);
+    expect(await table.groupMember({ pid: 600, startTicks: 2_000 })).toEqual({ pid: 640, startTicks: 2_001 });
+    await rm(join(proc, '640'), { recursive: true });
+    expect(await table.groupMember({ pid: 600, startTicks: 2_000 })).toBeUndefined();
+  });
+
   it("finds a shared login's master from what it says over its socket, and remembers it while it lives", async () => {
     const proc = await mkdtemp(join(tmpdir(), 'proc-'));
     await writeFile(join(proc, 'uptime'), '100.00 0.00\n');
@@ -263,6 +285,20 @@ describe('execa runner', () => {
     const r = await createExecaRunner().run('ssh', ['-V']);
     expect(r.exitCode).toBe(0);
     expect(r.stderr).toMatch(/OpenSSH/);
+  });
+  it('reports a program it cannot start as exit code -1 with the reason, and drops one final newline of the output', async () => {
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      const r = await createExecaRunner().run('fusermount3', ['-V']);
+      expect(r).toMatchObject({ exitCode: -1, timedOut: false });
+      expect(r.stderr).toMatch(/ENOENT/);
+    } finally {
+      process.env.PATH = path;
+    }
+    const v = await createExecaRunner().run('fusermount3', ['-V']);
+    expect(v.exitCode).toBe(0);
+    expect(`${v.stdout}${v.stderr}`).toMatch(/fusermount3 version: [0-9.]+$/);
   });
   it('refuses any other program', async () => {
     await expect(createExecaRunner().run('sh' as Program, ['-c', 'id'])).rejects.toThrow(/refusing to run sh/);
