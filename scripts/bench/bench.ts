@@ -345,6 +345,7 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
   // The plugin's own breakdown of each Mount (its DEBUG=1 lines, handlers/mount-steps.ts), per kind of cold run.
   const stepsFirst: Array<Record<string, number>> = [];
   const stepsShared: Array<Record<string, number>> = [];
+  const unmountShared: Array<Record<string, number>> = [];
   const coldLoad = [load1()];
   for (let i = 0; i < COLD_RUNS; i++) {
     none.push(await dockerRunMs(env, [img, 'true']));
@@ -356,7 +357,9 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
     stepsFirst.push(...mountStepsSince(p, vol, mark));
     mark = logSize(p);
     cold.push(await dockerRunMs(env, ['-v', `${vol}:/data`, img, 'true'])); // joins that login
+    await sleep(30); // the Unmount's debug line reaches the log
     stepsShared.push(...mountStepsSince(p, vol, mark));
+    unmountShared.push(...mountStepsSince(p, vol, mark, 'unmount'));
     coldOff.push(await dockerRunMs(env, ['-v', `${volOff}:/data`, img, 'true']));
     coldRc.push(await dockerRunMs(env, ['-v', `${rcVol}:/data`, img, 'true']));
     // What an operator without the plugin pays per run: mount, run on a bind of it, unmount.
@@ -369,8 +372,14 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
     byHand.push(performance.now() - t);
   }
   coldLoad.push(load1());
+  // The same cold runs through timing proxies: every request dockerd makes, and where the run's time goes.
+  const traced = {
+    ours: await tracedSide('plugin', `${pluginName}-traced`, p.socketPath, p),
+    rclone: await tracedSide('rclone', `${rc.name}-traced`, rc.socketPath),
+  };
+  closers.push(() => traced.ours.proxy.close(), () => traced.rclone.proxy.close());
   const direct = await directMounts(p, vol, rc, rcVol);
-  const traced = await tracedMount(p, vol, `bench-traced-${randomId()}`);
+  const phases = await tracedMount(p, vol, `bench-traced-${randomId()}`);
   const holder = `bench-holder-${randomId()}`;
   containers.add(holder);
   await dockerOk(env, ['run', '-d', '--name', holder, '--network', 'none', '-v', `${vol}:/data`, img, 'sleep', '900']);
@@ -428,12 +437,15 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
     `same, over the ${stepsFirst.length} Mounts of the \`first login\` row (shared-login includes the master's ssh login)`);
   row(M, 'Mount request alone: plugin (login shared) / rclone', `${fmt(median(direct.ours), 1)} / ${fmt(median(direct.rc), 1)} ms (${fmt(pairedRatio(direct.ours, direct.rc), 2)}×)`,
     `median of ${direct.ours.length} interleaved POST /VolumeDriver.Mount on each plugin's socket (as dockerd sends it) of a volume not mounted, each followed by its Unmount; the plugin's login to the server shared; plugin steps: ${formatSteps(medianSteps(direct.steps))}`);
-  if (traced !== undefined) {
-    row(M, 'inside the Mount\'s sshfs step, login shared (one Mount under strace -f, ms)', formatSteps(traced.phases),
+  if (phases !== undefined) {
+    row(M, 'inside the Mount\'s sshfs step, login shared (one Mount under strace -f, ms)', formatSteps(phases.phases),
       'strace -f -tt on the plugin during one Mount on its socket (strace slows every call: read the shares): exec ssh = sshfs starts ssh; ssh session = until ssh reads the SFTP INIT from sshfs (the session is open over the shared login); SFTP init = until sshfs reads SSH_FXP_VERSION; sshfs root check = until fusermount3 starts; fusermount3 mount; sshfs exit = until the foreground sshfs exits (the Mount\'s sshfs step ends); FUSE INIT reaches the daemon = after that exit, the daemon reads the kernel\'s INIT; first request after INIT = the read-ahead\'s stat (or Docker\'s first access)');
   }
   row(M, 'Unmount request alone (the last reference): plugin / rclone', `${fmt(median(direct.oursUnmount), 1)} / ${fmt(median(direct.rcUnmount), 1)} ms`,
-    'the Unmounts of the row above (a `docker run --rm` waits for it too): the plugin runs fusermount3 -u and waits for sshfs to end; rclone unmounts in its own process');
+    'the Unmounts of the row above (a `docker run --rm` waits for it too): the plugin saves the released reference, runs fusermount3 -u and checks the mount is gone (sshfs exits by itself afterwards, not awaited); rclone unmounts in its own process');
+  row(M, 'Unmount breakdown, last reference (plugin\'s own timing, ms)', formatSteps(medianSteps(unmountShared)),
+    `median per step over the ${unmountShared.length} Unmounts of the \`login shared\` row (handlers/mount-steps.ts): journal = the released reference saved (fsync) before the detach, state = is it mounted (mountinfo), fusermount = fusermount3 -u, unmounted = the check that it is gone, rmdir = the empty mountpoint removed`);
+  await tracedColdRows(env, img, traced, volumeOpts(env, remotePlugin, remoteRclone), 7, row, load1);
   row(M, 'sshfs mount + docker run on a bind of it + fusermount -u, by hand', `${fmt(median(byHand), 0)} ms (plugin cold: ${signed((median(cold) / median(byHand) - 1) * 100)} %)`,
     `median of ${COLD_RUNS} (interleaved), timed around the three commands: the cold run without the plugin, so the difference is the plugin's own cost`);
   row(M, 'docker run, plugin volume warm (held by another container)', `${fmt(median(warm), 0)} ms (${signed((median(warm) / mb2 - 1) * 100)} % vs ${fmt(mb2, 0)} ms bind)`,

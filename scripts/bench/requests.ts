@@ -21,7 +21,7 @@ export interface TracedSide {
 export interface RunTrace {
   total: number;
   /** Requests during the run, their times relative to the run's start. */
-  requests: Array<{ endpoint: string; start: number; ms: number }>;
+  requests: Array<{ endpoint: string; start: number; ms: number; connection: number }>;
   /** The plugin's own time per request (its debug line), by endpoint, in order. */
   pluginMs: Array<[string, number]>;
   unmountSteps: Array<Record<string, number>>;
@@ -62,6 +62,7 @@ export async function traceRun(env: E2EEnv, img: string, side: TracedSide, volum
     endpoint: r.path.replace(/^\/(VolumeDriver|Plugin)\./, ''),
     start: r.start - t0,
     ms: r.end - r.start,
+    connection: r.connection,
   }));
   const p = side.plugin;
   return {
@@ -154,7 +155,7 @@ export async function tracedColdRows(
   // Two runs in full in the bench's log: the order of the requests and when each came.
   for (const k of ['ours', 'rclone'] as const) {
     for (const t of runs[k].slice(0, 2)) {
-      log(`${k} run ${ms(t.total)} ms: ${t.requests.map((q) => `${q.endpoint} at ${ms(q.start)} for ${ms(q.ms)}`).join('; ')}${t.pluginMs.length > 0 ? `; handlers: ${t.pluginMs.map(([e, v]) => `${e} ${ms(v)}`).join(', ')}` : ''}`);
+      log(`${k} run ${ms(t.total)} ms: ${t.requests.map((q) => `${q.endpoint} at ${ms(q.start)} for ${ms(q.ms)} (connection ${q.connection})`).join('; ')}${t.pluginMs.length > 0 ? `; handlers: ${t.pluginMs.map(([e, v]) => `${e} ${ms(v)}`).join(', ')}` : ''}`);
     }
   }
   const [o, r] = [summarize(runs.ours), summarize(runs.rclone)];

@@ -9,6 +9,8 @@ export interface TracedRequest {
   path: string;
   /** The request's JSON body as sent (volume name, mount ID). */
   body: string;
+  /** Which of dockerd's connections it came on (numbered from 1): whether dockerd keeps connections alive. */
+  connection: number;
   /** performance.now() when its first byte arrived, and when the last byte of its answer was passed back. */
   start: number;
   end: number;
@@ -55,7 +57,9 @@ function message(buf: Buffer): { head: string; length: number; body: Buffer } | 
 export async function startTraceProxy(listenPath: string, upstreamPath: string): Promise<TraceProxy> {
   const requests: TracedRequest[] = [];
   const sockets = new Set<net.Socket>();
+  let connections = 0;
   const server = net.createServer((client) => {
+    const connection = ++connections;
     const upstream = net.connect(upstreamPath);
     sockets.add(client);
     sockets.add(upstream);
@@ -70,7 +74,7 @@ export async function startTraceProxy(listenPath: string, upstreamPath: string):
       fromClient = Buffer.concat([fromClient, chunk]);
       for (let m = message(fromClient); m !== undefined; m = message(fromClient)) {
         const path = /^[A-Z]+ (\S+)/.exec(m.head)?.[1] ?? '?';
-        waiting.push({ path, body: m.body.toString('utf8'), start: requestStart ?? start });
+        waiting.push({ path, body: m.body.toString('utf8'), connection, start: requestStart ?? start });
         fromClient = fromClient.subarray(m.length);
         requestStart = fromClient.length > 0 ? performance.now() : undefined;
       }
