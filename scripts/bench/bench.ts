@@ -631,6 +631,19 @@ async function coldOnly(env: E2EEnv): Promise<void> {
   const img = env.image;
   await dockerRunMs(env, [img, 'true']);
   for (const v of [vol, rcVol]) await dockerRunMs(env, ['-v', `${v}:/data`, img, 'true']); // first login, rclone's connection
+  // BENCH_BASELINE=<another checkout>/dist/adapter/main.js: that build too, interleaved (a before/after at one load).
+  const baselineEntry = process.env.BENCH_BASELINE;
+  let baseVol: string | undefined;
+  if (baselineEntry !== undefined && baselineEntry !== '') {
+    const baseName = `${pluginName}-baseline`;
+    const b = spawnPlugin(DIR, baseName, NODE_FLAGS, {}, path.resolve(baselineEntry));
+    plugins.push(b);
+    await waitServing(b, async (c) => (await c.request('/Plugin.Activate', undefined, 1_000)).status === 200);
+    baseVol = `bench-base-${randomId()}`;
+    await dockerOk(env, ['volume', 'create', '-d', baseName, ...opts.ours.flatMap((o) => ['-o', o]), baseVol]);
+    await dockerRunMs(env, ['-v', `${baseVol}:/data`, img, 'true']);
+  }
+  const base: number[] = [];
   const none: number[] = [];
   const ours: number[] = [];
   const rcs: number[] = [];
@@ -645,8 +658,15 @@ async function coldOnly(env: E2EEnv): Promise<void> {
     await sleep(30); // the Unmount's debug line reaches the log
     mountSteps.push(...mountStepsSince(p, vol, mark));
     unmountSteps.push(...mountStepsSince(p, vol, mark, 'unmount'));
+    if (baseVol !== undefined) base.push(await dockerRunMs(env, ['-v', `${baseVol}:/data`, img, 'true']));
   }
   loads.push(load1());
+  if (baseVol !== undefined) {
+    row('mount', 'cold docker run: baseline build (BENCH_BASELINE) / this build / rclone',
+      `${fmt(median(base), 0)} / ${fmt(median(ours), 0)} / ${fmt(median(rcs), 0)} ms (this / baseline ${fmt(pairedRatio(ours, base), 3)}×, baseline / rclone ${fmt(pairedRatio(base, rcs), 2)}×)`,
+      `${baselineEntry ?? ''}, interleaved in the same ${COLD_RUNS} rounds (login shared for both)`);
+    await dockerOk(env, ['volume', 'rm', baseVol]);
+  }
   const M = 'mount';
   const ratio = pairedRatio(ours, rcs);
   row(M, 'cold docker run: no volume / rclone / plugin (login shared)',

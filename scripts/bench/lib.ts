@@ -95,7 +95,7 @@ process.on('exit', () => {
  * Spawns `node [flags] dist/adapter/main.js` with its socket in /run/docker/plugins (so dockerd finds it as driver NAME)
  * and its state under DIR/plugins/NAME (so `e2e-env.sh down DIR` stops it if the benchmark dies). Does not wait.
  */
-export function spawnPlugin(dir: string, name: string, nodeFlags: string[], extraEnv: Record<string, string> = {}): Plugin {
+export function spawnPlugin(dir: string, name: string, nodeFlags: string[], extraEnv: Record<string, string> = {}, entry = PLUGIN_ENTRY): Plugin {
   const base = path.join(dir, 'plugins', name);
   const stateDir = path.join(base, 'state');
   const mountRoot = path.join(base, 'mnt');
@@ -106,8 +106,8 @@ export function spawnPlugin(dir: string, name: string, nodeFlags: string[], extr
   rmSync(socketPath, { force: true });
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS')) as Record<string, string>;
   const spawnedAt = performance.now();
-  const child = spawn(process.execPath, [...nodeFlags, PLUGIN_ENTRY], {
-    cwd: REPO_ROOT,
+  const child = spawn(process.execPath, [...nodeFlags, entry], {
+    cwd: path.dirname(path.dirname(path.dirname(entry))),
     // KEYS_DIR: the e2e environment's keys directory, where its key file lives (volumes may name files only there).
     env: { ...env, SOCKET_PATH: socketPath, STATE_DIR: stateDir, MOUNT_ROOT: mountRoot, KEYS_DIR: path.join(dir, 'keys'), DEBUG: '0', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
