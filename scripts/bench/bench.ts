@@ -635,7 +635,7 @@ async function coldOnly(env: E2EEnv): Promise<void> {
   const baselineEntry = process.env.BENCH_BASELINE;
   let baseVol: string | undefined;
   if (baselineEntry !== undefined && baselineEntry !== '') {
-    const baseName = `${pluginName}-baseline`;
+    const baseName = `sshfs-e2e-base-${randomId()}`; // no longer than the plugin's: a longer state path leaves no room for ssh control sockets
     const b = spawnPlugin(DIR, baseName, NODE_FLAGS, {}, path.resolve(baselineEntry));
     plugins.push(b);
     await waitServing(b, async (c) => (await c.request('/Plugin.Activate', undefined, 1_000)).status === 200);
