@@ -58,7 +58,9 @@ export async function traceRun(env: E2EEnv, img: string, side: TracedSide, volum
   await dockerOk(env, ['run', '--rm', '--network', 'none', '-v', `${volume}:/data`, img, 'true']);
   const total = performance.now() - t0;
   await sleep(30); // the plugin's last debug lines reach its log file
-  const requests = side.proxy.requests.slice(seen).map((r: TracedRequest) => ({
+  // Only requests about this volume: every dockerd on the host sees the proxy's socket, and others may List it.
+  const named = JSON.stringify(volume);
+  const requests = side.proxy.requests.slice(seen).filter((r) => r.body.includes(named)).map((r: TracedRequest) => ({
     endpoint: r.path.replace(/^\/(VolumeDriver|Plugin)\./, ''),
     start: r.start - t0,
     ms: r.end - r.start,
