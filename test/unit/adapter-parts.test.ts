@@ -171,6 +171,11 @@ describe('processes from /proc/<pid>/stat', () => {
     await add(503, 1_001, 500); // the ssh
     const table = createHostView(new FakeRunner(), proc).processes;
     expect(await table.groupMember({ pid: 500, startTicks: 1_000 })).toEqual({ pid: 503, startTicks: 1_001 });
+    // Found there, /proc is not scanned: another member far away (a moment of two ssh at once) is not looked at.
+    const fresh = createHostView(new FakeRunner(), proc).processes;
+    await add(900, 1_005, 500);
+    expect(await fresh.groupMember({ pid: 500, startTicks: 1_000 })).toEqual({ pid: 503, startTicks: 1_001 });
+    await rm(join(proc, '900'), { recursive: true });
     // Pids taken by other processes in between: the ssh is far from sshfs's pid, and found by the scan.
     await add(600, 2_000); // another sshfs
     for (let pid = 601; pid < 640; pid++) await add(pid, 2_000);
