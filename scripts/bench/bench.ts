@@ -1,10 +1,11 @@
 // `npm run bench`: measures the plugin in host mode against a real sshd on 127.0.0.1 and an isolated dockerd
 // (scripts/e2e-env.sh), prints one table (each figure with its method and target) and writes it to bench-results.md.
 // Not a test: it asserts nothing. Run as root. `npm run bench -- --sweep` runs the option sweep instead, `-- --reads`
-// the read findings alone (scripts/bench/reads.ts, about a minute).
+// the read findings alone (scripts/bench/reads.ts, about a minute), `-- --cold` the cold docker run alone (requests.ts).
 //
 // Environment: BENCH_SKIP_CONTROL / BENCH_MOUNT_ONLY (=1: skip the control-plane / data sections), BENCH_DIR (default <repo>/.e2e-bench), BENCH_NODE_FLAGS (extra node flags for the plugin, e.g.
-// "--max-semi-space-size=1"), BENCH_OUT (default <repo>/bench-results.md), BENCH_REPS (data repetitions, default 3).
+// "--max-semi-space-size=1"), BENCH_OUT (default <repo>/bench-results.md), BENCH_REPS (data repetitions, default 3),
+// BENCH_COLD_RUNS (rounds of the cold-run rows, default 11), BENCH_BASELINE (with --cold: another build's dist/adapter/main.js, run interleaved).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -29,7 +30,7 @@ const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter((f) =>
 const REPS = Math.max(1, Math.min(9, Number(process.env.BENCH_REPS ?? 3) || 3));
 const E2E_ENV = path.join(REPO_ROOT, 'scripts', 'e2e-env.sh');
 const LAT_N = 2000; // requests per latency figure (after 200 warm-up requests)
-const COLD_RUNS = 11; // rounds of the interleaved cold-run rows
+const COLD_RUNS = Math.max(3, Math.min(51, Number(process.env.BENCH_COLD_RUNS ?? 11) || 11)); // rounds of the interleaved cold-run rows
 
 /** The median of the ratios a[i] / b[i] of runs made side by side: a noisy moment slows both sides of one pair. */
 function pairedRatio(a: number[], b: number[]): number {
