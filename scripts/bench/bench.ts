@@ -375,8 +375,8 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
   coldLoad.push(load1());
   // The same cold runs through timing proxies: every request dockerd makes, and where the run's time goes.
   const traced = {
-    ours: await tracedSide('plugin', `${pluginName}-traced`, p.socketPath, p),
-    rclone: await tracedSide('rclone', `${rc.name}-traced`, rc.socketPath),
+    ours: await tracedSide(DIR, 'plugin', `${pluginName}-traced`, p.socketPath, p),
+    rclone: await tracedSide(DIR, 'rclone', `${rc.name}-traced`, rc.socketPath),
   };
   closers.push(() => traced.ours.proxy.close(), () => traced.rclone.proxy.close());
   const direct = await directMounts(p, vol, rc, rcVol);
@@ -678,8 +678,8 @@ async function coldOnly(env: E2EEnv): Promise<void> {
   row(M, 'Unmount breakdown (plugin\'s own timing, ms)', formatSteps(medianSteps(unmountSteps)),
     `median per step over the ${unmountSteps.length} Unmounts above: journal = the reference released and saved (fsync), state = is it mounted (mountinfo), fusermount = fusermount3 -u, unmounted = the check that it is gone, rmdir = the empty mountpoint removed`);
   const sides = {
-    ours: await tracedSide('plugin', `${pluginName}-traced`, p.socketPath, p),
-    rclone: await tracedSide('rclone', `${rc.name}-traced`, rc.socketPath),
+    ours: await tracedSide(DIR, 'plugin', `${pluginName}-traced`, p.socketPath, p),
+    rclone: await tracedSide(DIR, 'rclone', `${rc.name}-traced`, rc.socketPath),
   };
   closers.push(() => sides.ours.proxy.close(), () => sides.rclone.proxy.close());
   await tracedColdRows(env, img, sides, opts, COLD_RUNS, row, load1);

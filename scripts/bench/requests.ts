@@ -3,7 +3,7 @@
 // request's latency as dockerd sees it is known, beside the plugin's own view (its debug line per request) and the
 // stretches of the run between the requests (container create and start before the Mount, the container's run between
 // Mount and Unmount, the removal and the CLI's exit after the Unmount).
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { E2EEnv } from '../lib/e2e-env.js';
 import { dockerOk, fmt, log, logSize, sleep, median, mountStepsSince, PLUGIN_SOCKET_DIR, type Plugin } from './lib.js';
@@ -28,8 +28,12 @@ export interface RunTrace {
   mountSteps: Array<Record<string, number>>;
 }
 
-/** A proxy named DRIVER in /run/docker/plugins in front of SOCKET. */
-export async function tracedSide(label: string, driver: string, socket: string, plugin?: Plugin): Promise<TracedSide> {
+/**
+ * A proxy named DRIVER in /run/docker/plugins in front of SOCKET. DRIVER starts with sshfs-e2e- and gets a directory
+ * under BENCH_DIR/plugins, so that `e2e-env.sh down` removes its socket should the bench be killed.
+ */
+export async function tracedSide(benchDir: string, label: string, driver: string, socket: string, plugin?: Plugin): Promise<TracedSide> {
+  mkdirSync(path.join(benchDir, 'plugins', driver), { recursive: true });
   const proxy = await startTraceProxy(path.join(PLUGIN_SOCKET_DIR, `${driver}.sock`), socket);
   return { label, driver, proxy, ...(plugin !== undefined ? { plugin } : {}) };
 }
