@@ -20,7 +20,7 @@ import {
   waitServing,
 } from './lib.js';
 import { tracedMount } from './phases.js';
-import { tracedColdRows, tracedSide } from './requests.js';
+import { handlerMedians, pluginTimes, tracedColdRows, tracedSide } from './requests.js';
 import { pipeOnce, readFindings } from './reads.js';
 import { sweep } from './sweep.js';
 
@@ -635,9 +635,13 @@ async function coldOnly(env: E2EEnv): Promise<void> {
   // BENCH_BASELINE=<another checkout>/dist/adapter/main.js: that build too, interleaved (a before/after at one load).
   const baselineEntry = process.env.BENCH_BASELINE;
   let baseVol: string | undefined;
+  let baseline: Plugin | undefined;
+  const handlers = { ours: [] as Array<Array<[string, number]>>, base: [] as Array<Array<[string, number]>> };
+  const baseSteps: Array<Record<string, number>> = [];
   if (baselineEntry !== undefined && baselineEntry !== '') {
     const baseName = `sshfs-e2e-base-${randomId()}`; // no longer than the plugin's: a longer state path leaves no room for ssh control sockets
-    const b = spawnPlugin(DIR, baseName, NODE_FLAGS, {}, path.resolve(baselineEntry));
+    const b = spawnPlugin(DIR, baseName, NODE_FLAGS, { DEBUG: '1' }, path.resolve(baselineEntry));
+    baseline = b;
     plugins.push(b);
     await waitServing(b, async (c) => (await c.request('/Plugin.Activate', undefined, 1_000)).status === 200);
     baseVol = `bench-base-${randomId()}`;
@@ -659,13 +663,23 @@ async function coldOnly(env: E2EEnv): Promise<void> {
     await sleep(30); // the Unmount's debug line reaches the log
     mountSteps.push(...mountStepsSince(p, vol, mark));
     unmountSteps.push(...mountStepsSince(p, vol, mark, 'unmount'));
-    if (baseVol !== undefined) base.push(await dockerRunMs(env, ['-v', `${baseVol}:/data`, img, 'true']));
+    handlers.ours.push(pluginTimes(p, vol, mark));
+    if (baseVol !== undefined && baseline !== undefined) {
+      const at = logSize(baseline);
+      base.push(await dockerRunMs(env, ['-v', `${baseVol}:/data`, img, 'true']));
+      await sleep(30);
+      handlers.base.push(pluginTimes(baseline, baseVol, at));
+      baseSteps.push(...mountStepsSince(baseline, baseVol, at));
+    }
   }
   loads.push(load1());
   if (baseVol !== undefined) {
     row('mount', 'cold docker run: baseline build (BENCH_BASELINE) / this build / rclone',
       `${fmt(median(base), 0)} / ${fmt(median(ours), 0)} / ${fmt(median(rcs), 0)} ms (this / baseline ${fmt(pairedRatio(ours, base), 3)}×, baseline / rclone ${fmt(pairedRatio(base, rcs), 2)}×)`,
       `${baselineEntry ?? ''}, interleaved in the same ${COLD_RUNS} rounds (login shared for both)`);
+    row('mount', 'plugin\'s time per request (its handler, ms): baseline build / this build', `${handlerMedians(handlers.base)} / ${handlerMedians(handlers.ours)}`,
+      'medians over the same runs, from each plugin\'s debug line per request (DEBUG=1 for both); Get (mounted) = dockerd\'s Get right before the Unmount');
+    row('mount', 'Mount breakdown, baseline build (ms)', formatSteps(medianSteps(baseSteps)), 'same runs, the baseline\'s own debug line');
     await dockerOk(env, ['volume', 'rm', baseVol]);
   }
   const M = 'mount';
