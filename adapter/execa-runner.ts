@@ -10,6 +10,8 @@ const PROGRAMS: Record<Program, string> = { sshfs: 'sshfs', fusermount3: 'fuserm
 
 /** Output kept per stream; a program that says more is ended (none of the allowed ones does). */
 const MAX_OUTPUT_BYTES = 1_000_000;
+/** How long output may still come after the program exited (from children that inherited its pipes). */
+const OUTPUT_AFTER_EXIT_MS = 1_000;
 /** After a timeout's SIGTERM, SIGKILL this much later. */
 const FORCE_KILL_AFTER_MS = 2_000;
 
@@ -123,10 +125,20 @@ function runProgram(program: Program, args: string[], options: RunOptions = {}):
     child.once('error', (error) => {
       spawnError = error;
     });
+    // A program's own children can keep its output pipes open after it ended (an ssh's ProxyCommand that ignores the
+    // hangup): its end, not theirs, ends the run. Their output after that is not waited for.
+    let drain: NodeJS.Timeout | undefined;
+    child.once('exit', () => {
+      drain = setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+      }, OUTPUT_AFTER_EXIT_MS);
+    });
     // 'close': the process ended and its output is all read (or it could not be started).
     child.once('close', (code) => {
       clearTimeout(timer);
       clearTimeout(forceKill);
+      clearTimeout(drain);
       const failed = timedOut || code !== 0;
       if (detached && failed && child.pid !== undefined) endGroup(child.pid);
       const text = (chunks: Buffer[]) => Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');

@@ -305,6 +305,15 @@ describe('execa runner', () => {
     expect(v.exitCode).toBe(0);
     expect(`${v.stdout}${v.stderr}`).toMatch(/fusermount3 version: [0-9.]+$/);
   });
+  it('ends a run when its program ends, even while a child of it keeps the output pipes open', async () => {
+    // ssh's ProxyCommand (run by ssh's shell) ignores the hangup ssh sends it when it exits: it holds ssh's stderr.
+    const started = Date.now();
+    const r = await createExecaRunner().run('ssh', [
+      '-F', 'none', '-o', 'BatchMode=yes', '-o', `ProxyCommand=sh -c 'trap "" HUP TERM; exec sleep 10'`, 'x@127.0.0.1', 'true',
+    ], { timeoutMs: 500 });
+    expect(r.timedOut).toBe(true);
+    expect(Date.now() - started).toBeLessThan(8_000); // the ProxyCommand still sleeps: the run did not wait for it
+  }, 30_000);
   it('refuses any other program', async () => {
     await expect(createExecaRunner().run('sh' as Program, ['-c', 'id'])).rejects.toThrow(/refusing to run sh/);
   });
