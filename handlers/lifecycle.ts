@@ -241,11 +241,14 @@ async function setReadAhead(record: VolumeRecord, kb: number, device: string, de
 
 /**
  * Unmounts (lazily if busy) and removes the then-empty mountpoint directory; never deletes files. server: the sshfs
- * that served the mount (the record's, unless the caller already cleared it from the record).
+ * that served the mount (the record's, unless the caller already cleared it from the record); steps: an Unmount's timer.
  */
-export async function unmountVolume(record: VolumeRecord, deps: Deps, server = record.sshfs): Promise<void> {
-  if (await deps.mounts.isMounted(record.mountpoint)) {
+export async function unmountVolume(record: VolumeRecord, deps: Deps, server = record.sshfs, steps: StepMarks = UNTIMED): Promise<void> {
+  const mounted = await deps.mounts.isMounted(record.mountpoint);
+  steps.mark('state');
+  if (mounted) {
     const plain = await deps.runner.run('fusermount3', ['-u', record.mountpoint], { timeoutMs: 10_000 });
+    steps.mark('fusermount');
     const lazy = plain.exitCode !== 0;
     if (lazy) {
       deps.log.info(`unmount of ${record.mountpoint} failed (${plain.stderr.trim()}); detaching it lazily`);
@@ -259,19 +262,22 @@ export async function unmountVolume(record: VolumeRecord, deps: Deps, server = r
     // (on a hung request that held the mount, or on sshfs's own last requests): make sure they end.
     if (server !== undefined) deps.processes?.retire(server);
     deps.log.info(`unmounted volume ${record.name}${lazy ? ' (detached lazily: it was busy)' : ''}`);
+    steps.mark('unmounted');
   }
   await deps.fs.removeEmptyDir(record.mountpoint);
+  steps.mark('rmdir');
 }
 
 /** The volume is no longer used: saved as unmounted first (a crash then leaves no claim on the mount), then unmounted. */
-export async function unmountUnused(record: VolumeRecord, deps: Deps): Promise<void> {
+export async function unmountUnused(record: VolumeRecord, deps: Deps, steps: StepMarks = UNTIMED): Promise<void> {
   const server = record.sshfs;
   delete record.mountedAt;
   delete record.idleUntil;
   delete record.sshfs;
   delete record.mountedTicks;
   await deps.store.put(record);
-  await unmountVolume(record, deps, server);
+  steps.mark('journal');
+  await unmountVolume(record, deps, server, steps);
 }
 
 /**

@@ -18,6 +18,9 @@ function loadExeca(): Promise<typeof import('execa')> {
   return execaModule;
 }
 
+/** How long output may still come after the program exited (from children that inherited its pipes). */
+const OUTPUT_AFTER_EXIT_MS = 1_000;
+
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** SIGKILL to every process left in the group the child led (its ssh, typically). */
@@ -106,13 +109,26 @@ export function createExecaRunner(): CommandRunner {
         detached: options.endGroupOnFailure === true,
         maxBuffer: 1_000_000,
       });
+      // A program's own children can keep its output pipes open after it ended (an ssh's ProxyCommand that ignores the
+      // hangup): its end, not theirs, ends the run. Their output after that is not waited for.
+      let drain: NodeJS.Timeout | undefined;
+      subprocess.once('exit', () => {
+        drain = setTimeout(() => {
+          subprocess.stdout?.destroy();
+          subprocess.stderr?.destroy();
+        }, OUTPUT_AFTER_EXIT_MS);
+      });
       const result = await subprocess;
+      clearTimeout(drain);
       const failed = result.timedOut === true || result.exitCode !== 0;
       if (options.endGroupOnFailure === true && failed && subprocess.pid !== undefined) endGroup(subprocess.pid);
+      // No exit code and no timeout: the program could not be started; the reason (e.g. "spawn sshfs ENOENT") stands
+      // in for what it would have said.
+      const unstarted = result.exitCode === undefined && result.signal === undefined && result.timedOut !== true;
       return {
         exitCode: result.exitCode ?? -1,
         stdout: String(result.stdout ?? ''),
-        stderr: String(result.stderr ?? ''),
+        stderr: unstarted ? (result.originalMessage ?? 'could not be started') : String(result.stderr ?? ''),
         timedOut: result.timedOut === true,
       };
     },

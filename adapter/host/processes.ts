@@ -47,6 +47,9 @@ export function bootTimeSeconds(procUptime: string, nowMs: number): number | und
 /** Processes whose stat is read per turn of the event loop while looking for a group's members. */
 const SCAN_BATCH = 64;
 
+/** The pids after sshfs's own where its ssh is looked for first. */
+const NEAR_PIDS = 16;
+
 /** How long sshfs and ssh may take to exit by themselves after their mount is gone. */
 const RETIRE_GRACE_MS = 5_000;
 
@@ -105,6 +108,19 @@ export function createProcessTable(runner: CommandRunner, procDir = '/proc'): Pr
       const known = members.get(key);
       if (known !== undefined && isAlive(known) && stat(known.pid)?.pgrp === leader.pid) return known;
       members.delete(key);
+      // sshfs forks its ssh as soon as it starts (and again on a reconnect), so the ssh almost always has one of the
+      // next few pids: look there first, a few stat reads, instead of scanning all of /proc on the first Get of every
+      // fresh mount (dockerd sends one right before each Unmount). Only a member of the leader's group counts.
+      let near: ProcessId | undefined;
+      for (let pid = leader.pid + 1; pid <= leader.pid + NEAR_PIDS; pid++) {
+        const s = stat(pid);
+        if (s === undefined || s.pgrp !== leader.pid || s.state === 'Z') continue;
+        if (near === undefined || s.startTicks > near.startTicks) near = { pid, startTicks: s.startTicks };
+      }
+      if (near !== undefined) {
+        members.set(key, near);
+        return near;
+      }
       // The group has no index in /proc: look at every process's stat (no lock a stalled mount can hold), a batch per
       // turn of the event loop so requests pass in between. Only after a reconnect or while the link is down.
       const pids = (await readdir(procDir)).filter((d) => /^[0-9]+$/.test(d)).map(Number);

@@ -1,6 +1,5 @@
 // The kernel read-ahead of the plugin's mounts: each FUSE mount's own /sys/class/bdi/<major:minor>/read_ahead_kb.
-import { readFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { ReadAheadControl } from '../../handlers/types.js';
 import { readMountInfo } from './proc-mounts.js';
 
@@ -16,9 +15,11 @@ export function createReadAhead(procDir = '/proc', sysDir = '/sys'): ReadAheadCo
     async set(path, kb, device) {
       // Called once the mount answered its first request (the fresh-mount check): FUSE's INIT is done, and the kernel
       // no longer lowers the value to what sshfs answered in it (128 KiB).
+      // Synchronous, like the read in get(): a sysfs attribute of the kernel's own, which no server can make wait, and
+      // two thread-pool round trips fewer inside every cold Mount.
       const file = await readAheadFile(path, device);
-      await writeFile(file, `${kb}\n`, { flag: 'r+' });
-      const now = (await readFile(file, 'utf8')).trim();
+      writeFileSync(file, `${kb}\n`, { flag: 'r+' });
+      const now = readFileSync(file, 'utf8').trim();
       if (now !== String(kb)) throw new Error(`the kernel kept read_ahead_kb at ${now}`);
     },
     async get(path) {

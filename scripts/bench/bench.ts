@@ -1,10 +1,11 @@
 // `npm run bench`: measures the plugin in host mode against a real sshd on 127.0.0.1 and an isolated dockerd
 // (scripts/e2e-env.sh), prints one table (each figure with its method and target) and writes it to bench-results.md.
 // Not a test: it asserts nothing. Run as root. `npm run bench -- --sweep` runs the option sweep instead, `-- --reads`
-// the read findings alone (scripts/bench/reads.ts, about a minute).
+// the read findings alone (scripts/bench/reads.ts, about a minute), `-- --cold` the cold docker run alone (requests.ts).
 //
 // Environment: BENCH_SKIP_CONTROL / BENCH_MOUNT_ONLY (=1: skip the control-plane / data sections), BENCH_DIR (default <repo>/.e2e-bench), BENCH_NODE_FLAGS (extra node flags for the plugin, e.g.
-// "--max-semi-space-size=1"), BENCH_OUT (default <repo>/bench-results.md), BENCH_REPS (data repetitions, default 3).
+// "--max-semi-space-size=1"), BENCH_OUT (default <repo>/bench-results.md), BENCH_REPS (data repetitions, default 3),
+// BENCH_COLD_RUNS (rounds of the cold-run rows, default 11), BENCH_BASELINE (with --cold: another build's dist/adapter/main.js, run interleaved).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -19,6 +20,7 @@ import {
   waitServing,
 } from './lib.js';
 import { tracedMount } from './phases.js';
+import { handlerMedians, pluginTimes, tracedColdRows, tracedSide } from './requests.js';
 import { pipeOnce, readFindings } from './reads.js';
 import { sweep } from './sweep.js';
 
@@ -28,7 +30,7 @@ const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter((f) =>
 const REPS = Math.max(1, Math.min(9, Number(process.env.BENCH_REPS ?? 3) || 3));
 const E2E_ENV = path.join(REPO_ROOT, 'scripts', 'e2e-env.sh');
 const LAT_N = 2000; // requests per latency figure (after 200 warm-up requests)
-const COLD_RUNS = 11; // rounds of the interleaved cold-run rows
+const COLD_RUNS = Math.max(3, Math.min(51, Number(process.env.BENCH_COLD_RUNS ?? 11) || 11)); // rounds of the interleaved cold-run rows
 
 /** The median of the ratios a[i] / b[i] of runs made side by side: a noisy moment slows both sides of one pair. */
 function pairedRatio(a: number[], b: number[]): number {
@@ -344,6 +346,7 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
   // The plugin's own breakdown of each Mount (its DEBUG=1 lines, handlers/mount-steps.ts), per kind of cold run.
   const stepsFirst: Array<Record<string, number>> = [];
   const stepsShared: Array<Record<string, number>> = [];
+  const unmountShared: Array<Record<string, number>> = [];
   const coldLoad = [load1()];
   for (let i = 0; i < COLD_RUNS; i++) {
     none.push(await dockerRunMs(env, [img, 'true']));
@@ -355,7 +358,9 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
     stepsFirst.push(...mountStepsSince(p, vol, mark));
     mark = logSize(p);
     cold.push(await dockerRunMs(env, ['-v', `${vol}:/data`, img, 'true'])); // joins that login
+    await sleep(30); // the Unmount's debug line reaches the log
     stepsShared.push(...mountStepsSince(p, vol, mark));
+    unmountShared.push(...mountStepsSince(p, vol, mark, 'unmount'));
     coldOff.push(await dockerRunMs(env, ['-v', `${volOff}:/data`, img, 'true']));
     coldRc.push(await dockerRunMs(env, ['-v', `${rcVol}:/data`, img, 'true']));
     // What an operator without the plugin pays per run: mount, run on a bind of it, unmount.
@@ -368,8 +373,14 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
     byHand.push(performance.now() - t);
   }
   coldLoad.push(load1());
+  // The same cold runs through timing proxies: every request dockerd makes, and where the run's time goes.
+  const traced = {
+    ours: await tracedSide(DIR, 'plugin', `${pluginName}-traced`, p.socketPath, p),
+    rclone: await tracedSide(DIR, 'rclone', `${rc.name}-traced`, rc.socketPath),
+  };
+  closers.push(() => traced.ours.proxy.close(), () => traced.rclone.proxy.close());
   const direct = await directMounts(p, vol, rc, rcVol);
-  const traced = await tracedMount(p, vol, `bench-traced-${randomId()}`);
+  const phases = await tracedMount(p, vol, `bench-traced-${randomId()}`);
   const holder = `bench-holder-${randomId()}`;
   containers.add(holder);
   await dockerOk(env, ['run', '-d', '--name', holder, '--network', 'none', '-v', `${vol}:/data`, img, 'sleep', '900']);
@@ -427,12 +438,15 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
     `same, over the ${stepsFirst.length} Mounts of the \`first login\` row (shared-login includes the master's ssh login)`);
   row(M, 'Mount request alone: plugin (login shared) / rclone', `${fmt(median(direct.ours), 1)} / ${fmt(median(direct.rc), 1)} ms (${fmt(pairedRatio(direct.ours, direct.rc), 2)}×)`,
     `median of ${direct.ours.length} interleaved POST /VolumeDriver.Mount on each plugin's socket (as dockerd sends it) of a volume not mounted, each followed by its Unmount; the plugin's login to the server shared; plugin steps: ${formatSteps(medianSteps(direct.steps))}`);
-  if (traced !== undefined) {
-    row(M, 'inside the Mount\'s sshfs step, login shared (one Mount under strace -f, ms)', formatSteps(traced.phases),
+  if (phases !== undefined) {
+    row(M, 'inside the Mount\'s sshfs step, login shared (one Mount under strace -f, ms)', formatSteps(phases.phases),
       'strace -f -tt on the plugin during one Mount on its socket (strace slows every call: read the shares): exec ssh = sshfs starts ssh; ssh session = until ssh reads the SFTP INIT from sshfs (the session is open over the shared login); SFTP init = until sshfs reads SSH_FXP_VERSION; sshfs root check = until fusermount3 starts; fusermount3 mount; sshfs exit = until the foreground sshfs exits (the Mount\'s sshfs step ends); FUSE INIT reaches the daemon = after that exit, the daemon reads the kernel\'s INIT; first request after INIT = the read-ahead\'s stat (or Docker\'s first access)');
   }
   row(M, 'Unmount request alone (the last reference): plugin / rclone', `${fmt(median(direct.oursUnmount), 1)} / ${fmt(median(direct.rcUnmount), 1)} ms`,
-    'the Unmounts of the row above (a `docker run --rm` waits for it too): the plugin runs fusermount3 -u and waits for sshfs to end; rclone unmounts in its own process');
+    'the Unmounts of the row above (a `docker run --rm` waits for it too): the plugin saves the released reference, runs fusermount3 -u and checks the mount is gone (sshfs exits by itself afterwards, not awaited); rclone unmounts in its own process');
+  row(M, 'Unmount breakdown, last reference (plugin\'s own timing, ms)', formatSteps(medianSteps(unmountShared)),
+    `median per step over the ${unmountShared.length} Unmounts of the \`login shared\` row (handlers/mount-steps.ts): journal = the released reference saved (fsync) before the detach, state = is it mounted (mountinfo), fusermount = fusermount3 -u, unmounted = the check that it is gone, rmdir = the empty mountpoint removed`);
+  await tracedColdRows(env, img, traced, volumeOpts(env, remotePlugin, remoteRclone), 7, row, load1);
   row(M, 'sshfs mount + docker run on a bind of it + fusermount -u, by hand', `${fmt(median(byHand), 0)} ms (plugin cold: ${signed((median(cold) / median(byHand) - 1) * 100)} %)`,
     `median of ${COLD_RUNS} (interleaved), timed around the three commands: the cold run without the plugin, so the difference is the plugin's own cost`);
   row(M, 'docker run, plugin volume warm (held by another container)', `${fmt(median(warm), 0)} ms (${signed((median(warm) / mb2 - 1) * 100)} % vs ${fmt(mb2, 0)} ms bind)`,
@@ -588,6 +602,104 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
   row('control plane', 'RSS after the whole run', after.text, `${RSS_METHOD}, 2 s after the data section`, '≤ 45 MB', after.rss * 1.048576 <= 45);
 }
 
+/** The -o options of the plugin's and of rclone's bench volumes on REMOTE dirs of the test sshd. */
+function volumeOpts(env: E2EEnv, remotePlugin: string, remoteRclone: string): { ours: string[]; rclone: string[] } {
+  return {
+    ours: [`sshcmd=${env.keyUser}@${env.sshHost}:${remotePlugin}`, `port=${env.sshPort}`, `IdentityFile=${env.keyFile}`],
+    rclone: ['type=sftp', `sftp-host=${env.sshHost}`, `sftp-port=${env.sshPort}`, `sftp-user=${env.keyUser}`, `sftp-key-file=${env.keyFile}`,
+      `sftp-known-hosts-file=${env.knownHostsFile}`, `path=${remoteRclone}`],
+  };
+}
+
+/**
+ * `npm run bench -- --cold` (a minute or two): the cold docker run alone, plugin (login shared) against rclone and no
+ * volume, interleaved, with the Mount and Unmount breakdowns and the requests dockerd makes (through timing proxies).
+ */
+async function coldOnly(env: E2EEnv): Promise<void> {
+  const pluginName = `sshfs-e2e-bench-${randomId()}`;
+  const p = await plainPlugin(pluginName, { DEBUG: '1' });
+  const rc = spawnRclone(DIR, `sshfs-e2e-rclone-${randomId()}`);
+  peers.push(rc);
+  await waitActivate(rc.socketPath);
+  const remotePlugin = `${env.keyRemoteDir}/plugin`;
+  const remoteRclone = `${env.keyRemoteDir}/rclone`;
+  for (const d of [remotePlugin, remoteRclone]) await runOk('install', ['-d', '-o', env.keyUser, '-g', env.keyUser, d]);
+  const opts = volumeOpts(env, remotePlugin, remoteRclone);
+  const vol = `bench-vol-${randomId()}`;
+  const rcVol = `bench-rclone-${randomId()}`;
+  await dockerOk(env, ['volume', 'create', '-d', pluginName, ...opts.ours.flatMap((o) => ['-o', o]), vol]);
+  await dockerOk(env, ['volume', 'create', '-d', rc.name, ...opts.rclone.flatMap((o) => ['-o', o]), rcVol]);
+  const img = env.image;
+  await dockerRunMs(env, [img, 'true']);
+  for (const v of [vol, rcVol]) await dockerRunMs(env, ['-v', `${v}:/data`, img, 'true']); // first login, rclone's connection
+  // BENCH_BASELINE=<another checkout>/dist/adapter/main.js: that build too, interleaved (a before/after at one load).
+  const baselineEntry = process.env.BENCH_BASELINE;
+  let baseVol: string | undefined;
+  let baseline: Plugin | undefined;
+  const handlers = { ours: [] as Array<Array<[string, number]>>, base: [] as Array<Array<[string, number]>> };
+  const baseSteps: Array<Record<string, number>> = [];
+  if (baselineEntry !== undefined && baselineEntry !== '') {
+    const baseName = `sshfs-e2e-base-${randomId()}`; // no longer than the plugin's: a longer state path leaves no room for ssh control sockets
+    const b = spawnPlugin(DIR, baseName, NODE_FLAGS, { DEBUG: '1' }, path.resolve(baselineEntry));
+    baseline = b;
+    plugins.push(b);
+    await waitServing(b, async (c) => (await c.request('/Plugin.Activate', undefined, 1_000)).status === 200);
+    baseVol = `bench-base-${randomId()}`;
+    await dockerOk(env, ['volume', 'create', '-d', baseName, ...opts.ours.flatMap((o) => ['-o', o]), baseVol]);
+    await dockerRunMs(env, ['-v', `${baseVol}:/data`, img, 'true']);
+  }
+  const base: number[] = [];
+  const none: number[] = [];
+  const ours: number[] = [];
+  const rcs: number[] = [];
+  const mountSteps: Array<Record<string, number>> = [];
+  const unmountSteps: Array<Record<string, number>> = [];
+  const loads = [load1()];
+  for (let i = 0; i < COLD_RUNS; i++) {
+    none.push(await dockerRunMs(env, [img, 'true']));
+    rcs.push(await dockerRunMs(env, ['-v', `${rcVol}:/data`, img, 'true']));
+    const mark = logSize(p);
+    ours.push(await dockerRunMs(env, ['-v', `${vol}:/data`, img, 'true']));
+    await sleep(30); // the Unmount's debug line reaches the log
+    mountSteps.push(...mountStepsSince(p, vol, mark));
+    unmountSteps.push(...mountStepsSince(p, vol, mark, 'unmount'));
+    handlers.ours.push(pluginTimes(p, vol, mark));
+    if (baseVol !== undefined && baseline !== undefined) {
+      const at = logSize(baseline);
+      base.push(await dockerRunMs(env, ['-v', `${baseVol}:/data`, img, 'true']));
+      await sleep(30);
+      handlers.base.push(pluginTimes(baseline, baseVol, at));
+      baseSteps.push(...mountStepsSince(baseline, baseVol, at));
+    }
+  }
+  loads.push(load1());
+  if (baseVol !== undefined) {
+    row('mount', 'cold docker run: baseline build (BENCH_BASELINE) / this build / rclone',
+      `${fmt(median(base), 0)} / ${fmt(median(ours), 0)} / ${fmt(median(rcs), 0)} ms (this / baseline ${fmt(pairedRatio(ours, base), 3)}×, baseline / rclone ${fmt(pairedRatio(base, rcs), 2)}×)`,
+      `${baselineEntry ?? ''}, interleaved in the same ${COLD_RUNS} rounds (login shared for both)`);
+    row('mount', 'plugin\'s time per request (its handler, ms): baseline build / this build', `${handlerMedians(handlers.base)} / ${handlerMedians(handlers.ours)}`,
+      'medians over the same runs, from each plugin\'s debug line per request (DEBUG=1 for both); Get (mounted) = dockerd\'s Get right before the Unmount');
+    row('mount', 'Mount breakdown, baseline build (ms)', formatSteps(medianSteps(baseSteps)), 'same runs, the baseline\'s own debug line');
+    await dockerOk(env, ['volume', 'rm', baseVol]);
+  }
+  const M = 'mount';
+  const ratio = pairedRatio(ours, rcs);
+  row(M, 'cold docker run: no volume / rclone / plugin (login shared)',
+    `${fmt(median(none), 0)} / ${fmt(median(rcs), 0)} / ${fmt(median(ours), 0)} ms (plugin / rclone ${fmt(ratio, 2)}×; load ${fmt(loads[0] ?? NaN, 1)} → ${fmt(loads[1] ?? NaN, 1)})`,
+    `medians of ${COLD_RUNS} interleaved rounds of \`docker run --rm --network none -v X:/data busybox true\` after a first login; the ratio is the median of the ${COLD_RUNS} paired ratios; 1-min load average before → after`,
+    '≤ 1.0× rclone', ratio <= 1.0);
+  row(M, 'Mount breakdown, login shared (plugin\'s own timing, ms)', formatSteps(medianSteps(mountSteps)), `median per step over the ${mountSteps.length} Mounts above (handlers/mount-steps.ts)`);
+  row(M, 'Unmount breakdown (plugin\'s own timing, ms)', formatSteps(medianSteps(unmountSteps)),
+    `median per step over the ${unmountSteps.length} Unmounts above: journal = the reference released and saved (fsync), state = is it mounted (mountinfo), fusermount = fusermount3 -u, unmounted = the check that it is gone, rmdir = the empty mountpoint removed`);
+  const sides = {
+    ours: await tracedSide(DIR, 'plugin', `${pluginName}-traced`, p.socketPath, p),
+    rclone: await tracedSide(DIR, 'rclone', `${rc.name}-traced`, rc.socketPath),
+  };
+  closers.push(() => sides.ours.proxy.close(), () => sides.rclone.proxy.close());
+  await tracedColdRows(env, img, sides, opts, COLD_RUNS, row, load1);
+  for (const v of [vol, rcVol]) await dockerOk(env, ['volume', 'rm', v]);
+}
+
 /**
  * Several busy volumes of one server: 3 containers reading (then writing) 256 MiB at once through 3 volumes with the
  * same credentials: sharing one login (one TCP stream, one ssh process) against separate logins (SHARED_CONNECTION_IDLE=0).
@@ -696,6 +808,11 @@ async function main(): Promise<void> {
       const f = await readFindings(env, work, path.join(work, 'src', 'rand'), REPS);
       for (const r of f.rows) row('reads', r.metric, r.value, r.method);
       process.stdout.write(`\n${table()}\n`);
+      return;
+    }
+    if (process.argv.includes('--cold')) {
+      await coldOnly(env);
+      process.stdout.write(`\n${await header()}\n\n${table()}\n\nTotal benchmark time ${fmt((performance.now() - started) / 1000, 0)} s.\n`);
       return;
     }
     if (process.argv.includes('--sweep')) {

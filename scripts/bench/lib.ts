@@ -84,11 +84,12 @@ process.on('exit', () => {
  * /run/docker/plugins (so dockerd finds it as driver NAME), state under DIR/plugins/NAME (so `e2e-env.sh down DIR`
  * stops it if the benchmark dies), DEBUG=0 unless extraEnv says otherwise. Does not wait.
  */
-export function spawnPlugin(dir: string, name: string, nodeFlags: string[], extraEnv: Record<string, string> = {}): Plugin {
+export function spawnPlugin(dir: string, name: string, nodeFlags: string[], extraEnv: Record<string, string> = {}, entry = PLUGIN_ENTRY): Plugin {
   return spawnLegacyPlugin(name, {
     dir,
-    entry: PLUGIN_ENTRY,
-    cwd: REPO_ROOT,
+    entry,
+    // the build's own checkout: <checkout>/dist/adapter/main.js
+    cwd: path.dirname(path.dirname(path.dirname(entry))),
     keysDir: path.join(dir, 'keys'),
     nodeFlags,
     env: { DEBUG: '0', ...extraEnv },
@@ -307,8 +308,8 @@ export function logSize(p: Plugin): number {
   }
 }
 
-/** The "mount steps" lines of VOLUME logged after byte FROM, each as step -> ms (total included), in order. */
-export function mountStepsSince(p: Plugin, volume: string, from: number): Array<Record<string, number>> {
+/** The "mount steps" (or "unmount steps") lines of VOLUME logged after byte FROM, each as step -> ms (total included), in order. */
+export function mountStepsSince(p: Plugin, volume: string, from: number, request: 'mount' | 'unmount' = 'mount'): Array<Record<string, number>> {
   let text = '';
   try {
     text = readFileSync(p.logFile).subarray(from).toString('utf8');
@@ -317,10 +318,10 @@ export function mountStepsSince(p: Plugin, volume: string, from: number): Array<
   }
   const out: Array<Record<string, number>> = [];
   for (const line of text.split('\n')) {
-    const m = / debug volume (\S+) mount steps: (.*)$/.exec(line);
-    if (m === null || m[1] !== volume) continue;
+    const m = / debug volume (\S+) (mount|unmount) steps: (.*)$/.exec(line);
+    if (m === null || m[1] !== volume || m[2] !== request) continue;
     const steps: Record<string, number> = {};
-    for (const [, step, ms] of (m[2] ?? '').matchAll(/([a-z-]+) ([0-9.]+)/g)) steps[step ?? '?'] = Number(ms);
+    for (const [, step, ms] of (m[3] ?? '').matchAll(/([a-z-]+) ([0-9.]+)/g)) steps[step ?? '?'] = Number(ms);
     out.push(steps);
   }
   return out;

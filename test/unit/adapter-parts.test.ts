@@ -161,6 +161,33 @@ describe('processes from /proc/<pid>/stat', () => {
     expect(await table.identify(10)).toBeUndefined();
   });
 
+  it("looks for sshfs's ssh among the next pids first, and in all of /proc when it is not there", async () => {
+    const proc = await mkdtemp(join(tmpdir(), 'proc-'));
+    await writeFile(join(proc, 'uptime'), '100.00 0.00\n');
+    const add = async (pid: number, ticks: number, pgrp = pid, state = 'S') => {
+      await mkdir(join(proc, String(pid)), { recursive: true });
+      await writeFile(join(proc, String(pid), 'stat'), stat(ticks, 'x', 1, state, pgrp));
+    };
+    await add(500, 1_000); // sshfs
+    await add(501, 1_000); // a neighbour in a group of its own: not its ssh
+    await add(502, 1_000, 500, 'Z'); // sshfs's intermediate fork, exited: not its ssh
+    await add(503, 1_001, 500); // the ssh
+    const table = createHostView(new FakeRunner(), proc).processes;
+    expect(await table.groupMember({ pid: 500, startTicks: 1_000 })).toEqual({ pid: 503, startTicks: 1_001 });
+    // Found there, /proc is not scanned: another member far away (a moment of two ssh at once) is not looked at.
+    const fresh = createHostView(new FakeRunner(), proc).processes;
+    await add(900, 1_005, 500);
+    expect(await fresh.groupMember({ pid: 500, startTicks: 1_000 })).toEqual({ pid: 503, startTicks: 1_001 });
+    await rm(join(proc, '900'), { recursive: true });
+    // Pids taken by other processes in between: the ssh is far from sshfs's pid, and found by the scan.
+    await add(600, 2_000); // another sshfs
+    for (let pid = 601; pid < 640; pid++) await add(pid, 2_000);
+    await add(640, 2_001, 600);
+    expect(await table.groupMember({ pid: 600, startTicks: 2_000 })).toEqual({ pid: 640, startTicks: 2_001 });
+    await rm(join(proc, '640'), { recursive: true });
+    expect(await table.groupMember({ pid: 600, startTicks: 2_000 })).toBeUndefined();
+  });
+
   it("finds a shared login's master from what it says over its socket, and remembers it while it lives", async () => {
     const proc = await mkdtemp(join(tmpdir(), 'proc-'));
     await writeFile(join(proc, 'uptime'), '100.00 0.00\n');
@@ -267,6 +294,29 @@ describe('execa runner', () => {
     expect(r.exitCode).toBe(0);
     expect(r.stderr).toMatch(/OpenSSH/);
   });
+  it('reports a program it cannot start as exit code -1 with the reason, and drops one final newline of the output', async () => {
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      const r = await createExecaRunner().run('fusermount3', ['-V']);
+      expect(r).toMatchObject({ exitCode: -1, timedOut: false });
+      expect(r.stderr).toMatch(/ENOENT/);
+    } finally {
+      process.env.PATH = path;
+    }
+    const v = await createExecaRunner().run('fusermount3', ['-V']);
+    expect(v.exitCode).toBe(0);
+    expect(`${v.stdout}${v.stderr}`).toMatch(/fusermount3 version: [0-9.]+$/);
+  });
+  it('ends a run when its program ends, even while a child of it keeps the output pipes open', async () => {
+    // ssh's ProxyCommand (run by ssh's shell) ignores the hangup ssh sends it when it exits: it holds ssh's stderr.
+    const started = Date.now();
+    const r = await createExecaRunner().run('ssh', [
+      '-F', 'none', '-o', 'BatchMode=yes', '-o', `ProxyCommand=sh -c 'trap "" HUP TERM; exec sleep 10'`, 'x@127.0.0.1', 'true',
+    ], { timeoutMs: 500 });
+    expect(r.timedOut).toBe(true);
+    expect(Date.now() - started).toBeLessThan(8_000); // the ProxyCommand still sleeps: the run did not wait for it
+  }, 30_000);
   it('refuses any other program', async () => {
     await expect(createExecaRunner().run('sh' as Program, ['-c', 'id'])).rejects.toThrow(/refusing to run sh/);
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { create, mount } from '../../adapter/docker/routes.js';
+import { create, mount, unmount } from '../../adapter/docker/routes.js';
 import { startMountSteps } from '../../handlers/mount-steps.js';
 import type { Logger } from '../../handlers/types.js';
 import { makeDeps } from './fixtures.js';
@@ -38,5 +38,21 @@ describe('the Mount step timer', () => {
     // The read-ahead is set once the fresh-mount check has seen the mount answer, inside the Mount.
     expect(names(lines[0] ?? '')).toEqual(['lock', 'store', 'state', 'prepare', 'shared-login', 'sshfs', 'check', 'read-ahead', 'journal', 'total']);
     expect(names(lines[1] ?? '')).toEqual(['lock', 'store', 'state', 'journal', 'total']);
+  });
+
+  it('times an Unmount the same way: the last reference detaches, an earlier one only writes the journal', async () => {
+    const deps = makeDeps();
+    expect(await create({ Name: 'vol1', Opts: { sshcmd: 'alice@files.example.com:/srv/data' } }, deps)).toEqual({ Err: '' });
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    await mount({ Name: 'vol1', ID: 'b' }, deps);
+    expect(await unmount({ Name: 'vol1', ID: 'a' }, deps)).toEqual({ Err: '' });
+    expect(await unmount({ Name: 'vol1', ID: 'b' }, deps)).toEqual({ Err: '' });
+    const lines = deps.logs.filter((l) => l.includes('unmount steps:'));
+    const names = (line: string) => [...line.replace(/^.*unmount steps: /, '').matchAll(/([a-z-]+) [0-9.]+/g)].map((m) => m[1]);
+    expect(lines).toHaveLength(2);
+    expect(names(lines[0] ?? '')).toEqual(['lock', 'store', 'journal', 'total']);
+    // The record is saved as unmounted first (journal), then the mount is detached: fusermount3 and its check.
+    expect(names(lines[1] ?? '')).toEqual(['lock', 'store', 'journal', 'state', 'fusermount', 'unmounted', 'rmdir', 'total']);
+    expect(deps.logs.filter((l) => l.includes(' mount steps:'))).toHaveLength(2); // the Mounts' lines keep their name
   });
 });
