@@ -122,12 +122,7 @@ do_down() {
   done
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$NS_PREFIX-" || true); do
     # Whatever still runs in a node's network is ours: e.g. an sshfs left by a plugin whose dockerd was killed.
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do
-      log "stopping leftover process $pid in $ns ($(cat "/proc/$pid/comm" 2>/dev/null))"
-      stop_pid "$pid" 5
-    done
-    log "deleting network namespace $ns"
-    ip netns del "$ns" || log "WARNING: could not delete $ns"
+    delete_netns "$ns"
   done
   if [[ -n $base && -d $base ]]; then rm -rf --one-file-system -- "$base" || log "WARNING: could not remove $base"; fi
   rm -f "$DIR/exec-root" "$DIR/env"

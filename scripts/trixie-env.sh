@@ -381,18 +381,6 @@ stop_node() {
   rm -f "$nd/holder.pid" "$nd/holder.ready" "$nd/mntns"
 }
 
-# Deletes the network namespace NS after stopping whatever still runs in it.
-delete_netns() {
-  local ns=$1 pid
-  ip netns list 2>/dev/null | awk '{ print $1 }' | grep -qx "$ns" || return 0
-  for pid in $(ip netns pids "$ns" 2>/dev/null); do
-    log "stopping leftover process $pid in $ns ($(cat "/proc/$pid/comm" 2>/dev/null))"
-    stop_pid "$pid" 5
-  done
-  log "deleting network namespace $ns"
-  ip netns del "$ns" || log "WARNING: could not delete $ns"
-}
-
 do_down() {
   [[ -d $DIR ]] || { log "nothing to do: $DIR does not exist"; return 0; }
   local k ns

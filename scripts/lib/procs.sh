@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Sourced by scripts/e2e-env.sh and scripts/swarm-env.sh: finding and stopping the processes, and finding and
-# unmounting the mounts, that a test environment left behind. Uses: log (the sourcing script's).
+# Sourced by the test environments (e2e-env.sh, swarm-env.sh, trixie-env.sh): finding and stopping the processes,
+# finding and unmounting the mounts, and deleting the network namespaces that a test environment left behind.
+# Uses: log (the sourcing script's).
 
 # True when PID is alive and its command line contains NEEDLE (guards against recycled PIDs).
 pid_matches() {
@@ -92,4 +93,16 @@ unmount_under() {
     umount -l -- "$mp" 2>/dev/null || fusermount3 -uz -- "$mp" 2>/dev/null || fusermount -uz -- "$mp" 2>/dev/null ||
       log "WARNING: could not unmount $mp"
   done < <(mounts_under "$@")
+}
+
+# Deletes the network namespace NS after stopping whatever still runs in it.
+delete_netns() {
+  local ns=$1 pid
+  ip netns list 2>/dev/null | awk '{ print $1 }' | grep -qx "$ns" || return 0
+  for pid in $(ip netns pids "$ns" 2>/dev/null); do
+    log "stopping leftover process $pid in $ns ($(cat "/proc/$pid/comm" 2>/dev/null))"
+    stop_pid "$pid" 5
+  done
+  log "deleting network namespace $ns"
+  ip netns del "$ns" || log "WARNING: could not delete $ns"
 }
