@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { create, get, mount } from '../../adapter/docker/routes.js';
-import { allows, boundPassword, normalHost, parseBindingLines, serverText, type Server } from '../../handlers/server-binding.js';
+import { allows, boundPassword, normalHost, parseBindingLines, serverText, type Server } from '../../handlers/credentials.js';
 import { DEFAULT_KEY, makeDeps, type TestDeps } from './fixtures.js';
 
 const FC_SEED = Number(process.env.FC_SEED ?? 20261128);
