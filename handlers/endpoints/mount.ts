@@ -1,7 +1,6 @@
-import { cancelIdleUnmount, ensureMounted } from '../lifecycle.js';
+import { cancelIdleUnmount, ensureMounted, startMountSteps } from '../lifecycle.js';
 import type { ReferenceRequest } from '../requests.js';
 import type { Deps } from '../types.js';
-import { startMountSteps } from '../mount-steps.js';
 import { getVolume, mountCount, referenceCount, setMountCount } from '../volume.js';
 
 /**

@@ -1,8 +1,7 @@
-import { unmountLater, unmountUnused } from '../lifecycle.js';
+import { startMountSteps, unmountLater, unmountUnused } from '../lifecycle.js';
 import { OPTION_SPECS } from '../options.js';
 import type { ReferenceRequest } from '../requests.js';
 import type { Deps } from '../types.js';
-import { startMountSteps } from '../mount-steps.js';
 import { getVolume, mountCount, optionsOrProblem, referenceCount, setMountCount } from '../volume.js';
 
 /** Releases `ref`'s reference; the last one unmounts the volume, at once or after its unmount_delay. */

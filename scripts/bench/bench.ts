@@ -343,7 +343,7 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
   const handMnt = `${rawMnt}-by-hand`;
   await dockerRunMs(env, [img, 'true']); // warm-up
   for (const v of [vol, volOff, rcVol]) await dockerRunMs(env, ['-v', `${v}:/data`, img, 'true']);
-  // The plugin's own breakdown of each Mount (its DEBUG=1 lines, handlers/mount-steps.ts), per kind of cold run.
+  // The plugin's own breakdown of each Mount (its DEBUG=1 lines, handlers/lifecycle.ts), per kind of cold run.
   const stepsFirst: Array<Record<string, number>> = [];
   const stepsShared: Array<Record<string, number>> = [];
   const unmountShared: Array<Record<string, number>> = [];
@@ -433,7 +433,7 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
     `${fmt(median(none), 0)} / ${fmt(mrc, 0)} / ${fmt(mc, 0)} / ${fmt(median(coldFirst), 0)} ms (plugin / rclone ${fmt(vsRc, 2)}×; load ${fmt(coldLoad[0] ?? NaN, 1)} → ${fmt(coldLoad[1] ?? NaN, 1)})`,
     `the rows above side by side: medians of ${COLD_RUNS} interleaved rounds after a first login; ${loadText}`, '≤ 1.0× rclone', vsRc <= 1.0);
   row(M, 'Mount breakdown, login shared (plugin\'s own timing, ms)', formatSteps(medianSteps(stepsShared)),
-    `median per step over the ${stepsShared.length} Mounts of the \`login shared\` row, from the plugin's debug line (handlers/mount-steps.ts): lock = wait for the volume's lock, store = read the record, state = is it mounted (mountinfo), prepare = options, credentials, mountpoint and ssh log, shared-login = find (or start) the shared ssh login, sshfs = sshfs started until its mount shows in mountinfo (ssh session, SFTP init, mount), check = the fresh-mount check (one bounded stat: FUSE INIT and the server's first SFTP answer), read-ahead = write read_ahead_kb, journal = write the reference`);
+    `median per step over the ${stepsShared.length} Mounts of the \`login shared\` row, from the plugin's debug line (handlers/lifecycle.ts): lock = wait for the volume's lock, store = read the record, state = is it mounted (mountinfo), prepare = options, credentials, mountpoint and ssh log, shared-login = find (or start) the shared ssh login, sshfs = sshfs started until its mount shows in mountinfo (ssh session, SFTP init, mount), check = the fresh-mount check (one bounded stat: FUSE INIT and the server's first SFTP answer), read-ahead = write read_ahead_kb, journal = write the reference`);
   row(M, 'Mount breakdown, first login (plugin\'s own timing, ms)', formatSteps(medianSteps(stepsFirst)),
     `same, over the ${stepsFirst.length} Mounts of the \`first login\` row (shared-login includes the master's ssh login)`);
   row(M, 'Mount request alone: plugin (login shared) / rclone', `${fmt(median(direct.ours), 1)} / ${fmt(median(direct.rc), 1)} ms (${fmt(pairedRatio(direct.ours, direct.rc), 2)}×)`,
@@ -445,7 +445,7 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
   row(M, 'Unmount request alone (the last reference): plugin / rclone', `${fmt(median(direct.oursUnmount), 1)} / ${fmt(median(direct.rcUnmount), 1)} ms`,
     'the Unmounts of the row above (a `docker run --rm` waits for it too): the plugin saves the released reference, runs fusermount3 -u and checks the mount is gone (sshfs exits by itself afterwards, not awaited); rclone unmounts in its own process');
   row(M, 'Unmount breakdown, last reference (plugin\'s own timing, ms)', formatSteps(medianSteps(unmountShared)),
-    `median per step over the ${unmountShared.length} Unmounts of the \`login shared\` row (handlers/mount-steps.ts): journal = the released reference saved (fsync) before the detach, state = is it mounted (mountinfo), fusermount = fusermount3 -u, unmounted = the check that it is gone, rmdir = the empty mountpoint removed`);
+    `median per step over the ${unmountShared.length} Unmounts of the \`login shared\` row (handlers/lifecycle.ts): journal = the released reference saved (fsync) before the detach, state = is it mounted (mountinfo), fusermount = fusermount3 -u, unmounted = the check that it is gone, rmdir = the empty mountpoint removed`);
   await tracedColdRows(env, img, traced, volumeOpts(env, remotePlugin, remoteRclone), 7, row, load1);
   row(M, 'sshfs mount + docker run on a bind of it + fusermount -u, by hand', `${fmt(median(byHand), 0)} ms (plugin cold: ${signed((median(cold) / median(byHand) - 1) * 100)} %)`,
     `median of ${COLD_RUNS} (interleaved), timed around the three commands: the cold run without the plugin, so the difference is the plugin's own cost`);
@@ -688,7 +688,7 @@ async function coldOnly(env: E2EEnv): Promise<void> {
     `${fmt(median(none), 0)} / ${fmt(median(rcs), 0)} / ${fmt(median(ours), 0)} ms (plugin / rclone ${fmt(ratio, 2)}×; load ${fmt(loads[0] ?? NaN, 1)} → ${fmt(loads[1] ?? NaN, 1)})`,
     `medians of ${COLD_RUNS} interleaved rounds of \`docker run --rm --network none -v X:/data busybox true\` after a first login; the ratio is the median of the ${COLD_RUNS} paired ratios; 1-min load average before → after`,
     '≤ 1.0× rclone', ratio <= 1.0);
-  row(M, 'Mount breakdown, login shared (plugin\'s own timing, ms)', formatSteps(medianSteps(mountSteps)), `median per step over the ${mountSteps.length} Mounts above (handlers/mount-steps.ts)`);
+  row(M, 'Mount breakdown, login shared (plugin\'s own timing, ms)', formatSteps(medianSteps(mountSteps)), `median per step over the ${mountSteps.length} Mounts above (handlers/lifecycle.ts)`);
   row(M, 'Unmount breakdown (plugin\'s own timing, ms)', formatSteps(medianSteps(unmountSteps)),
     `median per step over the ${unmountSteps.length} Unmounts above: journal = the reference released and saved (fsync), state = is it mounted (mountinfo), fusermount = fusermount3 -u, unmounted = the check that it is gone, rmdir = the empty mountpoint removed`);
   const sides = {

@@ -292,7 +292,7 @@ export function rssWithHelpers(pid: number, markers: string[]): number {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The plugin's Mount breakdown (handlers/mount-steps.ts logs it at debug level: the plugin runs with DEBUG=1)
+// The plugin's Mount breakdown (handlers/lifecycle.ts logs it at debug level: the plugin runs with DEBUG=1)
 
 /** The 1-minute load average, for the record beside every timing figure. */
 export function load1(): number {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { create, mount, unmount } from '../../adapter/docker/routes.js';
-import { startMountSteps } from '../../handlers/mount-steps.js';
+import { startMountSteps } from '../../handlers/lifecycle.js';
 import type { Logger } from '../../handlers/types.js';
 import { makeDeps } from './fixtures.js';
 
