@@ -63,7 +63,7 @@ function noCredential(keysDir: string): UserError {
 
 /**
  * What the volume logs in with. keyFile is the file the plugin wrote for `-o key` (the stored options hold only its
- * digest). Never root's ~/.ssh, an agent or ssh_config: sshfs-args.ts turns those off.
+ * digest). Never root's ~/.ssh, an agent or ssh_config: the ssh options of ssh-login.ts turn those off.
  */
 export async function resolveLogin(opts: VolumeOptions, keyFile: string | undefined, deps: Deps): Promise<Login> {
   if (keyFile !== undefined) return { keyFile, source: 'key' };

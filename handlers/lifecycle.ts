@@ -1,12 +1,23 @@
-// The life of a volume's sshfs mount, in one place: mounting (with a shared login when one fits), detaching,
-// read-ahead, and the delayed unmount of an idle volume, and the timer that says where a Mount's time goes. Endpoints
-// and start-up recovery call these; the caller holds the volume's lock and owns the record.
+// The life of a volume's sshfs mount, in one place: mounting (sshfs's argv, with a shared login when one fits),
+// detaching, read-ahead, the delayed unmount of an idle volume, and the timer that says where a Mount's time goes.
+// Endpoints and start-up recovery call these; the caller holds the volume's lock and owns the record.
 import { explainLoginFailure, explainMountFailure, failureContext, lastSshMessage } from './diagnose.js';
 import { describe, UserError } from './errors.js';
 import { resolveKnownHosts, resolveLogin, withCertificate } from './credentials.js';
 import { remoteText } from './options.js';
-import { closeLoginOpenedFor, joinSharedLogin, leaveSharedLogin, readJumpHostLogs, sessionRefused, type SharedJoin } from './shared-ssh.js';
-import { buildSshfsArgs, jumpHostLogFile, mountPlan, type MountPaths, type MountPlan } from './sshfs-args.js';
+import {
+  closeLoginOpenedFor,
+  joinSharedLogin,
+  jumpHostLogFile,
+  leaveSharedLogin,
+  mountPlan,
+  proxyCommand,
+  readJumpHostLogs,
+  sessionRefused,
+  type MountPaths,
+  type MountPlan,
+  type SharedJoin,
+} from './ssh-login.js';
 import type { Deps, Logger, RunResult, StartedProcess, VolumeRecord } from './types.js';
 import { knownHostsFile, optionsOf, referenceCount, sshLogFileFor } from './volume.js';
 
@@ -149,6 +160,38 @@ async function startSshfs(
   if (serverGone) await Promise.race([sshfs.exited, sleep(1_000)]);
   const said = exitCode !== undefined || probe.timedOut || serverGone ? '' : `the new mount did not answer (${probe.error ?? 'no reply'})`;
   return { ok: false, result: failed(said, false, exitCode ?? -1), sshfs, mountAppeared: true, unanswered: probe.timedOut };
+}
+
+/**
+ * The ssh command sshfs runs, set by the plugin only (users cannot pass ssh_command). `-F none`: no ssh_config of the
+ * host or of root applies, so nothing there (a ProxyCommand, an IdentityFile, an agent) reaches a volume.
+ */
+function sshCommand(sshLogFile: string): string {
+  return `ssh -E ${sshLogFile} -F none`;
+}
+
+/** FUSE splits -o on commas; a backslash keeps one inside a value (e.g. a list of authentication methods). */
+function escapeFuse(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/,/g, '\\,');
+}
+
+/**
+ * sshfs's argv. controlPath: the shared connection to use (ssh-login.ts). ControlMaster=no: sshfs's ssh only ever joins the
+ * plugin's master; when that is gone, ssh finds no socket and logs in by itself, as without sharing.
+ */
+export function buildSshfsArgs(plan: MountPlan, controlPath?: string): string[] {
+  const { opts, paths, login } = plan;
+  // -f: sshfs stays the plugin's own child (no daemon to look for), its pid known from the start.
+  const args = [remoteText(opts.remote), paths.mountpoint, '-f'];
+  if (opts.port !== undefined) args.push('-p', String(opts.port));
+  for (const [k, v] of Object.entries(opts.sshfs)) args.push('-o', v === '' ? k : `${k}=${v}`);
+  if ('password' in login) args.push('-o', 'password_stdin');
+  args.push('-o', `ssh_command=${sshCommand(paths.sshLogFile)}`);
+  for (const [k, v] of plan.sshOptions) args.push('-o', `${k}=${escapeFuse(v)}`);
+  const proxy = proxyCommand(plan, paths.sshLogFile);
+  if (proxy !== undefined) args.push('-o', `ProxyCommand=${escapeFuse(proxy)}`);
+  if (controlPath !== undefined) args.push('-o', `ControlPath=${controlPath}`, '-o', 'ControlMaster=no');
+  return args;
 }
 
 /**

@@ -2,7 +2,7 @@
 // once per Get) go in, every Status field comes out. Never a secret.
 import { lastSshMessage } from './diagnose.js';
 import { isSecretOption, remoteText } from './options.js';
-import { sharedConnectionLogFile, sharedMaster } from './shared-ssh.js';
+import { sharedConnectionLogFile, sharedMaster } from './ssh-login.js';
 import type { Config, Deps, MountState, SshConnection, VolumeRecord } from './types.js';
 import { optionsOrProblem, referenceCount, sshLogFileFor } from './volume.js';
 

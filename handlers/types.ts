@@ -18,7 +18,7 @@ export interface VolumeRecord {
   mountedAt?: string;
   /** Set while no container uses the volume but unmount_delay keeps it mounted: when it will be unmounted. */
   idleUntil?: string;
-  /** Id of the shared ssh connection (shared-ssh.ts) the volume's last mount used; unset when it logged in alone. */
+  /** Id of the shared ssh connection (ssh-login.ts) the volume's last mount used; unset when it logged in alone. */
   sharedConnection?: string;
   /**
    * The sshfs the plugin started for the mount now at the mountpoint (kept across restarts: adopted from here, never

@@ -2,7 +2,7 @@
 // publications Swarm made before a restart are mounted again, since Swarm remembers them only in memory.
 import type { Deps, Logger } from '../../handlers/types.js';
 import { createStallWatch } from '../../handlers/stall-watch.js';
-import { stopSharedConnections } from '../../handlers/shared-ssh.js';
+import { stopSharedConnections } from '../../handlers/ssh-login.js';
 import { openDeps } from '../deps.js';
 import { recover, STOP_GRACE_MS, type RunningPlugin } from '../plugin.js';
 import type { CsiConfig } from './config.js';

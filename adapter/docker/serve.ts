@@ -1,6 +1,6 @@
 // The VolumeDriver plugin: its dependencies opened (deps.ts, as for the CSI front end), then the Docker socket served.
 // main.ts calls startPlugin with the environment's configuration; tests call it directly.
-import { stopSharedConnections } from '../../handlers/shared-ssh.js';
+import { stopSharedConnections } from '../../handlers/ssh-login.js';
 import { createStallWatch } from '../../handlers/stall-watch.js';
 import type { Deps, Logger } from '../../handlers/types.js';
 import type { PluginConfig } from '../config.js';

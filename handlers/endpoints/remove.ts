@@ -1,9 +1,8 @@
 import { UserError } from '../errors.js';
 import { MAX_JUMP_HOSTS } from '../options.js';
-import { jumpHostLogFile } from '../sshfs-args.js';
 import { cancelIdleUnmount, unmountUnused } from '../lifecycle.js';
 import type { VolumeRequest } from '../requests.js';
-import { releaseSharedConnection } from '../shared-ssh.js';
+import { jumpHostLogFile, releaseSharedConnection } from '../ssh-login.js';
 import type { Deps } from '../types.js';
 import { forgetOptions, getVolume, referenceCount, sshLogFileFor } from '../volume.js';
 

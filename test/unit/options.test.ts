@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { UserError } from '../../handlers/errors.js';
 import { create as createEndpoint } from '../../adapter/docker/routes.js';
 import { normalizeKey, OPTION_SPECS, parseOptions, parseSshcmd } from '../../handlers/options.js';
-import { buildSshfsArgs, mountPlan } from '../../handlers/sshfs-args.js';
+import { buildSshfsArgs } from '../../handlers/lifecycle.js';
+import { mountPlan } from '../../handlers/ssh-login.js';
 import { forgetOptions, optionsOrProblem } from '../../handlers/volume.js';
 import { statusOf } from '../../handlers/status.js';
 import type { VolumeRecord } from '../../handlers/types.js';
@@ -208,7 +209,7 @@ describe('hostile option values never reach sshfs as extra options', () => {
           expect(arg).not.toMatch(/[\n\r\0]/);
           if (args[i - 1] === '-o' && arg !== 'ssh_command=ssh -E /state/logs/v.ssh.log -F none') {
             expect(arg).not.toMatch(/(^|[^\\]),/); // only backslash-escaped commas, which FUSE keeps in the value
-            // ProxyJump's ProxyCommand is the plugin's own (its words are checked in sshfs-args.test.ts).
+            // ProxyJump's ProxyCommand is the plugin's own (its words are checked in servers.test.ts).
             expect(arg).not.toMatch(key === 'ProxyJump' ? /^(ssh_command|LocalCommand|PermitLocalCommand)/i : /^(ssh_command|ProxyCommand|LocalCommand|PermitLocalCommand)/i);
           }
           if (i >= 2 && args[i - 1] !== '-o' && args[i - 1] !== '-p') expect(arg.startsWith('-')).toBe(true);

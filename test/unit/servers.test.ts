@@ -7,8 +7,8 @@ import { explainMountFailure, isRsaKey, type HintContext } from '../../handlers/
 import { UserError } from '../../handlers/errors.js';
 import { create, get, mount, remove } from '../../adapter/docker/routes.js';
 import { parseOptions, parseProxyJump } from '../../handlers/options.js';
-import { buildSshfsArgs, mountPlan, proxyCommand, type MountPaths } from '../../handlers/sshfs-args.js';
-import { masterArgs } from '../../handlers/shared-ssh.js';
+import { buildSshfsArgs } from '../../handlers/lifecycle.js';
+import { masterArgs, mountPlan, proxyCommand, type MountPaths } from '../../handlers/ssh-login.js';
 import { makeDeps, type TestDeps } from './fixtures.js';
 
 const FC_SEED = Number(process.env.FC_SEED ?? 20261128);

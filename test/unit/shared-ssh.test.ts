@@ -1,9 +1,9 @@
-// Shared ssh connections (handlers/shared-ssh.ts) with the fake runner: which mounts share a login, the master's
+// Shared ssh connections (handlers/ssh-login.ts) with the fake runner: which mounts share a login, the master's
 // command line, its lifecycle (opened once, closed at Remove of its last volume, stopped with the plugin) and the
 // failures that stay a volume's own.
 import { describe, expect, it } from 'vitest';
 import { create, get, mount, remove, unmount } from '../../adapter/docker/routes.js';
-import { stopSharedConnections } from '../../handlers/shared-ssh.js';
+import { stopSharedConnections } from '../../handlers/ssh-login.js';
 import type { Config } from '../../handlers/types.js';
 import { makeDeps, type TestDeps } from './fixtures.js';
 

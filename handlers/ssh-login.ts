@@ -1,4 +1,9 @@
-// Shared ssh connections: one login reused by the mounts of a server made with the same credentials and settings.
+// How a volume's ssh logs in. A Mount's plan (the volume's options, its login and its files, decided once) gives the
+// ssh options every ssh of the Mount uses, one -o per option so none can merge into another: sshfs's own ssh
+// (lifecycle.ts builds sshfs's argv), each jump host's, and a shared login's master. Values have been validated by
+// options.ts; here they are only placed.
+//
+// Shared logins: one login reused by the mounts of a server made with the same credentials and settings.
 // The plugin starts an OpenSSH master (`ssh -N -o ControlMaster=yes`) whose control socket lives in its state
 // directory; sshfs's ssh joins it (ControlMaster=no) and opens its SFTP session over the logged-in connection, so a
 // cold Mount skips the key exchange and the login. The socket's name is a digest of everything that decides the
@@ -9,8 +14,96 @@ import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { describe } from './errors.js';
 import { bareHost, jumpHostText, MAX_JUMP_HOSTS, type VolumeOptions } from './options.js';
-import { jumpHostLogFile, proxyCommand, type MountPlan } from './sshfs-args.js';
+import type { Login } from './credentials.js';
 import type { Deps, RunResult, VolumeRecord } from './types.js';
+
+export interface MountPaths {
+  mountpoint: string;
+  /** The known_hosts file ssh checks: the plugin's own in the state directory, or the user's (then only read). */
+  knownHostsFile: string;
+  /** Where ssh writes its own messages (`ssh -E`), and where sshfs's own output goes (the runner appends it there). */
+  sshLogFile: string;
+}
+
+/** What one Mount starts sshfs (and ssh) with: built once, then every argv comes from it. */
+export interface MountPlan {
+  opts: VolumeOptions;
+  login: Login;
+  paths: MountPaths;
+  /** The login's ssh options, unescaped: sshfs passes them on; a shared login's master and every jump host use them too. */
+  sshOptions: ReadonlyArray<readonly [string, string]>;
+}
+
+export function mountPlan(opts: VolumeOptions, login: Login, paths: MountPaths): MountPlan {
+  return { opts, login, paths, sshOptions: sshOptionEntries(opts, paths, login) };
+}
+
+function sshOptionEntries(opts: VolumeOptions, paths: MountPaths, login: Login): Array<[string, string]> {
+  const ssh: Record<string, string> = {
+    UserKnownHostsFile: paths.knownHostsFile,
+    // Host keys come from that one file only; ssh must never rewrite it (UpdateHostKeys) or read the host's own.
+    GlobalKnownHostsFile: '/dev/null',
+    UpdateHostKeys: 'no',
+    // Only the credential the volume was given: no agent, no key from root's ~/.ssh.
+    IdentityAgent: 'none',
+    IdentitiesOnly: 'yes',
+    ...opts.ssh,
+  };
+  if ('keyFile' in login) {
+    ssh.IdentityFile = login.keyFile;
+    if (login.certificateFile !== undefined) ssh.CertificateFile = login.certificateFile;
+    ssh.PasswordAuthentication = 'no';
+    ssh.KbdInteractiveAuthentication = 'no';
+    // Without a password nobody can answer a prompt: fail fast instead of hanging the Mount.
+    ssh.BatchMode = 'yes';
+  } else {
+    ssh.IdentityFile = 'none';
+    ssh.PubkeyAuthentication = 'no';
+    ssh.PreferredAuthentications = 'password,keyboard-interactive';
+    ssh.NumberOfPasswordPrompts = '1';
+  }
+  return Object.entries(ssh);
+}
+
+/** Where the ssh of jump host `index` (0: the first hop) writes its messages: beside the log of the ssh it serves. */
+export function jumpHostLogFile(logFile: string, index: number): string {
+  return `${logFile}.hop${index}`;
+}
+
+/** One word for /bin/sh, whatever it holds: single-quoted, a quote inside written as '\''. */
+function shellWord(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** ssh expands %-tokens in a ProxyCommand before the shell runs it: literal text keeps its % by doubling it. */
+const literalPercent = (text: string) => text.replace(/%/g, '%%');
+
+/**
+ * The ProxyCommand that reaches the server through the volume's jump hosts, or undefined without any. ssh's own
+ * ProxyJump cannot be used: the ssh it starts for a hop gets none of the volume's -o options (key, known_hosts, host
+ * key policy: it would use root's ~/.ssh), so the plugin builds the chain itself. Each hop is
+ * `ssh -E <log> -F none -p PORT -l USER -o <the volume's ssh options> [-o ProxyCommand=<the hops before>] -W [%h]:%p -- HOST`:
+ * the same key, known_hosts file and host key policy as the server's login. ssh runs a ProxyCommand with /bin/sh, so
+ * every word is single-quoted (and its % doubled) here: no value, however written, can become shell syntax; the
+ * values come from options.ts, which allows only names, numbers and paths there anyway.
+ */
+export function proxyCommand(plan: MountPlan, logFile: string): string | undefined {
+  let command: string | undefined;
+  for (const [index, hop] of (plan.opts.jumpHosts ?? []).entries()) {
+    const argv = ['-E', jumpHostLogFile(logFile, index), '-F', 'none'];
+    if (hop.port !== undefined) argv.push('-p', String(hop.port));
+    if (hop.user !== undefined) argv.push('-l', hop.user);
+    for (const [k, v] of plan.sshOptions) argv.push('-o', `${k}=${v}`);
+    // The hops before this one, run by this hop's own ssh (which expands their %h to this hop's host).
+    if (command !== undefined) argv.push('-o', `ProxyCommand=${command}`);
+    argv.push('-W');
+    const words = argv.map((w) => (w.startsWith('-') && /^[A-Za-z-]+$/.test(w) ? w : shellWord(literalPercent(w))));
+    command = ['ssh', ...words, "'[%h]:%p'", '--', shellWord(literalPercent(bareHost(hop.host)))].join(' ');
+  }
+  return command;
+}
+
+// Shared logins.
 
 /**
  * Logins kept per server and credentials. A login carries the session of one mounted volume at a time: sessions
