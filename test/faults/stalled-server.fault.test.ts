@@ -116,7 +116,8 @@ it('refuses a Remove sent on the socket while a Docker container uses the volume
     row.figures['Remove answer'] = r.Err.slice(0, 160);
     expect(r.Err).toMatch(/is in use: [1-9][0-9]* mount\(s\) of it are held elsewhere.*Nothing was changed/);
     await sleep(3_000);
-    const probe = await docker(['exec', holder, 'sh', '-c', 'echo extra >> /data/log && tail -n 1 /data/log'], { timeoutMs: DOCKER_BOUND_MS });
+    // A file of its own: the container's loop appends to /data/log between a write there and its read-back.
+    const probe = await docker(['exec', holder, 'sh', '-c', 'echo extra > /data/probe && cat /data/probe'], { timeoutMs: DOCKER_BOUND_MS });
     expect(probe.exitCode, probe.stderr).toBe(0);
     expect(probe.stdout.trim()).toBe('extra');
     expect((await docker(['inspect', '-f', '{{.State.Running}}', holder], { timeoutMs: DOCKER_BOUND_MS })).stdout.trim()).toBe('true');
