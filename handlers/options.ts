@@ -188,6 +188,11 @@ export const OPTION_SPECS = {
 const CANONICAL = new Map(Object.keys(OPTION_SPECS).map((k) => [k.toLowerCase(), k]));
 const SPECS = new Map<string, OptionSpec>(Object.entries(OPTION_SPECS));
 
+/** The option a user's spelling names (option names are case-insensitive), or undefined for none. */
+export function optionNamed(rawKey: string): string | undefined {
+  return CANONICAL.get(rawKey.toLowerCase());
+}
+
 /** Whether an option's value is a credential itself, never to be shown. */
 export function isSecretOption(key: string): boolean {
   return SPECS.get(key)?.secret === true;
@@ -359,7 +364,7 @@ export const DEFAULT_KEYS_DIR = '/keys';
 export function parseOptions(opts: Record<string, string>, context: ParseContext = { keysDir: DEFAULT_KEYS_DIR }): VolumeOptions {
   const given: Record<string, string> = {};
   for (const [rawKey, value] of Object.entries(opts)) {
-    const key = CANONICAL.get(rawKey.toLowerCase());
+    const key = optionNamed(rawKey);
     if (key === undefined) {
       const reason = REFUSED_WITH_REASON.get(rawKey.toLowerCase());
       if (reason !== undefined) throw new UserError(reason);

@@ -1,13 +1,14 @@
 // What a CSI request's parameters (the `docker volume create -o` options, which Docker prints in `inspect`) and
 // secrets (Swarm secrets, given with `--secret key=<secret name>`) become: the driver options the handlers check.
 import { status } from '@grpc/grpc-js';
-import { printable } from '../../handlers/options.js';
+import { isSecretOption, optionNamed, printable } from '../../handlers/options.js';
 import { RpcError } from './rpc.js';
 
-/** Secret keys a volume may be given, and the option each one is. Credentials only: anything else is a parameter. */
-export const SECRET_OPTIONS: Readonly<Record<string, string>> = Object.freeze(
-  Object.assign(Object.create(null) as Record<string, string>, { password: 'password', key: 'key' }),
-);
+/** The option a name spells if that option is a credential itself (option names are case-insensitive: `Password` too). */
+function secretOption(name: string): string | undefined {
+  const option = optionNamed(name);
+  return option !== undefined && isSecretOption(option) ? option : undefined;
+}
 
 /**
  * Merges parameters and secrets into driver options. A credential given as a parameter is refused: Docker keeps
@@ -16,17 +17,18 @@ export const SECRET_OPTIONS: Readonly<Record<string, string>> = Object.freeze(
 export function driverOptions(parameters: Record<string, string>, secrets: Record<string, string>): Record<string, string> {
   const out: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const [k, v] of Object.entries(parameters)) {
-    if (k in SECRET_OPTIONS) {
+    const secret = secretOption(k);
+    if (secret !== undefined) {
       throw new RpcError(
         status.INVALID_ARGUMENT,
-        `option ${k} of a cluster volume must be a Swarm secret, not -o (Docker shows -o values in docker volume inspect): ` +
-          `printf '%s' "$VALUE" | docker secret create <secret name> - , then docker volume create --secret ${k}=<secret name> ...`,
+        `option ${secret} of a cluster volume must be a Swarm secret, not -o (Docker shows -o values in docker volume inspect): ` +
+          `printf '%s' "$VALUE" | docker secret create <secret name> - , then docker volume create --secret ${secret}=<secret name> ...`,
       );
     }
     out[k] = v;
   }
   for (const [k, v] of Object.entries(secrets)) {
-    const option = SECRET_OPTIONS[k];
+    const option = secretOption(k);
     if (option === undefined) {
       throw new RpcError(
         status.INVALID_ARGUMENT,

@@ -144,6 +144,12 @@ describe('CSI CreateVolume / DeleteVolume', () => {
     expect(asParameter.code).toBe(3); // INVALID_ARGUMENT
     expect(asParameter.details).toMatch(/must be a Swarm secret.*docker secret create/);
     expect(asParameter.details).not.toContain(PASSWORD);
+    // Option names are case-insensitive: another spelling of a credential is refused too, never stored as a parameter.
+    for (const spelling of ['Password', 'PASSWORD', 'Key']) {
+      const respelled = await failure(w.controller.CreateVolume({ name: 'p', volume_capabilities: [mountCapability], parameters: { sshcmd: SSHCMD, [spelling]: PASSWORD } }));
+      expect(respelled.code).toBe(3);
+      expect(respelled.details).toMatch(/option (password|key) of a cluster volume must be a Swarm secret/);
+    }
     const unknown = await failure(w.controller.CreateVolume({ name: 'p', volume_capabilities: [mountCapability], parameters: { sshcmd: SSHCMD }, secrets: { port: '22' } }));
     expect(unknown.code).toBe(3);
     expect(unknown.details).toMatch(/secret key "port" is not one this plugin reads/);
