@@ -110,11 +110,12 @@ export function createProcessTable(runner: CommandRunner, procDir = '/proc'): Pr
       members.delete(key);
       // sshfs forks its ssh as soon as it starts (and again on a reconnect), so the ssh almost always has one of the
       // next few pids: look there first, a few stat reads, instead of scanning all of /proc on the first Get of every
-      // fresh mount (dockerd sends one right before each Unmount). Only a member of the leader's group counts.
+      // fresh mount (dockerd sends one right before each Unmount). Only a child of sshfs counts: /proc/<tid>/stat answers
+      // for sshfs's own threads too (same group, newer start), which the scan below never sees (/proc lists processes).
       let near: ProcessId | undefined;
       for (let pid = leader.pid + 1; pid <= leader.pid + NEAR_PIDS; pid++) {
         const s = stat(pid);
-        if (s === undefined || s.pgrp !== leader.pid || s.state === 'Z') continue;
+        if (s === undefined || s.pgrp !== leader.pid || s.ppid !== leader.pid || s.state === 'Z') continue;
         if (near === undefined || s.startTicks > near.startTicks) near = { pid, startTicks: s.startTicks };
       }
       if (near !== undefined) {
