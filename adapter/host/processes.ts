@@ -3,7 +3,7 @@
 // process on a stalled mount can hold for as long as its server stays silent (and would freeze the plugin's one
 // thread); and a name or command line is anybody's to choose (a container's root can run a program called sshfs).
 // Only /proc/<pid>/stat and /proc/<pid>/io are read: neither takes that lock.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import type { CommandRunner, ProcessId, ProcessTable } from '../../handlers/types.js';
 
@@ -110,12 +110,13 @@ export function createProcessTable(runner: CommandRunner, procDir = '/proc'): Pr
       members.delete(key);
       // sshfs forks its ssh as soon as it starts (and again on a reconnect), so the ssh almost always has one of the
       // next few pids: look there first, a few stat reads, instead of scanning all of /proc on the first Get of every
-      // fresh mount (dockerd sends one right before each Unmount). Only a child of sshfs counts: /proc/<tid>/stat answers
-      // for sshfs's own threads too (same group, newer start), which the scan below never sees (/proc lists processes).
+      // fresh mount (dockerd sends one right before each Unmount). Only a process of the leader's group counts, not one
+      // of sshfs's own threads: /proc/<tid>/stat answers for those too (same group, newer start), though /proc lists
+      // only processes, as the scan below sees them. (sshfs forks twice to start ssh: its ssh is not its child.)
       let near: ProcessId | undefined;
       for (let pid = leader.pid + 1; pid <= leader.pid + NEAR_PIDS; pid++) {
         const s = stat(pid);
-        if (s === undefined || s.pgrp !== leader.pid || s.ppid !== leader.pid || s.state === 'Z') continue;
+        if (s === undefined || s.pgrp !== leader.pid || s.state === 'Z' || existsSync(`${procDir}/${leader.pid}/task/${pid}`)) continue;
         if (near === undefined || s.startTicks > near.startTicks) near = { pid, startTicks: s.startTicks };
       }
       if (near !== undefined) {

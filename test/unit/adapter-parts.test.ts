@@ -164,17 +164,18 @@ describe('processes from /proc/<pid>/stat', () => {
   it("looks for sshfs's ssh among the next pids first, and in all of /proc when it is not there", async () => {
     const proc = await mkdtemp(join(tmpdir(), 'proc-'));
     await writeFile(join(proc, 'uptime'), '100.00 0.00\n');
-    const add = async (pid: number, ticks: number, pgrp = pid, state = 'S', ppid = pgrp === pid ? 1 : pgrp) => {
+    const add = async (pid: number, ticks: number, pgrp = pid, state = 'S') => {
       await mkdir(join(proc, String(pid)), { recursive: true });
-      await writeFile(join(proc, String(pid), 'stat'), stat(ticks, 'x', ppid, state, pgrp));
+      await writeFile(join(proc, String(pid), 'stat'), stat(ticks, 'x', 1, state, pgrp));
     };
     await add(500, 1_000); // sshfs
     await add(501, 1_000); // a neighbour in a group of its own: not its ssh
     await add(502, 1_000, 500, 'Z'); // sshfs's intermediate fork, exited: not its ssh
     await add(503, 1_001, 500); // the ssh
-    // One of sshfs's threads, started later: /proc/<tid>/stat answers for threads too (same group, and sshfs's own
-    // parent), though /proc lists only processes. Not its ssh.
-    await add(504, 1_003, 500, 'S', 1);
+    // One of sshfs's threads, started later: /proc/<tid>/stat answers for threads too (same group), though /proc lists
+    // only processes. Not its ssh.
+    await add(504, 1_003, 500);
+    await mkdir(join(proc, '500', 'task', '504'), { recursive: true });
     const table = createHostView(new FakeRunner(), proc).processes;
     expect(await table.groupMember({ pid: 500, startTicks: 1_000 })).toEqual({ pid: 503, startTicks: 1_001 });
     // Found there, /proc is not scanned: another member far away (a moment of two ssh at once) is not looked at.
