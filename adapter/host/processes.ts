@@ -113,12 +113,17 @@ export function createProcessTable(runner: CommandRunner, procDir = '/proc'): Pr
       // fresh mount (dockerd sends one right before each Unmount). Only a process of the leader's group counts, not one
       // of sshfs's own threads: /proc/<tid>/stat answers for those too (same group, newer start), though /proc lists
       // only processes, as the scan below sees them. (sshfs forks twice to start ssh: its ssh is not its child.)
-      let near: ProcessId | undefined;
-      for (let pid = leader.pid + 1; pid <= leader.pid + NEAR_PIDS; pid++) {
-        const s = stat(pid);
-        if (s === undefined || s.pgrp !== leader.pid || s.state === 'Z' || existsSync(`${procDir}/${leader.pid}/task/${pid}`)) continue;
-        if (near === undefined || s.startTicks > near.startTicks) near = { pid, startTicks: s.startTicks };
-      }
+      /** The newest live process of the leader's group among PIDS (or BEST, if newer); sshfs's threads are not. */
+      const newestMember = (pids: Iterable<number>, best?: ProcessId): ProcessId | undefined => {
+        for (const pid of pids) {
+          if (pid === leader.pid) continue;
+          const s = stat(pid);
+          if (s === undefined || s.pgrp !== leader.pid || s.state === 'Z' || existsSync(`${procDir}/${leader.pid}/task/${pid}`)) continue;
+          if (best === undefined || s.startTicks > best.startTicks) best = { pid, startTicks: s.startTicks };
+        }
+        return best;
+      };
+      const near = newestMember(Array.from({ length: NEAR_PIDS }, (_, i) => leader.pid + 1 + i));
       if (near !== undefined) {
         members.set(key, near);
         return near;
@@ -129,12 +134,7 @@ export function createProcessTable(runner: CommandRunner, procDir = '/proc'): Pr
       let found: ProcessId | undefined;
       for (let start = 0; start < pids.length; start += SCAN_BATCH) {
         if (start > 0) await new Promise((resolve) => setImmediate(resolve));
-        for (const pid of pids.slice(start, start + SCAN_BATCH)) {
-          if (pid === leader.pid) continue;
-          const s = stat(pid);
-          if (s === undefined || s.pgrp !== leader.pid || s.state === 'Z') continue;
-          if (found === undefined || s.startTicks > found.startTicks) found = { pid, startTicks: s.startTicks };
-        }
+        found = newestMember(pids.slice(start, start + SCAN_BATCH), found);
       }
       if (found !== undefined) members.set(key, found);
       return found;
