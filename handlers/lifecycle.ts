@@ -18,7 +18,7 @@ import {
   type MountPlan,
   type SharedJoin,
 } from './ssh-login.js';
-import type { Deps, Logger, RunResult, StartedProcess, VolumeRecord } from './types.js';
+import type { Deps, Logger, ProcessId, RunResult, StartedProcess, VolumeRecord } from './types.js';
 import { knownHostsFile, optionsOf, referenceCount, sshLogFileFor } from './volume.js';
 
 // Where a Mount's time goes: one debug line per Mount, e.g. "volume v mount steps: lock 0.1 ms, store 0.3, state 0.2,
@@ -350,6 +350,15 @@ export async function unmountVolume(record: VolumeRecord, deps: Deps, server = r
 
 /** The volume is no longer used: saved as unmounted first (a crash then leaves no claim on the mount), then unmounted. */
 export async function unmountUnused(record: VolumeRecord, deps: Deps, steps: StepMarks = UNTIMED): Promise<void> {
+  const server = await releaseMount(record, deps, steps);
+  await unmountVolume(record, deps, server, steps);
+}
+
+/**
+ * Saves the volume as no longer mounted (fsync'd: a crash after this leaves no claim on the mount, and start-up
+ * unmounts what is left) and returns the sshfs that served it, for the detach that follows.
+ */
+export async function releaseMount(record: VolumeRecord, deps: Deps, steps: StepMarks = UNTIMED): Promise<ProcessId | undefined> {
   const server = record.sshfs;
   delete record.mountedAt;
   delete record.idleUntil;
@@ -357,7 +366,45 @@ export async function unmountUnused(record: VolumeRecord, deps: Deps, steps: Ste
   delete record.mountedTicks;
   await deps.store.put(record);
   steps.mark('journal');
-  await unmountVolume(record, deps, server, steps);
+  return server;
+}
+
+/**
+ * The detach of a mount released by releaseMount after the Unmount was answered (the caller still holds the volume's
+ * lock). Never rejects: nobody waits for it but the lock; a failure is kept in Status (lastError) and logged. A Get
+ * that comes meanwhile waits for it (detachSettled), so Status never shows a volume half way.
+ */
+export async function detachReleased(record: VolumeRecord, server: ProcessId | undefined, deps: Deps, steps: StepMarks = UNTIMED): Promise<void> {
+  const detaching = unmountVolume(record, deps, server, steps).catch((error: unknown) => {
+    deps.log.error(`volume ${record.name}: unmount after the last container let go failed: ${describe(error)}`);
+  });
+  deps.memory.detaching.set(record.name, detaching);
+  try {
+    await detaching;
+  } finally {
+    if (deps.memory.detaching.get(record.name) === detaching) deps.memory.detaching.delete(record.name);
+  }
+}
+
+/** Waits (bounded) for every detach in progress: a stopping plugin lets them finish rather than cut fusermount3 off. */
+export async function detachesSettled(deps: Deps, waitMs: number): Promise<number> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const all = Promise.all(deps.memory.detaching.values()).then(() => undefined);
+  await Promise.race([all, new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))]);
+  clearTimeout(timer);
+  return deps.memory.detaching.size;
+}
+
+/** How long a Get waits for a detach in progress before it shows the volume as it is (a hung server's detach). */
+const DETACH_WAIT_MS = 2_000;
+
+/** Waits (bounded) for the volume's detach in progress, if any, so a Get right after an Unmount sees it done. */
+export async function detachSettled(name: string, deps: Deps, waitMs = DETACH_WAIT_MS): Promise<void> {
+  const detaching = deps.memory.detaching.get(name);
+  if (detaching === undefined) return;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([detaching, new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))]);
+  clearTimeout(timer);
 }
 
 /**

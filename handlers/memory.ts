@@ -10,8 +10,10 @@ export interface Memory {
   readonly inherited: Map<string, Set<string>>;
   /** Shared login id -> Mounts now starting sshfs over it, not yet recorded as mounted (lifecycle.ts). */
   readonly joiningLogins: Map<string, number>;
+  /** Volume name -> its detach going on after the Unmount was answered (lifecycle.ts detachReleased). */
+  readonly detaching: Map<string, Promise<void>>;
 }
 
 export function createMemory(): Memory {
-  return { parsedOptions: new Map(), inherited: new Map(), joiningLogins: new Map() };
+  return { parsedOptions: new Map(), inherited: new Map(), joiningLogins: new Map(), detaching: new Map() };
 }

@@ -63,7 +63,8 @@ export const mount = endpoint<ReferenceRequest, MountResponse>(
   async (request, deps) => ({ Mountpoint: await onMount(request, deps) }),
   { Mountpoint: '' },
 );
-export const unmount = endpoint<ReferenceRequest, ErrResponse>('Unmount', mountRequest, answeringNothing(onUnmount), {});
+// dockerd (and `docker run --rm`) waits for this answer and only logs an Unmount's error: answered before the detach.
+export const unmount = endpoint<ReferenceRequest, ErrResponse>('Unmount', mountRequest, answeringNothing((request, deps) => onUnmount(request, deps, { answerBeforeDetach: true })), {});
 export const path = endpoint<VolumeRequest, MountResponse>('Path', nameRequest, async (request, deps) => ({ Mountpoint: await onPath(request, deps) }), {
   Mountpoint: '',
 });

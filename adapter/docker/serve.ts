@@ -1,5 +1,6 @@
 // The VolumeDriver plugin: its dependencies opened (deps.ts, as for the CSI front end), then the Docker socket served.
 // main.ts calls startPlugin with the environment's configuration; tests call it directly.
+import { detachesSettled } from '../../handlers/lifecycle.js';
 import { stopSharedConnections } from '../../handlers/ssh-login.js';
 import { createStallWatch } from '../../handlers/stall-watch.js';
 import type { Deps, Logger } from '../../handlers/types.js';
@@ -8,6 +9,9 @@ import { openDeps } from '../deps.js';
 import { recover, STOP_GRACE_MS, type RunningPlugin } from '../plugin.js';
 import { createApp } from './app.js';
 import { listenOnSocket } from './server.js';
+
+/** How long a stop waits for Unmounts' detaches still running (normally a few ms each). */
+const DETACH_GRACE_MS = 1_000;
 
 /** Opens the dependencies (a dry run: in memory, printing what it would run) and serves the Docker socket over them. */
 export async function startPlugin(config: PluginConfig, log: Logger): Promise<RunningPlugin> {
@@ -33,6 +37,9 @@ async function serveDocker(deps: Deps, config: PluginConfig, log: Logger): Promi
       log.info(`${reason}: no new connections; finishing ${server.inFlight()} request(s) in flight; mounts stay for running containers`);
       // Shared ssh connections go with the plugin: unused ones at once, those of mounted volumes with their last session.
       const [{ cut }] = await Promise.all([server.close(graceMs), stopSharedConnections(deps).catch(() => undefined)]);
+      // Unmounts answered before their detach: let those finish (a crash in between is repaired at the next start).
+      const detaching = await detachesSettled(deps, DETACH_GRACE_MS);
+      if (detaching > 0) log.error(`${reason}: ${detaching} unmount(s) still detaching; the next start unmounts what is left`);
       if (cut > 0) log.error(`${reason}: ${cut} request(s) still running after ${graceMs / 1000} s were cut; dockerd will retry them`);
       else log.info(`${reason}: every request answered; exiting`);
     },

@@ -23,6 +23,8 @@ const OK: RunResult = { exitCode: 0, stdout: '', stderr: '', timedOut: false };
 export class FakeRunner implements CommandRunner {
   readonly calls: RecordedCall[] = [];
   script: Script = () => undefined;
+  /** Holds a run() until the promise it returns settles (a command that takes its time); undefined: no wait. */
+  hold: (call: RecordedCall) => Promise<void> | undefined = () => undefined;
   /** How often prepare() was called. */
   prepared = 0;
 
@@ -45,6 +47,7 @@ export class FakeRunner implements CommandRunner {
     };
     this.calls.push(call);
     this.print?.(formatCall(call));
+    await this.hold(call);
     const result: RunResult = { ...OK, ...(this.script(call) ?? this.defaultResult(program, args)) };
     if (result.exitCode === 0 && !result.timedOut) this.simulate(program, args);
     return result;

@@ -7,6 +7,7 @@ import { createKeyedLock } from '../../handlers/keyed-lock.js';
 import { createMemory } from '../../handlers/memory.js';
 import type { Config, Deps, Timers } from '../../handlers/types.js';
 import { MemoryStore } from '../../state/memory-store.js';
+import { unmount as routeUnmount } from '../../adapter/docker/routes.js';
 
 export const CONFIG: Config = {
   stateDir: '/state',
@@ -84,3 +85,14 @@ export const TEST_KEY = [
   'QyNTUxOQAAACBQ2Vj3Xw2h0XlE3mE4yqfK7c8Xx1f3m0V7yQnJ2hQ2NQAAAJgAAAAAAAAA',
   '-----END OPENSSH PRIVATE KEY-----',
 ].join('\n');
+
+/**
+ * dockerd's Unmount as the tests use it: the route's answer, then the detach the route answers before (the volume's
+ * lock free again), so a test's next line sees the Unmount's whole work. Tests of the answer itself use the route.
+ */
+export async function unmount(body: unknown, deps: Deps): ReturnType<typeof routeUnmount> {
+  const answer = await routeUnmount(body, deps);
+  const name = (body as { Name?: unknown } | undefined)?.Name;
+  if (typeof name === 'string') await deps.locks.withLock(name, async () => undefined);
+  return answer;
+}

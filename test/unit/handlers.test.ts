@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { create, get, list, mount, path, remove, unmount, capabilities, activate } from '../../adapter/docker/routes.js';
+import { create, get, list, mount, path, remove, capabilities, activate } from '../../adapter/docker/routes.js';
 import type { ProcessId } from '../../handlers/types.js';
 import { unmountIdle } from '../../handlers/lifecycle.js';
-import { makeDeps, TEST_KEY, type TestDeps } from './fixtures.js';
+import { makeDeps, TEST_KEY, type TestDeps, unmount } from './fixtures.js';
+import { unmount as routeUnmount } from '../../adapter/docker/routes.js';
 
 
 const SSHCMD = 'alice@files.example.com:/srv/data';
@@ -348,6 +349,40 @@ describe('Mount and Unmount', () => {
     expect(deps.mounts.mounted.has(MP)).toBe(false);
     // What held the detached mount (a request hung on a stalled server) must not keep its sshfs and ssh alive.
     expect(deps.mounts.retired).toEqual([SSHFS]);
+  });
+
+  it('answers dockerd\'s last Unmount once the release is saved, and detaches right after under the volume\'s lock', async () => {
+    const deps = await created();
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    let finish!: () => void;
+    const slow = new Promise<void>((resolve) => (finish = resolve));
+    deps.runner.hold = (c) => (c.program === 'fusermount3' ? slow : undefined);
+    // The route itself (not the fixture that waits for the detach): its answer must not wait for fusermount3.
+    expect(await routeUnmount({ Name: 'vol1', ID: 'a' }, deps)).toEqual({ Err: '' });
+    expect(unmountCalls(deps)).toHaveLength(1);
+    expect(deps.mounts.mounted.has(MP)).toBe(true); // still detaching
+    expect((await deps.store.get('vol1'))?.mounts).toEqual({}); // but the release is saved already
+    // Requests for the volume meanwhile see the detach done: Get waits for it, a Mount queues behind it.
+    const status = get({ Name: 'vol1' }, deps);
+    const again = mount({ Name: 'vol1', ID: 'b' }, deps);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(sshfsCalls(deps)).toHaveLength(1);
+    finish();
+    expect((await status).Volume?.Status).toMatchObject({ mounted: false, references: 0 });
+    expect((await again).Err).toBe('');
+    expect(sshfsCalls(deps)).toHaveLength(2);
+    expect(deps.mounts.mounted.has(MP)).toBe(true);
+  });
+
+  it('keeps a detach that fails after the answer in Status, and never as an unhandled rejection', async () => {
+    const deps = await created();
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    deps.runner.script = (c) => (c.program === 'fusermount3' ? { exitCode: 1, stderr: 'fusermount3: Device or resource busy' } : undefined);
+    expect(await routeUnmount({ Name: 'vol1', ID: 'a' }, deps)).toEqual({ Err: '' });
+    const info = await get({ Name: 'vol1' }, deps); // waits for the detach
+    expect(info.Volume?.Status).toMatchObject({ references: 0 });
+    expect(String(info.Volume?.Status?.lastError)).toMatch(/could not unmount .*Device or resource busy/);
+    expect(deps.logs.some((l) => l.includes('unmount after the last container let go failed'))).toBe(true);
   });
 
   it('hands the sshfs and ssh of every unmounted volume over to be ended should they linger', async () => {

@@ -1,10 +1,10 @@
 // Issue 9 at the handler level: no option may reach a file or a credential it was not given, and old volumes whose
 // options today's rules refuse still answer Get and List.
 import { describe, expect, it } from 'vitest';
-import { create, get, list, mount, unmount } from '../../adapter/docker/routes.js';
+import { create, get, list, mount } from '../../adapter/docker/routes.js';
 import { create as createVolume } from '../../handlers/endpoints/create.js';
 import { unmountIdle } from '../../handlers/lifecycle.js';
-import { DEFAULT_KEY, makeDeps, type TestDeps } from './fixtures.js';
+import { DEFAULT_KEY, makeDeps, type TestDeps, unmount } from './fixtures.js';
 
 const SSHCMD = 'alice@files.example.com:/srv/data';
 const sshfsArgs = (d: TestDeps) => d.runner.calls.filter((c) => c.program === 'sshfs').map((c) => c.args);

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { create, mount, unmount } from '../../adapter/docker/routes.js';
+import { create, mount } from '../../adapter/docker/routes.js';
 import { startMountSteps } from '../../handlers/lifecycle.js';
 import type { Logger } from '../../handlers/types.js';
-import { makeDeps } from './fixtures.js';
+import { makeDeps, unmount } from './fixtures.js';
 
 /** A clock that moves only when told: each read returns the next of TIMES. */
 function steppedClock(...times: number[]): () => number {

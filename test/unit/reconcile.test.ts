@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { create, get, mount, remove, unmount } from '../../adapter/docker/routes.js';
+import { create, get, mount, remove } from '../../adapter/docker/routes.js';
 import { INHERITED_CHECK_MS, releaseUnusedInherited } from '../../handlers/inherited.js';
 import { reconcile } from '../../handlers/reconcile.js';
-import { makeDeps } from './fixtures.js';
+import { makeDeps, unmount } from './fixtures.js';
 
 const opts = { sshcmd: 'u@h:/p' };
 

@@ -2,10 +2,10 @@
 // command line, its lifecycle (opened once, closed at Remove of its last volume, stopped with the plugin) and the
 // failures that stay a volume's own.
 import { describe, expect, it } from 'vitest';
-import { create, get, mount, remove, unmount } from '../../adapter/docker/routes.js';
+import { create, get, mount, remove } from '../../adapter/docker/routes.js';
 import { stopSharedConnections } from '../../handlers/ssh-login.js';
 import type { Config } from '../../handlers/types.js';
-import { makeDeps, type TestDeps } from './fixtures.js';
+import { makeDeps, type TestDeps, unmount } from './fixtures.js';
 
 const SSHCMD = 'alice@files.example.com:/srv/data';
 
