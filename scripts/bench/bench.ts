@@ -19,6 +19,7 @@ import {
   type Plugin, REPO_ROOT, rssMiB, rssParts, rssWithHelpers, run, runOk, sh, SocketClient, sleep, spawnPlugin, spawnRclone, timeMany, waitActivate,
   waitServing,
 } from './lib.js';
+import { floorSummary, sshfsFloor } from './floor.js';
 import { tracedMount } from './phases.js';
 import { handlerMedians, pluginTimes, tracedColdRows, tracedSide } from './requests.js';
 import { pipeOnce, readFindings } from './reads.js';
@@ -443,10 +444,11 @@ async function mountAndData(env: E2EEnv, p: Plugin, pluginName: string): Promise
       'strace -f -tt on the plugin during one Mount on its socket (strace slows every call: read the shares): exec ssh = sshfs starts ssh; ssh session = until ssh reads the SFTP INIT from sshfs (the session is open over the shared login); SFTP init = until sshfs reads SSH_FXP_VERSION; sshfs root check = until fusermount3 starts; fusermount3 mount; sshfs exit = until the foreground sshfs exits (the Mount\'s sshfs step ends); FUSE INIT reaches the daemon = after that exit, the daemon reads the kernel\'s INIT; first request after INIT = the read-ahead\'s stat (or Docker\'s first access)');
   }
   row(M, 'Unmount request alone (the last reference): plugin / rclone', `${fmt(median(direct.oursUnmount), 1)} / ${fmt(median(direct.rcUnmount), 1)} ms`,
-    'the Unmounts of the row above (a `docker run --rm` waits for it too): the plugin saves the released reference, runs fusermount3 -u and checks the mount is gone (sshfs exits by itself afterwards, not awaited); rclone unmounts in its own process');
+    'the Unmounts of the row above (a `docker run --rm` waits for it too): the plugin saves the released reference and answers; fusermount3 -u and the check that the mount is gone run right after, under the volume\'s lock (not awaited by the answer); rclone unmounts in its own process before it answers');
   row(M, 'Unmount breakdown, last reference (plugin\'s own timing, ms)', formatSteps(medianSteps(unmountShared)),
-    `median per step over the ${unmountShared.length} Unmounts of the \`login shared\` row (handlers/lifecycle.ts): journal = the released reference saved (fsync) before the detach, state = is it mounted (mountinfo), fusermount = fusermount3 -u, unmounted = the check that it is gone, rmdir = the empty mountpoint removed`);
+    `median per step over the ${unmountShared.length} Unmounts of the \`login shared\` row (handlers/lifecycle.ts): journal = the released reference saved (fsync), after which dockerd's Unmount is answered; then, not awaited by the answer: state = is it mounted (mountinfo), fusermount = fusermount3 -u, unmounted = the check that it is gone, rmdir = the empty mountpoint removed`);
   await tracedColdRows(env, img, traced, volumeOpts(env, remotePlugin, remoteRclone), 7, row, load1);
+  await floorRow(env, rc, rcVol, median(coldRc));
   row(M, 'sshfs mount + docker run on a bind of it + fusermount -u, by hand', `${fmt(median(byHand), 0)} ms (plugin cold: ${signed((median(cold) / median(byHand) - 1) * 100)} %)`,
     `median of ${COLD_RUNS} (interleaved), timed around the three commands: the cold run without the plugin, so the difference is the plugin's own cost`);
   row(M, 'docker run, plugin volume warm (held by another container)', `${fmt(median(warm), 0)} ms (${signed((median(warm) / mb2 - 1) * 100)} % vs ${fmt(mb2, 0)} ms bind)`,
@@ -611,6 +613,15 @@ function volumeOpts(env: E2EEnv, remotePlugin: string, remoteRclone: string): { 
   };
 }
 
+/** The floor of a cold Mount + Unmount with an sshfs per mount (floor.ts), against rclone's, in the same rounds. */
+async function floorRow(env: E2EEnv, rc: PeerPlugin, rcVol: string, rcloneRunMs: number): Promise<void> {
+  const before = load1();
+  const f = floorSummary(await sshfsFloor(env, DIR, rc, rcVol, COLD_RUNS), fmt);
+  row('mount', 'the least a cold Mount + Unmount costs with one sshfs per mount, against rclone\'s',
+    `${f.value} (${fmt((f.gapMs / rcloneRunMs) * 100, 1)} % of rclone's cold run; load ${fmt(before, 1)} → ${fmt(load1(), 1)})`,
+    `medians of ${COLD_RUNS} interleaved rounds (scripts/bench/floor.ts): a bare \`sshfs -f\` with the plugin's default options over an ssh ControlMaster already logged in, started with spawn, until a stat of the mountpoint is answered by the new mount (FUSE INIT and sshfs's first SFTP answer, what the plugin's fresh-mount check waits for), and a bare \`fusermount3 -u\`; against rclone's Mount and Unmount requests straight on its socket (in-process, over the SFTP session it keeps). No plugin code runs on the sshfs side: this much of the cold run's difference stays whatever the plugin does, short of keeping mounts or sessions open between runs`);
+}
+
 /**
  * `npm run bench -- --cold` (a minute or two): the cold docker run alone, plugin (login shared) against rclone and no
  * volume, interleaved, with the Mount and Unmount breakdowns and the requests dockerd makes (through timing proxies).
@@ -690,13 +701,14 @@ async function coldOnly(env: E2EEnv): Promise<void> {
     '≤ 1.0× rclone', ratio <= 1.0);
   row(M, 'Mount breakdown, login shared (plugin\'s own timing, ms)', formatSteps(medianSteps(mountSteps)), `median per step over the ${mountSteps.length} Mounts above (handlers/lifecycle.ts)`);
   row(M, 'Unmount breakdown (plugin\'s own timing, ms)', formatSteps(medianSteps(unmountSteps)),
-    `median per step over the ${unmountSteps.length} Unmounts above: journal = the reference released and saved (fsync), state = is it mounted (mountinfo), fusermount = fusermount3 -u, unmounted = the check that it is gone, rmdir = the empty mountpoint removed`);
+    `median per step over the ${unmountSteps.length} Unmounts above: journal = the reference released and saved (fsync), after which dockerd's Unmount is answered; then, not awaited by the answer: state = is it mounted (mountinfo), fusermount = fusermount3 -u, unmounted = the check that it is gone, rmdir = the empty mountpoint removed`);
   const sides = {
     ours: await tracedSide(DIR, 'plugin', `${pluginName}-traced`, p.socketPath, p),
     rclone: await tracedSide(DIR, 'rclone', `${rc.name}-traced`, rc.socketPath),
   };
   closers.push(() => sides.ours.proxy.close(), () => sides.rclone.proxy.close());
   await tracedColdRows(env, img, sides, opts, COLD_RUNS, row, load1);
+  await floorRow(env, rc, rcVol, median(rcs));
   for (const v of [vol, rcVol]) await dockerOk(env, ['volume', 'rm', v]);
 }
 
