@@ -370,20 +370,22 @@ export async function releaseMount(record: VolumeRecord, deps: Deps, steps: Step
 }
 
 /**
- * The detach of a mount released by releaseMount after the Unmount was answered (the caller still holds the volume's
- * lock). Never rejects: nobody waits for it but the lock; a failure is kept in Status (lastError) and logged. A Get
- * that comes meanwhile waits for it (detachSettled), so Status never shows a volume half way.
+ * The detach of a mount released by releaseMount, for an Unmount answered before it (the caller still holds the
+ * volume's lock): known at once to a Get that comes meanwhile (detachSettled waits for it, so Status never shows a
+ * volume half way), started once the answer is out (starting fusermount3 forks this process, which would hold the
+ * answer back). Never rejects: nobody waits for it but the lock; a failure is kept in Status (lastError) and logged.
  */
-export async function detachReleased(record: VolumeRecord, server: ProcessId | undefined, deps: Deps, steps: StepMarks = UNTIMED): Promise<void> {
-  const detaching = unmountVolume(record, deps, server, steps).catch((error: unknown) => {
+export function detachReleased(record: VolumeRecord, server: ProcessId | undefined, deps: Deps, steps: StepMarks = UNTIMED): Promise<void> {
+  const detaching = (async () => {
+    await new Promise((resolve) => setImmediate(resolve));
+    await unmountVolume(record, deps, server, steps);
+  })().catch((error: unknown) => {
     deps.log.error(`volume ${record.name}: unmount after the last container let go failed: ${describe(error)}`);
   });
   deps.memory.detaching.set(record.name, detaching);
-  try {
-    await detaching;
-  } finally {
+  return detaching.finally(() => {
     if (deps.memory.detaching.get(record.name) === detaching) deps.memory.detaching.delete(record.name);
-  }
+  });
 }
 
 /** Waits (bounded) for every detach in progress: a stopping plugin lets them finish rather than cut fusermount3 off. */

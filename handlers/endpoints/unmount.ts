@@ -38,10 +38,9 @@ export async function unmount({ name, ref: id }: ReferenceRequest, deps: Deps, w
     else if (way.answerBeforeDetach === true) {
       const server = await releaseMount(record, deps, steps);
       deps.log.debug(`volume ${name} unmount ${id}: 0 reference(s) left; answered, detaching`);
+      const detaching = detachReleased(record, server, deps, steps);
       answer();
-      // The answer goes out first: starting fusermount3 (a fork of this process) would hold the event loop meanwhile.
-      await new Promise((resolve) => setImmediate(resolve));
-      await detachReleased(record, server, deps, steps);
+      await detaching;
       steps.done();
       return;
     } else await unmountUnused(record, deps, steps);
