@@ -1,7 +1,12 @@
 // The stall watch (handlers/stall-watch.ts) with the simulated mount table: both sides of "stalled". Only an answer to
 // the watch's own probe counts as the server answering; new requests, and bytes read by sshfs, never do.
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { createHostView } from '../../adapter/deps.js';
 import { create, get, mount } from '../../adapter/docker/routes.js';
+import { FakeRunner } from '../../adapter/fakes/fake-runner.js';
 import { createStallWatch, STALL_PROBE_PREFIX } from '../../handlers/stall-watch.js';
 import { makeDeps, type TestDeps } from './fixtures.js';
 
@@ -161,5 +166,45 @@ describe('stall watch', () => {
     clock.ms += 2_000;
     await watch.check();
     expect(deps.mounts.aborted).toEqual([MP]);
+  });
+});
+
+describe("the answers' bytes in /proc (adapter/host/processes.ts)", () => {
+  /** /proc/<pid>/stat with field 22 (start time in ticks). */
+  const stat = (ticks: number, comm = 'sshfs') => `10 (${comm}) S 1 10 10 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 5 0 ${ticks} 12345678 100 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 17 1 0 0 0 0 0`;
+
+  it("counts the server's answers sshfs reads from ssh, never the new requests its FUSE threads read from /dev/fuse", async () => {
+    const proc = await mkdtemp(join(tmpdir(), 'proc-'));
+    const readNr = process.arch === 'arm64' ? 63 : 0; // read(2)
+    await mkdir(join(proc, '10', 'fd'), { recursive: true });
+    await writeFile(join(proc, '10', 'stat'), stat(1_000, 'sshfs'));
+    await symlink('/dev/fuse', join(proc, '10', 'fd', '3'));
+    await symlink('socket:[4242]', join(proc, '10', 'fd', '4'));
+    const thread = async (tid: number, syscall: string, rchar: number, ticks = 1_000) => {
+      await mkdir(join(proc, '10', 'task', String(tid)), { recursive: true });
+      await writeFile(join(proc, '10', 'task', String(tid), 'stat'), stat(ticks, 'sshfs'));
+      await writeFile(join(proc, '10', 'task', String(tid), 'syscall'), `${syscall}\n`);
+      await writeFile(join(proc, '10', 'task', String(tid), 'io'), `rchar: ${rchar}\nwchar: 0\n`);
+    };
+    await thread(10, '202 0x7ffcc37f0838 0x189 0x0 0x0 0x0 0xf 0x7ffc 0x7f90', 7_000); // main: futex
+    await thread(11, `${readNr} 0x3 0x7f90ab345010 0x101000 0x0 0x0 0x0 0x7ffc 0x7f90`, 300); // a FUSE worker
+    await thread(12, `${readNr} 0x4 0x7f90a0000cf0 0x5 0x0 0x0 0x0 0x7ffc 0x7f90`, 5_000); // the answers' reader
+    const table = createHostView(new FakeRunner(), proc).processes;
+    const sshfs = { pid: 10, startTicks: 1_000 };
+    expect(await table.answersRead(sshfs)).toBe(5_000);
+    // Something touches the mount: the workers read new requests; the answers' reader is busy now (running).
+    await thread(11, `${readNr} 0x3 0x7f90ab345010 0x101000 0x0 0x0 0x0 0x7ffc 0x7f90`, 90_000);
+    await thread(13, `${readNr} 0x3 0x7f90ab345010 0x101000 0x0 0x0 0x0 0x7ffc 0x7f90`, 4_000, 1_100);
+    await thread(12, 'running', 5_000);
+    expect(await table.answersRead(sshfs)).toBe(5_000); // known from before, its own bytes only
+    await thread(12, 'running', 6_500);
+    expect(await table.answersRead(sshfs)).toBe(6_500);
+    // Its tid now names another thread (started later): not counted; none left, so nothing can be told.
+    await thread(12, `${readNr} 0x3 0x7f90ab345010 0x101000 0x0 0x0 0x0 0x7ffc 0x7f90`, 99_000, 2_000);
+    expect(await table.answersRead(sshfs)).toBeUndefined();
+    // A thread whose syscall cannot be read (a policy hides it) is never taken for the reader.
+    await rm(join(proc, '10', 'task', '12', 'syscall'));
+    expect(await table.answersRead(sshfs)).toBeUndefined();
+    expect(await table.answersRead({ pid: 10, startTicks: 999 })).toBeUndefined(); // not that sshfs
   });
 });
