@@ -15,7 +15,7 @@
 // and holds no lock; only the abort's record update takes the volume's lock, after the abort.
 import { randomBytes } from 'node:crypto';
 import { describe } from './errors.js';
-import type { Deps, ProbeResult, ProcessId } from './types.js';
+import type { Deps, FuseConnection, ProbeResult, ProcessId } from './types.js';
 import { optionsOrProblem } from './volume.js';
 import { OPTION_SPECS } from './options.js';
 
@@ -113,7 +113,7 @@ export function createStallWatch(deps: Deps): StallWatch {
   async function abortStalled(
     name: string,
     sshfs: ProcessId,
-    connection: { waiting: number; abort(): Promise<boolean> },
+    connection: FuseConnection,
     timeoutS: number,
     now: number,
   ): Promise<void> {

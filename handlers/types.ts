@@ -154,7 +154,8 @@ export interface MountTable {
 /**
  * The processes the plugin started (sshfs, its ssh, the shared logins' masters), known by pid and start time: never
  * looked up by name or command line (a container can name a process anything, and reading another process's command
- * line can block on its memory lock). Only /proc/<pid>/stat is read: it takes no such lock.
+ * line can block on its memory lock). Only /proc/<pid>/stat is read (and, for the stall watch, sshfs's threads' stat,
+ * io and syscall and its fd links): none takes such a lock.
  * A host whose processes cannot be seen has none (Deps.processes undefined): Status then says less.
  */
 export interface ProcessTable {
