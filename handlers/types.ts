@@ -126,8 +126,9 @@ export interface MountTable {
    */
   state(path: string, server?: ProcessId): Promise<MountState>;
   /**
-   * Stats the mount's root once, bounded by timeoutMs, without ever blocking the caller's thread (or more than a
-   * bounded share of a thread pool): answered means FUSE's INIT is done and the server answers requests.
+   * Stats a path on the mount once (its root after a Mount; a name that cannot exist for the stall watch), bounded by
+   * timeoutMs, without ever blocking the caller's thread (or more than a bounded share of a thread pool): answered
+   * (even with an error such as ENOENT) means FUSE's INIT is done and the server answers requests.
    */
   probe(path: string, timeoutMs: number): Promise<ProbeResult>;
   /**
@@ -153,7 +154,8 @@ export interface MountTable {
 /**
  * The processes the plugin started (sshfs, its ssh, the shared logins' masters), known by pid and start time: never
  * looked up by name or command line (a container can name a process anything, and reading another process's command
- * line can block on its memory lock). Only /proc/<pid>/stat and /proc/<pid>/io are read: they take no such lock.
+ * line can block on its memory lock). Only /proc/<pid>/stat is read (and, for the stall watch, sshfs's threads' stat,
+ * io and syscall and its fd links): none takes such a lock.
  * A host whose processes cannot be seen has none (Deps.processes undefined): Status then says less.
  */
 export interface ProcessTable {
@@ -178,8 +180,12 @@ export interface ProcessTable {
    * running after a grace period. Returns at once.
    */
   retire(sshfs: ProcessId): void;
-  /** Bytes the process has read so far (rchar in /proc/<pid>/io), undefined when it is gone. */
-  bytesRead(process: ProcessId): Promise<number | undefined>;
+  /**
+   * Bytes of the server's answers sshfs has read from its ssh so far: rchar of the threads that read them, never of
+   * those that read new requests from the kernel (/dev/fuse). undefined when those threads cannot be told here (the
+   * stall watch then goes by its probe alone).
+   */
+  answersRead(sshfs: ProcessId): Promise<number | undefined>;
   /** SIGKILL to the process group sshfs leads, now (a stalled mount being aborted). */
   endGroup(sshfs: ProcessId): Promise<void>;
 }

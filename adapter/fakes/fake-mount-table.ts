@@ -6,8 +6,8 @@ import type { FuseConnection, MountState, MountTable, ProbeResult, ProcessId, Pr
 
 export class FakeMountTable implements MountTable {
   readonly mounted = new Set<string>();
-  /** Bytes each simulated process has read (rchar), as tests set them. */
-  readonly bytesRead = new Map<number, number>();
+  /** Bytes of the server's answers each simulated sshfs has read, as tests set them; unset: cannot be told. */
+  readonly answerBytes = new Map<number, number>();
   /** Mounts whose sshfs process is gone (tests add to it to simulate a crash). */
   readonly stale = new Set<string>();
   /** Mounts whose server does not answer: the fresh-mount check times out on them (tests add to it). */
@@ -46,21 +46,47 @@ export class FakeMountTable implements MountTable {
     return server === undefined || this.running.get(server.pid)?.startTicks === server.startTicks ? 'mounted' : 'stale';
   }
 
+  /** Every path probed (a mount's root, or a name below it), in order. */
+  readonly probed: string[] = [];
+  /** Mounts whose probes get no answer until answerProbes() (tests add to it): the stat waits, as on a stalled server. */
+  readonly heldProbes = new Set<string>();
+  private readonly held: Array<{ mountpoint: string; answer: (result: ProbeResult) => void }> = [];
+
+  /** Answers the held probes of a mount (as a server that speaks again; an abort answers them with an error too). */
+  answerProbes(mountpoint: string, result: ProbeResult = { ok: false, timedOut: false, error: 'ENOENT' }): number {
+    const mine = this.held.filter((h) => h.mountpoint === mountpoint);
+    for (const h of mine) {
+      this.held.splice(this.held.indexOf(h), 1);
+      h.answer(result);
+    }
+    return mine.length;
+  }
+
+  /** Probes of a mount still waiting for an answer. */
+  heldProbeCount(mountpoint: string): number {
+    return this.held.filter((h) => h.mountpoint === mountpoint).length;
+  }
+
   async probe(path: string, timeoutMs: number): Promise<ProbeResult> {
-    if (!this.mounted.has(path)) return { ok: false, timedOut: false, error: 'ENOENT' };
-    if (this.stale.has(path)) return { ok: false, timedOut: false, error: 'ENOTCONN' };
-    if (this.unanswered.has(path)) {
+    this.probed.push(path);
+    const mountpoint = [...this.mounted].find((m) => path === m || path.startsWith(`${m}/`));
+    if (mountpoint === undefined) return { ok: false, timedOut: false, error: 'ENOENT' };
+    if (this.stale.has(mountpoint)) return { ok: false, timedOut: false, error: 'ENOTCONN' };
+    if (this.unanswered.has(mountpoint)) {
       // The real probe waits its whole time; the simulation only says so (tests need not wait).
       void timeoutMs;
       return { ok: false, timedOut: true };
     }
-    return { ok: true };
+    if (this.heldProbes.has(mountpoint)) return new Promise((answer) => this.held.push({ mountpoint, answer }));
+    // A name below the root that nobody made: the server says so.
+    return path === mountpoint ? { ok: true } : { ok: false, timedOut: false, error: 'ENOENT' };
   }
 
   async abort(path: string): Promise<boolean> {
     if (!this.mounted.has(path)) return false;
     this.aborted.push(path);
     this.stale.add(path);
+    this.answerProbes(path, { ok: false, timedOut: false, error: 'ECONNABORTED' });
     return true;
   }
 
@@ -110,7 +136,7 @@ export class FakeMountTable implements MountTable {
     nowTicks: () => 5_000,
     sshMaster: async (controlPath) => (this.masters.has(controlPath) ? { startedAt: new Date(0) } : undefined),
     retire: (sshfs) => void this.retired.push(sshfs),
-    bytesRead: async (p) => (this.running.get(p.pid)?.startTicks === p.startTicks ? (this.bytesRead.get(p.pid) ?? 0) : undefined),
+    answersRead: async (p) => (this.running.get(p.pid)?.startTicks === p.startTicks ? this.answerBytes.get(p.pid) : undefined),
     endGroup: async (sshfs) => {
       if (this.running.get(sshfs.pid)?.startTicks === sshfs.startTicks) this.ended(sshfs.pid);
     },
@@ -136,6 +162,7 @@ export class FakeMountTable implements MountTable {
   removed(mountpoint: string): void {
     const server = this.serverOf.get(mountpoint);
     if (server !== undefined) this.ended(server);
+    this.answerProbes(mountpoint, { ok: false, timedOut: false, error: 'ENOTCONN' });
     this.mounted.delete(mountpoint);
     this.stale.delete(mountpoint);
     this.unanswered.delete(mountpoint);

@@ -1,5 +1,6 @@
-// The check of a fresh mount: one stat of its root, bounded in time, that can never block the plugin. The stat runs in
-// libuv's thread pool (a few microseconds when the server answers). A stat on a server that does not answer sits in
+// The check of a fresh mount (one stat of its root) and the stall watch's probe (one stat of a name that cannot exist):
+// bounded in time, never able to block the plugin. The stat runs in libuv's thread pool (a few microseconds when the
+// server answers). A stat on a server that does not answer sits in
 // the kernel until the mount's FUSE connection is aborted, holding its pool thread that long; the caller aborts the
 // connection (or ends sshfs, which does the same) when the time is up, which releases the thread. So that stalled
 // servers can never take the whole pool (which every file access of the plugin shares), at most POOL_PROBES stats
@@ -9,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import type { ProbeResult } from '../../handlers/types.js';
 
-/** Of libuv's 4 pool threads, at most this many may wait on a fresh mount at once. */
+/** Of libuv's 4 pool threads, at most this many may wait on a mount (fresh, or probed by the stall watch) at once. */
 export const POOL_PROBES = 2;
 
 function code(error: unknown): string {
@@ -49,7 +50,7 @@ export function statInChild(path: string, timeoutMs: number): Promise<ProbeResul
 }
 
 export interface MountProbe {
-  /** One bounded stat of a fresh mount's root: in the thread pool while it has room, else in a child. */
+  /** One bounded stat of a path on a mount: in the thread pool while it has room, else in a child. */
   probe(path: string, timeoutMs: number): Promise<ProbeResult>;
   /** Probes holding a pool thread now. */
   inPool(): number;

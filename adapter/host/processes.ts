@@ -2,8 +2,9 @@
 // here reads another process's command line or environment: those reads take the process's memory lock, which a
 // process on a stalled mount can hold for as long as its server stays silent (and would freeze the plugin's one
 // thread); and a name or command line is anybody's to choose (a container's root can run a program called sshfs).
-// Only /proc/<pid>/stat and /proc/<pid>/io are read: neither takes that lock.
-import { existsSync, readFileSync } from 'node:fs';
+// Only /proc/<pid>/stat is read (and task/<tid> looked for), and for the stall watch sshfs's threads' stat, io and
+// syscall and the targets of its fds: none of them takes that lock.
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import type { CommandRunner, ProcessId, ProcessTable } from '../../handlers/types.js';
 
@@ -53,6 +54,9 @@ const NEAR_PIDS = 16;
 /** How long sshfs and ssh may take to exit by themselves after their mount is gone. */
 const RETIRE_GRACE_MS = 5_000;
 
+/** read(2)'s number where sshfs's thread that reads ssh's answers waits (task/<tid>/syscall); none known: not looked for. */
+const READ_SYSCALL: Partial<Record<string, number>> = { x64: 0, arm64: 63 };
+
 /** `ssh -O check` answers "Master running (pid=N)". */
 const MASTER_PID = /Master running \(pid=([0-9]+)\)/;
 
@@ -60,6 +64,24 @@ const MASTER_PID = /Master running \(pid=([0-9]+)\)/;
  * Reads are synchronous: a /proc/<pid>/stat of one known process is a small read that takes no lock a stalled mount
  * can hold, and a thread-pool round trip costs more than the read.
  */
+const idKey = (p: ProcessId) => `${p.pid}:${p.startTicks}`;
+
+function readText(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function readLink(file: string): string | undefined {
+  try {
+    return readlinkSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
 export function createProcessTable(runner: CommandRunner, procDir = '/proc'): ProcessTable {
   const stat = (pid: number): ProcStat | undefined => {
     try {
@@ -95,6 +117,8 @@ export function createProcessTable(runner: CommandRunner, procDir = '/proc'): Pr
       // the group is empty already
     }
   };
+  /** sshfs's threads that read its ssh's answers (tid -> start), found once each: they may be busy at a later look. */
+  const answerThreads = new Map<string, { sshfs: ProcessId; threads: Map<number, number> }>();
   /** The ssh last found in each sshfs's group: a Get costs one stat read while it lives. */
   const members = new Map<string, ProcessId>();
   /** Masters seen through their control socket, kept so a Get costs no `ssh -O check` while the master lives. */
@@ -163,14 +187,31 @@ export function createProcessTable(runner: CommandRunner, procDir = '/proc'): Pr
       masters.set(controlPath, found);
       return { startedAt: new Date((bootSeconds() + found.startTicks / TICKS_PER_SECOND) * 1000) };
     },
-    async bytesRead(p) {
-      if (!isAlive(p)) return undefined;
-      try {
-        const m = /^rchar: ([0-9]+)$/m.exec(readFileSync(`${procDir}/${p.pid}/io`, 'utf8'));
-        return m === null ? undefined : Number(m[1]);
-      } catch {
-        return undefined;
+    async answersRead(sshfs) {
+      const readNr = READ_SYSCALL[process.arch];
+      if (readNr === undefined || !isAlive(sshfs)) return undefined;
+      for (const [key, p] of answerThreads) if (key !== idKey(sshfs) && !isAlive(p.sshfs)) answerThreads.delete(key);
+      const known = answerThreads.get(idKey(sshfs))?.threads ?? new Map<number, number>();
+      const task = `${procDir}/${sshfs.pid}/task`;
+      const tids = await readdir(task).catch(() => [] as string[]);
+      for (const tid of tids.map(Number).filter((t) => !known.has(t))) {
+        // A thread waiting in read(2) on sshfs's socket or pipe to ssh (FUSE's workers read /dev/fuse): one that
+        // reads the server's answers. Unreadable (a kernel or policy that hides it): not found, the probe decides alone.
+        const call = readText(`${task}/${tid}/syscall`)?.trim().split(' ');
+        if (call === undefined || Number(call[0]) !== readNr || call[1] === undefined) continue;
+        const target = readLink(`${procDir}/${sshfs.pid}/fd/${Number.parseInt(call[1], 16)}`);
+        const started = parseStat(readText(`${task}/${tid}/stat`) ?? '')?.startTicks;
+        if (target !== undefined && /^(socket|pipe):/.test(target) && started !== undefined) known.set(tid, started);
       }
+      let bytes = 0;
+      for (const [tid, started] of known) {
+        const rchar = /^rchar: ([0-9]+)$/m.exec(readText(`${task}/${tid}/io`) ?? '')?.[1];
+        if (parseStat(readText(`${task}/${tid}/stat`) ?? '')?.startTicks !== started || rchar === undefined) known.delete(tid);
+        else bytes += Number(rchar);
+      }
+      if (known.size === 0) return undefined;
+      answerThreads.set(idKey(sshfs), { sshfs, threads: known });
+      return bytes;
     },
     retire(sshfs) {
       setTimeout(() => killGroup(sshfs), RETIRE_GRACE_MS).unref();

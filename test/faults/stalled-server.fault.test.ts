@@ -204,6 +204,75 @@ it('aborts a mount whose server stalls while a container uses it after stall_tim
   });
 }, 180_000);
 
+/**
+ * Something touching the mount every ~1 s, as a container's health check or a monitoring loop would: a new `stat` of
+ * the mountpoint each time (a new process, as each health check is; one stuck on the stalled server waits in the kernel
+ * until the abort, and may not keep the next one from starting). Each such request is read by sshfs from /dev/fuse,
+ * which moved sshfs's read byte count without the server saying a thing. At most `limit` processes; stop() ends the loop.
+ */
+function touchEverySecond(mountpoint: string, limit = 90): { started: () => number; stop: () => Promise<number> } {
+  const children: ReturnType<typeof spawn>[] = [];
+  const tick = setInterval(() => {
+    if (children.length >= limit) return;
+    children.push(spawn('stat', ['-c', '%i', mountpoint], { stdio: 'ignore' }));
+  }, 1_000);
+  const running = () => children.filter((c) => c.exitCode === null && c.signalCode === null).length;
+  return {
+    started: () => children.length,
+    /** Stops the loop; resolves to how many of its processes still run 20 s later (0 once the mount was aborted). */
+    async stop() {
+      clearInterval(tick);
+      await waitFor('the touching processes to end', async () => running() === 0, 20_000).catch(() => undefined);
+      return running();
+    },
+  };
+}
+
+it('aborts a stalled mount after stall_timeout even while something touches it every second (new requests are not answers)', async () => {
+  await measured('SFTP stalls, the mount touched every 1 s: still aborted', import.meta.url, async (row) => {
+    row.trials += 1;
+    sshd.stallAfter(undefined);
+    const { remote, vol } = await stallableVolume('stalltouched', { stall_timeout: String(STALL_TIMEOUT_S) });
+    writeFileSync(path.join(remote, 'new'), 'never read');
+    const holder = await startContainer(res, vol);
+    // The root's listing in sshfs's directory cache: the watch's probe of a name not in it must still reach the server.
+    const ls = await docker(['exec', holder, 'ls', '-a', '/data'], { timeoutMs: DOCKER_BOUND_MS });
+    expect(ls.stdout.split('\n')).toContain('new');
+    const touch = touchEverySecond(path.join(plugin.mountRoot, vol));
+    try {
+      sshd.stallNow();
+      await sleep(300); // stall-sftp.mjs looks for stall-now every 100 ms
+      const t0 = performance.now();
+      const read = await docker(['exec', holder, 'cat', '/data/new'], { timeoutMs: DOCKER_BOUND_MS });
+      const seconds = secondsSince(t0);
+      row.figures['reader blocked, then got (s)'] = `${seconds}: exit ${read.exitCode} ${read.stderr.trim().slice(0, 80)}`;
+      row.figures['stat processes started meanwhile'] = touch.started();
+      // A CLI the harness had to kill may still exit 0: its note in stderr tells.
+      expect(read.stderr, 'the read hung until the harness killed the CLI: the touches kept the mount from being aborted').not.toMatch(/\[harness\].*timed out/);
+      expect(read.exitCode).not.toBe(-1);
+      expect(read.exitCode).not.toBe(0);
+      expect(seconds).toBeLessThan(STALL_TIMEOUT_S + 30);
+      expect(touch.started()).toBeGreaterThanOrEqual(STALL_TIMEOUT_S); // it was really touched during the wait
+      const status = await statusOver(plugin, vol);
+      row.figures['Status.connection'] = String(status.connection).slice(0, 80);
+      expect(String(status.connection)).toMatch(/^stalled: requests waited 3 s/);
+      const rmf = await docker(['rm', '-f', holder], { timeoutMs: DOCKER_BOUND_MS });
+      expect(rmf.exitCode, rmf.stderr).toBe(0);
+      res.containers.delete(holder);
+      expect(await touch.stop(), 'stat processes still waiting on the mount').toBe(0);
+      await waitFor('no process left waiting on the mount', async () => (await stuckOn(remote)).length === 0, 10_000).catch(() => undefined);
+      expect(await stuckOn(remote)).toEqual([]);
+      const rm = await docker(['volume', 'rm', vol], { timeoutMs: DOCKER_BOUND_MS });
+      expect(rm.exitCode, rm.stderr).toBe(0);
+      res.volumes.delete(vol);
+      row.passed += 1;
+    } finally {
+      await touch.stop();
+      sshd.unstall();
+    }
+  });
+}, 240_000);
+
 it('never aborts a slow transfer that still moves, however long it takes past stall_timeout', async () => {
   await measured('slow but alive server: never aborted', import.meta.url, async (row) => {
     row.trials += 1;
@@ -219,7 +288,7 @@ it('never aborts a slow transfer that still moves, however long it takes past st
       expect(r.exitCode, r.stderr).toBe(0);
       expect(r.stdout.trim()).toBe(String(1536 * 1024));
       expect(seconds).toBeGreaterThan(STALL_TIMEOUT_S * 2); // really slower than stall_timeout
-      expect(plugin.logs()).not.toMatch(new RegExp(`volume ${vol}: .*without a byte from the server`));
+      expect(plugin.logs()).not.toMatch(new RegExp(`volume ${vol}: .*no answer from the server`));
       row.passed += 1;
     } finally {
       sshd.slow(undefined);
