@@ -10,8 +10,10 @@ export interface Memory {
   readonly inherited: Map<string, Set<string>>;
   /** Shared login id -> Mounts now starting sshfs over it, not yet recorded as mounted (lifecycle.ts). */
   readonly joiningLogins: Map<string, number>;
+  /** ssh log file -> its version when last read, and the last thing ssh said in it then (status.ts). */
+  readonly sshLogMessages: Map<string, { version: string; message: string | undefined }>;
 }
 
 export function createMemory(): Memory {
-  return { parsedOptions: new Map(), inherited: new Map(), joiningLogins: new Map() };
+  return { parsedOptions: new Map(), inherited: new Map(), joiningLogins: new Map(), sshLogMessages: new Map() };
 }
