@@ -77,19 +77,21 @@ async function lastMessageOf(record: VolumeRecord, state: MountState, deps: Deps
 
 /**
  * Reads what Status needs to know of the volume now; reads nothing a Status field would not show. One look at the
- * mount table first (everything else depends on the state), then the independent reads at once: each may wait for a
- * round trip to the thread pool, and a Get comes before and after every Mount.
+ * mount table (the other reads depend on the state; the shared login's master does not, and its round trip to the
+ * thread pool overlaps the look), then the remaining reads at once: a Get comes before and after every Mount.
  */
 export async function readLiveView(record: VolumeRecord, deps: Deps): Promise<LiveView> {
-  const { state, device } = await deps.mounts.look(record.mountpoint, record.sshfs);
+  const [{ state, device }, master] = await Promise.all([
+    deps.mounts.look(record.mountpoint, record.sshfs),
+    record.sharedConnection === undefined ? undefined : sharedMaster(record.sharedConnection, deps),
+  ]);
   const mounted = state === 'mounted';
-  const [said, ssh, readAheadKb, master] = await Promise.all([
+  const [said, ssh, readAheadKb] = await Promise.all([
     lastMessageOf(record, state, deps),
     // sshfs reconnects silently: its current ssh process tells whether (and when) it reconnected.
     mounted ? sshConnectionOf(record, deps) : undefined,
     // Read live from the kernel: what sequential reads get now, whether or not the plugin could set it.
     mounted ? deps.readAhead.get(record.mountpoint, device) : undefined,
-    record.sharedConnection === undefined ? undefined : sharedMaster(record.sharedConnection, deps),
   ]);
   return {
     state,
