@@ -12,8 +12,10 @@ export interface Memory {
   readonly joiningLogins: Map<string, number>;
   /** Volume name -> its detach going on after the Unmount was answered (lifecycle.ts detachReleased). */
   readonly detaching: Map<string, Promise<void>>;
+  /** ssh log file -> its version when last read, and the last thing ssh said in it then (status.ts). */
+  readonly sshLogMessages: Map<string, { version: string; message: string | undefined }>;
 }
 
 export function createMemory(): Memory {
-  return { parsedOptions: new Map(), inherited: new Map(), joiningLogins: new Map(), detaching: new Map() };
+  return { parsedOptions: new Map(), inherited: new Map(), joiningLogins: new Map(), detaching: new Map(), sshLogMessages: new Map() };
 }

@@ -39,22 +39,60 @@ async function sshConnectionOf(record: VolumeRecord, deps: Deps): Promise<SshCon
   return { startedAt: deps.processes.startedAt(ssh), reconnected: ssh.startTicks > firstBy };
 }
 
-/** Reads what Status needs to know of the volume now; reads nothing a Status field would not show. */
+/** Files kept in Memory.sshLogMessages at most: one per volume and shared login, so only a runaway number is cut. */
+const MAX_KEPT_LOGS = 4096;
+
+/**
+ * ssh's last word in a log file, read again only when the file changed. What is kept (Memory.sshLogMessages) cannot be
+ * stale: it is answered only while the file has the very version it was read at (inode, size, modification and change
+ * times, looked at on every call): ssh appends to its log (the size grows) and a Mount rewrites it (a new file renamed
+ * over it: a new inode). A version seen before a change but stored with the newer text is re-read at the next call.
+ * An empty or missing log says nothing and is not opened.
+ */
+async function lastMessageIn(path: string, deps: Deps): Promise<string | undefined> {
+  const kept = deps.memory.sshLogMessages;
+  const file = await deps.fs.fileVersion(path);
+  if (file === undefined || file.size === 0) {
+    kept.delete(path);
+    return undefined;
+  }
+  const known = kept.get(path);
+  if (known?.version === file.version) return known.message;
+  const message = lastSshMessage(await deps.fs.readText(path, 4096));
+  if (kept.size >= MAX_KEPT_LOGS) kept.clear();
+  kept.set(path, { version: file.version, message });
+  return message;
+}
+
+/** ssh's last word: the volume's own log, else (a mount over a shared login) its master's, which tells why that login ended. */
+async function lastMessageOf(record: VolumeRecord, state: MountState, deps: Deps): Promise<string | undefined> {
+  const ownLog = state === 'absent' && record.lastError === undefined ? undefined : sshLogFileFor(deps.config, record.name);
+  const masterLog = record.sharedConnection !== undefined && state !== 'absent' ? sharedConnectionLogFile(deps.config.stateDir, record.sharedConnection) : undefined;
+  const [own, master] = await Promise.all([
+    ownLog === undefined ? undefined : lastMessageIn(ownLog, deps),
+    masterLog === undefined ? undefined : lastMessageIn(masterLog, deps),
+  ]);
+  return own ?? master;
+}
+
+/**
+ * Reads what Status needs to know of the volume now; reads nothing a Status field would not show. One look at the
+ * mount table (the other reads depend on the state; the shared login's master does not, and its round trip to the
+ * thread pool overlaps the look), then the remaining reads at once: a Get comes before and after every Mount.
+ */
 export async function readLiveView(record: VolumeRecord, deps: Deps): Promise<LiveView> {
-  const state = await deps.mounts.state(record.mountpoint, record.sshfs);
-  const sshLog =
-    state === 'absent' && record.lastError === undefined ? '' : await deps.fs.readText(sshLogFileFor(deps.config, record.name), 4096);
-  // A mount over a shared login: why that login ended (e.g. keepalives unanswered) is in its master's log.
-  const masterLog =
-    record.sharedConnection !== undefined && state !== 'absent'
-      ? await deps.fs.readText(sharedConnectionLogFile(deps.config.stateDir, record.sharedConnection), 4096)
-      : '';
-  const said = lastSshMessage(sshLog) ?? lastSshMessage(masterLog);
-  // sshfs reconnects silently: its current ssh process tells whether (and when) it reconnected.
-  const ssh = state === 'mounted' ? await sshConnectionOf(record, deps) : undefined;
-  // Read live from the kernel: what sequential reads get now, whether or not the plugin could set it.
-  const readAheadKb = state === 'mounted' ? await deps.readAhead.get(record.mountpoint) : undefined;
-  const master = record.sharedConnection === undefined ? undefined : await sharedMaster(record.sharedConnection, deps);
+  const [{ state, device }, master] = await Promise.all([
+    deps.mounts.look(record.mountpoint, record.sshfs),
+    record.sharedConnection === undefined ? undefined : sharedMaster(record.sharedConnection, deps),
+  ]);
+  const mounted = state === 'mounted';
+  const [said, ssh, readAheadKb] = await Promise.all([
+    lastMessageOf(record, state, deps),
+    // sshfs reconnects silently: its current ssh process tells whether (and when) it reconnected.
+    mounted ? sshConnectionOf(record, deps) : undefined,
+    // Read live from the kernel: what sequential reads get now, whether or not the plugin could set it.
+    mounted ? deps.readAhead.get(record.mountpoint, device) : undefined,
+  ]);
   return {
     state,
     ...(said !== undefined ? { lastSshMessage: said } : {}),

@@ -101,6 +101,12 @@ export interface CommandRunner {
  */
 export type MountState = 'mounted' | 'stale' | 'absent';
 
+export interface MountLook {
+  state: MountState;
+  /** Unset when nothing is mounted at the path. */
+  device?: string;
+}
+
 export interface SshConnection {
   startedAt: Date;
   reconnected: boolean;
@@ -125,6 +131,8 @@ export interface MountTable {
    * by an older version) it counts as mounted.
    */
   state(path: string, server?: ProcessId): Promise<MountState>;
+  /** state() and the device (major:minor) of what is mounted at path, from the same single look at the table. */
+  look(path: string, server?: ProcessId): Promise<MountLook>;
   /**
    * Stats a path on the mount once (its root after a Mount; a name that cannot exist for the stall watch), bounded by
    * timeoutMs, without ever blocking the caller's thread (or more than a bounded share of a thread pool): answered
@@ -198,8 +206,8 @@ export interface ReadAheadControl {
    * which saves a look at the mount table.
    */
   set(path: string, kb: number, device?: string): Promise<void>;
-  /** The value in force now; undefined when it cannot be read. */
-  get(path: string): Promise<number | undefined>;
+  /** The value in force now; undefined when it cannot be read. device: as for set. */
+  get(path: string, device?: string): Promise<number | undefined>;
 }
 
 /** The filesystem work handlers need, kept behind an interface so handlers stay pure. */
@@ -215,6 +223,16 @@ export interface HostFs {
   readText(path: string, maxBytes?: number): Promise<string>;
   /** What a path is after resolving every symlink in it; undefined when it does not exist or cannot be resolved. */
   fileInfo(path: string): Promise<FileInfo | undefined>;
+  /**
+   * One look at a file, without reading it: its size and a version that differs whenever its content may have changed
+   * (for a real file: inode, size, modification and change times); undefined when it does not exist.
+   */
+  fileVersion(path: string): Promise<FileVersion | undefined>;
+}
+
+export interface FileVersion {
+  size: number;
+  version: string;
 }
 
 export interface FileInfo {

@@ -2,7 +2,7 @@
 // started, the shared-login masters running, read-ahead values. FakeRunner changes it as the commands it pretends to
 // run would change the real one. Unit tests set its state directly; dry runs use it so that nothing on the host is
 // looked at or changed. Its `processes` and `readAheadControl` are the matching simulated process table and read-ahead.
-import type { FuseConnection, MountState, MountTable, ProbeResult, ProcessId, ProcessTable, ReadAheadControl } from '../../handlers/types.js';
+import type { FuseConnection, MountLook, MountState, MountTable, ProbeResult, ProcessId, ProcessTable, ReadAheadControl } from '../../handlers/types.js';
 
 export class FakeMountTable implements MountTable {
   readonly mounted = new Set<string>();
@@ -65,6 +65,12 @@ export class FakeMountTable implements MountTable {
   /** Probes of a mount still waiting for an answer. */
   heldProbeCount(mountpoint: string): number {
     return this.held.filter((h) => h.mountpoint === mountpoint).length;
+  }
+
+  async look(path: string, server?: ProcessId): Promise<MountLook> {
+    const state = await this.state(path, server);
+    const device = await this.deviceOf(path);
+    return device === undefined ? { state } : { state, device };
   }
 
   async probe(path: string, timeoutMs: number): Promise<ProbeResult> {

@@ -2,7 +2,7 @@
 // files the operator placed (keys, known_hosts) are read from the host, and everything the plugin would write or
 // remove (mountpoints, key files, ssh logs) happens in memory only. Unit tests use it alone, and may place files,
 // directories and symlinks themselves.
-import type { FileInfo, HostFs } from '../../handlers/types.js';
+import type { FileInfo, FileVersion, HostFs } from '../../handlers/types.js';
 
 export class MemoryFs implements HostFs {
   readonly dirs = new Set<string>();
@@ -44,6 +44,12 @@ export class MemoryFs implements HostFs {
   async exists(path: string) {
     if (this.dirs.has(path) || this.files.has(path)) return true;
     return (await this.underneath(path)?.exists(path)) ?? false;
+  }
+  /** The content itself is the version here: it changes exactly when the content does (tests set files directly). */
+  async fileVersion(path: string): Promise<FileVersion | undefined> {
+    const file = this.files.get(path);
+    if (file !== undefined) return { size: Buffer.byteLength(file.content), version: `memory:${file.content}` };
+    return this.underneath(path)?.fileVersion(path);
   }
   async fileInfo(path: string): Promise<FileInfo | undefined> {
     const realPath = this.links.get(path) ?? path;

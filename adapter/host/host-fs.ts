@@ -64,6 +64,16 @@ export function createHostFs(): HostFs {
         return false;
       }
     },
+    async fileVersion(path) {
+      try {
+        // Nanosecond times, and the inode: a log rewritten (a new file renamed over it) or appended to gets a new one.
+        const s = await stat(path, { bigint: true });
+        return { size: Number(s.size), version: `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}` };
+      } catch (error) {
+        if (code(error) === 'ENOENT') return undefined;
+        throw error;
+      }
+    },
     async fileInfo(path) {
       try {
         const realPath = await realpath(path);

@@ -66,6 +66,13 @@ export interface ProcMountTableParts {
 
 export function createProcMountTable({ alive, probe, usersOf, procDir = '/proc', sysDir = '/sys' }: ProcMountTableParts): MountTable {
   const entries = () => readMountInfo(procDir);
+  const stateOf = async (entry: MountEntry | undefined, server: ProcessId | undefined): Promise<MountState> => {
+    if (entry === undefined) return 'absent';
+    if (entry.fsType !== 'fuse.sshfs' || server === undefined) return 'mounted';
+    // The FUSE server of this mount is the sshfs the plugin started for it: when that process is gone, the kernel
+    // has aborted the connection (the device closed with it), and every access fails.
+    return (await alive(server)) ? 'mounted' : 'stale';
+  };
   /** The fusectl directory of the FUSE mount at path, if path is one. */
   const connectionDirOf = (path: string): string | undefined => {
     const entry = entries().find((e) => e.mountPoint === path);
@@ -79,12 +86,11 @@ export function createProcMountTable({ alive, probe, usersOf, procDir = '/proc',
       return entries().find((e) => e.mountPoint === path)?.device;
     },
     async state(path, server): Promise<MountState> {
+      return stateOf(entries().find((e) => e.mountPoint === path), server);
+    },
+    async look(path, server) {
       const entry = entries().find((e) => e.mountPoint === path);
-      if (entry === undefined) return 'absent';
-      if (entry.fsType !== 'fuse.sshfs' || server === undefined) return 'mounted';
-      // The FUSE server of this mount is the sshfs the plugin started for it: when that process is gone, the kernel
-      // has aborted the connection (the device closed with it), and every access fails.
-      return (await alive(server)) ? 'mounted' : 'stale';
+      return entry === undefined ? { state: 'absent' } : { state: await stateOf(entry, server), device: entry.device };
     },
     probe,
     async abort(path) {

@@ -84,6 +84,8 @@ function readLink(file: string): string | undefined {
 
 export function createProcessTable(runner: CommandRunner, procDir = '/proc'): ProcessTable {
   const stat = (pid: number): ProcStat | undefined => {
+    // Most pids the near-pid look tries are free: a failed read costs an exception, ten times an existsSync.
+    if (!existsSync(`${procDir}/${pid}/stat`)) return undefined;
     try {
       return parseStat(readFileSync(`${procDir}/${pid}/stat`, 'utf8'));
     } catch {

@@ -22,9 +22,9 @@ export function createReadAhead(procDir = '/proc', sysDir = '/sys'): ReadAheadCo
       const now = readFileSync(file, 'utf8').trim();
       if (now !== String(kb)) throw new Error(`the kernel kept read_ahead_kb at ${now}`);
     },
-    async get(path) {
+    async get(path, device) {
       try {
-        const text = readFileSync(await readAheadFile(path), 'utf8').trim();
+        const text = readFileSync(await readAheadFile(path, device), 'utf8').trim();
         return /^[0-9]+$/.test(text) ? Number(text) : undefined;
       } catch {
         return undefined; // not mounted, or no /sys

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat, writeFile, mkdir } from 'node:fs/promises';
+import { appendFile, mkdtemp, readdir, readFile, rm, stat, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -84,6 +84,9 @@ describe('read-ahead through /sys', () => {
     expect(await table.get(mp)).toBe(1024);
     expect(await table.get('/')).toBe(128);
     expect(await table.get('/mnt/volumes/other')).toBeUndefined();
+    // The device a caller has just seen is used as given: no second look at the mount table.
+    expect(await table.get(mp, '0:21')).toBe(128);
+    expect(await table.get(mp, '0:99')).toBeUndefined();
     await expect(table.set('/mnt/volumes/other', 1024)).rejects.toThrow(/not mounted/);
     // A mount whose bdi entry does not exist: nothing is created.
     await writeFile(join(proc, 'self', 'mountinfo'), `99 22 0:51 / ${mp} rw - fuse.sshfs u@h:/p rw\n`);
@@ -221,12 +224,15 @@ describe('mount state from /proc', () => {
     expect(await table.state('/mnt/volumes/v', server)).toBe('mounted');
     expect(await table.state('/mnt/volumes/v')).toBe('mounted'); // mounted by an older version: no sshfs on record
     expect(await table.state('/mnt/volumes/other', server)).toBe('absent');
+    expect(await table.look('/mnt/volumes/v', server)).toEqual({ state: 'mounted', device: '0:50' });
+    expect(await table.look('/mnt/volumes/other', server)).toEqual({ state: 'absent' });
     // A process named sshfs with our mountpoint in its arguments (a container's) changes nothing.
     await mkdir(join(proc, '41'));
     await writeFile(join(proc, '41', 'stat'), '41 (sshfs) S 1 41 41 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 999 0 0');
     await writeFile(join(proc, '41', 'cmdline'), 'sshfs\0u@h:/p\0/mnt/volumes/v\0');
     await rm(join(proc, '40'), { recursive: true });
     expect(await table.state('/mnt/volumes/v', server)).toBe('stale');
+    expect(await table.look('/mnt/volumes/v', server)).toEqual({ state: 'stale', device: '0:50' });
   });
 
   it('aborts a FUSE connection through fusectl when it is there, and says so when not', async () => {
@@ -406,6 +412,25 @@ describe('host fs', () => {
     await fs.ensureDir(join(dir, 'empty'));
     expect(await fs.removeEmptyDir(join(dir, 'empty'))).toBe('removed');
     expect(await fs.fileInfo(join(dir, 'empty'))).toBeUndefined();
+  });
+
+  it('gives a file a new version when it is appended to or replaced, even by content of the same size', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sshfs-fs-'));
+    const fs = createHostFs();
+    const log = join(dir, 'v.ssh.log');
+    expect(await fs.fileVersion(log)).toBeUndefined();
+    await writeFile(log, 'one\n');
+    const first = await fs.fileVersion(log);
+    expect(first).toMatchObject({ size: 4 });
+    expect(await fs.fileVersion(log)).toEqual(first); // nothing changed: the same version
+    await appendFile(log, 'two\n');
+    const appended = await fs.fileVersion(log);
+    expect(appended).toMatchObject({ size: 8 });
+    expect(appended?.version).not.toBe(first?.version);
+    await fs.writeSecretFile(log, 'six\nten\n', { durable: false }); // a new file renamed over it, same size
+    const replaced = await fs.fileVersion(log);
+    expect(replaced).toMatchObject({ size: 8 });
+    expect(replaced?.version).not.toBe(appended?.version);
   });
 });
 

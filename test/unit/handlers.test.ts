@@ -625,6 +625,35 @@ describe('Get, List, Path, Capabilities, Activate', () => {
     expect(await status(undefined)).not.toHaveProperty('connection');
   });
 
+  it("Get reads ssh's log again whenever it changed, and only then (what it keeps is never stale)", async () => {
+    const deps = await created();
+    await mount({ Name: 'vol1', ID: 'a' }, deps);
+    const reads: string[] = [];
+    const readText = deps.fs.readText.bind(deps.fs);
+    deps.fs.readText = async (file, maxBytes) => {
+      reads.push(file);
+      return readText(file, maxBytes);
+    };
+    const said = async () => (await get({ Name: 'vol1' }, deps)).Volume?.Status?.lastSshMessage;
+    expect(await said()).toBeUndefined();
+    expect(reads).toEqual([]); // an empty log says nothing: not even opened
+    deps.fs.files.set(LOG, { content: 'Connection closed by 10.0.0.1 port 22\n', mode: 0o600 });
+    expect(await said()).toBe('Connection closed by 10.0.0.1 port 22');
+    expect(await said()).toBe('Connection closed by 10.0.0.1 port 22');
+    expect(reads).toEqual([LOG]); // unchanged: answered from memory
+    // ssh appends after a reconnect: read again at once.
+    deps.fs.files.set(LOG, { content: 'Connection closed by 10.0.0.1 port 22\nTimeout, server files.example.com not responding.\n', mode: 0o600 });
+    expect(await said()).toBe('Timeout, server files.example.com not responding.');
+    // Rewritten with a message of the same length: still read again.
+    deps.fs.files.set(LOG, { content: 'Timeout, server files.example.org not responding.\n', mode: 0o600 });
+    expect(await said()).toBe('Timeout, server files.example.org not responding.');
+    expect(reads).toHaveLength(3);
+    // Emptied (a new Mount rewrites it) or gone: nothing said, nothing kept.
+    deps.fs.files.set(LOG, { content: '', mode: 0o600 });
+    expect(await said()).toBeUndefined();
+    expect(deps.memory.sshLogMessages.size).toBe(0);
+  });
+
   it('Get of an unknown volume says no such volume, and logs it as routine, not as an error', async () => {
     // dockerd asks Get before every Create: an error line here would come with every docker volume create.
     const deps = makeDeps();
