@@ -60,10 +60,6 @@ const READ_SYSCALL: Partial<Record<string, number>> = { x64: 0, arm64: 63 };
 /** `ssh -O check` answers "Master running (pid=N)". */
 const MASTER_PID = /Master running \(pid=([0-9]+)\)/;
 
-/**
- * Reads are synchronous: a /proc/<pid>/stat of one known process is a small read that takes no lock a stalled mount
- * can hold, and a thread-pool round trip costs more than the read.
- */
 const idKey = (p: ProcessId) => `${p.pid}:${p.startTicks}`;
 
 function readText(file: string): string | undefined {
@@ -82,6 +78,10 @@ function readLink(file: string): string | undefined {
   }
 }
 
+/**
+ * Reads are synchronous: a /proc/<pid>/stat of one known process is a small read that takes no lock a stalled mount
+ * can hold, and a thread-pool round trip costs more than the read.
+ */
 export function createProcessTable(runner: CommandRunner, procDir = '/proc'): ProcessTable {
   const stat = (pid: number): ProcStat | undefined => {
     // Most pids the near-pid look tries are free: a failed read costs an exception, ten times an existsSync.
