@@ -390,10 +390,7 @@ export function detachReleased(record: VolumeRecord, server: ProcessId | undefin
 
 /** Waits (bounded) for every detach in progress: a stopping plugin lets them finish rather than cut fusermount3 off. */
 export async function detachesSettled(deps: Deps, waitMs: number): Promise<number> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const all = Promise.all(deps.memory.detaching.values()).then(() => undefined);
-  await Promise.race([all, new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))]);
-  clearTimeout(timer);
+  await waitAtMost(Promise.all(deps.memory.detaching.values()), waitMs);
   return deps.memory.detaching.size;
 }
 
@@ -403,9 +400,13 @@ const DETACH_WAIT_MS = 2_000;
 /** Waits (bounded) for the volume's detach in progress, if any, so a Get right after an Unmount sees it done. */
 export async function detachSettled(name: string, deps: Deps, waitMs = DETACH_WAIT_MS): Promise<void> {
   const detaching = deps.memory.detaching.get(name);
-  if (detaching === undefined) return;
+  if (detaching !== undefined) await waitAtMost(detaching, waitMs);
+}
+
+/** Waits for `work` (which never rejects), but no longer than ms; the timer is cleared either way. */
+async function waitAtMost(work: Promise<unknown>, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([detaching, new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))]);
+  await Promise.race([work, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
   clearTimeout(timer);
 }
 
