@@ -2,7 +2,7 @@
 // hono/tiny: the smallest router; a handful of fixed POST routes needs nothing more.
 import { Hono } from 'hono/tiny';
 import { bodyLimit } from 'hono/body-limit';
-import type { Context } from 'hono';
+import type { MiddlewareHandler } from 'hono';
 import { ENDPOINTS } from './routes.js';
 import type { Deps } from '../../handlers/types.js';
 
@@ -22,36 +22,21 @@ function parseBody(text: string): { ok: true; value: unknown } | { ok: false } {
   }
 }
 
-/** A request header, from Node's own request when @hono/node-server serves (its env holds it), else from hono's. */
-function headerOf(c: Context, name: 'content-length' | 'transfer-encoding'): string | undefined {
-  // Node's headers are a plain object already parsed: hono's header() would first build a web Headers from them.
-  const incoming = (c.env as { incoming?: { headers?: Record<string, string | string[] | undefined> } } | undefined)?.incoming;
-  if (incoming?.headers === undefined) return c.req.header(name);
-  const value = incoming.headers[name];
-  return Array.isArray(value) ? value.join(', ') : value;
-}
-
 /**
- * Runs a route within MAX_BODY_BYTES. A declared Content-Length (dockerd always sends one) is checked from the header
+ * Refuses bodies over MAX_BODY_BYTES. A declared Content-Length (dockerd always sends one) is checked from the header
  * alone: hono's bodyLimit would first read `c.req.raw.body`, which turns @hono/node-server's lightweight request into
- * a full web Request and stream, on every call. Bodies of unknown length still go through bodyLimit. Called by each
- * route rather than used as a middleware: hono dispatches a route with a single handler without its middleware chain.
+ * a full web Request and stream, on every call. Bodies of unknown length still go through bodyLimit.
  */
-function withinBodyLimit(): (c: Context, run: () => Promise<Response>) => Promise<Response> {
+function limitBody(): MiddlewareHandler {
   const tooLarge = () => reply({ Err: `request body is larger than ${MAX_BODY_BYTES} bytes` }, 413);
   const streamed = bodyLimit({ maxSize: MAX_BODY_BYTES, onError: tooLarge });
-  return async (c, run) => {
-    const length = headerOf(c, 'content-length');
-    if (length !== undefined && headerOf(c, 'transfer-encoding') === undefined && /^[0-9]+$/.test(length)) {
-      return Number(length) > MAX_BODY_BYTES ? tooLarge() : run();
+  return async (c, next) => {
+    const length = c.req.header('content-length');
+    if (length !== undefined && c.req.header('transfer-encoding') === undefined && /^[0-9]+$/.test(length)) {
+      if (Number(length) > MAX_BODY_BYTES) return tooLarge();
+      return next();
     }
-    let answer: Response | undefined;
-    const refused = await streamed(c, async () => {
-      answer = await run();
-    });
-    if (refused instanceof Response) return refused;
-    if (answer === undefined) throw new Error('the body limit neither refused the request nor ran it');
-    return answer;
+    return streamed(c, next);
   };
 }
 
@@ -98,13 +83,12 @@ export interface AppOptions {
 
 export function createApp(deps: Deps, { debug = false }: AppOptions = {}): Hono {
   const app = new Hono();
-  const limited = withinBodyLimit();
+  app.use('*', limitBody());
   for (const [route, handler] of Object.entries(ENDPOINTS)) {
-    const needsBody = NEEDS_BODY.has(route);
-    const answer = async (c: Context): Promise<Response> => {
+    app.post(route, async (c) => {
       const started = performance.now();
       const text = await c.req.text();
-      if (needsBody && text.trim() === '') return answerRetryWithoutBody(route, c.env, deps);
+      if (text.trim() === '' && NEEDS_BODY.has(route)) return answerRetryWithoutBody(route, c.env, deps);
       const parsed = parseBody(text);
       if (!parsed.ok) {
         deps.log.error(`${route}: request body is not valid JSON`);
@@ -117,8 +101,7 @@ export function createApp(deps: Deps, { debug = false }: AppOptions = {}): Hono 
         deps.log.debug(`${route} ${describeRequest(parsed.value)} -> ${err === '' ? 'ok' : `Err: ${err}`} (${(performance.now() - started).toFixed(1)} ms)`);
       }
       return reply(result, err === '' ? 200 : 500);
-    };
-    app.post(route, (c) => limited(c, () => answer(c)));
+    });
   }
   app.notFound((c) => reply({ Err: `unknown endpoint ${c.req.method} ${c.req.path}` }, 404));
   app.onError((error) => {
