@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, expect, it } from 'vitest';
 import { docker, listProcesses, listVolumes, loadEnv, makeRemoteSubdir, sleep, sshProcessesMentioning, waitFor } from '../e2e/harness.js';
 import { abortSshfsOf, startTestSshd, type TestSshd } from './hostile-servers.js';
-import { call, createVolume, keyOpts, measured, removeContainers, secondsSince, startContainer, statusOver, uniq, useFaultPlugin } from './lib.js';
+import { call, createVolume, type FaultRow, keyOpts, measured, removeContainers, secondsSince, startContainer, statusOver, uniq, useFaultPlugin } from './lib.js';
 
 const env = loadEnv();
 const MOUNT_TIMEOUT_S = 4;
@@ -66,6 +66,40 @@ async function stuckOn(remote: string): Promise<string[]> {
   return stuck;
 }
 
+/** stuckOn, once the processes a released mount freed have had up to 10 s to leave the kernel. */
+async function stuckAfterRelease(remote: string): Promise<string[]> {
+  await waitFor('no process left waiting on the mount', async () => (await stuckOn(remote)).length === 0, 10_000).catch(() => undefined);
+  return stuckOn(remote);
+}
+
+/** Stalls the server, then reads through the holder's mount a file no cache holds: how the read ended, and when. */
+async function readAfterStall(holder: string, row: FaultRow): Promise<{ read: Awaited<ReturnType<typeof docker>>; seconds: number }> {
+  sshd.stallNow();
+  await sleep(300); // stall-sftp.mjs looks for stall-now every 100 ms
+  const t0 = performance.now();
+  const read = await docker(['exec', holder, 'cat', '/data/new'], { timeoutMs: DOCKER_BOUND_MS });
+  const seconds = secondsSince(t0);
+  row.figures['reader blocked, then got (s)'] = `${seconds}: exit ${read.exitCode} ${read.stderr.trim().slice(0, 80)}`;
+  return { read, seconds };
+}
+
+/**
+ * After the stall watch's abort: the holder removed with `docker rm -f` (then `released`, for what else the test holds
+ * on the mount), no process left waiting on the mount, and the volume removable.
+ */
+async function removeAfterAbort(holder: string, remote: string, vol: string, row: FaultRow, released = async () => undefined): Promise<void> {
+  const t1 = performance.now();
+  const rmf = await docker(['rm', '-f', holder], { timeoutMs: DOCKER_BOUND_MS });
+  row.figures['docker rm -f (s)'] = secondsSince(t1);
+  expect(rmf.exitCode, rmf.stderr).toBe(0);
+  res.containers.delete(holder);
+  await released();
+  expect(await stuckAfterRelease(remote)).toEqual([]);
+  const rm = await docker(['volume', 'rm', vol], { timeoutMs: DOCKER_BOUND_MS });
+  expect(rm.exitCode, rm.stderr).toBe(0);
+  res.volumes.delete(vol);
+}
+
 const sshfsOf = async (vol: string) => (await sshProcessesMentioning(path.join(plugin.stateDir, 'logs', `${vol}.ssh.log`))).length;
 
 it('fails docker run on a server whose SFTP stalls at the Mount within the mount timeout, with the reason, and leaves nothing waiting', async () => {
@@ -83,8 +117,7 @@ it('fails docker run on a server whose SFTP stalls at the Mount within the mount
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toMatch(/the server accepted the login but its SFTP server does not answer/);
     expect(seconds).toBeLessThan(MOUNT_TIMEOUT_S + 20);
-    await waitFor('no process left waiting on the mount', async () => (await stuckOn(remote)).length === 0, 10_000).catch(() => undefined);
-    const stuck = await stuckOn(remote);
+    const stuck = await stuckAfterRelease(remote);
     row.figures['processes in D state on the mount'] = stuck.length;
     expect(stuck).toEqual([]);
     await waitFor('its sshfs and ssh to end', async () => (await sshfsOf(vol)) === 0, 10_000).catch(() => undefined);
@@ -173,12 +206,7 @@ it('aborts a mount whose server stalls while a container uses it after stall_tim
     writeFileSync(path.join(remote, 'new'), 'never read');
     const holder = await startContainer(res, vol);
     try {
-      sshd.stallNow();
-      await sleep(300); // stall-sftp.mjs looks for stall-now every 100 ms
-      const t0 = performance.now();
-      const read = await docker(['exec', holder, 'cat', '/data/new'], { timeoutMs: DOCKER_BOUND_MS });
-      const seconds = secondsSince(t0);
-      row.figures['reader blocked, then got (s)'] = `${seconds}: exit ${read.exitCode} ${read.stderr.trim().slice(0, 80)}`;
+      const { read, seconds } = await readAfterStall(holder, row);
       expect(read.exitCode, 'the read hung until the harness killed the CLI').not.toBe(-1);
       expect(read.exitCode).not.toBe(0);
       expect(seconds).toBeGreaterThanOrEqual(STALL_TIMEOUT_S - 1);
@@ -187,16 +215,7 @@ it('aborts a mount whose server stalls while a container uses it after stall_tim
       row.figures['Status.connection'] = String(status.connection).slice(0, 80);
       expect(String(status.connection)).toMatch(/^stalled: requests waited 3 s/);
       expect(status.stalledAt).toBeDefined();
-      const t1 = performance.now();
-      const rmf = await docker(['rm', '-f', holder], { timeoutMs: DOCKER_BOUND_MS });
-      row.figures['docker rm -f (s)'] = secondsSince(t1);
-      expect(rmf.exitCode, rmf.stderr).toBe(0);
-      res.containers.delete(holder);
-      await waitFor('no process left waiting on the mount', async () => (await stuckOn(remote)).length === 0, 10_000).catch(() => undefined);
-      expect(await stuckOn(remote)).toEqual([]);
-      const rm = await docker(['volume', 'rm', vol], { timeoutMs: DOCKER_BOUND_MS });
-      expect(rm.exitCode, rm.stderr).toBe(0);
-      res.volumes.delete(vol);
+      await removeAfterAbort(holder, remote, vol, row);
       row.passed += 1;
     } finally {
       sshd.unstall();
@@ -240,12 +259,7 @@ it('aborts a stalled mount after stall_timeout even while something touches it e
     expect(ls.stdout.split('\n')).toContain('new');
     const touch = touchEverySecond(path.join(plugin.mountRoot, vol));
     try {
-      sshd.stallNow();
-      await sleep(300); // stall-sftp.mjs looks for stall-now every 100 ms
-      const t0 = performance.now();
-      const read = await docker(['exec', holder, 'cat', '/data/new'], { timeoutMs: DOCKER_BOUND_MS });
-      const seconds = secondsSince(t0);
-      row.figures['reader blocked, then got (s)'] = `${seconds}: exit ${read.exitCode} ${read.stderr.trim().slice(0, 80)}`;
+      const { read, seconds } = await readAfterStall(holder, row);
       row.figures['stat processes started meanwhile'] = touch.started();
       // A CLI the harness had to kill may still exit 0: its note in stderr tells.
       expect(read.stderr, 'the read hung until the harness killed the CLI: the touches kept the mount from being aborted').not.toMatch(/\[harness\].*timed out/);
@@ -256,15 +270,9 @@ it('aborts a stalled mount after stall_timeout even while something touches it e
       const status = await statusOver(plugin, vol);
       row.figures['Status.connection'] = String(status.connection).slice(0, 80);
       expect(String(status.connection)).toMatch(/^stalled: requests waited 3 s/);
-      const rmf = await docker(['rm', '-f', holder], { timeoutMs: DOCKER_BOUND_MS });
-      expect(rmf.exitCode, rmf.stderr).toBe(0);
-      res.containers.delete(holder);
-      expect(await touch.stop(), 'stat processes still waiting on the mount').toBe(0);
-      await waitFor('no process left waiting on the mount', async () => (await stuckOn(remote)).length === 0, 10_000).catch(() => undefined);
-      expect(await stuckOn(remote)).toEqual([]);
-      const rm = await docker(['volume', 'rm', vol], { timeoutMs: DOCKER_BOUND_MS });
-      expect(rm.exitCode, rm.stderr).toBe(0);
-      res.volumes.delete(vol);
+      await removeAfterAbort(holder, remote, vol, row, async () => {
+        expect(await touch.stop(), 'stat processes still waiting on the mount').toBe(0);
+      });
       row.passed += 1;
     } finally {
       await touch.stop();
